@@ -1,0 +1,140 @@
+//! Request and response bodies of the `/v1` JSON API, shared by the server
+//! and the clients so that both sides agree by construction.
+
+use crate::ops::{Op, OpResult};
+use crate::roles::Role;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Answer to login and refresh. The refresh token is single-use: each
+/// refresh answers a new one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// One line of the plan list: enough for a phone's "my plans" screen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub id: String,
+    pub title: String,
+    pub phase: String,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+    /// The caller's role on this plan (`supervisor` for node supervisors).
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanList {
+    pub plans: Vec<PlanSummary>,
+    /// Cursor for the next page, if there is one.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlanRequest {
+    pub title: String,
+    #[serde(default)]
+    pub enrolled_on: Option<String>,
+}
+
+/// A plan at one version: `version` is the document's heads (hex change
+/// hashes); send it back as `base_version` with the next edit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanDocument {
+    pub id: String,
+    pub version: Vec<String>,
+    pub plan: Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsRequest {
+    /// The version the client last saw; absent means the current one.
+    #[serde(default)]
+    pub base_version: Option<Vec<String>>,
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpsResponse {
+    pub id: String,
+    pub version: Vec<String>,
+    pub plan: Json,
+    /// One entry per op, in order; `add` answers the new item's id.
+    pub results: Vec<OpResult>,
+}
+
+/// One change in a plan's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub hash: String,
+    /// Username of who made it, when the actor is bound to a user.
+    pub user: Option<String>,
+    pub actor: String,
+    /// Seconds since the Unix epoch, as the author's device recorded it.
+    pub time: i64,
+    /// What changed, e.g. `replace /needs/*/status`.
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct History {
+    pub id: String,
+    pub changes: Vec<HistoryEntry>,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub plan: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub remote: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next: Option<String>,
+}
+
+/// RFC 9457 problem details, the body of every error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// For a refused op: its index in the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_index: Option<usize>,
+}

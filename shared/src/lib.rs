@@ -1,0 +1,11 @@
+//! The vocabulary every wrapsync side speaks: the plan schema, plan
+//! operations and validation, roles, and the JSON API's types. No I/O: the
+//! server, the clients and the tests all build on this crate.
+
+pub mod api;
+pub mod ops;
+pub mod plan;
+pub mod roles;
+pub mod schema;
+
+pub use automerge;

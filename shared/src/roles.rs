@@ -1,0 +1,200 @@
+//! Who may read and change which parts of a plan: the role table the README
+//! documents, kept as data so the README, the server and the tests agree.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A person's role, on a family team (`facilitator` … `natural_support`) or on
+/// the node (`supervisor`, who oversees every plan of the node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Facilitator,
+    FamilyAdvocate,
+    Caregiver,
+    Youth,
+    Provider,
+    NaturalSupport,
+    Supervisor,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Facilitator,
+        Role::FamilyAdvocate,
+        Role::Caregiver,
+        Role::Youth,
+        Role::Provider,
+        Role::NaturalSupport,
+        Role::Supervisor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Facilitator => "facilitator",
+            Role::FamilyAdvocate => "family_advocate",
+            Role::Caregiver => "caregiver",
+            Role::Youth => "youth",
+            Role::Provider => "provider",
+            Role::NaturalSupport => "natural_support",
+            Role::Supervisor => "supervisor",
+        }
+    }
+
+    /// Who may start a new plan.
+    pub fn may_create_plans(self) -> bool {
+        matches!(self, Role::Facilitator | Role::Supervisor)
+    }
+
+    /// Sections hidden from this role when it reads a plan.
+    pub fn hidden_sections(self) -> &'static [&'static str] {
+        match self {
+            // Natural supports (a grandmother, a coach) see the plan they help
+            // carry out, not clinical ratings, status reports or legal consents.
+            Role::NaturalSupport => &["cans", "status", "consents"],
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}`"))
+    }
+}
+
+use Role::*;
+
+/// Write rights, most specific pattern first; `*` is an item id. The first
+/// rule whose pattern is a prefix of the written path decides. Supervisors may
+/// write everything and are not listed.
+pub const WRITE_RULES: &[(&str, &[Role])] = &[
+    // Approving flexible funds is a supervisor's call.
+    ("/strategies/*/flex/status", &[]),
+    ("/strategies/*/flex/approved_by", &[]),
+    // Anyone may mark the action steps they are responsible for done (see
+    // `OWN_STEP_FIELDS`); facilitators and advocates keep every step current.
+    ("/strategies", &[Facilitator, FamilyAdvocate]),
+    (
+        "/outcomes/*/progress",
+        &[Facilitator, FamilyAdvocate, Caregiver, Youth, Provider],
+    ),
+    ("/outcomes", &[Facilitator, FamilyAdvocate]),
+    (
+        "/strengths",
+        &[
+            Facilitator,
+            FamilyAdvocate,
+            Caregiver,
+            Youth,
+            Provider,
+            NaturalSupport,
+        ],
+    ),
+    ("/vision", &[Facilitator, FamilyAdvocate, Caregiver, Youth]),
+    ("/mission", &[Facilitator, FamilyAdvocate]),
+    ("/needs", &[Facilitator, FamilyAdvocate]),
+    ("/crisis_plan", &[Facilitator, FamilyAdvocate]),
+    ("/meetings", &[Facilitator, FamilyAdvocate]),
+    ("/transition", &[Facilitator, FamilyAdvocate]),
+    ("/cans", &[Facilitator, Provider]),
+    ("/status", &[Facilitator, FamilyAdvocate, Provider]),
+    ("/consents", &[Facilitator, Caregiver]),
+    ("/team", &[Facilitator]),
+    ("/enrollment", &[Facilitator]),
+    ("/youth", &[Facilitator]),
+    ("/title", &[Facilitator]),
+];
+
+/// Fields of an action step that the member responsible for it may set,
+/// whatever their role.
+pub const OWN_STEP_FIELDS: &[&str] = &["done_on", "status"];
+
+/// May `role` write the field or collection at `pattern` (ids as `*`)?
+/// `own_step` is true when the path is an action step the caller is
+/// responsible for.
+pub fn may_write(role: Role, pattern: &str, own_step: bool) -> bool {
+    if role == Supervisor {
+        return true;
+    }
+    if own_step {
+        if let Some(field) = pattern.strip_prefix("/strategies/*/steps/*/") {
+            if OWN_STEP_FIELDS.contains(&field) {
+                return true;
+            }
+        }
+    }
+    WRITE_RULES
+        .iter()
+        .find(|(prefix, _)| pattern == *prefix || pattern.starts_with(&format!("{prefix}/")))
+        .is_some_and(|(_, roles)| roles.contains(&role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_facilitators_and_supervisors_edit_the_roster() {
+        for role in Role::ALL {
+            let expected = matches!(role, Facilitator | Supervisor);
+            assert_eq!(may_write(role, "/team", false), expected, "{role}");
+            assert_eq!(may_write(role, "/team/*/role", false), expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn a_caregiver_marks_their_own_step_done_but_not_another() {
+        let done = "/strategies/*/steps/*/done_on";
+        assert!(may_write(Caregiver, done, true));
+        assert!(!may_write(Caregiver, done, false));
+        assert!(!may_write(
+            Caregiver,
+            "/strategies/*/steps/*/description",
+            true
+        ));
+        assert!(may_write(Facilitator, done, false));
+    }
+
+    #[test]
+    fn flexible_funds_are_approved_by_supervisors_only() {
+        assert!(!may_write(Facilitator, "/strategies/*/flex/status", false));
+        assert!(may_write(
+            Facilitator,
+            "/strategies/*/flex/amount_cents",
+            false
+        ));
+        assert!(may_write(Supervisor, "/strategies/*/flex/status", false));
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        // `/status` (snapshots) must not match `/statusx`, nor `/strategies`
+        // match `/strategiesx`.
+        assert!(!may_write(Provider, "/statusx", false));
+        assert!(may_write(Provider, "/status/*/living", false));
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_spelling() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(
+                serde_json::to_string(&role).ok(),
+                Some(format!("\"{}\"", role.as_str()))
+            );
+        }
+        assert!("admin".parse::<Role>().is_err());
+    }
+}
