@@ -1,1 +1,14 @@
+//! wrapsync: a federated sync server for children's behavioral-health
+//! family team plans. This crate is the county node (and later the state
+//! hub): storage, plan service, JSON API.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod plans;
+pub mod store;
+pub mod users;

@@ -1,0 +1,9 @@
+DROP TRIGGER audit_log_no_delete;
+DROP TRIGGER audit_log_no_update;
+DROP TABLE audit_log;
+DROP TABLE actors;
+DROP TABLE plan_members;
+DROP TABLE plan_chunks;
+DROP TABLE plans;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,68 @@
+//! `/v1/audit`: the audit trail, for supervisors.
+
+use super::extract::AuthUser;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::plans::audit_record;
+use crate::store::audit::{query_audit, AuditFilter};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use wrapsync_shared::api::AuditPage;
+use wrapsync_shared::roles::Role;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    plan: Option<String>,
+    user: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<i64>,
+}
+
+pub async fn list(
+    app: web::Data<App>,
+    user: AuthUser,
+    params: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    if user.actor.role != Role::Supervisor {
+        app.plans.audit(audit_record(
+            &user.actor,
+            None,
+            "audit.read",
+            "denied",
+            None,
+            &user.meta,
+        ));
+        return Err(ApiError::Forbidden(
+            "the audit trail is for supervisors".into(),
+        ));
+    }
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidRequest("limit must be 1 to 1000".into()));
+    }
+    let params = params.into_inner();
+    let filter = AuditFilter {
+        plan_id: params.plan.clone(),
+        username: params.user.clone(),
+        before: params.cursor,
+        limit: limit + 1,
+    };
+    let mut entries = app.blocking(move |conn| query_audit(conn, &filter)).await?;
+    let next = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
+    let detail = format!("plan={:?} user={:?}", params.plan, params.user);
+    app.plans.audit(audit_record(
+        &user.actor,
+        None,
+        "audit.read",
+        "ok",
+        Some(detail),
+        &user.meta,
+    ));
+    Ok(HttpResponse::Ok().json(AuditPage { entries, next }))
+}

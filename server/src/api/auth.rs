@@ -1,0 +1,148 @@
+//! `/v1/auth`: login and refresh-token rotation.
+
+use super::extract::{request_meta, JsonBody};
+use crate::app::App;
+use crate::auth::passwords::{dummy_hash, verify_password};
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::store::audit::AuditRecord;
+use crate::store::users::{insert_session, rotate_refresh, user_by_id, user_by_name, Session};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use wrapsync_shared::api::{LoginRequest, RefreshRequest, TokenResponse};
+use wrapsync_shared::roles::Role;
+
+pub async fn login(
+    app: web::Data<App>,
+    req: HttpRequest,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = request_meta(&req);
+    let username = body.username.clone();
+    let refresh = new_refresh_token();
+    let refresh_hash = hash_token(&refresh);
+    let ttl_ms = app.config.refresh_token_ttl_secs as i64 * 1000;
+    let found = app
+        .blocking(move |conn| {
+            let user = user_by_name(conn, &body.username)?.filter(|u| !u.disabled);
+            let hash = user
+                .as_ref()
+                .map_or(dummy_hash(), |u| u.password_hash.as_str());
+            let ok = verify_password(&body.password, hash);
+            let Some(user) = user.filter(|_| ok) else {
+                return Ok(None);
+            };
+            let now = now_ms();
+            let session = Session {
+                id: ulid::Ulid::new().to_string(),
+                user_id: user.id.clone(),
+                refresh_hash,
+                created_at: now,
+                expires_at: now + ttl_ms,
+                revoked: false,
+            };
+            insert_session(conn, &session)?;
+            Ok(Some((user, session.id)))
+        })
+        .await?;
+    let outcome = if found.is_some() { "ok" } else { "denied" };
+    app.plans.audit(AuditRecord {
+        at: now_ms(),
+        user_id: found.as_ref().map(|(u, _)| u.id.clone()),
+        username: Some(username),
+        role: found.as_ref().map(|(u, _)| u.role.clone()),
+        plan_id: None,
+        action: "auth.login".into(),
+        outcome: outcome.into(),
+        detail: None,
+        remote: meta.remote,
+        request_id: meta.request_id,
+    });
+    let (user, session_id) = found.ok_or(ApiError::InvalidCredentials)?;
+    tokens(
+        &app,
+        &user.id,
+        &user.username,
+        &user.role,
+        &session_id,
+        refresh,
+    )
+}
+
+pub async fn refresh(
+    app: web::Data<App>,
+    req: HttpRequest,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = request_meta(&req);
+    let old_hash = hash_token(&body.refresh_token);
+    let refresh = new_refresh_token();
+    let new_hash = hash_token(&refresh);
+    let found = app
+        .blocking(move |conn| {
+            let Some((session_id, user_id)) = rotate_refresh(conn, &old_hash, &new_hash, now_ms())?
+            else {
+                return Ok(None);
+            };
+            Ok(user_by_id(conn, &user_id)?
+                .filter(|u| !u.disabled)
+                .map(|u| (u, session_id)))
+        })
+        .await?;
+    app.plans.audit(AuditRecord {
+        at: now_ms(),
+        user_id: found.as_ref().map(|(u, _)| u.id.clone()),
+        username: found.as_ref().map(|(u, _)| u.username.clone()),
+        role: found.as_ref().map(|(u, _)| u.role.clone()),
+        plan_id: None,
+        action: "auth.refresh".into(),
+        outcome: if found.is_some() { "ok" } else { "denied" }.into(),
+        detail: None,
+        remote: meta.remote,
+        request_id: meta.request_id,
+    });
+    let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
+    tokens(
+        &app,
+        &user.id,
+        &user.username,
+        &user.role,
+        &session_id,
+        refresh,
+    )
+}
+
+fn tokens(
+    app: &App,
+    user_id: &str,
+    username: &str,
+    role: &str,
+    session_id: &str,
+    refresh_token: String,
+) -> Result<HttpResponse, ApiError> {
+    let role: Role = role.parse().map_err(ApiError::Internal)?;
+    let access_token = app
+        .tokens
+        .issue(user_id, username, role, session_id)
+        .map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TokenResponse {
+            access_token,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: app.tokens.ttl_secs(),
+        }))
+}
+
+/// 256 random bits, URL-safe.
+fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Refresh tokens are stored hashed: a copy of the database cannot log in.
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,162 @@
+//! Extractors that every handler relies on: the authenticated caller, and
+//! JSON bodies read with the node's limits and clear errors.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::plans::{Actor, RequestMeta};
+use crate::store::audit::AuditRecord;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The request id given to (or made for) every request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub fn request_meta(req: &HttpRequest) -> RequestMeta {
+    RequestMeta {
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        remote: req.peer_addr().map(|a| a.ip().to_string()),
+    }
+}
+
+/// A caller whose bearer token checked out.
+pub struct AuthUser {
+    pub actor: Actor,
+    pub session_id: String,
+    pub meta: RequestMeta,
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+    let app = req
+        .app_data::<web::Data<App>>()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+    let meta = request_meta(req);
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let result = match token {
+        None => Err("a bearer token is required".to_string()),
+        Some(token) => app.tokens.verify(token.trim()),
+    };
+    match result {
+        Ok(claims) => Ok(AuthUser {
+            actor: Actor {
+                user_id: claims.sub,
+                username: claims.name,
+                role: claims.role,
+            },
+            session_id: claims.sid,
+            meta,
+        }),
+        Err(reason) => {
+            // Refusals are audited too: who tried what, from where.
+            app.plans.audit(AuditRecord {
+                at: crate::db::now_ms(),
+                user_id: None,
+                username: None,
+                role: None,
+                plan_id: req.match_info().get("id").map(str::to_string),
+                action: format!(
+                    "{} {}",
+                    req.method(),
+                    req.match_pattern().unwrap_or_default()
+                ),
+                outcome: "denied".into(),
+                detail: Some(format!("token refused: {reason}")),
+                remote: meta.remote,
+                request_id: meta.request_id,
+            });
+            Err(ApiError::Unauthorized(format!("token refused: {reason}")))
+        }
+    }
+}
+
+/// A JSON body: `Content-Type: application/json`, no `Content-Encoding`
+/// (compressed bodies could expand past any limit), at most the configured
+/// size, and parse errors told apart from shape errors.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<App>>()
+            .map(|app| app.config.max_body_bytes)
+            .unwrap_or(1024 * 1024);
+        let checked = check_headers(req, limit);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+    if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(ApiError::UnsupportedMediaType(
+                "compressed request bodies are not accepted".into(),
+            ));
+        }
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as application/json".into(),
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(())
+}
+
+/// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape
+/// is `invalid-request`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })
+}

@@ -1,0 +1,79 @@
+//! The HTTP surface. Handlers are thin: extract, authorize, call the plan
+//! service or storage, map the error (see `error.rs`).
+
+pub mod audit;
+pub mod auth;
+pub mod extract;
+pub mod plans;
+
+use crate::error::ApiError;
+use actix_web::dev::Service;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpMessage, HttpResponse};
+use extract::RequestId;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .service(
+            web::scope("/v1")
+                .route("/auth/login", web::post().to(auth::login))
+                .route("/auth/refresh", web::post().to(auth::refresh))
+                .route("/plans", web::get().to(plans::list))
+                .route("/plans", web::post().to(plans::create))
+                .route("/plans/{id}", web::get().to(plans::read))
+                .route("/plans/{id}/ops", web::post().to(plans::ops))
+                .route("/plans/{id}/history", web::get().to(plans::history))
+                .route("/audit", web::get().to(audit::list)),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
+        )
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` if it is sane),
+/// kept in the audit trail and echoed in the response.
+pub fn request_id_middleware<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| ulid::Ulid::new().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let fut = srv.call(req);
+    async move {
+        let mut res = fut.await?;
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
+        Ok(res)
+    }
+}

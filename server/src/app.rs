@@ -1,0 +1,119 @@
+//! The node as a whole: configuration, storage, keys and the plan service,
+//! built once at start and shared by every handler; and `run`, which serves
+//! a bound listener until a shutdown signal, then drains.
+
+use crate::api;
+use crate::auth::tokens::TokenKeys;
+use crate::config::Config;
+use crate::db::{self, Backend, DbConnection, Pool, StoreError};
+use crate::error::ApiError;
+use crate::plans::Plans;
+use crate::store::writer::Writer;
+use actix_web::{middleware, web, HttpServer};
+use std::net::TcpListener;
+use std::path::Path;
+
+pub struct App {
+    pub config: Config,
+    pub backend: Backend,
+    pub pool: Pool,
+    pub writer: Writer,
+    pub tokens: TokenKeys,
+    pub plans: Plans,
+}
+
+impl App {
+    /// Opens storage (migrating it), loads or makes the token secret.
+    pub fn open(config: Config) -> Result<(App, std::thread::JoinHandle<()>), StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let backend = Backend::from_url(&config.database_url());
+        let mut conn = backend.connect()?;
+        db::migrate(&mut conn)?;
+        drop(conn);
+        let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
+        let (writer, writer_thread) = Writer::start(&backend)?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => load_or_make_secret(&config.data_dir.join("jwt_secret"))?,
+        };
+        let tokens = TokenKeys::new(&secret, config.issuer(), config.access_token_ttl_secs);
+        let plans = Plans::new(
+            pool.clone(),
+            writer.clone(),
+            config.cache_plans,
+            config.compact_after_chunks,
+        );
+        Ok((
+            App {
+                config,
+                backend,
+                pool,
+                writer,
+                tokens,
+                plans,
+            },
+            writer_thread,
+        ))
+    }
+
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        Ok(db::blocking(&self.pool, f).await?)
+    }
+}
+
+/// A secret kept in a file only its owner can read, made on first start.
+fn load_or_make_secret(path: &Path) -> Result<Vec<u8>, StoreError> {
+    if let Ok(secret) = std::fs::read(path) {
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let secret = hex::encode(bytes).into_bytes();
+    write_private(path, &secret)
+        .map_err(|e| StoreError::Connection(format!("cannot write {}: {e}", path.display())))?;
+    Ok(secret)
+}
+
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// Serves `app` on `listener` until SIGINT/SIGTERM; in-flight requests
+/// finish, then queued audit records are flushed.
+pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
+    let workers = app
+        .config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let app = web::Data::new(app);
+    let data = app.clone();
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .wrap_fn(api::request_id_middleware)
+            .configure(api::routes)
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    server.await?;
+    app.writer.flush().await;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Node configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
+//! overrides, checked once at start and passed down (no process globals).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a node needs to run. Unknown keys are refused, so a typo in a
+/// config file is an error rather than a silently ignored setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Stable id of this node (a county or Community of Excellence).
+    pub node_id: String,
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the node keeps its files (default database, generated secrets).
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL, else a SQLite file path. Default:
+    /// `data_dir/node.db`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// HS256 secret for access tokens; generated and kept in `data_dir` when
+    /// absent.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl_secs: u64,
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Plans kept loaded in memory (least recently used are dropped).
+    #[serde(default = "default_cache_plans")]
+    pub cache_plans: usize,
+    /// HTTP worker threads; default: one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Incremental chunks after which a plan is compacted to one snapshot.
+    #[serde(default = "default_compact_after")]
+    pub compact_after_chunks: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_access_ttl() -> u64 {
+    900
+}
+fn default_refresh_ttl() -> u64 {
+    30 * 24 * 3600
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_cache_plans() -> usize {
+    10_000
+}
+fn default_compact_after() -> usize {
+    64
+}
+
+/// The keys that environment variables may override.
+const KEYS: &[&str] = &[
+    "node_id",
+    "listen",
+    "data_dir",
+    "database_url",
+    "jwt_secret",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "max_body_bytes",
+    "cache_plans",
+    "workers",
+    "compact_after_chunks",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies `WRAPSYNC_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if KEYS.contains(&key.as_str()) {
+                // Numbers stay numbers; anything else is a string.
+                let parsed = value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .unwrap_or(toml::Value::String(value));
+                table.insert(key, parsed);
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let id_ok = !self.node_id.is_empty()
+            && self.node_id.len() <= 64
+            && self
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            return Err(ConfigError::Invalid(
+                "node_id must be 1-64 letters, digits, - or _".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.access_token_ttl_secs == 0 || self.cache_plans == 0 {
+            return Err(ConfigError::Invalid(
+                "ttl and cache sizes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("node.db").to_string_lossy().into_owned())
+    }
+
+    /// The issuer every token of this node carries.
+    pub fn issuer(&self) -> String {
+        format!("wrapsync:{}", self.node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        file
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_unknown_keys_are_refused() {
+        let file = write("node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\nmax_body_bytes = 2048\n");
+        let env = vec![
+            ("WRAPSYNC_MAX_BODY_BYTES".to_string(), "4096".to_string()),
+            (
+                "WRAPSYNC_PASSWORD".to_string(),
+                "not a config key".to_string(),
+            ),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let config = Config::load(Some(file.path()), env.into_iter());
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.max_body_bytes, 4096);
+        assert_eq!(config.database_url(), "/tmp/x/node.db");
+
+        let file = write("node_id = \"a\"\ndata_dir = \"/tmp/x\"\nmax_bodybytes = 1\n");
+        assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
+        let file = write("node_id = \"bad id!\"\ndata_dir = \"/tmp/x\"\n");
+        assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
+    }
+}

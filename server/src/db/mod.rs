@@ -1,0 +1,176 @@
+//! The database: one connection type over SQLite (embedded default) and
+//! PostgreSQL (production), chosen by the URL, with embedded migrations.
+//!
+//! Storage code returns [`StoreError`]; it never sees HTTP.
+
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend; queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Why storage failed. Constraint violations are told apart because callers
+/// answer them differently (a taken username is not a server fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("connection: {0}")]
+    Connection(String),
+    #[error("stored plan is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the storage writer has stopped")]
+    WriterGone,
+}
+
+impl StoreError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// Which backend a URL names: `postgres://…` / `postgresql://…` or else a
+/// SQLite file path (optionally `sqlite://`-prefixed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(url.to_string())
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Backend::Sqlite(path.to_string())
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Backend::Sqlite(_))
+    }
+
+    /// Opens one connection, with SQLite set up for durability: WAL and
+    /// `synchronous=FULL`, so an acknowledged commit survives power loss.
+    pub fn connect(&self) -> Result<DbConnection, StoreError> {
+        match self {
+            Backend::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Postgresql)
+                .map_err(|e| StoreError::Connection(e.to_string())),
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(|e| StoreError::Connection(e.to_string()))?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 10000;",
+                )?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// Runs one diesel expression on whichever backend `conn` is, for the few
+/// statements (batch inserts, RETURNING) the multi-backend connection lacks.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgresql($c) => $body,
+            $crate::db::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// Runs pending migrations for the connection's backend.
+pub fn migrate(conn: &mut DbConnection) -> Result<(), StoreError> {
+    let result = match conn {
+        DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| StoreError::Connection(format!("migration failed: {e}")))
+}
+
+/// r2d2 manager that connects by [`Backend`] rather than guessing from the
+/// URL the way the derived `establish` would.
+pub struct Manager(pub Backend);
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.0.connect().map_err(|e| {
+            r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(e.to_string()))
+        })
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// A pool for reads (writes go through the single writer, see `store::writer`).
+pub fn pool(backend: &Backend, size: u32) -> Result<Pool, StoreError> {
+    r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(10))
+        .build(Manager(backend.clone()))
+        .map_err(|e| StoreError::Connection(e.to_string()))
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored, the
+/// same on both backends.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Runs synchronous diesel work on the blocking pool, never on an async
+/// worker thread.
+pub async fn blocking<T: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| StoreError::Connection(e.to_string()))?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| StoreError::Connection(format!("blocking task failed: {e}")))?
+}

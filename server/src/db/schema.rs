@@ -1,0 +1,89 @@
+//! Diesel's view of the tables, the same on SQLite and PostgreSQL (the
+//! migrations under `migrations/<backend>` keep them in step; a test checks).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        display_name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        disabled -> Bool,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        refresh_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Text,
+        title -> Text,
+        phase -> Text,
+        heads -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    plan_chunks (seq) {
+        seq -> BigInt,
+        plan_id -> Text,
+        is_snapshot -> Bool,
+        data -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    plan_members (plan_id, username) {
+        plan_id -> Text,
+        username -> Text,
+        member_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    actors (actor) {
+        actor -> Text,
+        user_id -> Text,
+        first_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        user_id -> Nullable<Text>,
+        username -> Nullable<Text>,
+        role -> Nullable<Text>,
+        plan_id -> Nullable<Text>,
+        action -> Text,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        remote -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    plans,
+    plan_chunks,
+    plan_members,
+    actors,
+    audit_log
+);

@@ -1,0 +1,166 @@
+//! The one error type of the HTTP layer, mapped to `application/problem+json`
+//! in one place. Each variant has a stable `type` (`/problems/<code>`) that
+//! clients may match on; the `detail` is for people.
+
+use crate::db::StoreError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use wrapsync_shared::api::Problem;
+use wrapsync_shared::plan::PlanError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("unknown username or wrong password")]
+    InvalidCredentials,
+    #[error("the refresh token is unknown, used, expired or revoked")]
+    InvalidRefreshToken,
+    #[error("{0}")]
+    Forbidden(String),
+    /// Also what a member of another family gets: never a hint that it exists.
+    #[error("no such resource")]
+    NotFound,
+    #[error("{error}")]
+    Plan {
+        error: PlanError,
+        op_index: Option<usize>,
+    },
+    #[error("the body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Details go to the log, never to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed-json",
+            ApiError::InvalidRequest(_) => "invalid-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidCredentials => "invalid-credentials",
+            ApiError::InvalidRefreshToken => "invalid-refresh-token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::Plan { error, .. } => error.code(),
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "Malformed JSON",
+            ApiError::InvalidRequest(_) => "Invalid request",
+            ApiError::Unauthorized(_) => "Authentication required",
+            ApiError::InvalidCredentials => "Invalid credentials",
+            ApiError::InvalidRefreshToken => "Invalid refresh token",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound => "Not found",
+            ApiError::Plan { error, .. } => match error {
+                PlanError::InvalidOp(_) => "Invalid operation",
+                PlanError::Unsupported(_) => "Unsupported operation",
+                PlanError::Schema { .. } => "Plan schema violation",
+                PlanError::NoSuchItem(_) => "No such item",
+                PlanError::Forbidden(_) => "Forbidden",
+                PlanError::TestFailed(_) => "Test failed",
+                PlanError::UnknownVersion(_) => "Unknown version",
+            },
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// The audit outcome a refusal is recorded with.
+    pub fn audit_outcome(&self) -> &'static str {
+        match self {
+            ApiError::NotFound => "not_found",
+            ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidRefreshToken
+            | ApiError::Plan {
+                error: PlanError::Forbidden(_),
+                ..
+            } => "denied",
+            ApiError::Internal(_) => "error",
+            _ => "refused",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<PlanError> for ApiError {
+    fn from(error: PlanError) -> Self {
+        ApiError::Plan {
+            error,
+            op_index: None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_)
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Plan { error, .. } => match error {
+                PlanError::Forbidden(_) => StatusCode::FORBIDDEN,
+                PlanError::TestFailed(_) | PlanError::UnknownVersion(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "internal error");
+        }
+        let status = self.status_code();
+        let problem = Problem {
+            kind: format!("/problems/{}", self.code()),
+            title: self.title().to_string(),
+            status: status.as_u16(),
+            detail: match self {
+                ApiError::Internal(_) => None,
+                other => Some(other.to_string()),
+            },
+            op_index: match self {
+                ApiError::Plan { op_index, .. } => *op_index,
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(serde_json::to_vec(&problem).unwrap_or_default())
+    }
+}

@@ -1,0 +1,550 @@
+//! The plan service: documents loaded once into a bounded LRU cache, each
+//! rendered to JSON once per version, edited under a per-plan lock, and
+//! acknowledged only after the writer commits the change.
+//!
+//! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
+
+mod view;
+
+pub use view::{PlanView, Viewer};
+
+use crate::db::{now_ms, Pool, StoreError};
+use crate::error::ApiError;
+use crate::store::audit::{insert_audit, AuditRecord};
+use crate::store::plans::{self as stored, Membership, PlanRow};
+use crate::store::users::{actor_users, bind_actor};
+use crate::store::writer::Writer;
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc};
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use wrapsync_shared::api::{HistoryEntry, PlanSummary};
+use wrapsync_shared::ops::{apply_ops, summarize, Editor, Op, OpResult};
+use wrapsync_shared::plan::{init_plan, PlanError};
+use wrapsync_shared::roles::Role;
+
+/// The person acting, as the token names them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+}
+
+/// The mutable half of a cached plan, behind the plan's write lock.
+struct PlanState {
+    doc: Automerge,
+    /// Sequence numbers of the stored chunks the document holds: what a
+    /// compaction may delete, and what catching up may skip.
+    chunks: HashSet<i64>,
+}
+
+/// A cached plan: its document for writers, its rendered view for readers.
+pub struct PlanEntry {
+    id: String,
+    state: tokio::sync::Mutex<PlanState>,
+    view: RwLock<Arc<PlanView>>,
+}
+
+impl PlanEntry {
+    pub fn view(&self) -> Arc<PlanView> {
+        self.view.read().clone()
+    }
+}
+
+/// Context every audited plan action carries.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub remote: Option<String>,
+}
+
+pub struct Plans {
+    cache: Mutex<LruCache<String, Arc<PlanEntry>>>,
+    pool: Pool,
+    writer: Writer,
+    compact_after: usize,
+    /// Distinguishes this process's actors from any other process's, so two
+    /// processes never reuse an (actor, seq) pair.
+    instance: [u8; 8],
+    /// Actors already bound to their user in the database by this process.
+    bound_actors: Mutex<HashSet<String>>,
+}
+
+impl Plans {
+    pub fn new(pool: Pool, writer: Writer, cache_plans: usize, compact_after: usize) -> Self {
+        Plans {
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cache_plans).unwrap_or(NonZeroUsize::MIN),
+            )),
+            pool,
+            writer,
+            compact_after: compact_after.max(2),
+            instance: rand::random(),
+            bound_actors: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn cached_count(&self) -> usize {
+        self.cache.lock().len()
+    }
+
+    /// The Automerge actor for a person's edits made through this process.
+    fn actor_id(&self, actor: &Actor) -> ActorId {
+        let mut bytes = ulid::Ulid::from_string(&actor.user_id)
+            .map(|u| u.to_bytes().to_vec())
+            .unwrap_or_else(|_| actor.user_id.as_bytes().to_vec());
+        bytes.extend_from_slice(&self.instance);
+        ActorId::from(bytes)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::db::DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        Ok(crate::db::blocking(&self.pool, f).await?)
+    }
+
+    /// The cached plan, loading it on a miss; `None` if there is no such plan.
+    pub async fn get(&self, id: &str) -> Result<Option<Arc<PlanEntry>>, ApiError> {
+        if let Some(entry) = self.cache.lock().get(id) {
+            return Ok(Some(entry.clone()));
+        }
+        if !wrapsync_shared::plan::is_item_id(id) {
+            return Ok(None);
+        }
+        let plan_id = id.to_string();
+        let chunks = self
+            .blocking(move |conn| stored::chunks_after(conn, &plan_id, 0))
+            .await?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        let (doc, seqs) = tokio::task::spawn_blocking(move || load_chunks(chunks))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let view = PlanView::render(id, &doc);
+        let entry = Arc::new(PlanEntry {
+            id: id.to_string(),
+            state: tokio::sync::Mutex::new(PlanState { doc, chunks: seqs }),
+            view: RwLock::new(Arc::new(view)),
+        });
+        let mut cache = self.cache.lock();
+        // Another request may have loaded it meanwhile: keep theirs.
+        let entry = cache.get_or_insert(id.to_string(), || entry).clone();
+        Ok(Some(entry))
+    }
+
+    /// Starts a new plan. A facilitator who creates it joins its roster.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        display_name: String,
+        title: &str,
+        enrolled_on: Option<String>,
+        meta: RequestMeta,
+    ) -> Result<Arc<PlanView>, ApiError> {
+        let id = ulid::Ulid::new().to_string();
+        let mut doc = Automerge::new().with_actor(self.actor_id(actor));
+        let mut tx = doc.transaction();
+        init_plan(&mut tx, title)?;
+        let mut ops = Vec::new();
+        if let Some(date) = enrolled_on {
+            ops.push(Op {
+                op: "replace".into(),
+                path: "/enrollment/enrolled_on".into(),
+                value: Some(serde_json::Value::String(date)),
+                from: None,
+            });
+        }
+        if actor.role == Role::Facilitator {
+            ops.push(Op {
+                op: "add".into(),
+                path: "/team".into(),
+                value: Some(serde_json::json!({
+                    "name": display_name, "role": "facilitator",
+                    "support": "formal", "user": actor.username,
+                })),
+                from: None,
+            });
+        }
+        let editor = Editor {
+            role: Role::Supervisor,
+            member_id: None,
+        };
+        if let Err(failure) = apply_ops(&mut tx, &ops, &editor, &mut new_item_id) {
+            return Err(ApiError::Plan {
+                error: failure.error,
+                op_index: None,
+            });
+        }
+        tx.commit_with(
+            CommitOptions::default()
+                .with_message("create plan")
+                .with_time(unix_secs()),
+        );
+        let view = PlanView::render(&id, &doc);
+        let snapshot = doc.save();
+        let now = now_ms();
+        let row = PlanRow {
+            id: id.clone(),
+            title: view.title.clone(),
+            phase: view.phase.clone(),
+            heads: view.version.join(","),
+            created_at: now,
+            updated_at: now,
+        };
+        let members = view.members.clone();
+        let actor_hex = doc.get_actor().to_hex_string();
+        let audit = audit_record(actor, Some(&id), "plan.create", "ok", None, &meta);
+        let user_id = actor.user_id.clone();
+        let seq = self
+            .writer
+            .write(move |conn| {
+                stored::insert_plan(conn, &row)?;
+                let seq = stored::append_chunk(conn, &row.id, &snapshot, true, now)?;
+                stored::set_members(conn, &row.id, &members)?;
+                bind_actor(conn, &actor_hex, &user_id, now)?;
+                insert_audit(conn, &[audit])?;
+                Ok(seq)
+            })
+            .await?;
+        let view = Arc::new(view);
+        let entry = Arc::new(PlanEntry {
+            id: id.clone(),
+            state: tokio::sync::Mutex::new(PlanState {
+                doc,
+                chunks: HashSet::from([seq]),
+            }),
+            view: RwLock::new(view.clone()),
+        });
+        self.cache.lock().put(id, entry);
+        Ok(view)
+    }
+
+    /// Applies ops at `base` (the version the client saw; `None`: current)
+    /// and merges. Nothing is kept unless every op is valid and allowed.
+    pub async fn apply(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        base: Option<Vec<String>>,
+        ops: Vec<Op>,
+        meta: RequestMeta,
+    ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
+        let mut state = entry.state.lock().await;
+        self.catch_up(&entry.id, &mut state).await?;
+
+        let member_id = entry
+            .view()
+            .member(&actor.username)
+            .map(|m| m.member_id.clone());
+        let editor = Editor {
+            role: entry.view().role_of(actor).ok_or(ApiError::NotFound)?,
+            member_id,
+        };
+        let heads_before = state.doc.get_heads();
+        let base = match base {
+            None => None,
+            Some(base) => Some(parse_heads(&state.doc, &base)?),
+        };
+        state.doc.set_actor(self.actor_id(actor));
+        let mut tx = match &base {
+            Some(base) if *base != heads_before => state
+                .doc
+                .transaction_at(PatchLog::inactive(), base)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            _ => state.doc.transaction(),
+        };
+        let results = match apply_ops(&mut tx, &ops, &editor, &mut new_item_id) {
+            Ok(results) => results,
+            Err(failure) => {
+                tx.rollback();
+                return Err(ApiError::Plan {
+                    error: failure.error,
+                    op_index: Some(failure.index),
+                });
+            }
+        };
+        let (hash, _) = tx.commit_with(
+            CommitOptions::default()
+                .with_message(summarize(&ops))
+                .with_time(unix_secs()),
+        );
+        let audit = audit_record(
+            actor,
+            Some(&entry.id),
+            "plan.ops",
+            "ok",
+            Some(summarize(&ops)),
+            &meta,
+        );
+        if hash.is_none() {
+            // Only `test` ops: nothing to store, but the access is audited.
+            self.writer.audit(audit);
+            return Ok((entry.view(), results));
+        }
+        let change = state.doc.save_after(&heads_before);
+        let view = PlanView::render(&entry.id, &state.doc);
+        let members_changed = view.members != entry.view().members;
+        match self
+            .persist(entry, actor, &view, change, members_changed, audit)
+            .await
+        {
+            Ok(seq) => {
+                state.chunks.insert(seq);
+            }
+            Err(e) => {
+                // The document holds a change the database does not: reload.
+                tracing::error!(plan = %entry.id, error = %e, "write failed; reloading plan");
+                let _ = self.reload(&entry.id, &mut state).await;
+                return Err(e);
+            }
+        }
+        let view = Arc::new(view);
+        *entry.view.write() = view.clone();
+        if state.chunks.len() > self.compact_after {
+            if let Err(e) = self.compact(&entry.id, &mut state).await {
+                tracing::warn!(plan = %entry.id, error = %e, "compaction failed; will retry");
+            }
+        }
+        Ok((view, results))
+    }
+
+    async fn persist(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        view: &PlanView,
+        change: Vec<u8>,
+        members_changed: bool,
+        audit: AuditRecord,
+    ) -> Result<i64, ApiError> {
+        let now = now_ms();
+        let row = PlanRow {
+            id: entry.id.clone(),
+            title: view.title.clone(),
+            phase: view.phase.clone(),
+            heads: view.version.join(","),
+            created_at: now,
+            updated_at: now,
+        };
+        let members = members_changed.then(|| view.members.clone());
+        let actor_hex = self.actor_id(actor).to_hex_string();
+        let bind = !self.bound_actors.lock().contains(&actor_hex);
+        let user_id = actor.user_id.clone();
+        let bound = actor_hex.clone();
+        let seq = self
+            .writer
+            .write(move |conn| {
+                let seq = stored::append_chunk(conn, &row.id, &change, false, now)?;
+                stored::update_plan(conn, &row)?;
+                if let Some(members) = members {
+                    stored::set_members(conn, &row.id, &members)?;
+                }
+                if bind {
+                    bind_actor(conn, &actor_hex, &user_id, now)?;
+                }
+                insert_audit(conn, &[audit])?;
+                Ok(seq)
+            })
+            .await?;
+        self.bound_actors.lock().insert(bound);
+        Ok(seq)
+    }
+
+    /// Loads chunks another writer (a restart's, another process's) stored
+    /// since this document was loaded, so no edit is made on a stale copy.
+    async fn catch_up(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
+        let plan_id = id.to_string();
+        let known: Vec<i64> = state.chunks.iter().copied().collect();
+        let (present, missing) = self
+            .blocking(move |conn| {
+                let present = stored::chunk_seqs(conn, &plan_id)?;
+                let missing: Vec<i64> = present
+                    .iter()
+                    .copied()
+                    .filter(|s| !known.contains(s))
+                    .collect();
+                let missing = if missing.is_empty() {
+                    Vec::new()
+                } else {
+                    stored::chunks_by_seq(conn, &plan_id, &missing)?
+                };
+                Ok((present, missing))
+            })
+            .await?;
+        for (_, data) in &missing {
+            state
+                .doc
+                .load_incremental(data)
+                .map_err(|e| ApiError::Internal(format!("stored chunk unreadable: {e}")))?;
+        }
+        state.chunks = present.into_iter().collect();
+        Ok(())
+    }
+
+    async fn reload(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
+        let plan_id = id.to_string();
+        let chunks = self
+            .blocking(move |conn| stored::chunks_after(conn, &plan_id, 0))
+            .await?;
+        let (doc, seqs) = load_chunks(chunks)?;
+        state.doc = doc;
+        state.chunks = seqs;
+        Ok(())
+    }
+
+    /// Writes the whole document as one snapshot, then deletes exactly the
+    /// chunks it was made from.
+    async fn compact(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
+        let snapshot = state.doc.save();
+        let included: Vec<i64> = state.chunks.iter().copied().collect();
+        let plan_id = id.to_string();
+        let seq = self
+            .writer
+            .write(move |conn| stored::compact(conn, &plan_id, &snapshot, &included, now_ms()))
+            .await?;
+        state.chunks = HashSet::from([seq]);
+        Ok(())
+    }
+
+    /// Every change of the plan, oldest first, with who made it.
+    pub async fn history(&self, entry: &PlanEntry) -> Result<Vec<HistoryEntry>, ApiError> {
+        let mut changes: Vec<HistoryEntry> = {
+            let state = entry.state.lock().await;
+            state
+                .doc
+                .get_changes_meta(&[])
+                .into_iter()
+                .map(|c| HistoryEntry {
+                    hash: c.hash.to_string(),
+                    user: None,
+                    actor: c.actor.to_hex_string(),
+                    time: c.timestamp,
+                    summary: c.message.map(|m| m.to_string()),
+                })
+                .collect()
+        };
+        let actors: Vec<String> = changes
+            .iter()
+            .map(|c| c.actor.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let names = self
+            .blocking(move |conn| actor_users(conn, &actors))
+            .await?;
+        for change in &mut changes {
+            change.user = names
+                .iter()
+                .find(|(a, _)| *a == change.actor)
+                .map(|(_, u)| u.clone());
+        }
+        Ok(changes)
+    }
+
+    /// A page of the plans `actor` may see.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        updated_since: Option<i64>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<PlanSummary>, ApiError> {
+        let username = (actor.role != Role::Supervisor).then(|| actor.username.clone());
+        let rows = self
+            .blocking(move |conn| {
+                stored::list_plans(
+                    conn,
+                    &stored::ListQuery {
+                        username: username.as_deref(),
+                        updated_since,
+                        after,
+                        limit,
+                    },
+                )
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, role)| PlanSummary {
+                id: row.id,
+                title: row.title,
+                phase: row.phase,
+                updated_at: row.updated_at,
+                role: role.and_then(|r| r.parse().ok()).unwrap_or(actor.role),
+            })
+            .collect())
+    }
+
+    pub fn audit(&self, record: AuditRecord) {
+        self.writer.audit(record);
+    }
+}
+
+/// Builds a document from stored chunks (a snapshot, then change sets).
+fn load_chunks(chunks: Vec<(i64, Vec<u8>)>) -> Result<(Automerge, HashSet<i64>), ApiError> {
+    let seqs = chunks.iter().map(|(s, _)| *s).collect();
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, d)| d).collect();
+    let doc = Automerge::load(&bytes)
+        .map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?;
+    Ok((doc, seqs))
+}
+
+fn parse_heads(doc: &Automerge, base: &[String]) -> Result<Vec<ChangeHash>, ApiError> {
+    let mut heads = Vec::with_capacity(base.len());
+    for hex in base {
+        let hash: ChangeHash = hex
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest(format!("`{hex}` is not a version hash")))?;
+        if doc.get_change_by_hash(&hash).is_none() {
+            return Err(PlanError::UnknownVersion(hex.clone()).into());
+        }
+        heads.push(hash);
+    }
+    Ok(heads)
+}
+
+fn new_item_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+fn unix_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// An audit row for something `actor` did.
+pub fn audit_record(
+    actor: &Actor,
+    plan: Option<&str>,
+    action: &str,
+    outcome: &str,
+    detail: Option<String>,
+    meta: &RequestMeta,
+) -> AuditRecord {
+    AuditRecord {
+        at: now_ms(),
+        user_id: Some(actor.user_id.clone()),
+        username: Some(actor.username.clone()),
+        role: Some(actor.role.to_string()),
+        plan_id: plan.map(str::to_string),
+        action: action.to_string(),
+        outcome: outcome.to_string(),
+        detail,
+        remote: meta.remote.clone(),
+        request_id: meta.request_id.clone(),
+    }
+}
+
+/// Used by the view to list members; kept here so storage types stay put.
+pub(crate) fn membership(username: String, member_id: String, role: Role) -> Membership {
+    Membership {
+        username,
+        member_id,
+        role,
+    }
+}

@@ -1,0 +1,113 @@
+//! A plan rendered once per version: the response bodies, the ETag, and the
+//! facts that authorization and listing need, so a read costs no parsing.
+
+use super::{membership, Actor};
+use crate::store::plans::Membership;
+use automerge::{Automerge, ChangeHash};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+use wrapsync_shared::api::PlanDocument;
+use wrapsync_shared::plan::render;
+use wrapsync_shared::roles::Role;
+
+pub struct PlanView {
+    pub id: String,
+    pub heads: Vec<ChangeHash>,
+    pub version: Vec<String>,
+    /// Strong validator for `If-None-Match`: the heads, hashed.
+    pub etag: String,
+    pub title: String,
+    pub phase: String,
+    /// Active roster members linked to a user of this node.
+    pub members: Vec<Membership>,
+    pub plan: serde_json::Value,
+    body: Vec<u8>,
+    /// Rendered on first use for roles that see less of the plan.
+    restricted: OnceLock<Vec<u8>>,
+}
+
+/// Who is reading: decides which rendering they get.
+pub type Viewer = Role;
+
+impl PlanView {
+    pub fn render(id: &str, doc: &Automerge) -> PlanView {
+        let mut heads = doc.get_heads();
+        heads.sort();
+        let version: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+        let mut hasher = Sha256::new();
+        for h in &version {
+            hasher.update(h.as_bytes());
+        }
+        let etag = format!("\"{}\"", &hex::encode(hasher.finalize())[..32]);
+        let plan = render(doc);
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let members = plan["team"]
+            .as_array()
+            .map(|team| {
+                team.iter()
+                    .filter(|m| m["status"] != "left")
+                    .filter_map(|m| {
+                        let username = m["user"].as_str()?.to_string();
+                        let role: Role = m["role"].as_str()?.parse().ok()?;
+                        Some(membership(username, text(&m["id"]), role))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = serde_json::to_vec(&PlanDocument {
+            id: id.to_string(),
+            version: version.clone(),
+            plan: plan.clone(),
+        })
+        .unwrap_or_default();
+        PlanView {
+            id: id.to_string(),
+            heads,
+            version,
+            etag,
+            title: text(&plan["title"]),
+            phase: text(&plan["enrollment"]["phase"]),
+            members,
+            plan,
+            body,
+            restricted: OnceLock::new(),
+        }
+    }
+
+    /// The caller's membership, if they are on the roster.
+    pub fn member(&self, username: &str) -> Option<&Membership> {
+        self.members.iter().find(|m| m.username == username)
+    }
+
+    /// The role `actor` acts in on this plan: supervisors oversee every plan
+    /// of their node; anyone else must be on the team. `None` means the plan
+    /// must look absent to them.
+    pub fn role_of(&self, actor: &Actor) -> Option<Role> {
+        if actor.role == Role::Supervisor {
+            return Some(Role::Supervisor);
+        }
+        self.member(&actor.username).map(|m| m.role)
+    }
+
+    /// The JSON body `{"id","version","plan"}` as `role` may see it.
+    pub fn body_for(&self, role: Role) -> &[u8] {
+        let hidden = role.hidden_sections();
+        if hidden.is_empty() {
+            return &self.body;
+        }
+        self.restricted.get_or_init(|| {
+            let mut plan = self.plan.clone();
+            if let Some(obj) = plan.as_object_mut() {
+                for section in hidden {
+                    obj.remove(*section);
+                }
+            }
+            serde_json::to_vec(&PlanDocument {
+                id: self.id.clone(),
+                version: self.version.clone(),
+                plan,
+            })
+            .unwrap_or_default()
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! Storage: plans as Automerge chunks, users and sessions, the audit trail.
+//! Synchronous diesel code, run on the writer thread or a blocking pool.
+
+pub mod audit;
+pub mod plans;
+pub mod users;
+pub mod writer;

@@ -1,0 +1,196 @@
+//! Plans at rest: each plan is a run of Automerge chunks (a snapshot, then
+//! one incremental chunk per change set) plus a row in the plan index and its
+//! team membership, all written in the same transaction.
+
+use crate::db::schema::{plan_chunks, plan_members, plans};
+use crate::db::{DbConnection, StoreError};
+use diesel::prelude::*;
+use wrapsync_shared::roles::Role;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = plans)]
+pub struct PlanRow {
+    pub id: String,
+    pub title: String,
+    pub phase: String,
+    pub heads: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A team member who is a user of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub username: String,
+    pub member_id: String,
+    pub role: Role,
+}
+
+pub fn insert_plan(conn: &mut DbConnection, row: &PlanRow) -> Result<(), StoreError> {
+    diesel::insert_into(plans::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_plan(conn: &mut DbConnection, row: &PlanRow) -> Result<(), StoreError> {
+    diesel::update(plans::table.find(&row.id))
+        .set((
+            plans::title.eq(&row.title),
+            plans::phase.eq(&row.phase),
+            plans::heads.eq(&row.heads),
+            plans::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn plan_exists(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(plans::table
+        .find(id)
+        .select(plans::id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some())
+}
+
+/// Appends a chunk and answers its sequence number.
+pub fn append_chunk(
+    conn: &mut DbConnection,
+    plan_id: &str,
+    data: &[u8],
+    is_snapshot: bool,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let insert = diesel::insert_into(plan_chunks::table)
+        .values((
+            plan_chunks::plan_id.eq(plan_id),
+            plan_chunks::is_snapshot.eq(is_snapshot),
+            plan_chunks::data.eq(data),
+            plan_chunks::created_at.eq(now),
+        ))
+        .returning(plan_chunks::seq);
+    Ok(crate::on_backend!(conn, |c| insert.get_result(c))?)
+}
+
+/// Chunks of a plan after `after` (all of them for 0), in order.
+pub fn chunks_after(
+    conn: &mut DbConnection,
+    plan_id: &str,
+    after: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    Ok(plan_chunks::table
+        .filter(plan_chunks::plan_id.eq(plan_id))
+        .filter(plan_chunks::seq.gt(after))
+        .order(plan_chunks::seq.asc())
+        .select((plan_chunks::seq, plan_chunks::data))
+        .load(conn)?)
+}
+
+/// Replaces a plan's chunks by `snapshot`: writes it first, then deletes only
+/// the chunks it was made from (never one it does not include).
+pub fn compact(
+    conn: &mut DbConnection,
+    plan_id: &str,
+    snapshot: &[u8],
+    included: &[i64],
+    now: i64,
+) -> Result<i64, StoreError> {
+    let seq = append_chunk(conn, plan_id, snapshot, true, now)?;
+    for batch in included.chunks(500) {
+        diesel::delete(
+            plan_chunks::table
+                .filter(plan_chunks::plan_id.eq(plan_id))
+                .filter(plan_chunks::seq.eq_any(batch)),
+        )
+        .execute(conn)?;
+    }
+    Ok(seq)
+}
+
+/// Makes the stored membership of a plan equal `members`.
+pub fn set_members(
+    conn: &mut DbConnection,
+    plan_id: &str,
+    members: &[Membership],
+) -> Result<(), StoreError> {
+    diesel::delete(plan_members::table.filter(plan_members::plan_id.eq(plan_id))).execute(conn)?;
+    let rows: Vec<_> = members
+        .iter()
+        .map(|m| {
+            (
+                plan_members::plan_id.eq(plan_id),
+                plan_members::username.eq(&m.username),
+                plan_members::member_id.eq(&m.member_id),
+                plan_members::role.eq(m.role.as_str()),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        let insert = diesel::insert_into(plan_members::table).values(rows);
+        crate::on_backend!(conn, |c| insert.execute(c))?;
+    }
+    Ok(())
+}
+
+/// One page of the plans a user may see, ordered by (updated_at, id).
+pub struct ListQuery<'a> {
+    /// `None` for a supervisor: every plan of the node.
+    pub username: Option<&'a str>,
+    pub updated_since: Option<i64>,
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+pub fn list_plans(
+    conn: &mut DbConnection,
+    q: &ListQuery<'_>,
+) -> Result<Vec<(PlanRow, Option<String>)>, StoreError> {
+    let mut query = plans::table
+        .left_join(
+            plan_members::table.on(plan_members::plan_id
+                .eq(plans::id)
+                .and(plan_members::username.nullable().eq(q.username))),
+        )
+        .select((PlanRow::as_select(), plan_members::role.nullable()))
+        .order((plans::updated_at.asc(), plans::id.asc()))
+        .limit(q.limit)
+        .into_boxed();
+    if q.username.is_some() {
+        query = query.filter(plan_members::username.is_not_null());
+    }
+    if let Some(since) = q.updated_since {
+        query = query.filter(plans::updated_at.ge(since));
+    }
+    if let Some((at, id)) = &q.after {
+        query = query.filter(
+            plans::updated_at
+                .gt(*at)
+                .or(plans::updated_at.eq(*at).and(plans::id.gt(id.clone()))),
+        );
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Sequence numbers of a plan's stored chunks.
+pub fn chunk_seqs(conn: &mut DbConnection, plan_id: &str) -> Result<Vec<i64>, StoreError> {
+    Ok(plan_chunks::table
+        .filter(plan_chunks::plan_id.eq(plan_id))
+        .order(plan_chunks::seq.asc())
+        .select(plan_chunks::seq)
+        .load(conn)?)
+}
+
+/// The named chunks of a plan, in order.
+pub fn chunks_by_seq(
+    conn: &mut DbConnection,
+    plan_id: &str,
+    seqs: &[i64],
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    Ok(plan_chunks::table
+        .filter(plan_chunks::plan_id.eq(plan_id))
+        .filter(plan_chunks::seq.eq_any(seqs))
+        .order(plan_chunks::seq.asc())
+        .select((plan_chunks::seq, plan_chunks::data))
+        .load(conn)?)
+}

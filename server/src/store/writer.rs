@@ -1,0 +1,139 @@
+//! The one writer: every write of the node goes through one connection on a
+//! dedicated thread, which takes whatever is waiting and commits it in one
+//! transaction (group commit). With `synchronous=FULL` a commit costs an
+//! fsync; sharing it lets hundreds of concurrent edits share one.
+//!
+//! Each write runs in its own savepoint, so one failing write does not sink
+//! the others of its batch. A write is answered only after the batch's commit.
+
+use super::audit::{insert_audit, AuditRecord};
+use crate::db::{Backend, DbConnection, StoreError};
+use diesel::Connection;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+type Work = Box<dyn FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send>;
+
+enum Job {
+    Write(Work, oneshot::Sender<Result<(), StoreError>>),
+    Audit(AuditRecord),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 512;
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on its own connection.
+    pub fn start(backend: &Backend) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        let mut conn = backend.connect()?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("wrapsync-writer".into())
+            .spawn(move || run(&mut conn, rx))
+            .map_err(|e| StoreError::Connection(e.to_string()))?;
+        Ok((Writer { tx }, handle))
+    }
+
+    /// Runs `work` in the next batch and resolves once it is durable.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (out_tx, out_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let job: Work = Box::new(move |conn| {
+            let value = work(conn)?;
+            let _ = out_tx.send(value);
+            Ok(())
+        });
+        self.tx
+            .send(Job::Write(job, done_tx))
+            .map_err(|_| StoreError::WriterGone)?;
+        done_rx.await.map_err(|_| StoreError::WriterGone)??;
+        out_rx.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues an audit record for the next batch without waiting for it.
+    /// Writes put their audit rows inside their own transaction instead.
+    pub fn audit(&self, record: AuditRecord) {
+        if self.tx.send(Job::Audit(record)).is_err() {
+            tracing::error!("audit record dropped: the storage writer has stopped");
+        }
+    }
+
+    /// Resolves once everything queued before it is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>) {
+    let mut audits = Vec::new();
+    let mut writes = Vec::new();
+    let mut flushes = Vec::new();
+    for job in batch {
+        match job {
+            Job::Audit(record) => audits.push(record),
+            Job::Write(work, done) => writes.push((work, done)),
+            Job::Flush(done) => flushes.push(done),
+        }
+    }
+    let mut results = Vec::with_capacity(writes.len());
+    let committed = conn.transaction::<_, StoreError, _>(|conn| {
+        if !audits.is_empty() {
+            insert_audit(conn, &audits)?;
+        }
+        for (work, done) in writes.drain(..) {
+            // A nested transaction is a savepoint: a failed write rolls back
+            // alone and the rest of the batch commits.
+            let result = conn.transaction::<_, StoreError, _>(|conn| work(conn));
+            results.push((result, done));
+        }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => {
+            for (result, done) in results {
+                let _ = done.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "batch commit failed");
+            for (_, done) in results {
+                let _ = done.send(Err(StoreError::Connection(format!("commit failed: {e}"))));
+            }
+            // The audit rows of reads must not be lost with the batch.
+            if !audits.is_empty() {
+                if let Err(e) = conn.transaction::<_, StoreError, _>(|c| insert_audit(c, &audits)) {
+                    tracing::error!(error = %e, count = audits.len(), "audit records lost");
+                }
+            }
+        }
+    }
+    for done in flushes {
+        let _ = done.send(());
+    }
+}
