@@ -3,5 +3,7 @@
 
 pub mod audit;
 pub mod plans;
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod users;
 pub mod writer;

@@ -1,0 +1,327 @@
+//! Storage tests, each run on SQLite and on a fresh PostgreSQL database.
+//! PostgreSQL must be reachable (`WRAPSYNC_TEST_PG`, default
+//! `postgres://postgres@127.0.0.1:5432`): these tests fail rather than skip.
+
+use super::audit::{insert_audit, query_audit, AuditFilter, AuditRecord};
+use super::plans::{self, ListQuery, Membership, PlanRow};
+use super::users::{insert_session, rotate_refresh, Session};
+use super::writer::Writer;
+use crate::db::{self, Backend, DbConnection};
+use crate::users::add_user;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use wrapsync_shared::roles::Role;
+
+/// A database for one test; a PostgreSQL one is dropped afterwards.
+pub struct TestDb {
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+fn pg_server() -> String {
+    std::env::var("WRAPSYNC_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("test.db").to_string_lossy().into_owned();
+        TestDb {
+            backend: Backend::Sqlite(path),
+            _dir: Some(dir),
+            pg_name: None,
+        }
+    }
+
+    pub fn postgres() -> TestDb {
+        let name = format!(
+            "wrapsync_unit_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_server()))
+            .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        TestDb {
+            backend: Backend::Postgres(format!("{}/{name}", pg_server())),
+            _dir: None,
+            pg_name: Some(name),
+        }
+    }
+
+    pub fn both() -> [TestDb; 2] {
+        [TestDb::sqlite(), TestDb::postgres()]
+    }
+
+    pub fn connect(&self) -> DbConnection {
+        let mut conn = self.backend.connect().unwrap_or_else(|e| panic!("{e}"));
+        db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        conn
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_server())) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn audit(action: &str) -> AuditRecord {
+    AuditRecord {
+        at: db::now_ms(),
+        user_id: None,
+        username: Some("ana".into()),
+        role: Some("caregiver".into()),
+        plan_id: Some("P1".into()),
+        action: action.into(),
+        outcome: "ok".into(),
+        detail: None,
+        remote: Some("127.0.0.1".into()),
+        request_id: None,
+    }
+}
+
+#[test]
+fn migrations_create_every_column_diesel_knows() {
+    use crate::db::schema::*;
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        // Selecting every column of every table fails if a migration and
+        // schema.rs disagree on a name or a type.
+        users::table
+            .select(users::all_columns)
+            .load::<(String, String, String, String, String, i64, bool)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        sessions::table
+            .select(sessions::all_columns)
+            .load::<(String, String, String, i64, i64, bool)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        plans::table
+            .select(plans::all_columns)
+            .load::<(String, String, String, String, i64, i64)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        plan_chunks::table
+            .select(plan_chunks::all_columns)
+            .load::<(i64, String, bool, Vec<u8>, i64)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        plan_members::table
+            .select(plan_members::all_columns)
+            .load::<(String, String, String, String)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        actors::table
+            .select(actors::all_columns)
+            .load::<(String, String, i64)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        audit_log::table
+            .select(audit_log::id)
+            .load::<i64>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Migrating twice is a no-op.
+        db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn the_audit_log_refuses_update_and_delete_in_the_database_itself() {
+    use crate::db::schema::audit_log;
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        insert_audit(&mut conn, &[audit("plan.read"), audit("plan.ops")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let update = diesel::update(audit_log::table)
+            .set(audit_log::outcome.eq("tampered"))
+            .execute(&mut conn);
+        assert!(
+            update.is_err(),
+            "{:?}: UPDATE must be refused",
+            test.backend
+        );
+        let delete = diesel::delete(audit_log::table).execute(&mut conn);
+        assert!(
+            delete.is_err(),
+            "{:?}: DELETE must be refused",
+            test.backend
+        );
+        let rows = query_audit(
+            &mut conn,
+            &AuditFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.outcome == "ok"));
+        assert_eq!(rows[0].action, "plan.ops", "newest first");
+    }
+}
+
+fn plan_row(id: &str, updated_at: i64) -> PlanRow {
+    PlanRow {
+        id: id.into(),
+        title: format!("plan {id}"),
+        phase: "engagement".into(),
+        heads: String::new(),
+        created_at: updated_at,
+        updated_at,
+    }
+}
+
+#[test]
+fn compaction_deletes_only_the_chunks_the_snapshot_includes() {
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        plans::insert_plan(&mut conn, &plan_row("P1", 1)).unwrap_or_else(|e| panic!("{e}"));
+        let a = plans::append_chunk(&mut conn, "P1", b"a", true, 1).unwrap_or_default();
+        let b = plans::append_chunk(&mut conn, "P1", b"b", false, 2).unwrap_or_default();
+        let c = plans::append_chunk(&mut conn, "P1", b"c", false, 3).unwrap_or_default();
+        assert!(a < b && b < c);
+        // A chunk written meanwhile (c) is not in the snapshot and survives.
+        let snap = plans::compact(&mut conn, "P1", b"ab", &[a, b], 4).unwrap_or_default();
+        let left = plans::chunks_after(&mut conn, "P1", 0).unwrap_or_default();
+        assert_eq!(left, vec![(c, b"c".to_vec()), (snap, b"ab".to_vec())]);
+        assert_eq!(
+            plans::chunk_seqs(&mut conn, "P1").unwrap_or_default(),
+            vec![c, snap]
+        );
+    }
+}
+
+#[test]
+fn refresh_tokens_rotate_once() {
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        let user = add_user(&mut conn, "ana", "Ana", Role::Caregiver, "long enough pw")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let session = Session {
+            id: "S1".into(),
+            user_id: user.id.clone(),
+            refresh_hash: "h1".into(),
+            created_at: 0,
+            expires_at: i64::MAX,
+            revoked: false,
+        };
+        insert_session(&mut conn, &session).unwrap_or_else(|e| panic!("{e}"));
+        let first = rotate_refresh(&mut conn, "h1", "h2", 1).unwrap_or_default();
+        assert_eq!(first, Some(("S1".into(), user.id.clone())));
+        assert_eq!(
+            rotate_refresh(&mut conn, "h1", "h3", 1).unwrap_or_default(),
+            None
+        );
+        assert!(rotate_refresh(&mut conn, "h2", "h3", 1)
+            .unwrap_or_default()
+            .is_some());
+        assert!(matches!(
+            add_user(&mut conn, "ana", "Ana again", Role::Youth, "long enough pw"),
+            Err(crate::users::UserError::Taken(_))
+        ));
+    }
+}
+
+#[test]
+fn plan_lists_show_members_their_plans_and_supervisors_all() {
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        for (id, at) in [("P1", 10), ("P2", 20), ("P3", 30)] {
+            plans::insert_plan(&mut conn, &plan_row(id, at)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let ana = |plan: &str| {
+            vec![Membership {
+                username: "ana".into(),
+                member_id: format!("M-{plan}"),
+                role: Role::Caregiver,
+            }]
+        };
+        plans::set_members(&mut conn, "P1", &ana("P1")).unwrap_or_else(|e| panic!("{e}"));
+        plans::set_members(&mut conn, "P3", &ana("P3")).unwrap_or_else(|e| panic!("{e}"));
+        let list = |conn: &mut DbConnection, username: Option<&str>, since, after, limit| {
+            plans::list_plans(
+                conn,
+                &ListQuery {
+                    username,
+                    updated_since: since,
+                    after,
+                    limit,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|(row, role)| (row.id, role))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            list(&mut conn, Some("ana"), None, None, 10),
+            vec![
+                ("P1".into(), Some("caregiver".into())),
+                ("P3".into(), Some("caregiver".into()))
+            ]
+        );
+        assert_eq!(list(&mut conn, Some("bo"), None, None, 10), vec![]);
+        assert_eq!(list(&mut conn, None, None, None, 10).len(), 3);
+        assert_eq!(list(&mut conn, None, Some(20), None, 10).len(), 2);
+        assert_eq!(
+            list(&mut conn, None, None, Some((20, "P2".into())), 10),
+            vec![("P3".into(), None)]
+        );
+        assert_eq!(
+            list(&mut conn, None, None, None, 1),
+            vec![("P1".into(), None)]
+        );
+        // Leaving the roster removes access.
+        plans::set_members(&mut conn, "P3", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(list(&mut conn, Some("ana"), None, None, 10).len(), 1);
+    }
+}
+
+#[test]
+fn the_writer_commits_concurrent_writes_and_isolates_a_failing_one() {
+    for test in TestDb::both() {
+        drop(test.connect());
+        let (writer, thread) = Writer::start(&test.backend).unwrap_or_else(|e| panic!("{e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let results = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let writer = writer.clone();
+                tasks.push(async move {
+                    writer
+                        .write(move |conn| {
+                            if i == 7 {
+                                // Duplicate primary key: this write fails alone.
+                                plans::insert_plan(conn, &plan_row("P0", 0))?;
+                            }
+                            plans::insert_plan(conn, &plan_row(&format!("P{i}"), i))
+                        })
+                        .await
+                });
+            }
+            futures_util::future::join_all(tasks).await
+        });
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+        assert!(results[7].is_err());
+        drop(writer);
+        let _ = thread.join();
+        let mut conn = test.connect();
+        let stored = plans::list_plans(
+            &mut conn,
+            &ListQuery {
+                username: None,
+                updated_since: None,
+                after: None,
+                limit: 100,
+            },
+        )
+        .unwrap_or_default();
+        assert_eq!(stored.len(), 39, "{:?}", test.backend);
+    }
+}
