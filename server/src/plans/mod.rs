@@ -236,7 +236,9 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         let mut state = entry.state.lock().await;
-        self.catch_up(&entry.id, &mut state).await?;
+        if self.catch_up(&entry.id, &mut state).await? {
+            *entry.view.write() = Arc::new(PlanView::render(&entry.id, &state.doc));
+        }
 
         let member_id = entry
             .view()
@@ -358,7 +360,8 @@ impl Plans {
 
     /// Loads chunks another writer (a restart's, another process's) stored
     /// since this document was loaded, so no edit is made on a stale copy.
-    async fn catch_up(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
+    /// Answers whether anything new was loaded.
+    async fn catch_up(&self, id: &str, state: &mut PlanState) -> Result<bool, ApiError> {
         let plan_id = id.to_string();
         let known: Vec<i64> = state.chunks.iter().copied().collect();
         let (present, missing) = self
@@ -384,7 +387,7 @@ impl Plans {
                 .map_err(|e| ApiError::Internal(format!("stored chunk unreadable: {e}")))?;
         }
         state.chunks = present.into_iter().collect();
-        Ok(())
+        Ok(!missing.is_empty())
     }
 
     async fn reload(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
@@ -509,8 +512,16 @@ fn parse_heads(doc: &Automerge, base: &[String]) -> Result<Vec<ChangeHash>, ApiE
     Ok(heads)
 }
 
+/// Item ids are ULIDs from one monotonic generator, so items added in the
+/// same millisecond still sort in the order they were added.
 fn new_item_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut generator = GENERATOR.lock();
+    generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 fn unix_secs() -> i64 {
