@@ -54,7 +54,7 @@ pub fn node_config(dir: &Path, port: u16) -> Result<Config, crate::config::Confi
         .map_err(|e| crate::config::ConfigError::Read(data_dir.clone(), e))?;
     let path = dir.join(format!("{NODE_ID}.toml"));
     std::fs::write(&path, text).map_err(|e| crate::config::ConfigError::Read(path.clone(), e))?;
-    Config::load(Some(&path), std::iter::empty())
+    Config::load(Some(&path), std::env::vars())
 }
 
 /// Reads an earlier run's manifest, if its node data is still there.

@@ -146,12 +146,12 @@ fn render_field(doc: &impl ReadDoc, obj: &ObjId, field: &Field) -> Option<Json> 
         }
         (Kind::Collection(inner), Value::Object(ObjType::Map)) => Json::Array(
             doc.map_range(&id, ..)
-                .filter_map(|item| {
+                .map(|item| {
                     let item_id = item.id();
                     let mut rendered = Map::new();
                     rendered.insert("id".into(), Json::String(item.key.to_string()));
                     rendered.extend(render_fields(doc, &item_id, inner));
-                    Some(Json::Object(rendered))
+                    Json::Object(rendered)
                 })
                 .collect(),
         ),

@@ -11,12 +11,16 @@
 //! with the node's log by the convenience wrappers, which is what a failing
 //! test wants.
 
+mod accounts;
 mod http;
 mod node;
+mod postgres;
+mod process;
 mod tokens;
 
+pub use accounts::{password_of, users, TestUser, USERS};
 pub use http::{encode_query, Reply};
-pub use node::{password_of, users, Backend, TestNode, TestUser, USERS};
+pub use node::{Backend, TestNode};
 pub use tokens::{decode_claims, forge_alg_none, sign_hs256};
 
 use std::fmt;
@@ -82,4 +86,14 @@ pub fn wait_for<T>(deadline: Instant, mut probe: impl FnMut() -> Option<T>) -> O
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// `len` random ASCII letters and digits: database names, secrets.
+pub(crate) fn random_token(len: usize) -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }

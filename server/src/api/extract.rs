@@ -153,10 +153,15 @@ fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
 }
 
 /// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape
-/// is `invalid-request`.
+/// (including an array where an object belongs, which serde's derived
+/// structs would otherwise accept) is `invalid-request`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }

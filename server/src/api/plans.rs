@@ -96,7 +96,7 @@ pub async fn create(
             .insert_header((header::ETAG, view.etag.clone()))
             .insert_header((header::LOCATION, format!("/v1/plans/{}", view.id)))
             .content_type("application/json")
-            .body(view.body_for(user.actor.role).to_vec())),
+            .body(view.body_for(user.actor.role))),
         Err(e) => {
             app.plans.audit(audit_record(
                 &user.actor,
@@ -170,7 +170,7 @@ pub async fn read(
         .insert_header((header::ETAG, view.etag.clone()))
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
         .content_type("application/json")
-        .body(view.body_for(role).to_vec()))
+        .body(view.body_for(role)))
 }
 
 pub async fn ops(

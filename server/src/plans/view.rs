@@ -3,6 +3,7 @@
 
 use super::{membership, Actor};
 use crate::store::plans::Membership;
+use actix_web::web::Bytes;
 use automerge::{Automerge, ChangeHash};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -21,9 +22,9 @@ pub struct PlanView {
     /// Active roster members linked to a user of this node.
     pub members: Vec<Membership>,
     pub plan: serde_json::Value,
-    body: Vec<u8>,
+    body: Bytes,
     /// Rendered on first use for roles that see less of the plan.
-    restricted: OnceLock<Vec<u8>>,
+    restricted: OnceLock<Bytes>,
 }
 
 /// Who is reading: decides which rendering they get.
@@ -59,6 +60,7 @@ impl PlanView {
             version: version.clone(),
             plan: plan.clone(),
         })
+        .map(Bytes::from)
         .unwrap_or_default();
         PlanView {
             id: id.to_string(),
@@ -90,24 +92,27 @@ impl PlanView {
     }
 
     /// The JSON body `{"id","version","plan"}` as `role` may see it.
-    pub fn body_for(&self, role: Role) -> &[u8] {
+    pub fn body_for(&self, role: Role) -> Bytes {
         let hidden = role.hidden_sections();
         if hidden.is_empty() {
-            return &self.body;
+            return self.body.clone();
         }
-        self.restricted.get_or_init(|| {
-            let mut plan = self.plan.clone();
-            if let Some(obj) = plan.as_object_mut() {
-                for section in hidden {
-                    obj.remove(*section);
+        self.restricted
+            .get_or_init(|| {
+                let mut plan = self.plan.clone();
+                if let Some(obj) = plan.as_object_mut() {
+                    for section in hidden {
+                        obj.remove(*section);
+                    }
                 }
-            }
-            serde_json::to_vec(&PlanDocument {
-                id: self.id.clone(),
-                version: self.version.clone(),
-                plan,
+                serde_json::to_vec(&PlanDocument {
+                    id: self.id.clone(),
+                    version: self.version.clone(),
+                    plan,
+                })
+                .map(Bytes::from)
+                .unwrap_or_default()
             })
-            .unwrap_or_default()
-        })
+            .clone()
     }
 }

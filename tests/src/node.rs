@@ -1,0 +1,314 @@
+//! [`TestNode`]: one real `wrapsync node` process with its own data directory
+//! and database, its users already added, killed (and its PostgreSQL database
+//! dropped) when the test lets go of it.
+
+use crate::accounts::{TestUser, USERS};
+use crate::postgres::PgDatabase;
+use crate::process::{binary, command, wait_exit, Process};
+use crate::{deadline, random_token, Context, HarnessError, Result};
+use serde::Serialize;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use tempfile::TempDir;
+
+/// Which storage the node under test uses. Tests that touch storage run on
+/// both; PostgreSQL being unreachable fails them rather than skipping them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The node id every test node gets; tokens carry `iss = "wrapsync:<id>"`.
+const NODE_ID: &str = "county-test";
+/// How long a CLI command (`migrate`, `user add`) may take.
+const CLI_SECS: u64 = 60;
+
+/// The config file the harness writes; `Option`s left out fall back to the
+/// node's defaults, which the tests then rely on (e.g. `max_body_bytes`).
+#[derive(Serialize)]
+struct NodeConfig {
+    node_id: String,
+    listen: String,
+    data_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    jwt_secret: String,
+}
+
+/// Where the node keeps its data.
+enum Database {
+    /// The default SQLite file in the data directory.
+    Sqlite(PathBuf),
+    Postgres(PgDatabase),
+}
+
+/// One wrapsync node under test. See the crate docs.
+pub struct TestNode {
+    // Field order matters for Drop: the process dies before its database is
+    // dropped and its directory removed.
+    process: Option<Process>,
+    pub(crate) http: reqwest::blocking::Client,
+    backend: Backend,
+    binary: PathBuf,
+    config_path: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    jwt_secret: String,
+    database: Database,
+    _dir: TempDir,
+}
+
+impl TestNode {
+    /// Starts a node with [`USERS`] added; panics (with the node's log) if it
+    /// cannot.
+    #[track_caller]
+    pub fn spawn(backend: Backend) -> Self {
+        match Self::try_spawn(backend) {
+            Ok(node) => node,
+            Err(e) => panic!("cannot start a test node: {e}"),
+        }
+    }
+
+    /// [`TestNode::spawn`], reporting failure instead of panicking.
+    pub fn try_spawn(backend: Backend) -> Result<Self> {
+        let binary = binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("wrapsync-test-")
+            .tempdir()
+            .context(|| "creating a temp dir".to_string())?;
+        let data_dir = dir.path().join("data");
+        fs::create_dir_all(&data_dir).context(|| format!("creating {}", data_dir.display()))?;
+        let database = match backend {
+            Backend::Sqlite => Database::Sqlite(data_dir.join("node.db")),
+            Backend::Postgres => Database::Postgres(PgDatabase::create()?),
+        };
+        let jwt_secret = random_token(48);
+        let config = NodeConfig {
+            node_id: NODE_ID.to_string(),
+            listen: "127.0.0.1:0".to_string(),
+            data_dir: data_dir.to_string_lossy().into_owned(),
+            // SQLite: rely on the documented default, data_dir/node.db.
+            database_url: match &database {
+                Database::Sqlite(_) => None,
+                Database::Postgres(db) => Some(db.url()),
+            },
+            jwt_secret: jwt_secret.clone(),
+        };
+        let config_path = dir.path().join("wrapsync.toml");
+        let text = toml::to_string(&config).context(|| "serialising the config".to_string())?;
+        fs::write(&config_path, text).context(|| format!("writing {}", config_path.display()))?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context(|| "building the HTTP client".to_string())?;
+        let mut node = TestNode {
+            process: None,
+            http,
+            backend,
+            binary,
+            log_path: dir.path().join("node.log"),
+            config_path,
+            data_dir,
+            jwt_secret,
+            database,
+            _dir: dir,
+        };
+        node.run_cli(&["migrate"], None)?;
+        for user in USERS {
+            node.add_user(user)?;
+        }
+        node.try_start()?;
+        Ok(node)
+    }
+
+    /// Runs `wrapsync user add` for `user` (password through the
+    /// environment, as the contract prefers).
+    pub fn add_user(&self, user: &TestUser) -> Result<()> {
+        self.run_cli(
+            &[
+                "user",
+                "add",
+                "--username",
+                user.username,
+                "--role",
+                user.role.as_str(),
+                "--display-name",
+                user.display_name,
+            ],
+            Some(&user.password()),
+        )
+    }
+
+    /// Runs `wrapsync <args> --config FILE` to completion.
+    fn run_cli(&self, args: &[&str], password: Option<&str>) -> Result<()> {
+        let what = format!("wrapsync {}", args.join(" "));
+        let out_path = self._dir.path().join("cli.out");
+        let out = File::create(&out_path).context(|| format!("creating {}", out_path.display()))?;
+        let err = out
+            .try_clone()
+            .context(|| format!("opening {}", out_path.display()))?;
+        let mut cmd = command(&self.binary);
+        // Subcommand words first, then the config, then the rest: the
+        // contract puts `--config` right after the subcommand.
+        let words = args.iter().take_while(|a| !a.starts_with("--")).count();
+        cmd.args(&args[..words])
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&args[words..])
+            .stdout(out)
+            .stderr(err);
+        if let Some(password) = password {
+            cmd.env("WRAPSYNC_PASSWORD", password);
+        }
+        let mut child = cmd.spawn().context(|| format!("starting {what}"))?;
+        let status = wait_exit(&mut child, deadline(CLI_SECS))?;
+        let output = fs::read_to_string(&out_path).unwrap_or_default();
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(HarnessError::new(format!(
+                "{what} exited with {status}:\n{output}"
+            ))),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(HarnessError::new(format!(
+                    "{what} did not finish within {CLI_SECS}s:\n{output}"
+                )))
+            }
+        }
+    }
+
+    /// Starts the node again on the same data (after [`TestNode::kill`] or
+    /// [`TestNode::stop`]); panics with the log if it does not come up.
+    #[track_caller]
+    pub fn start(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!(
+                "cannot start the node: {e}\n--- node log ---\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// [`TestNode::start`], reporting failure instead of panicking.
+    pub fn try_start(&mut self) -> Result<()> {
+        if self.process.is_some() {
+            return Err(HarnessError::new("the node is already running"));
+        }
+        let process = Process::start(&self.binary, &self.config_path, &self.log_path)
+            .map_err(|e| HarnessError::new(format!("{e}\n--- node log ---\n{}", self.log())))?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Kills the node with SIGKILL, as a power cut would, and waits for it.
+    #[track_caller]
+    pub fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            if let Err(e) = process.kill() {
+                panic!("{e}");
+            }
+        }
+    }
+
+    /// Asks the node to stop (SIGTERM) and waits for it to exit; answers its
+    /// exit status. Panics if it does not exit in time.
+    #[track_caller]
+    pub fn stop(&mut self) -> ExitStatus {
+        let Some(process) = self.process.take() else {
+            panic!("stop: the node is not running");
+        };
+        match process.terminate() {
+            Ok(status) => status,
+            Err(e) => panic!("{e}\n--- node log ---\n{}", self.log()),
+        }
+    }
+
+    /// SIGKILL, then start again on the same data directory and database.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    /// Whether the node process is (supposed to be) running.
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// The node's base URL, e.g. `http://127.0.0.1:41234` (it changes on
+    /// restart: the node listens on port 0).
+    pub fn url(&self) -> &str {
+        match &self.process {
+            Some(process) => &process.url,
+            None => panic!("the node is not running"),
+        }
+    }
+
+    /// The node id announced in the listening line.
+    pub fn announced_node_id(&self) -> &str {
+        self.process.as_ref().map_or("", |p| p.node_id.as_str())
+    }
+
+    /// The node id written in the config.
+    pub fn node_id(&self) -> &str {
+        NODE_ID
+    }
+
+    /// The storage this node runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The node's `data_dir` (generated files live here).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The TOML config the node runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The SQLite file, for SQLite nodes.
+    pub fn db_path(&self) -> Option<&Path> {
+        match &self.database {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// The database as the node sees it: a file path or a postgres URL.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Database::Sqlite(path) => path.to_string_lossy().into_owned(),
+            Database::Postgres(db) => db.url(),
+        }
+    }
+
+    /// The JWT secret the harness put in the config, for crafting tokens.
+    pub fn jwt_secret(&self) -> &str {
+        &self.jwt_secret
+    }
+
+    /// Everything the node wrote to stderr so far, across restarts.
+    pub fn log(&self) -> String {
+        let log = fs::read_to_string(&self.log_path).unwrap_or_default();
+        // The tail is what explains a failure; keep panic messages readable.
+        let start = log.len().saturating_sub(8000);
+        let start = (start..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(log.len());
+        log[start..].to_string()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Explicit, though field order would do it: kill before the
+        // database is dropped.
+        self.process.take();
+    }
+}
