@@ -263,7 +263,7 @@ async fn seed_family(
         op(
             "add",
             "/status",
-            json!({"as_of": format!("2026-{month:02}-0{n}"), "living": "home", "school_days_missed_30d": 9, "arrests_30d": (n % 3 == 0) as i64, "psych_admissions_180d": (n % 2) as i64, "er_visits_180d": 1}),
+            json!({"as_of": format!("2026-{month:02}-0{n}"), "living": "home", "school_days_missed_30d": 9, "arrests_30d": n.is_multiple_of(3) as i64, "psych_admissions_180d": (n % 2) as i64, "er_visits_180d": 1}),
         ),
         op(
             "add",
