@@ -65,8 +65,9 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 pub async fn create(
     app: web::Data<App>,
     user: AuthUser,
-    JsonBody(body): JsonBody<CreatePlanRequest>,
+    body: Result<JsonBody<CreatePlanRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = audited_body(&app, &user, None, "plan.create", body)?;
     if !user.actor.role.may_create_plans() {
         app.plans.audit(audit_record(
             &user.actor,
@@ -109,6 +110,28 @@ pub async fn create(
             Err(e)
         }
     }
+}
+
+/// The parsed body, or the refusal of an unreadable one (malformed,
+/// oversized, compressed), audited like any other refusal.
+fn audited_body<T>(
+    app: &App,
+    user: &AuthUser,
+    plan: Option<&str>,
+    action: &str,
+    body: Result<JsonBody<T>, ApiError>,
+) -> Result<T, ApiError> {
+    body.map(|JsonBody(body)| body).map_err(|e| {
+        app.plans.audit(audit_record(
+            &user.actor,
+            plan,
+            action,
+            e.audit_outcome(),
+            Some(e.to_string()),
+            &user.meta,
+        ));
+        e
+    })
 }
 
 /// The plan and the caller's role on it, or `404` (audited) when they are
@@ -177,9 +200,10 @@ pub async fn ops(
     app: web::Data<App>,
     user: AuthUser,
     id: web::Path<String>,
-    JsonBody(body): JsonBody<OpsRequest>,
+    body: Result<JsonBody<OpsRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (entry, role) = authorized(&app, &user, &id, "plan.ops").await?;
+    let body = audited_body(&app, &user, Some(&id), "plan.ops", body)?;
     let summary = wrapsync_shared::ops::summarize(&body.ops);
     match app
         .plans
