@@ -6,8 +6,8 @@
 //! Nothing is ever removed: items are closed by setting their status.
 
 use crate::plan::{
-    check_scalar, child, create_containers, internal, is_item_code, is_item_id, item_exists,
-    ref_json, render, to_scalar, PlanError,
+    check_scalar, child, create_containers, internal, is_item_code, is_item_id, ref_json, render,
+    to_scalar, PlanError,
 };
 use crate::roles::{may_write, Role};
 use crate::schema::{self, Field, Kind, PLAN};
@@ -225,7 +225,7 @@ fn apply_op(
         ("add", Kind::Refs(collection)) => {
             let id = value
                 .as_str()
-                .filter(|id| item_exists(&render(tx), collection, id))
+                .filter(|id| has_item(tx, collection, id))
                 .ok_or_else(|| {
                     PlanError::schema(&op.path, format!("expected the id of a /{collection} item"))
                 })?;
@@ -277,12 +277,8 @@ fn set_field(
             let ids = value.as_array().ok_or_else(|| {
                 PlanError::schema(path, format!("expected a list of /{collection} ids"))
             })?;
-            let plan = render(tx);
             for id in ids {
-                if !id
-                    .as_str()
-                    .is_some_and(|id| item_exists(&plan, collection, id))
-                {
+                if !id.as_str().is_some_and(|id| has_item(tx, collection, id)) {
                     return Err(PlanError::schema(
                         path,
                         format!("{id} is not a /{collection} item"),
@@ -298,10 +294,7 @@ fn set_field(
         }
         Kind::MemberRef => {
             check_scalar(&field.kind, value, path)?;
-            if !value
-                .as_str()
-                .is_some_and(|id| item_exists(&render(tx), "team", id))
-            {
+            if !value.as_str().is_some_and(|id| has_item(tx, "team", id)) {
                 return Err(PlanError::schema(path, "must be the id of a team member"));
             }
             tx.put(obj, key, to_scalar(&field.kind, value))
@@ -312,6 +305,11 @@ fn set_field(
             tx.put(obj, key, to_scalar(&kind, value)).map_err(internal)
         }
     }
+}
+
+/// True when the top-level collection `collection` holds item `id`.
+fn has_item(doc: &impl ReadDoc, collection: &str, id: &str) -> bool {
+    child(doc, &ROOT, collection).is_some_and(|coll| child(doc, &coll, id).is_some())
 }
 
 /// Adds one item (with any nested items given inline) and answers its id. A
