@@ -5,8 +5,11 @@ use crate::app::App;
 use crate::auth::passwords::{dummy_hash, verify_password};
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::plans::RequestMeta;
 use crate::store::audit::AuditRecord;
-use crate::store::users::{insert_session, rotate_refresh, user_by_id, user_by_name, Session};
+use crate::store::users::{
+    insert_session, rotate_refresh, user_by_id, user_by_name, Session, User,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -46,19 +49,13 @@ pub async fn login(
             Ok(Some((user, session.id)))
         })
         .await?;
-    let outcome = if found.is_some() { "ok" } else { "denied" };
-    app.plans.audit(AuditRecord {
-        at: now_ms(),
-        user_id: found.as_ref().map(|(u, _)| u.id.clone()),
-        username: Some(username),
-        role: found.as_ref().map(|(u, _)| u.role.clone()),
-        plan_id: None,
-        action: "auth.login".into(),
-        outcome: outcome.into(),
-        detail: None,
-        remote: meta.remote,
-        request_id: meta.request_id,
-    });
+    audit_auth(
+        &app,
+        "auth.login",
+        found.as_ref().map(|(u, _)| u),
+        Some(username),
+        meta,
+    );
     let (user, session_id) = found.ok_or(ApiError::InvalidCredentials)?;
     tokens(
         &app,
@@ -90,18 +87,13 @@ pub async fn refresh(
                 .map(|u| (u, session_id)))
         })
         .await?;
-    app.plans.audit(AuditRecord {
-        at: now_ms(),
-        user_id: found.as_ref().map(|(u, _)| u.id.clone()),
-        username: found.as_ref().map(|(u, _)| u.username.clone()),
-        role: found.as_ref().map(|(u, _)| u.role.clone()),
-        plan_id: None,
-        action: "auth.refresh".into(),
-        outcome: if found.is_some() { "ok" } else { "denied" }.into(),
-        detail: None,
-        remote: meta.remote,
-        request_id: meta.request_id,
-    });
+    audit_auth(
+        &app,
+        "auth.refresh",
+        found.as_ref().map(|(u, _)| u),
+        None,
+        meta,
+    );
     let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
     tokens(
         &app,
@@ -111,6 +103,29 @@ pub async fn refresh(
         &session_id,
         refresh,
     )
+}
+
+/// Audits a login or refresh: `user` when it succeeded, else the username
+/// that was tried (if any).
+fn audit_auth(
+    app: &App,
+    action: &str,
+    user: Option<&User>,
+    tried: Option<String>,
+    meta: RequestMeta,
+) {
+    app.plans.audit(AuditRecord {
+        at: now_ms(),
+        user_id: user.map(|u| u.id.clone()),
+        username: user.map(|u| u.username.clone()).or(tried),
+        role: user.map(|u| u.role.clone()),
+        plan_id: None,
+        action: action.into(),
+        outcome: if user.is_some() { "ok" } else { "denied" }.into(),
+        detail: None,
+        remote: meta.remote,
+        request_id: meta.request_id,
+    });
 }
 
 fn tokens(
