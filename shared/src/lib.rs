@@ -3,6 +3,7 @@
 //! server, the clients and the tests all build on this crate.
 
 pub mod api;
+pub mod incoming;
 pub mod ops;
 pub mod plan;
 pub mod roles;

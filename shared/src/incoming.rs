@@ -1,0 +1,302 @@
+//! Changes that arrive as Automerge bytes (from a phone's sync, later from a
+//! peer node) are checked before they are kept: applied to a scratch copy,
+//! then what they did is held against the sender's role and the whole result
+//! against the plan schema. A refused change set is refused whole.
+
+use crate::ops::Editor;
+use crate::plan::{child, is_item_id, validate, PlanError};
+use crate::roles::may_write;
+use crate::schema::{self, Field, Kind, PLAN};
+use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, Value, ROOT};
+
+/// Checks what the changes between `before` and `doc`'s current heads did:
+/// every field they set is one `editor` may write, nothing is removed but
+/// optional fields, and the resulting plan satisfies the schema.
+pub fn check_incoming(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    editor: &Editor,
+) -> Result<(), PlanError> {
+    let after = doc.get_heads();
+    for patch in doc.diff(before, &after) {
+        let mut segments: Vec<String> =
+            patch.path.iter().map(|(_, prop)| prop_text(prop)).collect();
+        let removes = match &patch.action {
+            PatchAction::PutMap { key, .. } => {
+                segments.push(key.clone());
+                false
+            }
+            PatchAction::DeleteMap { key } => {
+                segments.push(key.clone());
+                true
+            }
+            PatchAction::Conflict { prop } => {
+                segments.push(prop_text(prop));
+                false
+            }
+            // Inside a list (the reference lists): the list field is what changed.
+            PatchAction::PutSeq { .. }
+            | PatchAction::Insert { .. }
+            | PatchAction::DeleteSeq { .. } => false,
+            PatchAction::SpliceText { .. }
+            | PatchAction::Increment { .. }
+            | PatchAction::Mark { .. } => {
+                let path = format!("/{}", segments.join("/"));
+                return Err(PlanError::schema(
+                    &path,
+                    "text objects, counters and marks are not part of the plan schema",
+                ));
+            }
+        };
+        let path = format!("/{}", segments.join("/"));
+        let Some(target) = classify(&segments) else {
+            // Unknown fields are named by the schema check below.
+            continue;
+        };
+        if removes && target.container {
+            return Err(PlanError::Unsupported(format!("removing {path}")));
+        }
+        let own_step = target.step.as_ref().is_some_and(|(strategy, step)| {
+            editor.member_id.is_some() && step_responsible(doc, strategy, step) == editor.member_id
+        });
+        if !may_write(editor.role, &target.pattern, own_step) {
+            return Err(PlanError::Forbidden(path));
+        }
+    }
+    validate(doc)
+}
+
+fn prop_text(prop: &Prop) -> String {
+    match prop {
+        Prop::Map(key) => key.clone(),
+        Prop::Seq(index) => index.to_string(),
+    }
+}
+
+/// Where a changed path lands in the schema.
+struct Target {
+    /// Item ids as `*`, for the role table.
+    pattern: String,
+    /// An item, a struct, a collection or a ratings map: never removed.
+    container: bool,
+    /// `(strategy id, step id)` when the path is inside an action step.
+    step: Option<(String, String)>,
+}
+
+fn classify(segments: &[String]) -> Option<Target> {
+    let mut fields: &[Field] = PLAN;
+    let mut pattern = String::new();
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let field = schema::field(fields, &segments[i])?;
+        pattern.push('/');
+        pattern.push_str(field.name);
+        let last = i + 1 == segments.len();
+        match field.kind {
+            Kind::Struct(inner) => {
+                if last {
+                    return Some(target(pattern, true, &ids));
+                }
+                fields = inner;
+                i += 1;
+            }
+            Kind::Collection(inner) => {
+                if last {
+                    return Some(target(pattern, true, &ids));
+                }
+                let id = &segments[i + 1];
+                if !is_item_id(id) {
+                    return None;
+                }
+                ids.push(id.clone());
+                pattern.push_str("/*");
+                if i + 2 == segments.len() {
+                    return Some(target(pattern, true, &ids));
+                }
+                fields = inner;
+                i += 2;
+            }
+            Kind::Ratings => {
+                let container = last;
+                if !last {
+                    pattern.push_str("/*");
+                }
+                return Some(target(pattern, container, &ids));
+            }
+            // A scalar, or a reference list (the path may go on to an index).
+            _ => return Some(target(pattern, false, &ids)),
+        }
+    }
+    None
+}
+
+fn target(pattern: String, container: bool, ids: &[String]) -> Target {
+    let step = (pattern.starts_with("/strategies/*/steps/*") && ids.len() >= 2)
+        .then(|| (ids[0].clone(), ids[1].clone()));
+    Target {
+        pattern,
+        container,
+        step,
+    }
+}
+
+fn step_responsible(doc: &Automerge, strategy: &str, step: &str) -> Option<String> {
+    let strategies = child(doc, &ROOT, "strategies")?;
+    let strategy = child(doc, &strategies, strategy)?;
+    let steps = child(doc, &strategy, "steps")?;
+    let step = child(doc, &steps, step)?;
+    match doc.get(&step, "responsible").ok()?? {
+        (Value::Scalar(s), _) => s.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{apply_ops, Op};
+    use crate::plan::init_plan;
+    use crate::roles::Role;
+    use automerge::transaction::Transactable;
+    use automerge::ActorId;
+    use serde_json::json;
+
+    fn editor(role: Role, member_id: Option<&str>) -> Editor {
+        Editor {
+            role,
+            member_id: member_id.map(str::to_string),
+        }
+    }
+
+    /// A plan with a caregiver (Ana) responsible for one step.
+    fn plan() -> (Automerge, String, String, String) {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        assert!(init_plan(&mut tx, "Plan").is_ok());
+        let mut n = 0u128;
+        let mut ids = || {
+            n += 1;
+            ulid::Ulid::from_parts(1_800_000_000_000, n).to_string()
+        };
+        let ops: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/team","value":{"name":"Ana","role":"caregiver"}}
+        ]))
+        .unwrap_or_default();
+        let r = apply_ops(&mut tx, &ops, &editor(Role::Facilitator, None), &mut ids)
+            .unwrap_or_default();
+        let ana = r[0].id.clone().unwrap_or_default();
+        let ops: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/strategies","value":{"description":"S","kind":"natural","steps":[{"description":"Step","responsible":ana}]}}
+        ]))
+        .unwrap_or_default();
+        let r = apply_ops(&mut tx, &ops, &editor(Role::Facilitator, None), &mut ids)
+            .unwrap_or_default();
+        let strategy = r[0].id.clone().unwrap_or_default();
+        tx.commit();
+        let step = crate::plan::render(&doc)["strategies"][0]["steps"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (doc, ana, strategy, step)
+    }
+
+    /// What a phone would do: fork, edit raw, merge back into a scratch copy.
+    fn phone_edit(
+        doc: &Automerge,
+        edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> (Automerge, Vec<ChangeHash>) {
+        let before = doc.get_heads();
+        let mut phone = doc.fork().with_actor(ActorId::random());
+        let mut tx = phone.transaction();
+        edit(&mut tx);
+        tx.commit();
+        let mut scratch = doc.clone();
+        assert!(scratch.merge(&mut phone).is_ok());
+        (scratch, before)
+    }
+
+    fn obj(doc: &Automerge, path: &[&str]) -> automerge::ObjId {
+        path.iter()
+            .try_fold(ROOT, |o, k| child(doc, &o, k))
+            .unwrap_or(ROOT)
+    }
+
+    #[test]
+    fn a_caregiver_may_mark_their_own_step_done() {
+        let (doc, ana, strategy, step) = plan();
+        let step_obj = obj(&doc, &["strategies", &strategy, "steps", &step]);
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&step_obj, "done_on", "2026-03-01").is_ok());
+            assert!(tx.put(&step_obj, "status", "done").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Caregiver, Some(&ana))),
+            Ok(())
+        );
+        // The same change from another caregiver is refused.
+        let other = editor(Role::Caregiver, Some("01JZZZZZZZZZZZZZZZZZZZZZZZ"));
+        assert!(matches!(
+            check_incoming(&scratch, &before, &other),
+            Err(PlanError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_caregiver_editing_the_roster_is_refused() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "role", "facilitator").is_ok());
+        });
+        let result = check_incoming(&scratch, &before, &editor(Role::Caregiver, Some(&ana)));
+        assert!(matches!(result, Err(PlanError::Forbidden(p)) if p.starts_with("/team/")));
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn removing_items_or_sections_is_refused_even_for_facilitators() {
+        let (doc, ana, _, _) = plan();
+        let team = obj(&doc, &["team"]);
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.delete(&team, ana.as_str()).is_ok());
+        });
+        let result = check_incoming(&scratch, &before, &editor(Role::Facilitator, None));
+        assert!(matches!(result, Err(PlanError::Unsupported(_))));
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.delete(ROOT, "crisis_plan").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Supervisor, None)),
+            Err(PlanError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn schema_violations_and_foreign_structures_are_refused() {
+        let (doc, _, _, _) = plan();
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "vision", 42).is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Err(PlanError::Schema { .. })
+        ));
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx
+                .put_object(ROOT, "vision", automerge::ObjType::Text)
+                .is_ok());
+        });
+        assert!(check_incoming(&scratch, &before, &editor(Role::Facilitator, None)).is_err());
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "ssn", "123-45-6789").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Supervisor, None)),
+            Err(PlanError::Schema { .. })
+        ));
+    }
+}
