@@ -36,6 +36,13 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Conflict(String),
+    /// Changes that arrived by sync and were refused whole: by role, by
+    /// schema, or because their actor belongs to someone else.
+    #[error("changes refused: {0}")]
+    RefusedChanges(PlanError),
+    /// Bytes that are not an Automerge sync message.
+    #[error("not a readable Automerge sync message: {0}")]
+    MalformedSync(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -55,6 +62,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
+            ApiError::MalformedSync(_) => "malformed-sync-message",
+            ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
+            ApiError::RefusedChanges(error) => error.code(),
             ApiError::Internal(_) => "internal",
         }
     }
@@ -80,6 +90,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::MalformedSync(_) => "Malformed sync message",
+            ApiError::RefusedChanges(_) => "Changes refused",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -92,6 +104,7 @@ impl ApiError {
             | ApiError::Forbidden(_)
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken
+            | ApiError::RefusedChanges(PlanError::Forbidden(_))
             | ApiError::Plan {
                 error: PlanError::Forbidden(_),
                 ..
@@ -120,7 +133,9 @@ impl From<PlanError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidRequest(_)
+            | ApiError::MalformedSync(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_)
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
@@ -134,6 +149,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RefusedChanges(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

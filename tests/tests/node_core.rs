@@ -48,6 +48,8 @@ mod durability;
 mod listing;
 #[path = "node_core/plans.rs"]
 mod plans;
+#[path = "node_core/sync.rs"]
+mod sync;
 
 /// Shaped like a plan or item id (a ULID), but nothing has it.
 const NO_SUCH_ID: &str = "01HZZZZZZZZZZZZZZZZZZZZZZZ";

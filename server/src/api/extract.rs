@@ -8,6 +8,7 @@ use crate::store::audit::AuditRecord;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use base64::Engine;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -100,29 +101,83 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<App>>()
-            .map(|app| app.config.max_body_bytes)
-            .unwrap_or(1024 * 1024);
-        let checked = check_headers(req, limit);
-        let mut payload = payload.take();
+        let body = read_body(req, payload, &["application/json"]);
         Box::pin(async move {
-            checked?;
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let (_, body) = body.await?;
             parse_json(&body).map(JsonBody)
         })
     }
 }
 
-fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+/// A sync round's message: base64 in JSON (`{"message":"…"|null}`) or raw
+/// bytes (`application/octet-stream`); answered in the same form.
+pub enum SyncBody {
+    Json(Option<Vec<u8>>),
+    Binary(Vec<u8>),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncJson {
+    message: Option<String>,
+}
+
+impl FromRequest for SyncBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(
+            req,
+            payload,
+            &["application/json", "application/octet-stream"],
+        );
+        Box::pin(async move {
+            let (content_type, body) = body.await?;
+            if content_type == "application/octet-stream" {
+                return Ok(SyncBody::Binary(body.to_vec()));
+            }
+            let json: SyncJson = parse_json(&body)?;
+            let message = json
+                .message
+                .map(|m| base64::engine::general_purpose::STANDARD.decode(m.trim()))
+                .transpose()
+                .map_err(|_| ApiError::InvalidRequest("`message` must be base64".into()))?;
+            Ok(SyncBody::Json(message))
+        })
+    }
+}
+
+/// Reads a request body of one of `types`, refusing compressed and
+/// oversized bodies before reading more than the limit. Answers the
+/// (lowercased) content type and the bytes.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    types: &'static [&'static str],
+) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
+    let limit = req
+        .app_data::<web::Data<App>>()
+        .map(|app| app.config.max_body_bytes)
+        .unwrap_or(1024 * 1024);
+    let checked = check_headers(req, limit, types);
+    let mut payload = payload.take();
+    async move {
+        let content_type = checked?;
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((content_type, body))
+    }
+}
+
+fn check_headers(req: &HttpRequest, limit: usize, types: &[&str]) -> Result<String, ApiError> {
     if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
         if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
             return Err(ApiError::UnsupportedMediaType(
@@ -135,11 +190,17 @@ fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the body as application/json".into(),
-        ));
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if !types.contains(&essence.as_str()) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as {}",
+            types.join(" or ")
+        )));
     }
     let declared = req
         .headers()
@@ -149,7 +210,7 @@ fn check_headers(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    Ok(())
+    Ok(essence)
 }
 
 /// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape

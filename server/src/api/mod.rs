@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/plans/{id}", web::get().to(plans::read))
                 .route("/plans/{id}/ops", web::post().to(plans::ops))
                 .route("/plans/{id}/history", web::get().to(plans::history))
+                .route("/plans/{id}/sync", web::post().to(plans::sync))
                 .route("/audit", web::get().to(audit::list)),
         )
         .app_data(

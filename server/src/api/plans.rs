@@ -1,12 +1,13 @@
 //! `/v1/plans`: list, create, read, edit by ops, history. Every call that
 //! touches a plan is audited, refusals included.
 
-use super::extract::{AuthUser, JsonBody};
+use super::extract::{AuthUser, JsonBody, SyncBody};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::plans::{audit_record, PlanEntry};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
 use serde::Deserialize;
 use std::sync::Arc;
 use wrapsync_shared::api::{CreatePlanRequest, OpsRequest, OpsResponse, PlanList};
@@ -67,7 +68,7 @@ pub async fn create(
     user: AuthUser,
     body: Result<JsonBody<CreatePlanRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = audited_body(&app, &user, None, "plan.create", body)?;
+    let JsonBody(body) = audited(&app, &user, None, "plan.create", body)?;
     if !user.actor.role.may_create_plans() {
         app.plans.audit(audit_record(
             &user.actor,
@@ -82,7 +83,7 @@ pub async fn create(
         ));
     }
     let display_name = user.actor.username.clone();
-    let result = app
+    let created = app
         .plans
         .create(
             &user.actor,
@@ -92,36 +93,24 @@ pub async fn create(
             user.meta.clone(),
         )
         .await;
-    match result {
-        Ok(view) => Ok(HttpResponse::Created()
-            .insert_header((header::ETAG, view.etag.clone()))
-            .insert_header((header::LOCATION, format!("/v1/plans/{}", view.id)))
-            .content_type("application/json")
-            .body(view.body_for(user.actor.role))),
-        Err(e) => {
-            app.plans.audit(audit_record(
-                &user.actor,
-                None,
-                "plan.create",
-                e.audit_outcome(),
-                Some(e.to_string()),
-                &user.meta,
-            ));
-            Err(e)
-        }
-    }
+    let view = audited(&app, &user, None, "plan.create", created)?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::ETAG, view.etag.clone()))
+        .insert_header((header::LOCATION, format!("/v1/plans/{}", view.id)))
+        .content_type("application/json")
+        .body(view.body_for(user.actor.role)))
 }
 
-/// The parsed body, or the refusal of an unreadable one (malformed,
-/// oversized, compressed), audited like any other refusal.
-fn audited_body<T>(
+/// Passes `result` through, auditing it if it is a refusal (an unreadable
+/// body, an invalid change, …) like every other refusal touching a plan.
+fn audited<T>(
     app: &App,
     user: &AuthUser,
     plan: Option<&str>,
     action: &str,
-    body: Result<JsonBody<T>, ApiError>,
+    result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    body.map(|JsonBody(body)| body).map_err(|e| {
+    result.inspect_err(|e| {
         app.plans.audit(audit_record(
             &user.actor,
             plan,
@@ -130,7 +119,6 @@ fn audited_body<T>(
             Some(e.to_string()),
             &user.meta,
         ));
-        e
     })
 }
 
@@ -203,9 +191,8 @@ pub async fn ops(
     body: Result<JsonBody<OpsRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (entry, role) = authorized(&app, &user, &id, "plan.ops").await?;
-    let body = audited_body(&app, &user, Some(&id), "plan.ops", body)?;
-    let summary = wrapsync_shared::ops::summarize(&body.ops);
-    match app
+    let JsonBody(body) = audited(&app, &user, Some(&id), "plan.ops", body)?;
+    let applied = app
         .plans
         .apply(
             &entry,
@@ -214,37 +201,22 @@ pub async fn ops(
             body.ops,
             user.meta.clone(),
         )
-        .await
-    {
-        Ok((view, results)) => {
-            let mut plan = view.plan.clone();
-            if let Some(obj) = plan.as_object_mut() {
-                for section in role.hidden_sections() {
-                    obj.remove(*section);
-                }
-            }
-            Ok(HttpResponse::Ok()
-                .insert_header((header::ETAG, view.etag.clone()))
-                .json(OpsResponse {
-                    id: view.id.clone(),
-                    version: view.version.clone(),
-                    plan,
-                    results,
-                }))
-        }
-        Err(e) => {
-            let detail = format!("{summary}: {e}");
-            app.plans.audit(audit_record(
-                &user.actor,
-                Some(&id),
-                "plan.ops",
-                e.audit_outcome(),
-                Some(detail),
-                &user.meta,
-            ));
-            Err(e)
+        .await;
+    let (view, results) = audited(&app, &user, Some(&id), "plan.ops", applied)?;
+    let mut plan = view.plan.clone();
+    if let Some(obj) = plan.as_object_mut() {
+        for section in role.hidden_sections() {
+            obj.remove(*section);
         }
     }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, view.etag.clone()))
+        .json(OpsResponse {
+            id: view.id.clone(),
+            version: view.version.clone(),
+            plan,
+            results,
+        }))
 }
 
 pub async fn history(
@@ -266,4 +238,62 @@ pub async fn history(
         id: id.into_inner(),
         changes,
     }))
+}
+
+/// One round of the Automerge sync protocol (see `plans::sync`).
+pub async fn sync(
+    app: web::Data<App>,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Result<SyncBody, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let (entry, _) = authorized(&app, &user, &id, "plan.sync").await?;
+    let body = audited(&app, &user, Some(&id), "plan.sync", body)?;
+    let device = device_key(&req, &user);
+    let (message, binary) = match body {
+        SyncBody::Json(message) => (message, false),
+        SyncBody::Binary(message) => (Some(message), true),
+    };
+    let result = app
+        .plans
+        .sync(
+            &entry,
+            &user.actor,
+            &device,
+            message.as_deref(),
+            user.meta.clone(),
+        )
+        .await;
+    let reply = audited(&app, &user, Some(&id), "plan.sync", result)?;
+    Ok(match (binary, reply) {
+        (true, Some(reply)) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(reply),
+        (true, None) => HttpResponse::NoContent().finish(),
+        (false, reply) => HttpResponse::Ok().json(serde_json::json!({
+            "message": reply.map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
+        })),
+    })
+}
+
+/// Whose sync state a round uses: the `Device-Id` header if the app sends
+/// one, else the login session; always scoped to the user, so one person's
+/// device id cannot touch another's state.
+fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
+    let device = req
+        .headers()
+        .get("device-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map_or_else(
+            || format!("session:{}", user.session_id),
+            |d| format!("device:{d}"),
+        );
+    format!("{}/{device}", user.actor.user_id)
 }

@@ -85,5 +85,24 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_chunks,
     plan_members,
     actors,
-    audit_log
+    audit_log,
+    sync_states,
+    plan_changes
 );
+
+diesel::table! {
+    sync_states (device_id, plan_id) {
+        device_id -> Text,
+        plan_id -> Text,
+        state -> Binary,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    plan_changes (seq) {
+        seq -> BigInt,
+        plan_id -> Text,
+        at -> BigInt,
+    }
+}

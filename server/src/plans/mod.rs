@@ -4,6 +4,7 @@
 //!
 //! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
 
+mod sync;
 mod view;
 
 pub use view::{PlanView, Viewer};
@@ -72,6 +73,8 @@ pub struct Plans {
     instance: [u8; 8],
     /// Actors already bound to their user in the database by this process.
     bound_actors: Mutex<HashSet<String>>,
+    /// Automerge sync states by (device, plan), backed by the database.
+    sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
 }
 
 impl Plans {
@@ -85,6 +88,9 @@ impl Plans {
             compact_after: compact_after.max(2),
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
+            sync_states: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -208,6 +214,7 @@ impl Plans {
                 let seq = stored::append_chunk(conn, &row.id, &snapshot, true, now)?;
                 stored::set_members(conn, &row.id, &members)?;
                 bind_actor(conn, &actor_hex, &user_id, now)?;
+                stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
                 Ok(seq)
             })
@@ -291,9 +298,9 @@ impl Plans {
         }
         let change = state.doc.save_after(&heads_before);
         let view = PlanView::render(&entry.id, &state.doc);
-        let members_changed = view.members != entry.view().members;
+        let actors = vec![self.actor_id(actor).to_hex_string()];
         match self
-            .persist(entry, actor, &view, change, members_changed, audit)
+            .persist(entry, actor, &view, change, actors, audit)
             .await
         {
             Ok(seq) => {
@@ -316,15 +323,20 @@ impl Plans {
         Ok((view, results))
     }
 
+    /// Stores one change set of a plan with everything that goes with it, in
+    /// one transaction: the chunk, the plan index, the membership if the
+    /// roster changed, newly seen actors bound to `actor`, the change feed and
+    /// the audit row.
     async fn persist(
         &self,
         entry: &PlanEntry,
         actor: &Actor,
         view: &PlanView,
         change: Vec<u8>,
-        members_changed: bool,
+        actors: Vec<String>,
         audit: AuditRecord,
     ) -> Result<i64, ApiError> {
+        let members_changed = view.members != entry.view().members;
         let now = now_ms();
         let row = PlanRow {
             id: entry.id.clone(),
@@ -335,10 +347,12 @@ impl Plans {
             updated_at: now,
         };
         let members = members_changed.then(|| view.members.clone());
-        let actor_hex = self.actor_id(actor).to_hex_string();
-        let bind = !self.bound_actors.lock().contains(&actor_hex);
+        let unbound: Vec<String> = {
+            let bound = self.bound_actors.lock();
+            actors.into_iter().filter(|a| !bound.contains(a)).collect()
+        };
         let user_id = actor.user_id.clone();
-        let bound = actor_hex.clone();
+        let newly_bound = unbound.clone();
         let seq = self
             .writer
             .write(move |conn| {
@@ -347,14 +361,15 @@ impl Plans {
                 if let Some(members) = members {
                     stored::set_members(conn, &row.id, &members)?;
                 }
-                if bind {
-                    bind_actor(conn, &actor_hex, &user_id, now)?;
+                for actor_hex in &unbound {
+                    bind_actor(conn, actor_hex, &user_id, now)?;
                 }
+                stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
                 Ok(seq)
             })
             .await?;
-        self.bound_actors.lock().insert(bound);
+        self.bound_actors.lock().extend(newly_bound);
         Ok(seq)
     }
 

@@ -2,7 +2,7 @@
 //! one incremental chunk per change set) plus a row in the plan index and its
 //! team membership, all written in the same transaction.
 
-use crate::db::schema::{plan_chunks, plan_members, plans};
+use crate::db::schema::{plan_changes, plan_chunks, plan_members, plans, sync_states};
 use crate::db::{DbConnection, StoreError};
 use diesel::prelude::*;
 use wrapsync_shared::roles::Role;
@@ -193,4 +193,86 @@ pub fn chunks_by_seq(
         .order(plan_chunks::seq.asc())
         .select((plan_chunks::seq, plan_chunks::data))
         .load(conn)?)
+}
+
+/// Records that a plan changed, for the change feed.
+pub fn record_change(conn: &mut DbConnection, plan_id: &str, now: i64) -> Result<(), StoreError> {
+    diesel::insert_into(plan_changes::table)
+        .values((plan_changes::plan_id.eq(plan_id), plan_changes::at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The plans that changed after cursor `since`, each once with its latest
+/// cursor, oldest first; only plans `username` is on the team of (`None`:
+/// a supervisor, every plan).
+pub fn changes_since(
+    conn: &mut DbConnection,
+    username: Option<&str>,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    use diesel::dsl::max;
+    let mut query = plan_changes::table
+        .left_join(
+            plan_members::table.on(plan_members::plan_id
+                .eq(plan_changes::plan_id)
+                .and(plan_members::username.nullable().eq(username))),
+        )
+        .filter(plan_changes::seq.gt(since))
+        .group_by(plan_changes::plan_id)
+        .select((
+            plan_changes::plan_id,
+            max(plan_changes::seq),
+            max(plan_changes::at),
+        ))
+        .order(max(plan_changes::seq).asc())
+        .limit(limit)
+        .into_boxed();
+    if username.is_some() {
+        query = query.filter(plan_members::username.is_not_null());
+    }
+    let rows: Vec<(String, Option<i64>, Option<i64>)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(plan, seq, at)| (plan, seq.unwrap_or_default(), at.unwrap_or_default()))
+        .collect())
+}
+
+pub fn load_sync_state(
+    conn: &mut DbConnection,
+    device_id: &str,
+    plan_id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sync_states::table
+        .find((device_id, plan_id))
+        .select(sync_states::state)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn save_sync_state(
+    conn: &mut DbConnection,
+    device_id: &str,
+    plan_id: &str,
+    state: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(sync_states::table.find((device_id, plan_id)))
+        .set((
+            sync_states::state.eq(state),
+            sync_states::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(sync_states::table)
+            .values((
+                sync_states::device_id.eq(device_id),
+                sync_states::plan_id.eq(plan_id),
+                sync_states::state.eq(state),
+                sync_states::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
 }

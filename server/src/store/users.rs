@@ -121,3 +121,14 @@ pub fn actor_users(
         .select((actors::actor, users::username))
         .load(conn)?)
 }
+
+/// The users the given actors are bound to, as `(actor, user id)`.
+pub fn actor_owners(
+    conn: &mut DbConnection,
+    actor_ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(actors::table
+        .filter(actors::actor.eq_any(actor_ids))
+        .select((actors::actor, actors::user_id))
+        .load(conn)?)
+}

@@ -17,6 +17,8 @@ type Work = Box<dyn FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send>;
 
 enum Job {
     Write(Work, oneshot::Sender<Result<(), StoreError>>),
+    /// A write nobody waits for (sync state bookkeeping).
+    Detached(Work),
     Audit(AuditRecord),
     Flush(oneshot::Sender<()>),
 }
@@ -61,6 +63,16 @@ impl Writer {
         out_rx.await.map_err(|_| StoreError::WriterGone)
     }
 
+    /// Queues a write that nobody waits for; a failure is logged.
+    pub fn write_detached(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        if self.tx.send(Job::Detached(Box::new(work))).is_err() {
+            tracing::error!("detached write dropped: the storage writer has stopped");
+        }
+    }
+
     /// Queues an audit record for the next batch without waiting for it.
     /// Writes put their audit rows inside their own transaction instead.
     pub fn audit(&self, record: AuditRecord) {
@@ -88,7 +100,9 @@ fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>) {
         let started = Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            let someone_waits = batch.iter().any(|job| !matches!(job, Job::Audit(_)));
+            let someone_waits = batch
+                .iter()
+                .any(|job| matches!(job, Job::Write(..) | Job::Flush(_)));
             let next = if someone_waits {
                 rx.try_recv().ok()
             } else {
@@ -108,9 +122,11 @@ fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>) {
     let mut audits = Vec::new();
     let mut writes = Vec::new();
     let mut flushes = Vec::new();
+    let mut detached = Vec::new();
     for job in batch {
         match job {
             Job::Audit(record) => audits.push(record),
+            Job::Detached(work) => detached.push(work),
             Job::Write(work, done) => writes.push((work, done)),
             Job::Flush(done) => flushes.push(done),
         }
@@ -125,6 +141,11 @@ fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>) {
             // alone and the rest of the batch commits.
             let result = conn.transaction::<_, StoreError, _>(|conn| work(conn));
             results.push((result, done));
+        }
+        for work in detached.drain(..) {
+            if let Err(e) = conn.transaction::<_, StoreError, _>(|conn| work(conn)) {
+                tracing::warn!(error = %e, "detached write failed");
+            }
         }
         Ok(())
     });

@@ -1,0 +1,190 @@
+//! The Automerge sync protocol between a device and this node, one round per
+//! request. The node keeps a sync state per (device, plan) so a round resends
+//! nothing the device has. Changes a device sends are applied to a scratch
+//! copy, their actors checked against the sender, what they did checked
+//! against the sender's role and the schema; only then are they stored and
+//! merged. A refused round changes nothing, not even the sync state.
+
+use super::{audit_record, Actor, PlanEntry, PlanView, Plans, RequestMeta};
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::store::plans as stored;
+use crate::store::users::actor_owners;
+use automerge::sync::{self, SyncDoc};
+use automerge::Automerge;
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use wrapsync_shared::incoming::check_incoming;
+use wrapsync_shared::ops::Editor;
+use wrapsync_shared::plan::PlanError;
+
+/// Largest sync message accepted (the body limit applies first).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Decodes a sync message; hostile bytes get a clear error, and a panic in
+/// the decoder is caught rather than taking a worker down.
+fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
+    if bytes.is_empty() || bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(ApiError::MalformedSync(
+            "empty or oversized sync message".into(),
+        ));
+    }
+    match catch_unwind(|| sync::Message::decode(bytes)) {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
+        Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
+    }
+}
+
+/// `doc.receive_sync_message`, with a panic inside Automerge turned into an
+/// error.
+fn receive(
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    message: sync::Message,
+) -> Result<(), ApiError> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        doc.receive_sync_message(state, message)
+    })) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
+        Err(_) => Err(ApiError::MalformedSync(
+            "the changes in this message could not be applied".into(),
+        )),
+    }
+}
+
+impl Plans {
+    /// One sync round for `device`: takes the device's message, answers the
+    /// node's (or `None` when the two are in sync).
+    pub async fn sync(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        device: &str,
+        message: Option<&[u8]>,
+        meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let message = message.map(decode).transpose()?;
+        let mut state = entry.state.lock().await;
+        if self.catch_up(&entry.id, &mut state).await? {
+            *entry.view.write() = Arc::new(PlanView::render(&entry.id, &state.doc));
+        }
+        let view = entry.view();
+        let editor = Editor {
+            role: view.role_of(actor).ok_or(ApiError::NotFound)?,
+            member_id: view.member(&actor.username).map(|m| m.member_id.clone()),
+        };
+        let mut sync_state = self.sync_state(device, &entry.id).await?;
+        let before = state.doc.get_heads();
+        let mut stored_changes = false;
+        match message {
+            None => {}
+            Some(message) if message.changes.is_empty() => {
+                receive(&mut state.doc, &mut sync_state, message)?;
+            }
+            Some(message) => {
+                let mut scratch = state.doc.clone();
+                let mut scratch_sync = sync_state.clone();
+                receive(&mut scratch, &mut scratch_sync, message)?;
+                if scratch.get_heads() != before {
+                    let actors = self.check_actors(actor, &scratch, &before).await?;
+                    check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
+                    let change = scratch.save_after(&before);
+                    let view = PlanView::render(&entry.id, &scratch);
+                    let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
+                    let audit = audit_record(
+                        actor,
+                        Some(&entry.id),
+                        "plan.sync",
+                        "ok",
+                        Some(summary),
+                        &meta,
+                    );
+                    let seq = self
+                        .persist(entry, actor, &view, change, actors, audit)
+                        .await?;
+                    state.chunks.insert(seq);
+                    state.doc = scratch;
+                    *entry.view.write() = Arc::new(view);
+                    stored_changes = true;
+                }
+                sync_state = scratch_sync;
+            }
+        }
+        if !stored_changes {
+            // A round that stores nothing still reads the plan: audited.
+            self.writer.audit(audit_record(
+                actor,
+                Some(&entry.id),
+                "plan.sync",
+                "ok",
+                None,
+                &meta,
+            ));
+        }
+        let reply = state
+            .doc
+            .generate_sync_message(&mut sync_state)
+            .map(sync::Message::encode);
+        drop(state);
+        self.keep_sync_state(device, &entry.id, sync_state);
+        Ok(reply)
+    }
+
+    /// The actors of the changes after `before`: each must be unbound (it is
+    /// then bound to `actor`) or already bound to `actor`, so the history
+    /// always says truthfully who made a change.
+    async fn check_actors(
+        &self,
+        actor: &Actor,
+        doc: &Automerge,
+        before: &[automerge::ChangeHash],
+    ) -> Result<Vec<String>, ApiError> {
+        let actors: Vec<String> = doc
+            .get_changes(before)
+            .iter()
+            .map(|c| c.actor_id().to_hex_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let lookup = actors.clone();
+        let owners = self
+            .blocking(move |conn| actor_owners(conn, &lookup))
+            .await?;
+        if let Some((theirs, _)) = owners.iter().find(|(_, owner)| *owner != actor.user_id) {
+            return Err(ApiError::RefusedChanges(PlanError::Forbidden(format!(
+                "changes of actor {theirs}, which belongs to another person"
+            ))));
+        }
+        Ok(actors)
+    }
+
+    async fn sync_state(&self, device: &str, plan: &str) -> Result<sync::State, ApiError> {
+        let key = (device.to_string(), plan.to_string());
+        if let Some(state) = self.sync_states.lock().get(&key) {
+            return Ok(state.clone());
+        }
+        let (device, plan) = key;
+        let stored = self
+            .blocking(move |conn| stored::load_sync_state(conn, &device, &plan))
+            .await?;
+        Ok(stored
+            .and_then(|bytes| sync::State::decode(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// Keeps a device's sync state in memory and, without waiting, on disk:
+    /// losing it only costs the next round some resending.
+    fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
+        let encoded = state.encode();
+        self.sync_states
+            .lock()
+            .put((device.to_string(), plan.to_string()), state);
+        let (device, plan) = (device.to_string(), plan.to_string());
+        self.writer.write_detached(move |conn| {
+            stored::save_sync_state(conn, &device, &plan, &encoded, now_ms())
+        });
+    }
+}

@@ -1,0 +1,274 @@
+//! `POST /v1/plans/{id}/sync`: a device holding a real Automerge replica
+//! syncs with the node, edits offline, and converges; changes it may not
+//! make are refused whole; hostile bytes are refused cleanly.
+
+use crate::add_member;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::json;
+use wrapsync_shared::automerge::sync::{self, SyncDoc};
+use wrapsync_shared::automerge::transaction::Transactable;
+use wrapsync_shared::automerge::{ActorId, Automerge, ObjType, ROOT};
+use wrapsync_shared::ops::{apply_ops, Editor, Op};
+use wrapsync_shared::plan::render;
+use wrapsync_shared::roles::Role;
+use wrapsync_tests::users::{CAREGIVER, CAREGIVER_2, FACILITATOR};
+use wrapsync_tests::{Backend, Reply, TestNode};
+
+on_both_backends!(
+    an_offline_device_and_the_node_converge,
+    a_refused_change_set_leaves_the_plan_untouched,
+);
+
+/// A phone's copy of one plan and its sync state with the node.
+struct Device {
+    doc: Automerge,
+    state: sync::State,
+    id: String,
+}
+
+impl Device {
+    fn new(id: &str) -> Self {
+        Device {
+            doc: Automerge::new().with_actor(ActorId::random()),
+            state: sync::State::new(),
+            id: id.to_string(),
+        }
+    }
+
+    /// One round: sends what the device has to say, takes the node's answer.
+    /// Answers the HTTP reply and whether anything was exchanged.
+    fn round(&mut self, node: &TestNode, token: &str, plan: &str) -> (Reply, bool) {
+        let message = self
+            .doc
+            .generate_sync_message(&mut self.state)
+            .map(sync::Message::encode);
+        let sent = message.is_some();
+        let body = json!({ "message": message.map(|m| base64::engine::general_purpose::STANDARD.encode(m)) });
+        let reply = node.send(
+            node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
+                .bearer_auth(token)
+                .header("Device-Id", &self.id)
+                .json(&body),
+        );
+        if reply.status != 200 {
+            return (reply, sent);
+        }
+        let answer = reply.json["message"].as_str().map(|m| {
+            base64::engine::general_purpose::STANDARD
+                .decode(m)
+                .expect("base64 from the node")
+        });
+        let got = answer.is_some();
+        if let Some(bytes) = answer {
+            let message = sync::Message::decode(&bytes).expect("a sync message from the node");
+            self.doc
+                .receive_sync_message(&mut self.state, message)
+                .expect("the node's changes apply");
+        }
+        (reply, sent || got)
+    }
+
+    /// Rounds until neither side has anything to say; answers how many
+    /// rounds exchanged something.
+    fn sync(&mut self, node: &TestNode, token: &str, plan: &str) -> usize {
+        for rounds in 0..20 {
+            let (reply, exchanged) = self.round(node, token, plan);
+            reply.assert_status(200);
+            if !exchanged {
+                return rounds;
+            }
+        }
+        panic!("sync did not converge in 20 rounds");
+    }
+
+    fn edit(&mut self, role: Role, member: Option<&str>, ops: serde_json::Value) {
+        let ops: Vec<Op> = serde_json::from_value(ops).expect("ops");
+        let mut tx = self.doc.transaction();
+        let editor = Editor {
+            role,
+            member_id: member.map(str::to_string),
+        };
+        let mut next = || ulid::Ulid::new().to_string();
+        apply_ops(&mut tx, &ops, &editor, &mut next).expect("a valid offline edit");
+        tx.commit();
+    }
+}
+
+fn an_offline_device_and_the_node_converge(backend: Backend) {
+    let node = TestNode::spawn(backend);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Sync family").id;
+    let carla_member = add_member(&node, &fran, &plan, "Carla", "caregiver", Some(CAREGIVER));
+    let carla = node.login(CAREGIVER);
+
+    // A new phone pulls the whole plan.
+    let mut phone = Device::new("carlas-phone");
+    phone.sync(&node, &carla, &plan);
+    let served = node.read_plan(&carla, &plan);
+    assert_eq!(render(&phone.doc), served.plan);
+
+    // Offline, the caregiver writes the family vision and a strength while
+    // the facilitator edits the mission through /ops.
+    phone.edit(
+        Role::Caregiver,
+        Some(&carla_member),
+        json!([
+            {"op":"replace","path":"/vision","value":"Home together, in school every day"},
+            {"op":"add","path":"/strengths","value":{"statement":"We laugh a lot","about":"family"}}
+        ]),
+    );
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"replace","path":"/mission","value":"Keep the family together"}]),
+    );
+
+    let rounds = phone.sync(&node, &carla, &plan);
+    assert!(rounds <= 3, "converging took {rounds} rounds");
+    let served = node.read_plan(&carla, &plan);
+    assert_eq!(render(&phone.doc), served.plan);
+    assert_eq!(served.plan["vision"], "Home together, in school every day");
+    assert_eq!(served.plan["mission"], "Keep the family together");
+    let mut heads: Vec<String> = phone
+        .doc
+        .get_heads()
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    heads.sort();
+    assert_eq!(heads, served.version);
+
+    // The history says truthfully who made the phone's change.
+    let history = node.history(&fran, &plan);
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some(CAREGIVER)));
+
+    // Repeating a round changes nothing (idempotent), and nothing is resent.
+    let (again, exchanged) = phone.round(&node, &carla, &plan);
+    again.assert_status(200);
+    assert!(!exchanged);
+    assert_eq!(node.read_plan(&carla, &plan).version, served.version);
+
+    // Raw bytes work too: a fresh device without a Device-Id header.
+    let mut fresh = Automerge::new();
+    let mut state = sync::State::new();
+    for _ in 0..10 {
+        let Some(message) = fresh.generate_sync_message(&mut state) else {
+            break;
+        };
+        let reply = node.send(
+            node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
+                .bearer_auth(&carla)
+                .header("content-type", "application/octet-stream")
+                .body(message.encode()),
+        );
+        if reply.status == 204 {
+            break;
+        }
+        reply.assert_status(200);
+        let message = sync::Message::decode(&reply.body).expect("a sync message");
+        fresh
+            .receive_sync_message(&mut state, message)
+            .expect("applies");
+    }
+    assert_eq!(render(&fresh), served.plan);
+}
+
+fn a_refused_change_set_leaves_the_plan_untouched(backend: Backend) {
+    let node = TestNode::spawn(backend);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Guarded family").id;
+    let carla_member = add_member(&node, &fran, &plan, "Carla", "caregiver", Some(CAREGIVER));
+    add_member(&node, &fran, &plan, "Cody", "caregiver", Some(CAREGIVER_2));
+    let carla = node.login(CAREGIVER);
+    let mut phone = Device::new("carla-1");
+    phone.sync(&node, &carla, &plan);
+    let before = node.read_plan(&fran, &plan);
+
+    // A caregiver's phone edits the roster: refused whole with 422, even
+    // though the same change set also holds an allowed edit.
+    phone.edit(
+        Role::Facilitator,
+        None,
+        json!([
+            {"op":"replace","path":"/vision","value":"allowed on its own"},
+            {"op":"replace","path":format!("/team/{carla_member}/role"),"value":"facilitator"}
+        ]),
+    );
+    let (reply, _) = phone.round(&node, &carla, &plan);
+    reply.assert_problem(422, "change-forbidden");
+    let after = node.read_plan(&fran, &plan);
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.plan, before.plan);
+
+    // A change whose actor belongs to someone else is refused: Cody cannot
+    // pass off changes as Carla's actor once it is bound to her.
+    let mut honest = Device::new("carla-2");
+    honest.sync(&node, &carla, &plan);
+    honest.edit(
+        Role::Caregiver,
+        Some(&carla_member),
+        json!([{"op":"replace","path":"/vision","value":"Carla's words"}]),
+    );
+    honest.sync(&node, &carla, &plan);
+    let cody = node.login(CAREGIVER_2);
+    let mut impostor = Device::new("cody-1");
+    impostor.doc = honest.doc.fork().with_actor(honest.doc.get_actor().clone());
+    impostor.sync(&node, &cody, &plan);
+    let version = node.read_plan(&fran, &plan).version;
+    impostor.edit(
+        Role::Caregiver,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"Not Carla's words"}]),
+    );
+    let (reply, _) = impostor.round(&node, &cody, &plan);
+    reply.assert_problem(422, "change-forbidden");
+    assert_eq!(node.read_plan(&fran, &plan).version, version);
+
+    // Structures outside the schema are refused by schema.
+    let mut rogue = Device::new("carla-3");
+    rogue.sync(&node, &carla, &plan);
+    let mut tx = rogue.doc.transaction();
+    tx.put_object(ROOT, "vision", ObjType::Text)
+        .expect("raw edit");
+    tx.put(ROOT, "ssn", "123-45-6789").expect("raw edit");
+    tx.commit();
+    let (reply, _) = rogue.round(&node, &carla, &plan);
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(node.read_plan(&fran, &plan).version, version);
+
+    // Hostile bytes: 400, never a crash; the node still answers afterwards.
+    for garbage in [
+        vec![0x42u8; 1],
+        vec![0x42, 0xff, 0x00, 0x13],
+        b"not automerge at all".to_vec(),
+        vec![0x43; 4096],
+    ] {
+        let reply = node.send(
+            node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
+                .bearer_auth(&carla)
+                .header("content-type", "application/octet-stream")
+                .body(garbage),
+        );
+        reply.assert_problem(400, "malformed-sync-message");
+    }
+    let reply = node.post(
+        &format!("/v1/plans/{plan}/sync"),
+        &carla,
+        &json!({"message": "%%% not base64"}),
+    );
+    reply.assert_problem(400, "invalid-request");
+    assert_eq!(node.read_plan(&fran, &plan).version, version);
+
+    // Someone not on the team gets 404, as for any other plan route.
+    let felix = node.login(wrapsync_tests::users::FACILITATOR_2);
+    let reply = node.post(
+        &format!("/v1/plans/{plan}/sync"),
+        &felix,
+        &json!({"message": null}),
+    );
+    reply.assert_problem(404, "not-found");
+}
