@@ -64,6 +64,25 @@ pub struct PlanDocument {
     pub id: String,
     pub version: Vec<String>,
     pub plan: Json,
+    /// Fields people set concurrently, with every value and who set it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictView>,
+}
+
+/// A conflicted field: `plan` shows the first value; a `replace` of `path`
+/// resolves the conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictView {
+    pub path: String,
+    pub values: Vec<ConflictValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    pub value: Json,
+    /// Who set it (username), when the actor is bound to a user here.
+    pub user: Option<String>,
+    pub actor: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -189,6 +189,78 @@ pub(crate) fn ref_json(value: automerge::ValueRef<'_>) -> Option<Json> {
     }
 }
 
+/// A field that people set concurrently: every value, with the actor that
+/// set it. The plan shows one (Automerge's deterministic winner); a
+/// `replace` of the field resolves the conflict.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Conflict {
+    pub path: String,
+    /// `(value, actor hex)`, the shown value first.
+    pub values: Vec<(Json, String)>,
+}
+
+/// Every conflicted field of the plan.
+pub fn conflicts(doc: &impl ReadDoc) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    collect_conflicts(doc, &ROOT, PLAN, "", &mut out);
+    out
+}
+
+fn collect_conflicts(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    fields: &[Field],
+    path: &str,
+    out: &mut Vec<Conflict>,
+) {
+    for field in fields {
+        let field_path = format!("{path}/{}", field.name);
+        match field.kind {
+            Kind::Struct(inner) => {
+                if let Some(map) = child(doc, obj, field.name) {
+                    collect_conflicts(doc, &map, inner, &field_path, out);
+                }
+            }
+            Kind::Collection(inner) => {
+                if let Some(map) = child(doc, obj, field.name) {
+                    for item in doc.map_range(&map, ..) {
+                        let item_path = format!("{field_path}/{}", item.key);
+                        collect_conflicts(doc, &item.id(), inner, &item_path, out);
+                    }
+                }
+            }
+            _ => {
+                let Ok(values) = doc.get_all(obj, field.name) else {
+                    continue;
+                };
+                if values.len() < 2 {
+                    continue;
+                }
+                let mut values: Vec<(Json, String)> = values
+                    .into_iter()
+                    .map(|(value, id)| {
+                        let json = match value {
+                            Value::Scalar(s) => scalar_json(s.as_ref()).unwrap_or(Json::Null),
+                            Value::Object(_) => Json::Null,
+                        };
+                        let actor = match id {
+                            ObjId::Id(_, actor, _) => actor.to_hex_string(),
+                            ObjId::Root => String::new(),
+                        };
+                        (json, actor)
+                    })
+                    .collect();
+                // get_all lists the winner last; show it first.
+                values.reverse();
+                out.push(Conflict {
+                    path: field_path,
+                    values,
+                });
+            }
+        }
+    }
+}
+
 /// Checks a JSON value against a scalar field kind. Containers are checked
 /// by their callers.
 pub(crate) fn check_scalar(kind: &Kind, value: &Json, path: &str) -> Result<(), PlanError> {
@@ -428,6 +500,31 @@ mod tests {
         assert!(
             matches!(validate(&doc), Err(PlanError::Schema { path, .. }) if path == "/enrollment/phase")
         );
+    }
+
+    #[test]
+    fn concurrent_sets_show_as_conflicts_until_a_replace_resolves_them() {
+        let mut a = new_doc();
+        let mut b = a.fork().with_actor(automerge::ActorId::random());
+        for (doc, text) in [(&mut a, "A's vision"), (&mut b, "B's vision")] {
+            let mut tx = doc.transaction();
+            assert!(tx.put(ROOT, "vision", text).is_ok());
+            tx.commit();
+        }
+        assert!(a.merge(&mut b).is_ok());
+        let found = conflicts(&a);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "/vision");
+        assert_eq!(found[0].values.len(), 2);
+        assert_eq!(
+            found[0].values[0].0,
+            render(&a)["vision"],
+            "the shown value first"
+        );
+        let mut tx = a.transaction();
+        assert!(tx.put(ROOT, "vision", "agreed").is_ok());
+        tx.commit();
+        assert!(conflicts(&a).is_empty());
     }
 
     #[test]

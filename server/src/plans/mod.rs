@@ -19,7 +19,7 @@ use automerge::transaction::CommitOptions;
 use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc};
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use wrapsync_shared::api::{HistoryEntry, PlanSummary};
@@ -68,6 +68,8 @@ pub struct Plans {
     pool: Pool,
     writer: Writer,
     compact_after: usize,
+    /// Usernames of bound actors, for showing who set a conflicting value.
+    actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Distinguishes this process's actors from any other process's, so two
     /// processes never reuse an (actor, seq) pair.
     instance: [u8; 8],
@@ -88,6 +90,7 @@ impl Plans {
             compact_after: compact_after.max(2),
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
+            actor_names: Mutex::new(None),
             sync_states: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -114,6 +117,36 @@ impl Plans {
         Ok(crate::db::blocking(&self.pool, f).await?)
     }
 
+    /// Every bound actor's username, loaded once and again after new
+    /// actors are bound. Small: one row per person and device.
+    async fn actor_names(&self) -> Arc<HashMap<String, String>> {
+        if let Some(names) = self.actor_names.lock().clone() {
+            return names;
+        }
+        let loaded = self
+            .blocking(crate::store::users::all_actor_users)
+            .await
+            .unwrap_or_default();
+        let names = Arc::new(loaded.into_iter().collect::<HashMap<_, _>>());
+        *self.actor_names.lock() = Some(names.clone());
+        names
+    }
+
+    /// `view`, re-rendered if a conflicting value's actor was bound only by
+    /// the write that produced it (its name was unknown at render time).
+    async fn with_names(&self, doc: &Automerge, view: PlanView) -> PlanView {
+        let unnamed = view
+            .conflicts
+            .iter()
+            .flat_map(|c| &c.values)
+            .any(|v| v.user.is_none());
+        if unnamed {
+            PlanView::render(&view.id, doc, &*self.actor_names().await)
+        } else {
+            view
+        }
+    }
+
     /// The cached plan, loading it on a miss; `None` if there is no such plan.
     pub async fn get(&self, id: &str) -> Result<Option<Arc<PlanEntry>>, ApiError> {
         if let Some(entry) = self.cache.lock().get(id) {
@@ -132,7 +165,7 @@ impl Plans {
         let (doc, seqs) = tokio::task::spawn_blocking(move || load_chunks(chunks))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let view = PlanView::render(id, &doc);
+        let view = PlanView::render(id, &doc, &*self.actor_names().await);
         let entry = Arc::new(PlanEntry {
             id: id.to_string(),
             state: tokio::sync::Mutex::new(PlanState { doc, chunks: seqs }),
@@ -192,7 +225,7 @@ impl Plans {
                 .with_message("create plan")
                 .with_time(unix_secs()),
         );
-        let view = PlanView::render(&id, &doc);
+        let view = PlanView::render(&id, &doc, &*self.actor_names().await);
         let snapshot = doc.save();
         let now = now_ms();
         let row = PlanRow {
@@ -244,7 +277,11 @@ impl Plans {
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         let mut state = entry.state.lock().await;
         if self.catch_up(&entry.id, &mut state).await? {
-            *entry.view.write() = Arc::new(PlanView::render(&entry.id, &state.doc));
+            *entry.view.write() = Arc::new(PlanView::render(
+                &entry.id,
+                &state.doc,
+                &*self.actor_names().await,
+            ));
         }
 
         let member_id = entry
@@ -297,7 +334,7 @@ impl Plans {
             return Ok((entry.view(), results));
         }
         let change = state.doc.save_after(&heads_before);
-        let view = PlanView::render(&entry.id, &state.doc);
+        let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await);
         let actors = vec![self.actor_id(actor).to_hex_string()];
         match self
             .persist(entry, actor, &view, change, actors, audit)
@@ -313,6 +350,7 @@ impl Plans {
                 return Err(e);
             }
         }
+        let view = self.with_names(&state.doc, view).await;
         let view = Arc::new(view);
         *entry.view.write() = view.clone();
         if state.chunks.len() > self.compact_after {
@@ -369,6 +407,10 @@ impl Plans {
                 Ok(seq)
             })
             .await?;
+        if !newly_bound.is_empty() {
+            // Names are reloaded when next needed.
+            *self.actor_names.lock() = None;
+        }
         self.bound_actors.lock().extend(newly_bound);
         Ok(seq)
     }

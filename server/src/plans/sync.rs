@@ -69,7 +69,11 @@ impl Plans {
         let message = message.map(decode).transpose()?;
         let mut state = entry.state.lock().await;
         if self.catch_up(&entry.id, &mut state).await? {
-            *entry.view.write() = Arc::new(PlanView::render(&entry.id, &state.doc));
+            *entry.view.write() = Arc::new(PlanView::render(
+                &entry.id,
+                &state.doc,
+                &*self.actor_names().await,
+            ));
         }
         let view = entry.view();
         let editor = Editor {
@@ -92,7 +96,7 @@ impl Plans {
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
                     let change = scratch.save_after(&before);
-                    let view = PlanView::render(&entry.id, &scratch);
+                    let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await);
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,
@@ -106,6 +110,7 @@ impl Plans {
                         .persist(entry, actor, &view, change, actors, audit)
                         .await?;
                     state.chunks.insert(seq);
+                    let view = self.with_names(&scratch, view).await;
                     state.doc = scratch;
                     *entry.view.write() = Arc::new(view);
                     stored_changes = true;

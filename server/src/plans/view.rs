@@ -6,9 +6,10 @@ use crate::store::plans::Membership;
 use actix_web::web::Bytes;
 use automerge::{Automerge, ChangeHash};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::OnceLock;
-use wrapsync_shared::api::PlanDocument;
-use wrapsync_shared::plan::render;
+use wrapsync_shared::api::{ConflictValue, ConflictView, PlanDocument};
+use wrapsync_shared::plan::{conflicts, render};
 use wrapsync_shared::roles::Role;
 
 pub struct PlanView {
@@ -22,6 +23,7 @@ pub struct PlanView {
     /// Active roster members linked to a user of this node.
     pub members: Vec<Membership>,
     pub plan: serde_json::Value,
+    pub conflicts: Vec<ConflictView>,
     body: Bytes,
     /// Rendered on first use for roles that see less of the plan.
     restricted: OnceLock<Bytes>,
@@ -31,7 +33,8 @@ pub struct PlanView {
 pub type Viewer = Role;
 
 impl PlanView {
-    pub fn render(id: &str, doc: &Automerge) -> PlanView {
+    /// Renders `doc`; `names` maps actors to usernames for the conflicts.
+    pub fn render(id: &str, doc: &Automerge, names: &HashMap<String, String>) -> PlanView {
         let mut heads = doc.get_heads();
         heads.sort();
         let version: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
@@ -55,10 +58,26 @@ impl PlanView {
                     .collect()
             })
             .unwrap_or_default();
+        let conflicts: Vec<ConflictView> = conflicts(doc)
+            .into_iter()
+            .map(|c| ConflictView {
+                path: c.path,
+                values: c
+                    .values
+                    .into_iter()
+                    .map(|(value, actor)| ConflictValue {
+                        value,
+                        user: names.get(&actor).cloned(),
+                        actor,
+                    })
+                    .collect(),
+            })
+            .collect();
         let body = serde_json::to_vec(&PlanDocument {
             id: id.to_string(),
             version: version.clone(),
             plan: plan.clone(),
+            conflicts: conflicts.clone(),
         })
         .map(Bytes::from)
         .unwrap_or_default();
@@ -71,6 +90,7 @@ impl PlanView {
             phase: text(&plan["enrollment"]["phase"]),
             members,
             plan,
+            conflicts,
             body,
             restricted: OnceLock::new(),
         }
@@ -105,10 +125,17 @@ impl PlanView {
                         obj.remove(*section);
                     }
                 }
+                let conflicts = self
+                    .conflicts
+                    .iter()
+                    .filter(|c| !hidden.iter().any(|h| c.path.starts_with(&format!("/{h}/"))))
+                    .cloned()
+                    .collect();
                 serde_json::to_vec(&PlanDocument {
                     id: self.id.clone(),
                     version: self.version.clone(),
                     plan,
+                    conflicts,
                 })
                 .map(Bytes::from)
                 .unwrap_or_default()

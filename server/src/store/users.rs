@@ -132,3 +132,11 @@ pub fn actor_owners(
         .select((actors::actor, actors::user_id))
         .load(conn)?)
 }
+
+/// Every bound actor with the username it belongs to.
+pub fn all_actor_users(conn: &mut DbConnection) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(actors::table
+        .inner_join(users::table.on(users::id.eq(actors::user_id)))
+        .select((actors::actor, users::username))
+        .load(conn)?)
+}

@@ -18,6 +18,7 @@ use wrapsync_tests::{Backend, Reply, TestNode};
 on_both_backends!(
     an_offline_device_and_the_node_converge,
     a_refused_change_set_leaves_the_plan_untouched,
+    concurrent_edits_show_as_a_conflict_until_an_op_resolves_it,
 );
 
 /// A phone's copy of one plan and its sync state with the node.
@@ -271,4 +272,78 @@ fn a_refused_change_set_leaves_the_plan_untouched(backend: Backend) {
         &json!({"message": null}),
     );
     reply.assert_problem(404, "not-found");
+}
+
+fn concurrent_edits_show_as_a_conflict_until_an_op_resolves_it(backend: Backend) {
+    let node = TestNode::spawn(backend);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Two voices").id;
+    let carla_member = add_member(&node, &fran, &plan, "Carla", "caregiver", Some(CAREGIVER));
+    let carla = node.login(CAREGIVER);
+    let mut carlas = Device::new("carla-phone");
+    let mut frans = Device::new("fran-tablet");
+    carlas.sync(&node, &carla, &plan);
+    frans.sync(&node, &fran, &plan);
+
+    // Both write the vision offline, then both sync.
+    carlas.edit(
+        Role::Caregiver,
+        Some(&carla_member),
+        json!([{"op":"replace","path":"/vision","value":"Carla's vision"}]),
+    );
+    frans.edit(
+        Role::Facilitator,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"Fran's vision"}]),
+    );
+    carlas.sync(&node, &carla, &plan);
+    frans.sync(&node, &fran, &plan);
+    carlas.sync(&node, &carla, &plan);
+
+    let served = node.get(&format!("/v1/plans/{plan}"), &carla);
+    served.assert_status(200);
+    let conflicts = served.json["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(conflicts.len(), 1, "{}", served.text());
+    assert_eq!(conflicts[0]["path"], "/vision");
+    let values = conflicts[0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut seen: Vec<(String, String)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default().to_string(),
+                v["user"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("Carla's vision".to_string(), CAREGIVER.to_string()),
+            ("Fran's vision".to_string(), FACILITATOR.to_string()),
+        ]
+    );
+    assert_eq!(
+        served.json["plan"]["vision"], values[0]["value"],
+        "the plan shows the first value"
+    );
+    // Both replicas agree on which value shows.
+    assert_eq!(render(&carlas.doc)["vision"], served.json["plan"]["vision"]);
+    assert_eq!(render(&frans.doc)["vision"], served.json["plan"]["vision"]);
+
+    // An op resolves it.
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"replace","path":"/vision","value":"Our vision, together"}]),
+    );
+    let served = node.get(&format!("/v1/plans/{plan}"), &carla);
+    assert!(served.json.get("conflicts").is_none(), "{}", served.text());
+    assert_eq!(served.json["plan"]["vision"], "Our vision, together");
 }
