@@ -103,6 +103,22 @@ pub struct OpsResponse {
     pub results: Vec<OpResult>,
 }
 
+/// A plan that changed: fetch or sync it. `cursor` orders the feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanChange {
+    pub plan: String,
+    pub cursor: String,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// `GET /v1/changes`: pass `cursor` back as `since` to continue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeFeed {
+    pub changes: Vec<PlanChange>,
+    pub cursor: String,
+}
+
 /// One change in a plan's history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod extract;
 pub mod plans;
 
@@ -24,6 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/plans/{id}/ops", web::post().to(plans::ops))
                 .route("/plans/{id}/history", web::get().to(plans::history))
                 .route("/plans/{id}/sync", web::post().to(plans::sync))
+                .route("/changes", web::get().to(changes::page))
+                .route("/changes/stream", web::get().to(changes::stream))
                 .route("/audit", web::get().to(audit::list)),
         )
         .app_data(

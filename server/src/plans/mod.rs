@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use wrapsync_shared::api::{HistoryEntry, PlanSummary};
+use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
 use wrapsync_shared::ops::{apply_ops, summarize, Editor, Op, OpResult};
 use wrapsync_shared::plan::{init_plan, PlanError};
 use wrapsync_shared::roles::Role;
@@ -75,6 +75,8 @@ pub struct Plans {
     instance: [u8; 8],
     /// Actors already bound to their user in the database by this process.
     bound_actors: Mutex<HashSet<String>>,
+    /// Rings whenever a change set is stored, waking change-feed streams.
+    changed: tokio::sync::broadcast::Sender<()>,
     /// Automerge sync states by (device, plan), backed by the database.
     sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
 }
@@ -91,6 +93,7 @@ impl Plans {
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
+            changed: tokio::sync::broadcast::channel(16).0,
             sync_states: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -262,6 +265,7 @@ impl Plans {
             view: RwLock::new(view.clone()),
         });
         self.cache.lock().put(id, entry);
+        let _ = self.changed.send(());
         Ok(view)
     }
 
@@ -407,6 +411,7 @@ impl Plans {
                 Ok(seq)
             })
             .await?;
+        let _ = self.changed.send(());
         if !newly_bound.is_empty() {
             // Names are reloaded when next needed.
             *self.actor_names.lock() = None;
@@ -539,6 +544,33 @@ impl Plans {
                 role: role.and_then(|r| r.parse().ok()).unwrap_or(actor.role),
             })
             .collect())
+    }
+
+    /// Plans `actor` may see that changed after cursor `since`, each once
+    /// with its newest cursor, oldest first.
+    pub async fn changes(
+        &self,
+        actor: &Actor,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<PlanChange>, ApiError> {
+        let username = (actor.role != Role::Supervisor).then(|| actor.username.clone());
+        let rows = self
+            .blocking(move |conn| stored::changes_since(conn, username.as_deref(), since, limit))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(plan, cursor, updated_at)| PlanChange {
+                plan,
+                cursor: cursor.to_string(),
+                updated_at,
+            })
+            .collect())
+    }
+
+    /// Wakes whenever any plan of this node changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.changed.subscribe()
     }
 
     pub fn audit(&self, record: AuditRecord) {

@@ -347,3 +347,67 @@ fn concurrent_edits_show_as_a_conflict_until_an_op_resolves_it(backend: Backend)
     assert!(served.json.get("conflicts").is_none(), "{}", served.text());
     assert_eq!(served.json["plan"]["vision"], "Our vision, together");
 }
+
+#[test]
+fn the_change_feed_names_only_my_plans_and_streams_new_changes() {
+    use std::io::{BufRead, BufReader};
+    let node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    let mine = node.create_plan(&fran, "Carla's family").id;
+    let other = node.create_plan(&fran, "Another family").id;
+    add_member(&node, &fran, &mine, "Carla", "caregiver", Some(CAREGIVER));
+    let carla = node.login(CAREGIVER);
+
+    let feed = node.get("/v1/changes", &carla);
+    feed.assert_status(200);
+    let plans: Vec<&str> = feed.json["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["plan"].as_str())
+        .collect();
+    assert_eq!(plans, vec![mine.as_str()], "{}", feed.text());
+    let cursor = feed.json["cursor"].as_str().expect("cursor").to_string();
+    let again = node.get(&format!("/v1/changes?since={cursor}"), &carla);
+    assert_eq!(again.json["changes"], json!([]));
+    assert_eq!(again.json["cursor"], json!(cursor));
+
+    // A stream from that cursor hears about the next change to her plan,
+    // and never about the plan she is not on.
+    let response = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/changes/stream?since={cursor}", node.url()))
+        .bearer_auth(&carla)
+        .send()
+        .expect("stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/event-stream"));
+    node.apply_ops(
+        &fran,
+        &other,
+        json!([{"op":"replace","path":"/vision","value":"not Carla's"}]),
+    );
+    node.apply_ops(
+        &fran,
+        &mine,
+        json!([{"op":"replace","path":"/vision","value":"for Carla"}]),
+    );
+    let mut lines = BufReader::new(response).lines();
+    let data = loop {
+        let line = lines
+            .next()
+            .expect("the stream stays open")
+            .expect("a line");
+        if let Some(data) = line.strip_prefix("data: ") {
+            break data.to_string();
+        }
+    };
+    let change: serde_json::Value = serde_json::from_str(&data).expect("json event");
+    assert_eq!(change["plan"], json!(mine));
+    assert_ne!(change["cursor"], json!(cursor));
+
+    node.get("/v1/changes?since=banana", &carla)
+        .assert_problem(400, "invalid-request");
+}

@@ -1,0 +1,143 @@
+//! `/v1/changes`: which of the caller's plans changed since a cursor, as a
+//! page or as a Server-Sent Events stream, so an app learns what to sync
+//! without polling every plan.
+
+use super::extract::AuthUser;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::plans::{audit_record, Actor};
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use std::time::Duration;
+use wrapsync_shared::api::ChangeFeed;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedParams {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+const MAX_PAGE: i64 = 500;
+/// A comment line every so often keeps proxies and phones from dropping an
+/// idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+fn parse_since(since: Option<&str>) -> Result<i64, ApiError> {
+    match since {
+        None | Some("") => Ok(0),
+        Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::InvalidRequest("`since` must be a cursor this node gave out".into())
+        }),
+    }
+}
+
+pub async fn page(
+    app: web::Data<App>,
+    user: AuthUser,
+    params: web::Query<FeedParams>,
+) -> Result<HttpResponse, ApiError> {
+    let since = parse_since(params.since.as_deref())?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let changes = app.plans.changes(&user.actor, since, limit).await?;
+    let cursor = changes
+        .last()
+        .map_or_else(|| since.to_string(), |c| c.cursor.clone());
+    app.plans.audit(audit_record(
+        &user.actor,
+        None,
+        "changes.read",
+        "ok",
+        Some(format!("{} plans", changes.len())),
+        &user.meta,
+    ));
+    Ok(HttpResponse::Ok().json(ChangeFeed { changes, cursor }))
+}
+
+/// The same feed as `text/event-stream`: one `change` event per changed
+/// plan (`id:` is its cursor, so `Last-Event-ID` resumes after a drop).
+pub async fn stream(
+    app: web::Data<App>,
+    user: AuthUser,
+    req: HttpRequest,
+    params: web::Query<FeedParams>,
+) -> Result<HttpResponse, ApiError> {
+    let resume = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let since = parse_since(resume.or(params.since.as_deref()))?;
+    app.plans.audit(audit_record(
+        &user.actor,
+        None,
+        "changes.stream",
+        "ok",
+        None,
+        &user.meta,
+    ));
+    let wakeups = app.plans.subscribe();
+    let state = (app.into_inner(), user.actor, since, wakeups, true);
+    let events = futures_util::stream::unfold(
+        state,
+        |(app, actor, since, mut wakeups, first)| async move {
+            loop {
+                if !first {
+                    // Wait for a change anywhere on the node, or send a keep-alive.
+                    match tokio::time::timeout(KEEP_ALIVE, wakeups.recv()).await {
+                        Err(_) => {
+                            return Some((
+                                Ok(Bytes::from_static(b": keep-alive\n\n")),
+                                (app, actor, since, wakeups, false),
+                            ))
+                        }
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                        Ok(_) => {}
+                    }
+                }
+                let (chunk, cursor) = match events_since(&app, &actor, since).await {
+                    Ok(found) => found,
+                    Err(_) => return None,
+                };
+                if !chunk.is_empty() {
+                    return Some((
+                        Ok::<_, actix_web::Error>(Bytes::from(chunk)),
+                        (app, actor, cursor, wakeups, false),
+                    ));
+                }
+                if first {
+                    return Some((
+                        Ok(Bytes::from_static(b": connected\n\n")),
+                        (app, actor, since, wakeups, false),
+                    ));
+                }
+            }
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events))
+}
+
+/// The SSE text for changes after `since`, and the new cursor.
+async fn events_since(app: &App, actor: &Actor, since: i64) -> Result<(String, i64), ApiError> {
+    let changes = app.plans.changes(actor, since, MAX_PAGE).await?;
+    let mut out = String::new();
+    let mut cursor = since;
+    for change in changes {
+        cursor = change.cursor.parse().unwrap_or(cursor);
+        let data = serde_json::to_string(&change).unwrap_or_default();
+        out.push_str(&format!(
+            "id: {}\nevent: change\ndata: {data}\n\n",
+            change.cursor
+        ));
+    }
+    Ok((out, cursor))
+}
