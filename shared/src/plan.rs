@@ -5,7 +5,7 @@
 
 use crate::schema::{self, Field, Kind, PLAN, SCHEMA_VERSION};
 use automerge::transaction::Transactable;
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{hydrate, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
 
@@ -118,54 +118,82 @@ pub(crate) fn child(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<ObjId>
 
 /// Renders a plan document as the JSON the API serves: structs as objects,
 /// collections as arrays of items (each with its `id`) in creation order.
+///
+/// Works from one `hydrate` of the whole document (one pass over its ops)
+/// rather than a lookup per field, which costs a scan each.
 pub fn render(doc: &impl ReadDoc) -> Json {
-    let mut root = render_fields(doc, &ROOT, PLAN);
-    if let Ok(Some((Value::Scalar(v), _))) = doc.get(ROOT, "schema_version") {
-        if let ScalarValue::Int(n) = v.as_ref() {
-            root.insert("schema_version".into(), Json::from(*n));
-        }
-    }
-    Json::Object(root)
+    render_with_conflicts(doc).0
 }
 
-fn render_fields(doc: &impl ReadDoc, obj: &ObjId, fields: &[Field]) -> Map<String, Json> {
+/// The rendered plan and its conflicted fields, from one `hydrate`.
+pub fn render_with_conflicts(doc: &impl ReadDoc) -> (Json, Vec<Conflict>) {
+    let Ok(hydrate::Value::Map(root)) = doc.hydrate(ROOT, None) else {
+        return (Json::Object(Map::new()), Vec::new());
+    };
+    let mut conflicts = Vec::new();
+    collect_conflicts(doc, &root, PLAN, &mut Vec::new(), &mut conflicts);
+    (render_root(&root), conflicts)
+}
+
+fn render_root(root: &hydrate::Map) -> Json {
+    let mut out = render_map(root, PLAN);
+    if let Some(hydrate::Value::Scalar(ScalarValue::Int(n))) = root.get("schema_version") {
+        out.insert("schema_version".into(), Json::from(*n));
+    }
+    Json::Object(out)
+}
+
+fn render_map(map: &hydrate::Map, fields: &[Field]) -> Map<String, Json> {
     let mut out = Map::new();
     for field in fields {
-        if let Some(value) = render_field(doc, obj, field) {
+        if let Some(value) = map.get(field.name).and_then(|v| render_value(v, field)) {
             out.insert(field.name.to_string(), value);
         }
     }
     out
 }
 
-fn render_field(doc: &impl ReadDoc, obj: &ObjId, field: &Field) -> Option<Json> {
-    let (value, id) = doc.get(obj, field.name).ok()??;
+fn render_value(value: &hydrate::Value, field: &Field) -> Option<Json> {
     Some(match (field.kind, value) {
-        (Kind::Struct(inner), Value::Object(ObjType::Map)) => {
-            Json::Object(render_fields(doc, &id, inner))
+        (Kind::Struct(inner), hydrate::Value::Map(map)) => Json::Object(render_map(map, inner)),
+        (Kind::Collection(inner), hydrate::Value::Map(map)) => {
+            let mut items: Vec<(&String, &hydrate::Value)> =
+                map.iter().map(|(k, v)| (k, &v.value)).collect();
+            items.sort_by(|a, b| a.0.cmp(b.0));
+            Json::Array(
+                items
+                    .into_iter()
+                    .map(|(id, item)| {
+                        let mut rendered = Map::new();
+                        rendered.insert("id".into(), Json::String(id.clone()));
+                        if let hydrate::Value::Map(item) = item {
+                            rendered.extend(render_map(item, inner));
+                        }
+                        Json::Object(rendered)
+                    })
+                    .collect(),
+            )
         }
-        (Kind::Collection(inner), Value::Object(ObjType::Map)) => Json::Array(
-            doc.map_range(&id, ..)
-                .map(|item| {
-                    let item_id = item.id();
-                    let mut rendered = Map::new();
-                    rendered.insert("id".into(), Json::String(item.key.to_string()));
-                    rendered.extend(render_fields(doc, &item_id, inner));
-                    Json::Object(rendered)
+        (Kind::Ratings, hydrate::Value::Map(map)) => {
+            let mut ratings: Vec<(&String, Json)> = map
+                .iter()
+                .filter_map(|(k, v)| match &v.value {
+                    hydrate::Value::Scalar(s) => Some((k, scalar_json(s)?)),
+                    _ => None,
+                })
+                .collect();
+            ratings.sort_by(|a, b| a.0.cmp(b.0));
+            Json::Object(ratings.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        (Kind::Refs(_), hydrate::Value::List(list)) => Json::Array(
+            list.iter()
+                .filter_map(|item| match &item.value {
+                    hydrate::Value::Scalar(s) => scalar_json(s),
+                    _ => None,
                 })
                 .collect(),
         ),
-        (Kind::Ratings, Value::Object(ObjType::Map)) => Json::Object(
-            doc.map_range(&id, ..)
-                .filter_map(|item| Some((item.key.to_string(), ref_json(item.value)?)))
-                .collect(),
-        ),
-        (Kind::Refs(_), Value::Object(ObjType::List)) => Json::Array(
-            doc.list_range(&id, ..)
-                .filter_map(|item| ref_json(item.value))
-                .collect(),
-        ),
-        (_, Value::Scalar(s)) => scalar_json(s.as_ref())?,
+        (_, hydrate::Value::Scalar(s)) => scalar_json(s)?,
         _ => return None,
     })
 }
@@ -199,66 +227,76 @@ pub struct Conflict {
     pub values: Vec<(Json, String)>,
 }
 
-/// Every conflicted field of the plan.
+/// Every conflicted field of the plan. One `hydrate` finds them; only a
+/// conflicted field costs a lookup of its values.
 pub fn conflicts(doc: &impl ReadDoc) -> Vec<Conflict> {
-    let mut out = Vec::new();
-    collect_conflicts(doc, &ROOT, PLAN, "", &mut out);
-    out
+    render_with_conflicts(doc).1
 }
 
 fn collect_conflicts(
     doc: &impl ReadDoc,
-    obj: &ObjId,
+    map: &hydrate::Map,
     fields: &[Field],
-    path: &str,
+    path: &mut Vec<String>,
     out: &mut Vec<Conflict>,
 ) {
     for field in fields {
-        let field_path = format!("{path}/{}", field.name);
-        match field.kind {
-            Kind::Struct(inner) => {
-                if let Some(map) = child(doc, obj, field.name) {
-                    collect_conflicts(doc, &map, inner, &field_path, out);
-                }
+        let Some(entry) = map.iter().find(|(k, _)| *k == field.name).map(|(_, v)| v) else {
+            continue;
+        };
+        path.push(field.name.to_string());
+        match (field.kind, &entry.value) {
+            (Kind::Struct(inner), hydrate::Value::Map(inner_map)) => {
+                collect_conflicts(doc, inner_map, inner, path, out);
             }
-            Kind::Collection(inner) => {
-                if let Some(map) = child(doc, obj, field.name) {
-                    for item in doc.map_range(&map, ..) {
-                        let item_path = format!("{field_path}/{}", item.key);
-                        collect_conflicts(doc, &item.id(), inner, &item_path, out);
+            (Kind::Collection(inner), hydrate::Value::Map(items)) => {
+                for (id, item) in items.iter() {
+                    if let hydrate::Value::Map(item_map) = &item.value {
+                        path.push(id.clone());
+                        collect_conflicts(doc, item_map, inner, path, out);
+                        path.pop();
                     }
                 }
             }
-            _ => {
-                let Ok(values) = doc.get_all(obj, field.name) else {
-                    continue;
-                };
-                if values.len() < 2 {
-                    continue;
+            _ if entry.conflict => {
+                if let Some(conflict) = conflict_at(doc, path) {
+                    out.push(conflict);
                 }
-                let mut values: Vec<(Json, String)> = values
-                    .into_iter()
-                    .map(|(value, id)| {
-                        let json = match value {
-                            Value::Scalar(s) => scalar_json(s.as_ref()).unwrap_or(Json::Null),
-                            Value::Object(_) => Json::Null,
-                        };
-                        let actor = match id {
-                            ObjId::Id(_, actor, _) => actor.to_hex_string(),
-                            ObjId::Root => String::new(),
-                        };
-                        (json, actor)
-                    })
-                    .collect();
-                // get_all lists the winner last; show it first.
-                values.reverse();
-                out.push(Conflict {
-                    path: field_path,
-                    values,
-                });
             }
+            _ => {}
         }
+        path.pop();
     }
+}
+
+/// The values of the conflicted field at `path`, the shown one first.
+fn conflict_at(doc: &impl ReadDoc, path: &[String]) -> Option<Conflict> {
+    let (key, parents) = path.split_last()?;
+    let obj = parents
+        .iter()
+        .try_fold(ROOT, |obj, k| child(doc, &obj, k))?;
+    let mut values: Vec<(Json, String)> = doc
+        .get_all(&obj, key.as_str())
+        .ok()?
+        .into_iter()
+        .map(|(value, id)| {
+            let json = match value {
+                Value::Scalar(s) => scalar_json(s.as_ref()).unwrap_or(Json::Null),
+                Value::Object(_) => Json::Null,
+            };
+            let actor = match id {
+                ObjId::Id(_, actor, _) => actor.to_hex_string(),
+                ObjId::Root => String::new(),
+            };
+            (json, actor)
+        })
+        .collect();
+    // get_all lists the winner last; show it first.
+    values.reverse();
+    Some(Conflict {
+        path: format!("/{}", path.join("/")),
+        values,
+    })
 }
 
 /// Checks a JSON value against a scalar field kind. Containers are checked
@@ -329,13 +367,11 @@ pub fn is_item_code(s: &str) -> bool {
 /// complete and every reference resolving. Used on a scratch copy before any
 /// change that arrived as Automerge bytes is kept.
 pub fn validate(doc: &impl ReadDoc) -> Result<(), PlanError> {
-    for key in doc.keys(ROOT) {
-        if key != "schema_version" && schema::field(PLAN, &key).is_none() {
-            return Err(PlanError::schema(&format!("/{key}"), "unknown field"));
-        }
-    }
-    match doc.get(ROOT, "schema_version") {
-        Ok(Some((Value::Scalar(v), _))) if *v.as_ref() == ScalarValue::Int(SCHEMA_VERSION) => {}
+    let Ok(hydrate::Value::Map(root)) = doc.hydrate(ROOT, None) else {
+        return Err(PlanError::schema("/", "the document root is not a map"));
+    };
+    match root.get("schema_version") {
+        Some(hydrate::Value::Scalar(ScalarValue::Int(v))) if *v == SCHEMA_VERSION => {}
         _ => {
             return Err(PlanError::schema(
                 "/schema_version",
@@ -343,105 +379,147 @@ pub fn validate(doc: &impl ReadDoc) -> Result<(), PlanError> {
             ))
         }
     }
-    let rendered = render(doc);
-    validate_fields(doc, &ROOT, PLAN, "", &rendered, true)
+    let plan = render(doc);
+    let mut checker = Checker { doc, plan: &plan };
+    checker.map(&root, PLAN, &mut Vec::new(), true)
 }
 
-fn validate_fields(
-    doc: &impl ReadDoc,
-    obj: &ObjId,
-    fields: &'static [Field],
-    path: &str,
-    plan: &Json,
-    is_root: bool,
-) -> Result<(), PlanError> {
-    if !is_root {
-        for key in doc.keys(obj) {
-            if schema::field(fields, &key).is_none() {
-                return Err(PlanError::schema(&format!("{path}/{key}"), "unknown field"));
+/// Walks a hydrated document against the schema.
+struct Checker<'a, D> {
+    doc: &'a D,
+    plan: &'a Json,
+}
+
+impl<D: ReadDoc> Checker<'_, D> {
+    fn map(
+        &mut self,
+        map: &hydrate::Map,
+        fields: &'static [Field],
+        path: &mut Vec<String>,
+        root: bool,
+    ) -> Result<(), PlanError> {
+        for (key, _) in map.iter() {
+            if !(root && key == "schema_version") && schema::field(fields, key).is_none() {
+                return Err(PlanError::schema(&join(path, key), "unknown field"));
             }
         }
-    }
-    for field in fields {
-        let field_path = format!("{path}/{}", field.name);
-        let values = doc.get_all(obj, field.name).map_err(internal)?;
-        if values.is_empty() && field.required {
-            return Err(PlanError::schema(&field_path, "required"));
-        }
-        for (value, id) in values {
-            validate_value(doc, field, value, &id, &field_path, plan)?;
-        }
-    }
-    Ok(())
-}
-
-fn validate_value(
-    doc: &impl ReadDoc,
-    field: &Field,
-    value: Value<'_>,
-    id: &ObjId,
-    path: &str,
-    plan: &Json,
-) -> Result<(), PlanError> {
-    match (field.kind, value) {
-        (Kind::Struct(inner), Value::Object(ObjType::Map)) => {
-            validate_fields(doc, id, inner, path, plan, false)
-        }
-        (Kind::Collection(inner), Value::Object(ObjType::Map)) => {
-            for item in doc.map_range(id, ..) {
-                let item_path = format!("{path}/{}", item.key);
-                if !is_item_id(&item.key) {
-                    return Err(PlanError::schema(&item_path, "item ids must be ULIDs"));
+        for field in fields {
+            let Some(entry) = map.iter().find(|(k, _)| *k == field.name).map(|(_, v)| v) else {
+                if field.required {
+                    return Err(PlanError::schema(&join(path, field.name), "required"));
                 }
-                match item.value {
-                    automerge::ValueRef::Object(ObjType::Map) => {
-                        validate_fields(doc, &item.id(), inner, &item_path, plan, false)?
+                continue;
+            };
+            path.push(field.name.to_string());
+            if entry.conflict {
+                self.conflicted(field, path)?;
+            }
+            self.value(field, &entry.value, path)?;
+            path.pop();
+        }
+        Ok(())
+    }
+
+    /// Every concurrent value of a conflicted field must be valid too: a
+    /// hidden value can become the shown one.
+    fn conflicted(&mut self, field: &Field, path: &[String]) -> Result<(), PlanError> {
+        let at = format!("/{}", path.join("/"));
+        let Some((key, parents)) = path.split_last() else {
+            return Ok(());
+        };
+        let obj = parents
+            .iter()
+            .try_fold(ROOT, |obj, k| child(self.doc, &obj, k))
+            .ok_or_else(|| PlanError::schema(&at, "unreachable"))?;
+        for (value, _) in self.doc.get_all(&obj, key.as_str()).map_err(internal)? {
+            match value {
+                Value::Scalar(s) => self.scalar(field, s.as_ref(), &at)?,
+                Value::Object(_) => {
+                    return Err(PlanError::schema(
+                        &at,
+                        "concurrently created sections or lists",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scalar(&self, field: &Field, value: &ScalarValue, at: &str) -> Result<(), PlanError> {
+        let json =
+            scalar_json(value).ok_or_else(|| PlanError::schema(at, "unsupported value type"))?;
+        if field.kind == Kind::MemberRef {
+            return match json.as_str() {
+                Some(m) if item_exists(self.plan, "team", m) => Ok(()),
+                _ => Err(PlanError::schema(at, "must be the id of a team member")),
+            };
+        }
+        check_scalar(&field.kind, &json, at)
+    }
+
+    fn value(
+        &mut self,
+        field: &Field,
+        value: &hydrate::Value,
+        path: &mut Vec<String>,
+    ) -> Result<(), PlanError> {
+        let at = format!("/{}", path.join("/"));
+        match (field.kind, value) {
+            (Kind::Struct(inner), hydrate::Value::Map(map)) => self.map(map, inner, path, false),
+            (Kind::Collection(inner), hydrate::Value::Map(items)) => {
+                for (id, item) in items.iter() {
+                    if !is_item_id(id) {
+                        return Err(PlanError::schema(&join(path, id), "item ids must be ULIDs"));
                     }
-                    _ => return Err(PlanError::schema(&item_path, "expected an item map")),
+                    let hydrate::Value::Map(item_map) = &item.value else {
+                        return Err(PlanError::schema(&join(path, id), "expected an item map"));
+                    };
+                    path.push(id.clone());
+                    self.map(item_map, inner, path, false)?;
+                    path.pop();
                 }
+                Ok(())
             }
-            Ok(())
-        }
-        (Kind::Ratings, Value::Object(ObjType::Map)) => {
-            for item in doc.map_range(id, ..) {
-                let item_path = format!("{path}/{}", item.key);
-                if !is_item_code(&item.key) {
-                    return Err(PlanError::schema(&item_path, "not an assessment item code"));
-                }
-                let ok = matches!(ref_json(item.value).and_then(|v| v.as_i64()), Some(0..=3));
-                if !ok {
-                    return Err(PlanError::schema(&item_path, "ratings are 0 to 3"));
-                }
-            }
-            Ok(())
-        }
-        (Kind::Refs(collection), Value::Object(ObjType::List)) => {
-            for item in doc.list_range(id, ..) {
-                let target = ref_json(item.value);
-                match target {
-                    Some(Json::String(s)) if item_exists(plan, collection, &s) => {}
-                    _ => {
+            (Kind::Ratings, hydrate::Value::Map(ratings)) => {
+                for (code, rating) in ratings.iter() {
+                    let ok = is_item_code(code)
+                        && matches!(&rating.value, hydrate::Value::Scalar(s) if matches!(scalar_json(s).and_then(|v| v.as_i64()), Some(0..=3)));
+                    if !ok {
                         return Err(PlanError::schema(
-                            path,
-                            format!("must list ids of /{collection} items"),
-                        ))
+                            &join(path, code),
+                            "ratings are 0 to 3 under an item code",
+                        ));
                     }
                 }
+                Ok(())
             }
-            Ok(())
+            (Kind::Refs(collection), hydrate::Value::List(list)) => {
+                for item in list.iter() {
+                    let ok = matches!(&item.value, hydrate::Value::Scalar(ScalarValue::Str(s)) if item_exists(self.plan, collection, s));
+                    if !ok {
+                        return Err(PlanError::schema(
+                            &at,
+                            format!("must list ids of /{collection} items"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            (_, hydrate::Value::Scalar(s)) => self.scalar(field, s, &at),
+            _ => Err(PlanError::schema(&at, "wrong kind of object")),
         }
-        (Kind::MemberRef, Value::Scalar(s)) => match scalar_json(s.as_ref()) {
-            Some(Json::String(m)) if item_exists(plan, "team", &m) => Ok(()),
-            _ => Err(PlanError::schema(path, "must be the id of a team member")),
-        },
-        (kind, Value::Scalar(s)) => {
-            let json = scalar_json(s.as_ref())
-                .ok_or_else(|| PlanError::schema(path, "unsupported value type"))?;
-            // Numbers arrive as integers from some clients: both are numbers.
-            check_scalar(&kind, &json, path)
-        }
-        _ => Err(PlanError::schema(path, "wrong kind of object")),
     }
+}
+
+fn join(path: &[String], key: &str) -> String {
+    let mut out = String::new();
+    for p in path {
+        out.push('/');
+        out.push_str(p);
+    }
+    out.push('/');
+    out.push_str(key);
+    out
 }
 
 /// True when the top-level collection `collection` holds an item `id`.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use wrapsync_shared::api::{ConflictValue, ConflictView, PlanDocument};
-use wrapsync_shared::plan::{conflicts, render};
+use wrapsync_shared::plan::render_with_conflicts;
 use wrapsync_shared::roles::Role;
 
 pub struct PlanView {
@@ -43,7 +43,7 @@ impl PlanView {
             hasher.update(h.as_bytes());
         }
         let etag = format!("\"{}\"", &hex::encode(hasher.finalize())[..32]);
-        let plan = render(doc);
+        let (plan, conflicts) = render_with_conflicts(doc);
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         let members = plan["team"]
             .as_array()
@@ -58,7 +58,7 @@ impl PlanView {
                     .collect()
             })
             .unwrap_or_default();
-        let conflicts: Vec<ConflictView> = conflicts(doc)
+        let conflicts: Vec<ConflictView> = conflicts
             .into_iter()
             .map(|c| ConflictView {
                 path: c.path,
