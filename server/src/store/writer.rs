@@ -8,8 +8,10 @@
 
 use super::audit::{insert_audit, AuditRecord};
 use crate::db::{Backend, DbConnection, StoreError};
+use diesel::connection::SimpleConnection;
 use diesel::Connection;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -33,13 +35,25 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on its own connection.
+    /// Starts the writer thread on its own connection (and, on SQLite, the
+    /// checkpointer beside it).
     pub fn start(backend: &Backend) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let mut conn = backend.connect()?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let checkpoint_due = Arc::new(AtomicBool::new(false));
+        if let Backend::Sqlite(_) = backend {
+            // Checkpoints run on their own connection, so a commit never
+            // stalls copying the WAL back into the database file.
+            conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
+            start_checkpointer(backend, stopped.clone(), checkpoint_due.clone())?;
+        }
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("wrapsync-writer".into())
-            .spawn(move || run(&mut conn, rx))
+            .spawn(move || {
+                run(&mut conn, rx, &checkpoint_due);
+                stopped.store(true, Ordering::Relaxed);
+            })
             .map_err(|e| StoreError::Connection(e.to_string()))?;
         Ok((Writer { tx }, handle))
     }
@@ -95,8 +109,56 @@ impl Writer {
 /// and save an fsync per read under load.
 const AUDIT_LINGER: Duration = Duration::from_millis(5);
 
-fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Every so many background checkpoints, the writer is asked to run one
+/// itself at its next idle moment. Under steady writes a background
+/// checkpoint never catches up with the writer, so SQLite would never start
+/// the log afresh and it would grow without end; one run by the writer
+/// between batches completes (nobody else writes), copying only the little
+/// the background left, and the next commit restarts the log.
+const WRITER_CHECKPOINT_EVERY: u32 = 10;
+
+/// Copies the WAL into the database file in the background until the
+/// writer stops, then once more. PASSIVE never waits for or blocks the writer.
+fn start_checkpointer(
+    backend: &Backend,
+    stopped: Arc<AtomicBool>,
+    writer_due: Arc<AtomicBool>,
+) -> Result<(), StoreError> {
+    let mut conn = backend.connect()?;
+    std::thread::Builder::new()
+        .name("wrapsync-checkpoint".into())
+        .spawn(move || {
+            for round in 1u32.. {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let last = stopped.load(Ordering::Relaxed);
+                let mode = if last { "TRUNCATE" } else { "PASSIVE" };
+                if let Err(e) = conn.batch_execute(&format!("PRAGMA wal_checkpoint({mode});")) {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
+                if round % WRITER_CHECKPOINT_EVERY == 0 {
+                    writer_due.store(true, Ordering::Relaxed);
+                }
+                if last {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| StoreError::Connection(e.to_string()))?;
+    Ok(())
+}
+
+fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>, checkpoint_due: &AtomicBool) {
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         let started = Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -115,6 +177,18 @@ fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>) {
             }
         }
         commit_batch(conn, batch);
+        if checkpoint_due.load(Ordering::Relaxed) {
+            // Only when nothing is waiting: a job that arrived is taken first.
+            match rx.try_recv() {
+                Ok(job) => carried = Some(job),
+                Err(_) => {
+                    checkpoint_due.store(false, Ordering::Relaxed);
+                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
+                        tracing::warn!(error = %e, "writer checkpoint failed");
+                    }
+                }
+            }
+        }
     }
 }
 
