@@ -480,6 +480,34 @@ pub fn summarize(ops: &[Op]) -> String {
     out
 }
 
+/// True when `message` is a summary in the node's own grammar (as
+/// [`summarize`] writes them, or `create plan`): op names and schema paths
+/// only, so it can carry no free text. Messages devices attach to their
+/// changes are shown only if they pass.
+pub fn is_summary(message: &str) -> bool {
+    if message == "create plan" {
+        return true;
+    }
+    let parts: Vec<&str> = message.split("; ").collect();
+    parts.iter().enumerate().all(|(i, part)| {
+        if *part == "…" {
+            return i + 1 == parts.len();
+        }
+        let Some((op, path)) = part.split_once(' ') else {
+            return false;
+        };
+        matches!(op, "replace" | "add" | "test")
+            && path.starts_with('/')
+            && path[1..].split('/').all(|seg| {
+                seg == "*"
+                    || (!seg.is_empty()
+                        && seg.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'
+                        }))
+            })
+    })
+}
+
 /// `path` with item ids as `*`.
 pub fn pattern_of(path: &str) -> String {
     path.split('/')
@@ -832,6 +860,19 @@ mod tests {
         assert_eq!(plan["cans"][0]["ratings"]["bh.anxiety"], 1);
         assert_eq!(plan["outcomes"][0]["needs"][0], json!(need));
         assert_eq!(validate(&doc), Ok(()));
+    }
+
+    #[test]
+    fn only_summaries_in_the_node_grammar_pass() {
+        assert!(is_summary("create plan"));
+        assert!(is_summary("replace /needs/*/status; add /strengths"));
+        assert!(is_summary(&summarize(&ops(json!([
+            {"op":"add","path":"/cans/01JAAAAAAAAAAAAAAAAAAAAAAA/ratings/bh.anxiety","value":1}
+        ])))));
+        assert!(!is_summary("Maya Rivera DOB 2012-03-04 — replace /title"));
+        assert!(!is_summary("replace /title Maya"));
+        assert!(!is_summary("replace /Maya"));
+        assert!(!is_summary(""));
     }
 
     #[test]

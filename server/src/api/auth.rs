@@ -57,14 +57,7 @@ pub async fn login(
         meta,
     );
     let (user, session_id) = found.ok_or(ApiError::InvalidCredentials)?;
-    tokens(
-        &app,
-        &user.id,
-        &user.username,
-        &user.role,
-        &session_id,
-        refresh,
-    )
+    tokens(&app, &user, &session_id, refresh)
 }
 
 pub async fn refresh(
@@ -95,14 +88,7 @@ pub async fn refresh(
         meta,
     );
     let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
-    tokens(
-        &app,
-        &user.id,
-        &user.username,
-        &user.role,
-        &session_id,
-        refresh,
-    )
+    tokens(&app, &user, &session_id, refresh)
 }
 
 /// Audits a login or refresh: `user` when it succeeded, else the username
@@ -130,16 +116,14 @@ fn audit_auth(
 
 fn tokens(
     app: &App,
-    user_id: &str,
-    username: &str,
-    role: &str,
+    user: &User,
     session_id: &str,
     refresh_token: String,
 ) -> Result<HttpResponse, ApiError> {
-    let role: Role = role.parse().map_err(ApiError::Internal)?;
+    let role: Role = user.role.parse().map_err(ApiError::Internal)?;
     let access_token = app
         .tokens
-        .issue(user_id, username, role, session_id)
+        .issue(&user.id, &user.username, role, session_id)
         .map_err(ApiError::Internal)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))

@@ -18,6 +18,21 @@ use std::pin::Pin;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// A header holding an identifier the client chose (request id, device id):
+/// 1–64 letters, digits, `-` or `_`, else ignored.
+pub fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+}
+
 pub fn request_meta(req: &HttpRequest) -> RequestMeta {
     RequestMeta {
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),

@@ -58,18 +58,8 @@ where
         Error = actix_web::Error,
     >,
 {
-    let given = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .map(str::to_string);
-    let id = given.unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let id = extract::header_token(req.request(), "x-request-id")
+        .unwrap_or_else(|| ulid::Ulid::new().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let fut = srv.call(req);
     async move {

@@ -248,7 +248,15 @@ pub async fn sync(
     id: web::Path<String>,
     body: Result<SyncBody, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, _) = authorized(&app, &user, &id, "plan.sync").await?;
+    let (entry, role) = authorized(&app, &user, &id, "plan.sync").await?;
+    if !role.hidden_sections().is_empty() {
+        // An Automerge document cannot be synced in part: a role that may
+        // not see every section reads the plan through GET instead.
+        let refused = ApiError::Forbidden(format!(
+            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
+        ));
+        return audited(&app, &user, Some(&id), "plan.sync", Err(refused));
+    }
     let body = audited(&app, &user, Some(&id), "plan.sync", body)?;
     let device = device_key(&req, &user);
     let (message, binary) = match body {
@@ -281,19 +289,9 @@ pub async fn sync(
 /// one, else the login session; always scoped to the user, so one person's
 /// device id cannot touch another's state.
 fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
-    let device = req
-        .headers()
-        .get("device-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .map_or_else(
-            || format!("session:{}", user.session_id),
-            |d| format!("device:{d}"),
-        );
+    let device = super::extract::header_token(req, "device-id").map_or_else(
+        || format!("session:{}", user.session_id),
+        |d| format!("device:{d}"),
+    );
     format!("{}/{device}", user.actor.user_id)
 }

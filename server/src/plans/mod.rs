@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
-use wrapsync_shared::ops::{apply_ops, summarize, Editor, Op, OpResult};
+use wrapsync_shared::ops::{apply_ops, is_summary, summarize, Editor, Op, OpResult};
 use wrapsync_shared::plan::{init_plan, PlanError};
 use wrapsync_shared::roles::Role;
 
@@ -490,7 +490,9 @@ impl Plans {
                     user: None,
                     actor: c.actor.to_hex_string(),
                     time: c.timestamp,
-                    summary: c.message.map(|m| m.to_string()),
+                    // A device's own change message is free text: shown only
+                    // when it is an identifier-free summary.
+                    summary: c.message.filter(|m| is_summary(m)).map(|m| m.to_string()),
                 })
                 .collect()
         };

@@ -411,3 +411,57 @@ fn the_change_feed_names_only_my_plans_and_streams_new_changes() {
     node.get("/v1/changes?since=banana", &carla)
         .assert_problem(400, "invalid-request");
 }
+
+#[test]
+fn roles_that_see_part_of_a_plan_cannot_sync_it_and_device_messages_stay_out_of_history() {
+    let node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Partly private").id;
+    add_member(
+        &node,
+        &fran,
+        &plan,
+        "Nell",
+        "natural_support",
+        Some(wrapsync_tests::users::NATURAL_SUPPORT),
+    );
+    let carla_member = add_member(&node, &fran, &plan, "Carla", "caregiver", Some(CAREGIVER));
+
+    // A natural support must not receive the CANS, status or consents that
+    // GET hides from them: a whole document cannot be synced in part.
+    let nell = node.login(wrapsync_tests::users::NATURAL_SUPPORT);
+    let mut phone = Device::new("nell-phone");
+    let (reply, _) = phone.round(&node, &nell, &plan);
+    reply.assert_problem(403, "forbidden");
+    assert!(
+        phone.doc.get_heads().is_empty(),
+        "nothing of the plan reached the device"
+    );
+
+    // A device's change message is free text: it never shows in history.
+    let carla = node.login(CAREGIVER);
+    let mut carlas = Device::new("carla-phone");
+    carlas.sync(&node, &carla, &plan);
+    let mut ops_tx = carlas.doc.transaction();
+    let editor = Editor {
+        role: Role::Caregiver,
+        member_id: Some(carla_member),
+    };
+    let ops: Vec<Op> =
+        serde_json::from_value(json!([{"op":"replace","path":"/vision","value":"ours"}]))
+            .expect("ops");
+    let mut next = || ulid::Ulid::new().to_string();
+    apply_ops(&mut ops_tx, &ops, &editor, &mut next).expect("valid edit");
+    ops_tx.commit_with(
+        wrapsync_shared::automerge::transaction::CommitOptions::default()
+            .with_message("Maya Rivera DOB 2012-03-04 — replace /vision"),
+    );
+    carlas.sync(&node, &carla, &plan);
+    let history = node.history(&fran, &plan);
+    let last = history.changes.last().expect("a change");
+    assert_eq!(last.user.as_deref(), Some(CAREGIVER));
+    assert_eq!(last.summary, None);
+    assert!(!serde_json::to_string(&history)
+        .expect("json")
+        .contains("Maya"));
+}
