@@ -93,8 +93,9 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Serves `app` on `listener` until SIGINT/SIGTERM; in-flight requests
-/// finish, then queued audit records are flushed.
+/// Serves `app` on `listener` until SIGINT/SIGTERM; then open change-feed
+/// streams end, in-flight requests finish, and queued audit records are
+/// flushed.
 pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
     let workers = app
         .config
@@ -111,9 +112,34 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(30)
+    .disable_signals()
     .listen(listener)?
     .run();
+    let handle = server.handle();
+    let stopping = app.clone();
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: finishing in-flight requests");
+        stopping.plans.stop_streams();
+        handle.stop(true).await;
+    });
     server.await?;
     app.writer.flush().await;
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -61,7 +61,8 @@ pub async fn page(
 }
 
 /// The same feed as `text/event-stream`: one `change` event per changed
-/// plan (`id:` is its cursor, so `Last-Event-ID` resumes after a drop).
+/// plan (`id:` is its cursor, so `Last-Event-ID` resumes after a drop). The
+/// stream ends when the node stops.
 pub async fn stream(
     app: web::Data<App>,
     user: AuthUser,
@@ -81,49 +82,66 @@ pub async fn stream(
         None,
         &user.meta,
     ));
-    let wakeups = app.plans.subscribe();
-    let state = (app.into_inner(), user.actor, since, wakeups, true);
-    let events = futures_util::stream::unfold(
-        state,
-        |(app, actor, since, mut wakeups, first)| async move {
-            loop {
-                if !first {
-                    // Wait for a change anywhere on the node, or send a keep-alive.
-                    match tokio::time::timeout(KEEP_ALIVE, wakeups.recv()).await {
-                        Err(_) => {
-                            return Some((
-                                Ok(Bytes::from_static(b": keep-alive\n\n")),
-                                (app, actor, since, wakeups, false),
-                            ))
-                        }
-                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                        Ok(_) => {}
-                    }
-                }
-                let (chunk, cursor) = match events_since(&app, &actor, since).await {
-                    Ok(found) => found,
-                    Err(_) => return None,
-                };
-                if !chunk.is_empty() {
-                    return Some((
-                        Ok::<_, actix_web::Error>(Bytes::from(chunk)),
-                        (app, actor, cursor, wakeups, false),
-                    ));
-                }
-                if first {
-                    return Some((
-                        Ok(Bytes::from_static(b": connected\n\n")),
-                        (app, actor, since, wakeups, false),
-                    ));
-                }
-            }
-        },
-    );
+    let feed = Feed {
+        wakeups: app.plans.subscribe(),
+        stopping: app.plans.stopping(),
+        app: app.into_inner(),
+        actor: user.actor,
+        since,
+        first: true,
+    };
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
+        let chunk = feed.next().await?;
+        Some((Ok::<_, actix_web::Error>(chunk), feed))
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(events))
+}
+
+/// One open change-feed stream.
+struct Feed {
+    app: std::sync::Arc<App>,
+    actor: Actor,
+    since: i64,
+    wakeups: tokio::sync::broadcast::Receiver<()>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    first: bool,
+}
+
+impl Feed {
+    /// The next piece of the stream, or `None` when it ends.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if *self.stopping.borrow() {
+                return None;
+            }
+            let first = std::mem::take(&mut self.first);
+            if !first {
+                // A change anywhere on the node, a keep-alive, or the end.
+                tokio::select! {
+                    _ = self.stopping.changed() => return None,
+                    woke = tokio::time::timeout(KEEP_ALIVE, self.wakeups.recv()) => match woke {
+                        Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                        Ok(_) => {}
+                    },
+                }
+            }
+            let (chunk, cursor) = events_since(&self.app, &self.actor, self.since)
+                .await
+                .ok()?;
+            self.since = cursor;
+            if !chunk.is_empty() {
+                return Some(Bytes::from(chunk));
+            }
+            if first {
+                return Some(Bytes::from_static(b": connected\n\n"));
+            }
+        }
+    }
 }
 
 /// The SSE text for changes after `since`, and the new cursor.

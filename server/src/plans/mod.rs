@@ -77,6 +77,8 @@ pub struct Plans {
     bound_actors: Mutex<HashSet<String>>,
     /// Rings whenever a change set is stored, waking change-feed streams.
     changed: tokio::sync::broadcast::Sender<()>,
+    /// Set when the node is stopping: open streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Automerge sync states by (device, plan), backed by the database.
     sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
 }
@@ -94,6 +96,7 @@ impl Plans {
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
             changed: tokio::sync::broadcast::channel(16).0,
+            stopping: tokio::sync::watch::channel(false).0,
             sync_states: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -568,6 +571,16 @@ impl Plans {
                 updated_at,
             })
             .collect())
+    }
+
+    /// Ends every open change-feed stream (the node is stopping).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Turns true when the node is stopping.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Wakes whenever any plan of this node changes.

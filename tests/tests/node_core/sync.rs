@@ -410,6 +410,12 @@ fn the_change_feed_names_only_my_plans_and_streams_new_changes() {
 
     node.get("/v1/changes?since=banana", &carla)
         .assert_problem(400, "invalid-request");
+
+    // Stopping the node ends the open stream rather than waiting on it.
+    let mut node = node;
+    assert!(node.stop().success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().all(|l| !l.starts_with("data: ")), "{rest:?}");
 }
 
 #[test]
