@@ -1,0 +1,3 @@
+/** Node-only parts of `@wrapsync/client` (file system storage). */
+export { FileStore } from "./file-store.js";
+export * from "../index.js";

@@ -1,0 +1,317 @@
+/**
+ * `Replica`: plans kept on the device as Automerge documents, edited
+ * offline and synced with the node (`POST /v1/plans/{id}/sync`).
+ *
+ * Each device (each `PlanStore`, per user) uses one random Automerge actor
+ * for all its edits, kept in the store: the node binds an actor to the first
+ * user whose changes carry it, so actors must never be shared between users.
+ */
+import * as A from "@automerge/automerge";
+import type { WrapsyncClient, ChangeSubscription } from "./client.js";
+import { PlanEditor } from "./editor.js";
+import { render, versionOf, type JsonObject } from "./render.js";
+import type { PlanStore } from "./store.js";
+
+export type PlanDoc = Record<string, any>;
+
+export interface ReplicaOptions {
+  client: WrapsyncClient;
+  store: PlanStore;
+  /** Device id sent as `Device-Id` (default: a random one kept in the store). */
+  deviceId?: string;
+  /** Automerge actor (hex) for this device's edits (default: a random one kept in the store). */
+  actorId?: string;
+}
+
+export interface SyncResult {
+  /** Rounds (requests) it took. */
+  rounds: number;
+  /** True when the local document changed (the node sent changes). */
+  received: boolean;
+  /** Heads after the sync, sorted (equals the node's `version` when in sync). */
+  version: string[];
+}
+
+export interface BackgroundSyncOptions {
+  /** Plans to keep in sync (default: every plan opened in this replica). */
+  plans?: string[];
+  /** Sync every plan this often (ms); 0 disables the timer. Default 60 000. */
+  intervalMs?: number;
+  /** Follow the change feed and sync a plan when it changes. Default true. */
+  changeFeed?: boolean;
+  /** Errors of background syncs and of the feed. */
+  onError?: (error: unknown, planId?: string) => void;
+  /** After each background sync of a plan. */
+  onSynced?: (planId: string, result: SyncResult) => void;
+}
+
+export interface BackgroundSync {
+  stop(): void;
+  /** The change feed subscription, when following it. */
+  readonly feed: ChangeSubscription | undefined;
+}
+
+function randomHex(bytes: number): string {
+  const b = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+const MAX_ROUNDS = 100;
+
+export class Replica {
+  readonly client: WrapsyncClient;
+  readonly store: PlanStore;
+  readonly actorId: string;
+  readonly deviceId: string;
+  private readonly docs = new Map<string, A.Doc<PlanDoc>>();
+  private readonly syncing = new Map<string, Promise<SyncResult>>();
+  private readonly again = new Set<string>();
+  private writes = new Map<string, Promise<void>>();
+
+  private constructor(client: WrapsyncClient, store: PlanStore, actorId: string, deviceId: string) {
+    this.client = client;
+    this.store = store;
+    this.actorId = actorId;
+    this.deviceId = deviceId;
+  }
+
+  /**
+   * A replica over `store`, with the actor and device id kept there (made
+   * on first use). The actor key includes the client's username when known,
+   * so two people sharing a store never share an actor.
+   */
+  static async create(options: ReplicaOptions): Promise<Replica> {
+    const { client, store } = options;
+    const who = client.username ? `:${client.username}` : "";
+    let actorId = options.actorId ?? (await store.getMeta(`actor${who}`));
+    if (!actorId) {
+      actorId = randomHex(16);
+      await store.putMeta(`actor${who}`, actorId);
+    }
+    let deviceId = options.deviceId ?? (await store.getMeta("device"));
+    if (!deviceId) {
+      deviceId = `d-${randomHex(12)}`;
+      await store.putMeta("device", deviceId);
+    }
+    return new Replica(client, store, actorId, deviceId);
+  }
+
+  /** Plans with a local copy in memory. */
+  get openPlans(): string[] {
+    return [...this.docs.keys()];
+  }
+
+  /** Loads the plan's local copy (from the store, or an empty document). */
+  async load(planId: string): Promise<A.Doc<PlanDoc>> {
+    const open = this.docs.get(planId);
+    if (open) return open;
+    const bytes = await this.store.getDoc(planId);
+    const doc = bytes ? A.load<PlanDoc>(bytes, { actor: this.actorId }) : A.init<PlanDoc>({ actor: this.actorId });
+    // A concurrent load may have won meanwhile.
+    const raced = this.docs.get(planId);
+    if (raced) return raced;
+    this.docs.set(planId, doc);
+    return doc;
+  }
+
+  /**
+   * Opens a plan on this device: loads the local copy (or starts from an
+   * empty document) and syncs it with the node. Answers the rendered plan.
+   */
+  async open(planId: string, options: { sync?: boolean } = {}): Promise<JsonObject> {
+    await this.load(planId);
+    if (options.sync ?? true) await this.sync(planId);
+    return this.plan(planId);
+  }
+
+  /** The plan's local Automerge document (opened or loaded first). */
+  doc(planId: string): A.Doc<PlanDoc> {
+    const doc = this.docs.get(planId);
+    if (!doc) throw new Error(`plan ${planId} is not open: call open() or load() first`);
+    return doc;
+  }
+
+  /** The plan as the node renders it (`GET /v1/plans/{id}` → `plan`). */
+  plan(planId: string): JsonObject {
+    return render(this.doc(planId));
+  }
+
+  /** The local document's heads, sorted: the node's `version` once in sync. */
+  version(planId: string): string[] {
+    return versionOf(this.doc(planId));
+  }
+
+  /**
+   * Edits the plan locally, offline, in one Automerge change made with this
+   * device's actor. `fn` gets a `PlanEditor` (typed helpers, `replace`/`add`
+   * by path, `doc` for raw access). Answers what `fn` returns. A throw
+   * leaves the document unchanged. `message` becomes the change's summary
+   * in the node's history (keep it free of names and other identifiers,
+   * e.g. `add /strengths`).
+   */
+  async edit<T>(planId: string, fn: (plan: PlanEditor) => T, options: { message?: string; time?: number } = {}): Promise<T> {
+    await this.load(planId);
+    let result!: T;
+    const time = options.time ?? Math.floor(Date.now() / 1000);
+    const changeOptions = options.message ? { message: options.message, time } : { time };
+    const after = A.change(this.doc(planId), changeOptions, (d) => {
+      result = fn(new PlanEditor(d as PlanDoc));
+    });
+    this.docs.set(planId, after);
+    await this.persist(planId);
+    return result;
+  }
+
+  /**
+   * Edits the raw Automerge document (no layout checks here; the node still
+   * refuses changes that break the plan schema or the user's role).
+   */
+  async change(planId: string, fn: A.ChangeFn<PlanDoc>, message?: string): Promise<void> {
+    await this.load(planId);
+    const doc = this.doc(planId);
+    this.docs.set(planId, message ? A.change(doc, { message }, fn) : A.change(doc, fn));
+    await this.persist(planId);
+  }
+
+  // Typed helpers for the common phone actions (each one change).
+
+  setVision(planId: string, text: string | null): Promise<void> {
+    return this.edit(planId, (p) => p.setVision(text), { message: "replace /vision" });
+  }
+
+  addStrength(planId: string, strength: Parameters<PlanEditor["addStrength"]>[0]): Promise<string> {
+    return this.edit(planId, (p) => p.addStrength(strength), { message: "add /strengths" });
+  }
+
+  markStepDone(planId: string, strategyId: string, stepId: string, date: string): Promise<void> {
+    return this.edit(planId, (p) => p.markStepDone(strategyId, stepId, date), {
+      message: "replace /strategies/*/steps/*/done_on; replace /strategies/*/steps/*/status",
+    });
+  }
+
+  addProgress(planId: string, outcomeId: string, progress: Parameters<PlanEditor["addProgress"]>[1]): Promise<string> {
+    return this.edit(planId, (p) => p.addProgress(outcomeId, progress), { message: "add /outcomes/*/progress" });
+  }
+
+  /**
+   * Syncs the plan with the node: rounds of the Automerge sync protocol
+   * until neither side has anything to say. Concurrent calls for one plan
+   * share the running sync, which then runs once more before it settles,
+   * so nothing made meanwhile is left behind. A refusal (`WrapsyncError`, e.g. 422
+   * `change-forbidden`) leaves the local document as it was; the node
+   * stored nothing. See `discardLocal` to drop refused local changes.
+   */
+  sync(planId: string): Promise<SyncResult> {
+    const running = this.syncing.get(planId);
+    if (running) {
+      // The running sync goes round once more before it settles.
+      this.again.add(planId);
+      return running;
+    }
+    const run = (async () => {
+      try {
+        let result: SyncResult;
+        do {
+          this.again.delete(planId);
+          result = await this.syncOnce(planId);
+        } while (this.again.has(planId));
+        return result;
+      } finally {
+        this.syncing.delete(planId);
+      }
+    })();
+    this.syncing.set(planId, run);
+    return run;
+  }
+
+  private async syncOnce(planId: string): Promise<SyncResult> {
+    await this.load(planId);
+    const stored = await this.store.getSyncState(planId);
+    let state = stored ? A.decodeSyncState(stored) : A.initSyncState();
+    let received = false;
+    let rounds = 0;
+    while (rounds < MAX_ROUNDS) {
+      const [next, message] = A.generateSyncMessage(this.doc(planId), state);
+      state = next;
+      rounds++;
+      const reply = await this.client.syncRound(planId, message, this.deviceId);
+      if (reply) {
+        // The document may have been edited during the request: read it anew.
+        const before = this.doc(planId);
+        const [doc, after] = A.receiveSyncMessage(before, state, reply);
+        state = after;
+        if (A.getHeads(doc).join() !== A.getHeads(before).join()) received = true;
+        this.docs.set(planId, doc);
+      }
+      if (!message && !reply) break;
+    }
+    await this.persist(planId);
+    await this.store.putSyncState(planId, A.encodeSyncState(state));
+    return { rounds, received, version: this.version(planId) };
+  }
+
+  /**
+   * Drops the local copy (and its sync state) and fetches the plan anew
+   * from the node: the way out after the node refused a local change, which
+   * an Automerge document cannot undo. Unsynced local edits are lost.
+   */
+  async discardLocal(planId: string): Promise<JsonObject> {
+    await this.syncing.get(planId)?.catch(() => undefined);
+    await this.writes.get(planId);
+    this.docs.delete(planId);
+    await this.store.deletePlan(planId);
+    return this.open(planId);
+  }
+
+  /** Closes the in-memory copy (the stored one stays). */
+  async close(planId: string): Promise<void> {
+    await this.writes.get(planId);
+    this.docs.delete(planId);
+  }
+
+  /**
+   * Keeps plans in sync in the background: every `intervalMs`, and when the
+   * change feed reports one of them changed. Call `stop()` to end it.
+   */
+  startBackgroundSync(options: BackgroundSyncOptions = {}): BackgroundSync {
+    const planIds = () => options.plans ?? this.openPlans;
+    const run = (planId: string) => {
+      this.sync(planId).then(
+        (result) => options.onSynced?.(planId, result),
+        (error) => options.onError?.(error, planId),
+      );
+    };
+    const interval = options.intervalMs ?? 60_000;
+    const timer = interval > 0 ? setInterval(() => planIds().forEach(run), interval) : undefined;
+    const feed =
+      options.changeFeed === false
+        ? undefined
+        : this.client.subscribeChanges(
+            (change) => {
+              if (planIds().includes(change.plan)) run(change.plan);
+            },
+            { onError: (e) => options.onError?.(e) },
+          );
+    return {
+      feed,
+      stop() {
+        if (timer) clearInterval(timer);
+        feed?.close();
+      },
+    };
+  }
+
+  /** Saves the current document; writes of one plan are queued in order. */
+  private persist(planId: string): Promise<void> {
+    const previous = this.writes.get(planId) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(async () => {
+        const doc = this.docs.get(planId);
+        if (doc) await this.store.putDoc(planId, A.save(doc));
+      });
+    this.writes.set(planId, next);
+    return next;
+  }
+}

@@ -1,0 +1,96 @@
+/** Bodies of the `/v1` HTTP API (mirrors `wrapsync_shared::api`). */
+import type { Json, JsonObject } from "./render.js";
+
+export type Role =
+  | "facilitator"
+  | "family_advocate"
+  | "caregiver"
+  | "youth"
+  | "provider"
+  | "natural_support"
+  | "supervisor";
+
+export interface TokenResponse {
+  access_token: string;
+  refresh_token: string;
+  token_type: string;
+  /** Seconds until the access token expires. */
+  expires_in: number;
+}
+
+export interface PlanSummary {
+  id: string;
+  title: string;
+  phase: string;
+  /** Milliseconds since the Unix epoch. */
+  updated_at: number;
+  role: Role;
+}
+
+export interface PlanList {
+  plans: PlanSummary[];
+  next: string | null;
+}
+
+export interface ConflictValue {
+  value: Json;
+  user: string | null;
+  actor: string;
+}
+
+export interface ConflictView {
+  path: string;
+  values: ConflictValue[];
+}
+
+export interface PlanDocument {
+  id: string;
+  /** The document's heads (hex change hashes): send back as `base_version`. */
+  version: string[];
+  plan: JsonObject;
+  conflicts?: ConflictView[];
+}
+
+export interface Op {
+  op: "replace" | "add" | "test" | (string & {});
+  path: string;
+  value?: Json;
+}
+
+export interface OpsResponse extends PlanDocument {
+  results: { id?: string }[];
+}
+
+export interface HistoryEntry {
+  hash: string;
+  user: string | null;
+  actor: string;
+  /** Seconds since the Unix epoch, as the author's device recorded it. */
+  time: number;
+  summary: string | null;
+}
+
+export interface History {
+  id: string;
+  changes: HistoryEntry[];
+}
+
+export interface PlanChange {
+  plan: string;
+  cursor: string;
+  updated_at: number;
+}
+
+export interface ChangeFeed {
+  changes: PlanChange[];
+  cursor: string;
+}
+
+/** RFC 9457 problem details, the body of every error. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  op_index?: number;
+}
