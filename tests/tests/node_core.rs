@@ -48,6 +48,8 @@ mod durability;
 mod listing;
 #[path = "node_core/plans.rs"]
 mod plans;
+#[path = "node_core/replica.rs"]
+mod replica;
 #[path = "node_core/sync.rs"]
 mod sync;
 

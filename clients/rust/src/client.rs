@@ -3,14 +3,15 @@
 //! server agree by construction.
 
 use crate::error::{interpret, ClientError};
+use base64::Engine;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wrapsync_shared::api::{
-    AuditPage, CreatePlanRequest, History, LoginRequest, OpsRequest, OpsResponse, PlanDocument,
-    PlanList, RefreshRequest, TokenResponse,
+    AuditPage, ChangeFeed, CreatePlanRequest, History, LoginRequest, OpsRequest, OpsResponse,
+    PlanDocument, PlanList, RefreshRequest, TokenResponse,
 };
 use wrapsync_shared::ops::Op;
 
@@ -62,6 +63,13 @@ pub enum PlanFetch {
     Fresh(PlanDocument, String),
     /// 304: the plan still matches the ETag that was sent.
     NotModified,
+}
+
+/// The JSON form of a sync round, both ways: one base64 Automerge sync
+/// message, or `null` when that side has nothing to say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SyncBody {
+    message: Option<String>,
 }
 
 /// The body of `GET /healthz`.
@@ -237,6 +245,50 @@ impl Client {
         self.call(self.http.get(url).query(&filter.pairs()))
     }
 
+    /// `POST /v1/plans/{id}/sync`: one round of the Automerge sync protocol
+    /// as device `device_id` (the node keeps one sync state per user, device
+    /// and plan). Sends `message` (`sync::Message::encode()` bytes, or `None`
+    /// to let the node speak) and answers the node's message, `None` when it
+    /// has nothing to say. Repeat until neither side has a message.
+    pub fn sync_round(
+        &self,
+        plan_id: &str,
+        device_id: &str,
+        message: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let body = SyncBody {
+            message: message.map(|m| BASE64.encode(m)),
+        };
+        let url = self.endpoint(&["v1", "plans", plan_id, "sync"])?;
+        let request = self
+            .http
+            .post(url)
+            .header("Device-Id", device_id)
+            .json(&body);
+        let response = self.authorize(request).send()?;
+        let status = response.status().as_u16();
+        let body = response.bytes()?;
+        interpret_sync(status, &body)
+    }
+
+    /// `GET /v1/changes`: plans the caller may see that changed after the
+    /// `since` cursor (from the start when `None`), each once, oldest first.
+    pub fn changes(
+        &self,
+        since: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ChangeFeed, ClientError> {
+        let mut pairs = Vec::new();
+        if let Some(since) = since {
+            pairs.push(("since", since.to_string()));
+        }
+        if let Some(limit) = limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        let url = self.endpoint(&["v1", "changes"])?;
+        self.call(self.http.get(url).query(&pairs))
+    }
+
     fn keep(&mut self, tokens: &TokenResponse) {
         self.access_token = Some(tokens.access_token.clone());
         self.refresh_token = Some(tokens.refresh_token.clone());
@@ -321,6 +373,28 @@ fn interpret_fetch(
         detail: "a plan was served without an ETag header".into(),
     })?;
     Ok(PlanFetch::Fresh(plan, etag))
+}
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The meaning of a sync round's status and body: the node's sync message
+/// bytes, or `None` (`null`, or 204 with no body).
+fn interpret_sync(status: u16, body: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+    if status == 204 {
+        return Ok(None);
+    }
+    let answer: SyncBody = interpret(status, body)?;
+    answer
+        .message
+        .map(|m| {
+            BASE64
+                .decode(m)
+                .map_err(|e| ClientError::UnexpectedResponse {
+                    status,
+                    detail: format!("the sync message is not base64: {e}"),
+                })
+        })
+        .transpose()
 }
 
 fn parse_base(base_url: &str) -> Result<Url, ClientError> {
@@ -421,6 +495,30 @@ mod tests {
             panic!("client")
         };
         assert!(matches!(client.refresh(), Err(ClientError::NotLoggedIn)));
+    }
+
+    #[test]
+    fn sync_answers_decode_to_message_bytes_or_none() {
+        let body = json!({"message": BASE64.encode([0x42, 1, 2])}).to_string();
+        assert!(matches!(interpret_sync(200, body.as_bytes()), Ok(Some(b)) if b == [0x42, 1, 2]));
+        assert!(matches!(
+            interpret_sync(200, br#"{"message":null}"#),
+            Ok(None)
+        ));
+        assert!(matches!(interpret_sync(204, b""), Ok(None)));
+        assert!(matches!(
+            interpret_sync(200, br#"{"message":"%%%"}"#),
+            Err(ClientError::UnexpectedResponse { status: 200, .. })
+        ));
+        let refused =
+            json!({"type":"/problems/change-forbidden","title":"Forbidden change","status":422});
+        let err = interpret_sync(422, refused.to_string().as_bytes()).err();
+        assert_eq!(
+            err.as_ref().and_then(ClientError::code),
+            Some("change-forbidden")
+        );
+        let sent = serde_json::to_value(SyncBody::default()).unwrap_or_default();
+        assert_eq!(sent, json!({"message": null}));
     }
 
     #[test]
