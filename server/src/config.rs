@@ -32,6 +32,11 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Largest sync message accepted, in bytes: a device back from a long
+    /// offline spell may send its whole plan, so this is larger than
+    /// `max_body_bytes`.
+    #[serde(default = "default_max_sync")]
+    pub max_sync_bytes: usize,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -55,6 +60,9 @@ fn default_refresh_ttl() -> u64 {
 fn default_max_body() -> usize {
     1024 * 1024
 }
+fn default_max_sync() -> usize {
+    32 * 1024 * 1024
+}
 fn default_cache_plans() -> usize {
     10_000
 }
@@ -72,6 +80,7 @@ const KEYS: &[&str] = &[
     "access_token_ttl_secs",
     "refresh_token_ttl_secs",
     "max_body_bytes",
+    "max_sync_bytes",
     "cache_plans",
     "workers",
     "compact_after_chunks",

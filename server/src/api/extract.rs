@@ -116,7 +116,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload, &["application/json"]);
+        let body = read_body(req, payload, &["application/json"], |c| c.max_body_bytes);
         Box::pin(async move {
             let (_, body) = body.await?;
             parse_json(&body).map(JsonBody)
@@ -146,6 +146,7 @@ impl FromRequest for SyncBody {
             req,
             payload,
             &["application/json", "application/octet-stream"],
+            |c| c.max_sync_bytes,
         );
         Box::pin(async move {
             let (content_type, body) = body.await?;
@@ -170,10 +171,11 @@ fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
     types: &'static [&'static str],
+    limit: fn(&crate::config::Config) -> usize,
 ) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
     let limit = req
         .app_data::<web::Data<App>>()
-        .map(|app| app.config.max_body_bytes)
+        .map(|app| limit(&app.config))
         .unwrap_or(1024 * 1024);
     let checked = check_headers(req, limit, types);
     let mut payload = payload.take();

@@ -19,16 +19,12 @@ use wrapsync_shared::incoming::check_incoming;
 use wrapsync_shared::ops::Editor;
 use wrapsync_shared::plan::PlanError;
 
-/// Largest sync message accepted (the body limit applies first).
-pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
-
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
 fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
-    if bytes.is_empty() || bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(ApiError::MalformedSync(
-            "empty or oversized sync message".into(),
-        ));
+    // The size is capped by `max_sync_bytes` before the bytes arrive here.
+    if bytes.is_empty() {
+        return Err(ApiError::MalformedSync("empty sync message".into()));
     }
     match catch_unwind(|| sync::Message::decode(bytes)) {
         Ok(Ok(message)) => Ok(message),

@@ -471,3 +471,38 @@ fn roles_that_see_part_of_a_plan_cannot_sync_it_and_device_messages_stay_out_of_
         .expect("json")
         .contains("Maya"));
 }
+
+#[test]
+fn a_device_back_from_a_long_offline_spell_syncs_more_than_the_json_body_limit() {
+    let node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Long offline spell").id;
+    let mut laptop = Device::new("fran-laptop");
+    laptop.sync(&node, &fran, &plan);
+    // About 2.3 MB of new text (over 1 MiB even deflated): more than
+    // max_body_bytes, so the whole plan travels in one sync message.
+    let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789 ".chars().collect();
+    let mut seed = 7u64;
+    let mut text = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                alphabet[(seed >> 33) as usize % alphabet.len()]
+            })
+            .collect()
+    };
+    for _ in 0..3 {
+        // At most 200 ops per edit, as for /ops.
+        let ops: Vec<serde_json::Value> = (0..200)
+            .map(|_| json!({"op":"add","path":"/strengths","value":{"statement": text(3800),"about":"family"}}))
+            .collect();
+        laptop.edit(Role::Facilitator, None, serde_json::Value::Array(ops));
+    }
+    assert!(laptop.doc.save().len() > 1024 * 1024);
+    laptop.sync(&node, &fran, &plan);
+    let served = node.read_plan(&fran, &plan);
+    assert_eq!(served.plan["strengths"].as_array().map(Vec::len), Some(600));
+    assert_eq!(render(&laptop.doc), served.plan);
+}
