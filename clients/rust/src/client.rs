@@ -15,6 +15,9 @@ use wrapsync_shared::api::{
 };
 use wrapsync_shared::ops::Op;
 
+/// Most pages [`Client::list_all_plans`] follows, so a node that keeps
+/// answering a `next` cursor cannot loop it forever.
+pub const MAX_LIST_PAGES: usize = 1_000;
 /// How long one call may take before it fails as a transport error, so a
 /// hung node fails a test instead of hanging it.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,6 +183,24 @@ impl Client {
     pub fn list_plans(&self, query: &ListQuery) -> Result<PlanList, ClientError> {
         let url = self.endpoint(&["v1", "plans"])?;
         self.call(self.http.get(url).query(&query.pairs()))
+    }
+
+    /// Every page of the plan list, following `next` (at most
+    /// [`MAX_LIST_PAGES`] pages, and never the same cursor twice).
+    pub fn list_all_plans(&self) -> Result<Vec<wrapsync_shared::api::PlanSummary>, ClientError> {
+        let mut query = ListQuery::default();
+        let mut plans = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self.list_plans(&query)?;
+            plans.extend(page.plans);
+            match page.next {
+                Some(next) if query.cursor.as_deref() != Some(next.as_str()) => {
+                    query.cursor = Some(next);
+                }
+                _ => break,
+            }
+        }
+        Ok(plans)
     }
 
     /// `POST /v1/plans`: starts a plan (facilitators and supervisors only).

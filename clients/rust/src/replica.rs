@@ -24,7 +24,7 @@
 //! the file before each save, so an `edit` made meanwhile by another
 //! process is not lost, but two concurrent edits may race.
 
-use crate::client::{Client, ListQuery};
+use crate::client::Client;
 use crate::error::ClientError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -33,7 +33,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use wrapsync_shared::api::PlanSummary;
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::transaction::CommitOptions;
 use wrapsync_shared::automerge::{ActorId, Automerge, ChangeHash};
@@ -49,10 +48,6 @@ use files::{
 /// The most rounds one [`Replica::sync`] makes before giving up: a healthy
 /// exchange takes two to four.
 pub const MAX_ROUNDS: usize = 20;
-
-/// Pages of the plan list [`Replica::sync_all`] reads at most, so a node
-/// that keeps answering a `next` cursor cannot loop it forever.
-const MAX_LIST_PAGES: usize = 1_000;
 
 const META_FILE: &str = "replica.json";
 const DOC_EXT: &str = "automerge";
@@ -345,7 +340,7 @@ impl Replica {
     /// failure (a refusal, say) is reported and the others go on; a failed
     /// session (transport, 401) or disk stops everything.
     pub fn sync_all(&mut self, client: &Client) -> Result<SyncAllReport, ReplicaError> {
-        let listed = list_every_plan(client)?;
+        let listed = client.list_all_plans()?;
         let mut changed = false;
         for summary in &listed {
             check_id("plan id", &summary.id)?;
@@ -463,23 +458,6 @@ impl Replica {
     fn save_meta(&self) -> Result<(), ReplicaError> {
         write_json(&self.dir.join(META_FILE), &self.meta)
     }
-}
-
-/// Every page of the plan list.
-fn list_every_plan(client: &Client) -> Result<Vec<PlanSummary>, ReplicaError> {
-    let mut query = ListQuery::default();
-    let mut plans = Vec::new();
-    for _ in 0..MAX_LIST_PAGES {
-        let page = client.list_plans(&query)?;
-        plans.extend(page.plans);
-        match page.next {
-            Some(next) if query.cursor.as_deref() != Some(next.as_str()) => {
-                query.cursor = Some(next);
-            }
-            _ => break,
-        }
-    }
-    Ok(plans)
 }
 
 /// A 422 from the sync endpoint is the node refusing our changes.

@@ -25,12 +25,9 @@ use session::Session;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use wrapsync_client::{Client, ListQuery, Op, Replica, ReplicaError, SyncReport};
+use wrapsync_client::{Client, Op, Replica, ReplicaError, SyncReport};
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
-
-/// Pages of the plan list `list` reads at most.
-const MAX_LIST_PAGES: usize = 1_000;
 
 /// Offline replica of a wrapsync user's plans.
 #[derive(Debug, Parser)]
@@ -163,21 +160,7 @@ fn login(
 
 fn list(dir: &Path) -> CliResult<ExitCode> {
     let (mut session, mut replica) = open(dir)?;
-    let plans = authorized(dir, &mut session, |client| {
-        let mut query = ListQuery::default();
-        let mut plans = Vec::new();
-        for _ in 0..MAX_LIST_PAGES {
-            let page = client.list_plans(&query)?;
-            plans.extend(page.plans);
-            match page.next {
-                Some(next) if query.cursor.as_deref() != Some(next.as_str()) => {
-                    query.cursor = Some(next);
-                }
-                _ => break,
-            }
-        }
-        Ok(plans)
-    })?;
+    let plans = authorized(dir, &mut session, |client| Ok(client.list_all_plans()?))?;
     let local = replica.plans()?;
     for plan in &plans {
         replica.set_role(&plan.id, plan.role)?;
