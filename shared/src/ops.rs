@@ -329,10 +329,15 @@ fn add_item(
     let id = match object.get("id") {
         None => new_id(),
         Some(Json::String(id)) if is_item_id(id) => {
-            if child(tx, coll, id).is_some() {
+            if let Some(existing) = child(tx, coll, id) {
+                // A retried add (the same item again) changes nothing and
+                // answers the same id; other values under that id are refused.
+                if same_item(tx, &existing, fields, object) {
+                    return Ok(id.clone());
+                }
                 return Err(PlanError::schema(
                     &format!("{path}/{id}"),
-                    "an item with this id exists",
+                    "another item already has this id",
                 ));
             }
             id.clone()
@@ -350,6 +355,45 @@ fn add_item(
         .map_err(internal)?;
     fill_item(tx, &item, fields, object, &item_path, new_id)?;
     Ok(id)
+}
+
+/// True when the stored item holds every value `object` gives it. Nested
+/// items given inline count as the same when they name ids the stored item
+/// has (a retry-safe client names them).
+fn same_item(
+    doc: &impl ReadDoc,
+    item: &ObjId,
+    fields: &'static [Field],
+    object: &Map<String, Json>,
+) -> bool {
+    let Ok(automerge::hydrate::Value::Map(stored)) = doc.hydrate(item, None) else {
+        return false;
+    };
+    let stored = crate::plan::render_map(&stored, fields);
+    object
+        .iter()
+        .filter(|(key, _)| *key != "id")
+        .all(
+            |(key, given)| match (schema::field(fields, key).map(|f| f.kind), stored.get(key)) {
+                (Some(Kind::Collection(_)), Some(Json::Array(have))) => {
+                    given.as_array().is_some_and(|items| {
+                        items.iter().all(|i| {
+                            i.get("id")
+                                .is_some_and(|id| have.iter().any(|h| h.get("id") == Some(id)))
+                        })
+                    })
+                }
+                (Some(Kind::Struct(_)), Some(Json::Object(have))) => {
+                    given.as_object().is_some_and(|g| {
+                        g.iter().all(|(k, v)| {
+                            v.is_null() || have.get(k).is_some_and(|h| numbers_equal(h, v))
+                        })
+                    })
+                }
+                (_, Some(have)) => numbers_equal(have, given),
+                (_, None) => given.is_null(),
+            },
+        )
 }
 
 fn fill_item(
@@ -873,6 +917,31 @@ mod tests {
         assert!(!is_summary("replace /title Maya"));
         assert!(!is_summary("replace /Maya"));
         assert!(!is_summary(""));
+    }
+
+    #[test]
+    fn a_retried_add_with_its_own_id_changes_nothing() {
+        let mut doc = new_doc();
+        let id = ulid::Ulid::new().to_string();
+        let add = json!([{"op":"add","path":"/needs","value":{"id":id,"domain":"home","statement":"Calm","priority":2}}]);
+        let first = apply(&mut doc, &facilitator(), add.clone());
+        let heads = doc.get_heads();
+        let again = apply(&mut doc, &facilitator(), add);
+        assert_eq!(first.ok(), again.ok());
+        assert_eq!(doc.get_heads(), heads, "the retry made no change");
+        assert_eq!(render(&doc)["needs"].as_array().map(Vec::len), Some(1));
+        let other = apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"add","path":"/needs","value":{"id":id,"domain":"home","statement":"Different"}}]),
+        );
+        assert!(matches!(
+            other,
+            Err(OpFailure {
+                error: PlanError::Schema { .. },
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn render_root(root: &hydrate::Map) -> Json {
     Json::Object(out)
 }
 
-fn render_map(map: &hydrate::Map, fields: &[Field]) -> Map<String, Json> {
+pub(crate) fn render_map(map: &hydrate::Map, fields: &[Field]) -> Map<String, Json> {
     let mut out = Map::new();
     for field in fields {
         if let Some(value) = map.get(field.name).and_then(|v| render_value(v, field)) {
