@@ -211,10 +211,15 @@ export class Replica {
     }
     const run = (async () => {
       try {
-        let result: SyncResult;
+        let result: SyncResult | undefined;
         do {
           this.again.delete(planId);
-          result = await this.syncOnce(planId);
+          const pass = await this.syncOnce(planId);
+          // Every pass counts: a change received in an earlier pass must not
+          // be hidden by a later, quiet one.
+          result = result
+            ? { rounds: result.rounds + pass.rounds, received: result.received || pass.received, version: pass.version }
+            : pass;
         } while (this.again.has(planId));
         return result;
       } finally {

@@ -1,0 +1,923 @@
+/**
+ * wrapsync web app: a family team plan on a phone. Every edit goes to the
+ * plan's local Automerge replica (IndexedDB) first and syncs with the node
+ * in the background whenever the phone is online.
+ */
+import { Replica, WrapsyncClient, WrapsyncError, type ChangeSubscription, type JsonObject, type PlanSummary } from "@wrapsync/client";
+import { IndexedDBStore } from "@wrapsync/client/indexeddb";
+import "./style.css";
+
+// ---------------------------------------------------------------- types
+
+type Json = JsonObject[string];
+type Item = JsonObject & { id: string };
+
+interface Session {
+  baseUrl: string;
+  username: string;
+  tokens: { access_token: string; refresh_token: string };
+}
+
+interface PlanStatus {
+  syncing: boolean;
+  error: string | null;
+  /** The error needs the local copy dropped (the node refused a change). */
+  refused: boolean;
+  lastSyncedAt: number | null;
+}
+
+// ---------------------------------------------------------------- storage of small things
+
+const SESSION_KEY = "wrapsync.session";
+const ls = {
+  get<T>(key: string): T | null {
+    try {
+      const v = localStorage.getItem(key);
+      return v ? (JSON.parse(v) as T) : null;
+    } catch {
+      return null;
+    }
+  },
+  set(key: string, value: unknown) {
+    try {
+      localStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      /* storage full or disabled: the app still works for this visit */
+    }
+  },
+  del(key: string) {
+    localStorage.removeItem(key);
+  },
+};
+
+// ---------------------------------------------------------------- app state
+
+let session: Session | null = ls.get<Session>(SESSION_KEY);
+let client: WrapsyncClient | null = null;
+let replica: Replica | null = null;
+let feed: ChangeSubscription | null = null;
+let feedCursor: string | undefined;
+let timer: ReturnType<typeof setInterval> | undefined;
+const status = new Map<string, PlanStatus>();
+/** Drafts of the "add progress" forms, kept across re-renders. */
+const drafts = new Map<string, { value: string; note: string }>();
+let openForm: string | null = null;
+let renderQueued = false;
+
+const app = document.getElementById("app")!;
+
+function userKey(suffix: string): string {
+  return `wrapsync.${session?.username}@${session?.baseUrl}.${suffix}`;
+}
+
+function planStatus(id: string): PlanStatus {
+  let s = status.get(id);
+  if (!s) {
+    s = { syncing: false, error: null, refused: false, lastSyncedAt: ls.get<number>(userKey(`synced-at.${id}`)) };
+    status.set(id, s);
+  }
+  return s;
+}
+
+/** The version the node had at our last successful sync. */
+function syncedVersion(id: string): string | null {
+  return ls.get<string>(userKey(`synced.${id}`));
+}
+
+function hasUnsynced(id: string): boolean {
+  if (!replica || !replica.openPlans.includes(id)) return false;
+  return replica.version(id).join(",") !== (syncedVersion(id) ?? "");
+}
+
+// ---------------------------------------------------------------- helpers
+
+function today(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+function prettyDate(iso: Json | undefined): string {
+  if (typeof iso !== "string") return "";
+  const [y, m, d] = iso.split("-").map(Number);
+  if (!y || !m || !d) return iso;
+  return new Date(y, m - 1, d).toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
+}
+
+function prettyTime(ms: number): string {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+}
+
+function str(v: Json | undefined): string {
+  return typeof v === "string" ? v : typeof v === "number" ? String(v) : "";
+}
+
+function items(v: Json | undefined): Item[] {
+  return Array.isArray(v) ? (v.filter((x) => x && typeof x === "object" && !Array.isArray(x)) as Item[]) : [];
+}
+
+function active(list: Item[]): Item[] {
+  return list.filter((x) => x.status !== "closed" && x.status !== "withdrawn" && x.status !== "left");
+}
+
+type Child = Node | string | null | undefined | false;
+
+/** A tiny element builder: h("button", { class: "big", onclick }, "Save"). */
+function h(tag: string, attrs: Record<string, unknown> = {}, ...children: (Child | Child[])[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v as EventListener);
+    else if (k === "class") el.className = String(v);
+    else if (k === "value") (el as HTMLInputElement).value = String(v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+/** replaceChildren, skipping the null/false placeholders (which it would print). */
+function replaceKids(el: Element, ...children: (Child | Child[])[]): void {
+  el.replaceChildren(...children.flat().filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
+}
+
+function describe(e: unknown): string {
+  if (e instanceof WrapsyncError) {
+    if (e.status === 401) return "Your sign-in has expired. Please sign in again.";
+    if (e.code === "change-forbidden") return "The team's server did not accept a change made on this phone.";
+    return e.detail ?? e.message;
+  }
+  if (e instanceof TypeError) return "Can't reach the team's server right now.";
+  return e instanceof Error ? e.message : String(e);
+}
+
+// ---------------------------------------------------------------- session
+
+function defaultServer(): string {
+  const q = new URLSearchParams(location.search).get("node");
+  return q ?? location.origin;
+}
+
+async function startSession(s: Session): Promise<void> {
+  session = s;
+  client = new WrapsyncClient({
+    baseUrl: s.baseUrl,
+    tokens: s.tokens,
+    username: s.username,
+    onTokens: (t) => {
+      if (!session) return;
+      session.tokens = { access_token: t.access_token, refresh_token: t.refresh_token };
+      ls.set(SESSION_KEY, session);
+    },
+  });
+  // One IndexedDB database per person and server: people sharing a phone
+  // never share a replica (or its Automerge actor).
+  replica = await Replica.create({ client, store: new IndexedDBStore(`wrapsync:${s.username}@${s.baseUrl}`) });
+  startBackground();
+}
+
+function stopSession(): void {
+  feed?.close();
+  feed = null;
+  if (timer) clearInterval(timer);
+  timer = undefined;
+  feedCursor = undefined;
+  client = null;
+  replica = null;
+  session = null;
+  status.clear();
+  ls.del(SESSION_KEY);
+}
+
+// ---------------------------------------------------------------- background sync
+
+/** Follows the change feed (from where it left off) and syncs open plans when they change. */
+function startFeed(): void {
+  feed?.close();
+  feed = null;
+  if (!client || !navigator.onLine) return;
+  const c = client;
+  feed = c.subscribeChanges(
+    (change) => {
+      console.debug("wrapsync: change", change.plan, change.cursor);
+      feedCursor = change.cursor;
+      if (replica?.openPlans.includes(change.plan)) void syncPlan(change.plan);
+      else if (route().name === "plans") queueRender();
+    },
+    {
+      since: feedCursor,
+      retryMs: 1000,
+      maxRetryMs: 15_000,
+      // (Re)connected: catch up on whatever happened while we were away.
+      onOpen: () => syncAll(),
+      onError: (e) => {
+        console.debug("wrapsync: change feed", e);
+        if (e instanceof WrapsyncError && e.status === 401) signOut();
+      },
+    },
+  );
+}
+
+function startBackground(): void {
+  startFeed();
+  if (timer) clearInterval(timer);
+  timer = setInterval(syncAll, 60_000);
+}
+
+function syncAll(): void {
+  for (const id of replica?.openPlans ?? []) void syncPlan(id);
+}
+
+async function syncPlan(id: string): Promise<void> {
+  const r = replica;
+  if (!r) return;
+  const st = planStatus(id);
+  if (!navigator.onLine) {
+    updateStatusBar();
+    return;
+  }
+  st.syncing = true;
+  updateStatusBar();
+  try {
+    const result = await r.sync(id);
+    console.debug("wrapsync: synced", id, JSON.stringify(result));
+    if (r !== replica) return;
+    ls.set(userKey(`synced.${id}`), result.version.join(","));
+    st.lastSyncedAt = Date.now();
+    ls.set(userKey(`synced-at.${id}`), st.lastSyncedAt);
+    st.error = null;
+    st.refused = false;
+    // Re-render when the plan differs from what is on screen. (`result.received`
+    // alone is not enough: when syncs overlap, the SDK answers the last
+    // round's result, which may not be the one that received changes.)
+    if (result.received || (rendered.has(id) && rendered.get(id) !== r.version(id).join(","))) queueRender();
+  } catch (e) {
+    console.debug("wrapsync: sync", id, e);
+    st.error = describe(e);
+    st.refused = e instanceof WrapsyncError && e.status === 422;
+    if (e instanceof WrapsyncError && e.status === 401) signOut();
+  } finally {
+    st.syncing = false;
+    updateStatusBar();
+  }
+}
+
+window.addEventListener("online", () => {
+  startFeed(); // its onOpen syncs every open plan
+  syncAll();
+  updateStatusBar();
+});
+window.addEventListener("offline", () => {
+  feed?.close();
+  feed = null;
+  updateStatusBar();
+});
+
+// ---------------------------------------------------------------- routing
+
+type Route = { name: "signin" } | { name: "plans" } | { name: "plan"; id: string };
+
+function route(): Route {
+  if (!session) return { name: "signin" };
+  const m = location.hash.match(/^#\/plan\/([A-Za-z0-9_-]+)/);
+  if (m) return { name: "plan", id: m[1]! };
+  return { name: "plans" };
+}
+
+function go(hash: string): void {
+  if (location.hash === hash) void render();
+  else location.hash = hash;
+}
+
+window.addEventListener("hashchange", () => {
+  openForm = null;
+  void render();
+  window.scrollTo(0, 0);
+});
+
+/** Re-renders soon, but not while someone is typing in a form. */
+function queueRender(): void {
+  if (renderQueued) return;
+  renderQueued = true;
+  queueMicrotask(() => {
+    const focused = document.activeElement;
+    if (focused && app.contains(focused) && (focused.tagName === "INPUT" || focused.tagName === "TEXTAREA")) {
+      focused.addEventListener(
+        "blur",
+        () => {
+          renderQueued = false;
+          queueRender();
+        },
+        { once: true },
+      );
+      return;
+    }
+    renderQueued = false;
+    void render();
+  });
+}
+
+function signOut(): void {
+  stopSession();
+  go("#/");
+}
+
+// ---------------------------------------------------------------- chrome
+
+function topBar(title: string, back?: string): HTMLElement {
+  return h(
+    "header",
+    { class: "bar" },
+    back ? h("a", { class: "back", href: back, "aria-label": "Back to my plans" }, "‹ Plans") : h("span", { class: "brand" }, "Family plan"),
+    h("h1", {}, title),
+    // Signing out lives on the plans list, away from the everyday buttons.
+    session && !back ? h("button", { class: "link", type: "button", onclick: signOut }, "Sign out") : h("span"),
+  );
+}
+
+/** "Saved on this phone / synced" for the plan on screen. */
+function statusBar(id: string): HTMLElement {
+  const el = h("div", { class: "status", id: "sync-status", role: "status" });
+  fillStatus(el, id);
+  return el;
+}
+
+function fillStatus(el: HTMLElement, id: string): void {
+  const st = planStatus(id);
+  const pending = hasUnsynced(id);
+  const online = navigator.onLine;
+  let state: string;
+  let icon: string;
+  let text: string;
+  if (st.error && online) {
+    state = "error";
+    icon = "!";
+    text = pending ? `Saved on this phone. Not synced: ${st.error}` : `Not synced: ${st.error}`;
+  } else if (!online) {
+    state = pending ? "pending" : "offline";
+    icon = pending ? "●" : "○";
+    text = pending ? "Saved on this phone. It will sync when you're back online." : "Offline. You can still make changes.";
+  } else if (st.syncing) {
+    state = "syncing";
+    icon = "↻";
+    text = pending ? "Saved on this phone. Syncing with your team…" : "Checking for updates…";
+  } else if (pending) {
+    state = "pending";
+    icon = "●";
+    text = "Saved on this phone. Waiting to sync.";
+  } else {
+    state = "synced";
+    icon = "✓";
+    text = st.lastSyncedAt ? `Synced with your team at ${prettyTime(st.lastSyncedAt)}` : "Synced with your team";
+  }
+  el.dataset.state = state;
+  el.replaceChildren(
+    ...[
+    h("span", { class: "status-icon", "aria-hidden": "true" }, icon),
+    h("span", { class: "status-text" }, text),
+    st.refused
+      ? h(
+          "button",
+          {
+            class: "link",
+            type: "button",
+            onclick: async () => {
+              if (!replica || !confirm("Drop the changes on this phone that were not accepted, and download the plan again?")) return;
+              await replica.discardLocal(id).catch(() => undefined);
+              st.error = null;
+              st.refused = false;
+              ls.set(userKey(`synced.${id}`), replica.version(id).join(","));
+              void render();
+            },
+          },
+          "Fix",
+        )
+      : null,
+    ].filter((c): c is HTMLElement => c !== null),
+  );
+}
+
+function updateStatusBar(): void {
+  const el = document.getElementById("sync-status");
+  const r = route();
+  if (el && r.name === "plan") fillStatus(el, r.id);
+  const net = document.getElementById("net");
+  if (net) net.hidden = navigator.onLine;
+}
+
+// ---------------------------------------------------------------- screens
+
+async function render(): Promise<void> {
+  const r = route();
+  if (r.name === "signin") return renderSignIn();
+  if (!client) await startSession(session!);
+  if (r.name === "plans") return renderPlans();
+  return renderPlan(r.id);
+}
+
+function renderSignIn(): void {
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    {
+      class: "card signin",
+      onsubmit: async (ev: Event) => {
+        ev.preventDefault();
+        const data = new FormData(ev.target as HTMLFormElement);
+        const username = String(data.get("username") ?? "").trim();
+        const password = String(data.get("password") ?? "");
+        const baseUrl = String(data.get("server") ?? "").trim().replace(/\/+$/, "") || defaultServer();
+        const button = form.querySelector("button[type=submit]") as HTMLButtonElement;
+        button.disabled = true;
+        button.textContent = "Signing in…";
+        error.hidden = true;
+        try {
+          const c = new WrapsyncClient({ baseUrl });
+          const t = await c.login(username, password);
+          const s: Session = { baseUrl, username, tokens: { access_token: t.access_token, refresh_token: t.refresh_token } };
+          ls.set(SESSION_KEY, s);
+          await startSession(s);
+          go("#/plans");
+        } catch (e) {
+          error.textContent =
+            e instanceof WrapsyncError && e.status === 401
+              ? "That username and password don't match. Please try again."
+              : `Couldn't sign in. ${describe(e)}`;
+          error.hidden = false;
+          button.disabled = false;
+          button.textContent = "Sign in";
+        }
+      },
+    },
+    h("label", {}, "Username", h("input", { name: "username", autocomplete: "username", autocapitalize: "none", spellcheck: "false", required: true })),
+    h("label", {}, "Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    error,
+    h("button", { class: "primary", type: "submit" }, "Sign in"),
+    h(
+      "details",
+      { class: "server" },
+      h("summary", {}, "Team server"),
+      h("label", {}, "Server address", h("input", { name: "server", type: "url", value: defaultServer(), inputmode: "url" })),
+    ),
+  );
+  app.replaceChildren(
+    topBar("Sign in"),
+    h(
+      "main",
+      {},
+      h("div", { class: "welcome" }, h("img", { src: "./icons/icon.svg", alt: "", width: "72", height: "72" }), h("p", {}, "Your family's plan, on your phone. It works even without internet.")),
+      form,
+    ),
+  );
+}
+
+async function renderPlans(): Promise<void> {
+  const listKey = userKey("plans");
+  let plans = ls.get<PlanSummary[]>(listKey) ?? [];
+  let note: string | null = null;
+  const body = h("main", {});
+  app.replaceChildren(topBar("My plans"), offlineBanner(), body);
+  const draw = () => {
+    replaceKids(body,
+      session ? h("p", { class: "hello" }, `Signed in as ${session.username}`) : null,
+      note ? h("p", { class: "muted" }, note) : null,
+      plans.length === 0
+        ? h("div", { class: "card empty" }, h("p", {}, "No plans yet. When your facilitator adds you to your family's team, the plan shows up here."))
+        : h(
+            "ul",
+            { class: "plans" },
+            plans.map((p) =>
+              h(
+                "li",
+                {},
+                h(
+                  "a",
+                  { class: "plan-link", href: `#/plan/${p.id}` },
+                  h("span", { class: "plan-title" }, p.title || "Untitled plan"),
+                  h("span", { class: "plan-meta" }, `${cap(p.phase)} · you are ${roleName(p.role)}`),
+                ),
+              ),
+            ),
+          ),
+    );
+  };
+  draw();
+  if (!client || !navigator.onLine) {
+    if (!navigator.onLine) note = "Offline: showing the plans saved on this phone.";
+    draw();
+    return;
+  }
+  try {
+    plans = (await client.listAllPlans()).sort((a, b) => (a.title < b.title ? -1 : 1));
+    ls.set(listKey, plans);
+  } catch (e) {
+    note = describe(e);
+    if (e instanceof WrapsyncError && e.status === 401) return signOut();
+  }
+  if (route().name === "plans") draw();
+}
+
+function cap(s: string): string {
+  return s ? s[0]!.toUpperCase() + s.slice(1).replace(/_/g, " ") : "";
+}
+
+function roleName(role: string): string {
+  const names: Record<string, string> = {
+    facilitator: "the facilitator",
+    family_advocate: "the family advocate",
+    caregiver: "a caregiver",
+    youth: "the youth",
+    provider: "a provider",
+    natural_support: "a natural support",
+    supervisor: "a supervisor",
+  };
+  return names[role] ?? role;
+}
+
+function offlineBanner(): HTMLElement {
+  return h("div", { id: "net", class: "net", hidden: navigator.onLine, role: "status" }, "You're offline. Changes are saved on this phone.");
+}
+
+const opened = new Set<string>();
+/** The version of each plan as last drawn on screen. */
+const rendered = new Map<string, string>();
+
+async function renderPlan(id: string): Promise<void> {
+  const r = replica!;
+  if (!opened.has(id) || !r.openPlans.includes(id)) {
+    app.replaceChildren(topBar("Loading…", "#/plans"), h("main", {}, h("p", { class: "muted" }, "Opening the plan…")));
+    await r.load(id);
+    opened.add(id);
+    const empty = Object.keys(r.plan(id)).length === 0;
+    if (empty && navigator.onLine) await syncPlan(id); // first time on this phone: download it
+    else void syncPlan(id);
+    if (route().name !== "plan" || (route() as { id: string }).id !== id) return;
+  }
+  const plan = r.plan(id);
+  if (Object.keys(plan).length === 0) {
+    app.replaceChildren(
+      topBar("Plan", "#/plans"),
+      offlineBanner(),
+      h(
+        "main",
+        {},
+        statusBar(id),
+        h("div", { class: "card empty" }, h("p", {}, "This plan isn't saved on this phone yet. Connect to the internet once to download it; after that it works offline.")),
+      ),
+    );
+    return;
+  }
+  rendered.set(id, r.version(id).join(","));
+  const scrollY = window.scrollY;
+  app.replaceChildren(topBar(str(plan.title) || "Plan", "#/plans"), offlineBanner(), h("main", { class: "plan" }, statusBar(id), ...planSections(id, plan)));
+  window.scrollTo(0, scrollY);
+}
+
+function planSections(planId: string, plan: JsonObject): HTMLElement[] {
+  const team = active(items(plan.team));
+  const me = team.find((m) => m.user === session?.username);
+  const canAddProgress = me ? ["facilitator", "family_advocate", "caregiver", "youth", "provider"].includes(str(me.role)) : false;
+
+  const sections: HTMLElement[] = [];
+
+  // Vision
+  const vision = str(plan.vision);
+  sections.push(
+    h(
+      "section",
+      { class: "card vision", "aria-labelledby": "vision-h" },
+      h("h2", { id: "vision-h" }, "Our family vision"),
+      vision ? h("p", { class: "quote" }, vision) : h("p", { class: "muted" }, "The team hasn't written the vision yet."),
+    ),
+  );
+
+  // My steps
+  const mySteps: { strategy: Item; step: Item }[] = [];
+  for (const strategy of active(items(plan.strategies))) {
+    for (const step of items(strategy.steps)) {
+      if (me && step.responsible === me.id && step.status !== "dropped") mySteps.push({ strategy, step });
+    }
+  }
+  mySteps.sort((a, b) => Number(a.step.status === "done") - Number(b.step.status === "done") || str(a.step.due_on).localeCompare(str(b.step.due_on)));
+  sections.push(
+    h(
+      "section",
+      { class: "card", id: "my-steps", "aria-labelledby": "steps-h" },
+      h("h2", { id: "steps-h" }, "My next steps"),
+      !me
+        ? h("p", { class: "muted" }, "You're not on this plan's team list yet, so no steps are yours.")
+        : mySteps.length === 0
+          ? h("p", { class: "muted" }, "Nothing on your list right now.")
+          : h(
+              "ul",
+              { class: "steps" },
+              mySteps.map(({ strategy, step }) => {
+                const done = step.status === "done";
+                return h(
+                  "li",
+                  { class: done ? "step done" : "step", "data-step": step.id },
+                  h(
+                    "div",
+                    { class: "step-text" },
+                    h("span", { class: "check", "aria-hidden": "true" }, done ? "✓" : ""),
+                    h(
+                      "div",
+                      {},
+                      h("p", { class: "step-desc" }, str(step.description)),
+                      h(
+                        "p",
+                        { class: "step-meta" },
+                        done ? `Done ${prettyDate(step.done_on)}` : step.due_on ? `Due ${prettyDate(step.due_on)}` : "",
+                        done ? "" : ` · ${str(strategy.description)}`,
+                      ),
+                    ),
+                  ),
+                  done
+                    ? null
+                    : h(
+                        "button",
+                        {
+                          class: "primary done-btn",
+                          type: "button",
+                          onclick: async (ev: Event) => {
+                            (ev.currentTarget as HTMLButtonElement).disabled = true;
+                            await replica!.markStepDone(planId, strategy.id, step.id, today());
+                            await render();
+                            void syncPlan(planId);
+                          },
+                        },
+                        "Mark done",
+                      ),
+                );
+              }),
+            ),
+    ),
+  );
+
+  // Goals
+  const outcomes = active(items(plan.outcomes));
+  sections.push(
+    h(
+      "section",
+      { class: "card", id: "goals", "aria-labelledby": "goals-h" },
+      h("h2", { id: "goals-h" }, "Our goals"),
+      outcomes.length === 0
+        ? h("p", { class: "muted" }, "No goals written down yet.")
+        : h("ul", { class: "goals" }, outcomes.map((o) => goal(planId, o, canAddProgress))),
+    ),
+  );
+
+  // Everyone's steps (folded away: the family mostly needs their own)
+  const strategies = active(items(plan.strategies)).filter((st) => items(st.steps).length > 0);
+  if (strategies.length) {
+    const nameOf = (mid: Json | undefined) => str(team.find((m) => m.id === mid)?.name) || "Not assigned";
+    const open = strategies.reduce((n, st) => n + items(st.steps).filter((x) => x.status === "open").length, 0);
+    sections.push(
+      h(
+        "details",
+        { class: "card team-steps", id: "team-steps" },
+        h("summary", {}, h("span", { class: "summary-title" }, "Everyone's steps"), h("span", { class: "muted small" }, `${open} still open`)),
+        strategies.map((st) =>
+          h(
+            "div",
+            { class: "strategy" },
+            h("h3", {}, str(st.description)),
+            h(
+              "ul",
+              { class: "mini-steps" },
+              items(st.steps)
+                .filter((x) => x.status !== "dropped")
+                .map((x) =>
+                  h(
+                    "li",
+                    { "data-team-step": x.id, "data-status": str(x.status) },
+                    h("span", { class: x.status === "done" ? "tick done" : "tick", "aria-label": x.status === "done" ? "done" : "open" }, x.status === "done" ? "✓" : "○"),
+                    h("span", {}, str(x.description), h("small", {}, `${nameOf(x.responsible)}${x.status === "done" && x.done_on ? ` · done ${prettyDate(x.done_on)}` : ""}`)),
+                  ),
+                ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  // Crisis plan
+  const crisis = (plan.crisis_plan ?? {}) as JsonObject;
+  const triggers = active(items(crisis.triggers));
+  const response = active(items(crisis.response_steps));
+  const contacts = active(items(crisis.contacts));
+  sections.push(
+    h(
+      "section",
+      { class: "card crisis", id: "crisis", "aria-labelledby": "crisis-h" },
+      h("h2", { id: "crisis-h" }, "If things get hard"),
+      h("p", { class: "muted small" }, "In an emergency, call 911. For the 988 crisis line, call or text 988."),
+      contacts.length
+        ? h(
+            "ul",
+            { class: "contacts" },
+            contacts.map((c) =>
+              h(
+                "li",
+                {},
+                c.phone
+                  ? h(
+                      "a",
+                      { class: "call", href: `tel:${str(c.phone).replace(/[^0-9+]/g, "")}` },
+                      h("span", { class: "call-icon", "aria-hidden": "true" }, "☎"),
+                      h("span", {}, h("strong", {}, str(c.name)), h("small", {}, [str(c.relationship), str(c.phone)].filter(Boolean).join(" · "))),
+                    )
+                  : h("span", { class: "call nophone" }, h("strong", {}, str(c.name)), h("small", {}, str(c.relationship))),
+              ),
+            ),
+          )
+        : null,
+      triggers.length ? h("h3", {}, "Warning signs") : null,
+      triggers.length ? h("ul", { class: "bullets" }, triggers.map((t) => h("li", {}, str(t.description)))) : null,
+      crisis.prevention ? h("h3", {}, "What helps") : null,
+      crisis.prevention ? h("p", {}, str(crisis.prevention)) : null,
+      response.length ? h("h3", {}, "What we do") : null,
+      response.length ? h("ol", { class: "numbered" }, response.map((s) => h("li", {}, str(s.description)))) : null,
+      !contacts.length && !triggers.length && !response.length ? h("p", { class: "muted" }, "The team hasn't written a crisis plan yet.") : null,
+    ),
+  );
+
+  // Next meeting
+  const meetings = items(plan.meetings).filter((m) => m.status !== "cancelled");
+  const upcoming = [
+    ...meetings.filter((m) => m.status === "scheduled" && str(m.held_on) >= today()).map((m) => ({ on: str(m.held_on), place: str(m.place) })),
+    ...meetings.filter((m) => str(m.next_on) >= today() && m.next_on).map((m) => ({ on: str(m.next_on), place: "" })),
+  ].sort((a, b) => a.on.localeCompare(b.on));
+  const next = upcoming[0];
+  sections.push(
+    h(
+      "section",
+      { class: "card", id: "meeting", "aria-labelledby": "meeting-h" },
+      h("h2", { id: "meeting-h" }, "Next team meeting"),
+      next ? h("p", { class: "big-date" }, prettyDate(next.on)) : h("p", { class: "muted" }, "Not scheduled yet."),
+      next?.place ? h("p", {}, next.place) : null,
+    ),
+  );
+
+  // Team
+  sections.push(
+    h(
+      "section",
+      { class: "card", id: "team", "aria-labelledby": "team-h" },
+      h("h2", { id: "team-h" }, "Our team"),
+      h(
+        "ul",
+        { class: "team" },
+        team.map((m) =>
+          h(
+            "li",
+            {},
+            h("span", {}, h("strong", {}, str(m.name)), m.id === me?.id ? " (you)" : "", h("small", {}, cap(str(m.role)))),
+            m.phone && m.id !== me?.id ? h("a", { class: "mini-call", href: `tel:${str(m.phone).replace(/[^0-9+]/g, "")}`, "aria-label": `Call ${str(m.name)}` }, "Call") : null,
+          ),
+        ),
+      ),
+    ),
+  );
+  return sections;
+}
+
+function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
+  const progress = items(o.progress)
+    .filter((p) => p.status !== "withdrawn")
+    .sort((a, b) => str(a.on).localeCompare(str(b.on)) || a.id.localeCompare(b.id));
+  const latest = progress[progress.length - 1];
+  const baseline = typeof o.baseline === "number" ? o.baseline : null;
+  const target = typeof o.target === "number" ? o.target : null;
+  const current = latest && typeof latest.value === "number" ? latest.value : baseline;
+  let pct: number | null = null;
+  if (baseline !== null && target !== null && current !== null && target !== baseline) {
+    pct = Math.max(0, Math.min(100, ((current - baseline) / (target - baseline)) * 100));
+  }
+  const formOpen = openForm === o.id;
+  const draft = drafts.get(o.id) ?? { value: "", note: "" };
+  return h(
+    "li",
+    { class: "goal", "data-outcome": o.id },
+    h("p", { class: "goal-statement" }, str(o.statement)),
+    o.indicator ? h("p", { class: "muted small" }, `Measured by: ${str(o.indicator)}`) : null,
+    h(
+      "div",
+      { class: "numbers" },
+      baseline !== null ? h("span", {}, "Started at ", h("b", {}, String(baseline))) : null,
+      current !== null && latest ? h("span", {}, "Now ", h("b", { class: "now" }, String(current))) : null,
+      target !== null ? h("span", {}, "Goal ", h("b", {}, String(target))) : null,
+    ),
+    pct !== null ? h("div", { class: "meter", role: "img", "aria-label": `${Math.round(pct)}% of the way to the goal` }, h("div", { class: "meter-fill", style: `width:${pct}%` })) : null,
+    progress.length
+      ? h(
+          "ul",
+          { class: "progress" },
+          progress
+            .slice(-4)
+            .reverse()
+            .map((p) => h("li", { "data-progress": p.id }, h("span", {}, prettyDate(p.on)), h("b", {}, str(p.value)), p.note ? h("small", {}, str(p.note)) : null)),
+        )
+      : h("p", { class: "muted small" }, "No progress recorded yet."),
+    canAdd && !formOpen
+      ? h(
+          "button",
+          {
+            class: "secondary add-progress",
+            type: "button",
+            onclick: () => {
+              openForm = o.id;
+              void render().then(() => (document.querySelector(`[data-outcome="${o.id}"] input[name=value]`) as HTMLInputElement | null)?.focus());
+            },
+          },
+          "+ Add progress",
+        )
+      : null,
+    formOpen
+      ? h(
+          "form",
+          {
+            class: "progress-form",
+            onsubmit: async (ev: Event) => {
+              ev.preventDefault();
+              const f = ev.target as HTMLFormElement;
+              const data = new FormData(f);
+              const value = Number(String(data.get("value") ?? "").replace(",", "."));
+              const note = String(data.get("note") ?? "").trim();
+              const err = f.querySelector(".error") as HTMLElement;
+              if (!Number.isFinite(value) || String(data.get("value") ?? "").trim() === "") {
+                err.textContent = "Please enter a number.";
+                err.hidden = false;
+                return;
+              }
+              (document.activeElement as HTMLElement | null)?.blur();
+              await replica!.addProgress(planId, o.id, { on: today(), value, ...(note ? { note } : {}) });
+              drafts.delete(o.id);
+              openForm = null;
+              await render();
+              void syncPlan(planId);
+            },
+          },
+          h(
+            "label",
+            {},
+            `Today's number${o.indicator ? ` (${str(o.indicator)})` : ""}`,
+            h("input", {
+              name: "value",
+              inputmode: "decimal",
+              autocomplete: "off",
+              value: draft.value,
+              oninput: (e: Event) => drafts.set(o.id, { ...(drafts.get(o.id) ?? draft), value: (e.target as HTMLInputElement).value }),
+            }),
+          ),
+          h(
+            "label",
+            {},
+            "Note (optional)",
+            h("input", {
+              name: "note",
+              autocomplete: "off",
+              value: draft.note,
+              oninput: (e: Event) => drafts.set(o.id, { ...(drafts.get(o.id) ?? draft), note: (e.target as HTMLInputElement).value }),
+            }),
+          ),
+          h("p", { class: "error", role: "alert", hidden: true }),
+          h(
+            "div",
+            { class: "row" },
+            h(
+              "button",
+              {
+                class: "secondary",
+                type: "button",
+                onclick: () => {
+                  openForm = null;
+                  void render();
+                },
+              },
+              "Cancel",
+            ),
+            h("button", { class: "primary", type: "submit" }, "Save"),
+          ),
+        )
+      : null,
+  );
+}
+
+// ---------------------------------------------------------------- start
+
+if ("serviceWorker" in navigator && location.protocol !== "file:") {
+  // Registered after the page has loaded (this module may start after `load`,
+  // since src/boot.ts awaits the WASM first).
+  const register = () => void navigator.serviceWorker.register("./sw.js").catch(() => undefined);
+  if (document.readyState === "complete") register();
+  else window.addEventListener("load", register, { once: true });
+}
+
+void render().catch((e) => {
+  app.replaceChildren(h("main", {}, h("p", { class: "error" }, `Something went wrong: ${describe(e)}`)));
+});

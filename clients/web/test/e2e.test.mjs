@@ -1,0 +1,231 @@
+// End-to-end: the built app, served with the API proxied to a real node,
+// driven in Debian's chromium through playwright-core. Two phones (caregiver
+// and youth) edit the same plan offline, come back online, and converge.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startNode, api, eventually, PASSWORD } from "./node.mjs";
+import { startServer } from "./serve.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+const WAIT = 20_000;
+
+let node;
+let web;
+const contexts = [];
+const profiles = [];
+
+function today() {
+  const d = new Date();
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+function inDays(n) {
+  const d = new Date(Date.now() + n * 86_400_000);
+  const p = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+/** A phone: a fresh chromium profile at 390×844. */
+async function phone(name) {
+  const dir = mkdtempSync(join(tmpdir(), `wrapsync-web-${name}-`));
+  profiles.push(dir);
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    serviceWorkers: "allow",
+  });
+  contexts.push(context);
+  const page = context.pages()[0] ?? (await context.newPage());
+  const log = [];
+  page.on("console", (m) => log.push(`[${name} ${m.type()}] ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`[${name} pageerror] ${e.message}`));
+  page.log = log;
+  page.setDefaultTimeout(WAIT);
+  return { context, page };
+}
+
+async function signIn(page, username, screenshots = false) {
+  await page.goto(`${web.url}/`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  if (screenshots) await page.screenshot({ path: join(ARTIFACTS, "signin.png") });
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("Rivera family plan").waitFor();
+  if (screenshots) await page.screenshot({ path: join(ARTIFACTS, "plans.png") });
+  await page.getByText("Rivera family plan").click();
+  await page.locator('#sync-status[data-state="synced"]').waitFor();
+}
+
+before(async () => {
+  node = await startNode([
+    { username: "fran", role: "facilitator" },
+    { username: "carla", role: "caregiver" },
+    { username: "mateo", role: "youth" },
+  ]);
+  web = await startServer({ node: node.url });
+});
+
+after(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await web?.close();
+  await node?.stop();
+  for (const d of profiles) rmSync(d, { recursive: true, force: true });
+});
+
+test("two phones edit offline and converge through the node", { timeout: 120_000 }, async (t) => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of ["failure-carla.png", "failure-mateo.png"]) rmSync(join(ARTIFACTS, f), { force: true });
+  // --- seed as the facilitator
+  const fran = await api(node.url).login("fran");
+  const created = await fran.post("/v1/plans", { title: "Rivera family plan", enrolled_on: inDays(-30) });
+  const id = created.id;
+  const ops = (o) => fran.post(`/v1/plans/${id}/ops`, { ops: o });
+  const r1 = await ops([
+    { op: "replace", path: "/vision", value: "Maya feels safe at home, goes to school every day, and has time for her art." },
+    { op: "add", path: "/team", value: { name: "Carla Rivera", role: "caregiver", user: "carla", phone: "555-0101" } },
+    { op: "add", path: "/team", value: { name: "Mateo Rivera", role: "youth", user: "mateo" } },
+    { op: "add", path: "/outcomes", value: { statement: "Mateo goes to school most days", indicator: "school days a week", baseline: 2, target: 5 } },
+    { op: "add", path: "/crisis_plan/triggers", value: { description: "Arguments about homework late at night" } },
+    { op: "add", path: "/crisis_plan/response_steps", value: { description: "Give Mateo space in his room for 15 minutes" } },
+    { op: "add", path: "/crisis_plan/response_steps", value: { description: "Call Aunt Rosa to come over" } },
+    { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Rosa", relationship: "aunt", phone: "555-0142" } },
+    { op: "add", path: "/crisis_plan/contacts", value: { name: "Mobile crisis team", relationship: "county", phone: "555-0199" } },
+    { op: "add", path: "/meetings", value: { held_on: inDays(-7), place: "Rivera home", next_on: inDays(14) } },
+  ]);
+  const [, carlaMember, mateoMember, outcome] = r1.results.map((r) => r.id);
+  const r2 = await ops([{ op: "add", path: "/strategies", value: { description: "Morning routine", kind: "informal", outcomes: [outcome] } }]);
+  const strategy = r2.results[0].id;
+  const r3 = await ops([
+    { op: "add", path: `/strategies/${strategy}/steps`, value: { description: "Set up the alarm clock and lay out clothes the night before", responsible: carlaMember, due_on: inDays(3) } },
+    { op: "add", path: `/strategies/${strategy}/steps`, value: { description: "Pack my school bag before bed", responsible: mateoMember, due_on: inDays(5) } },
+  ]);
+  const [carlaStep, mateoStep] = r3.results.map((r) => r.id);
+  assert.ok(carlaStep && mateoStep && outcome);
+
+  // --- two phones sign in and open the plan
+  const carla = await phone("carla");
+  const mateo = await phone("mateo");
+  t.after(() => {
+    if (process.exitCode) for (const p of [carla.page, mateo.page]) console.log(p.log.join("\n"));
+  });
+  try {
+    await Promise.all([signIn(carla.page, "carla", true), signIn(mateo.page, "mateo")]);
+
+    // Each sees only their own step under "My next steps".
+    await carla.page.locator(`#my-steps [data-step="${carlaStep}"] button`, { hasText: "Mark done" }).waitFor();
+    assert.equal(await carla.page.locator(`#my-steps [data-step="${mateoStep}"]`).count(), 0);
+    await mateo.page.locator(`#my-steps [data-step="${mateoStep}"]`).waitFor();
+    assert.equal(await mateo.page.locator(`#my-steps [data-step="${carlaStep}"]`).count(), 0);
+    // Crisis contacts are tap-to-call links.
+    assert.equal(await carla.page.locator('#crisis a[href="tel:5550142"]').count(), 1);
+
+    // The app shell is installable: manifest + an active service worker.
+    for (const p of [carla.page, mateo.page]) {
+      const ready = await p.evaluate(() =>
+        Promise.race([navigator.serviceWorker.ready.then((r) => !!r.active), new Promise((r) => setTimeout(() => r("no service worker in 15 s"), 15_000))]),
+      );
+      assert.equal(ready, true);
+      assert.equal(await p.locator('link[rel="manifest"]').count(), 1);
+    }
+
+    // --- both go offline
+    await Promise.all([carla.context.setOffline(true), mateo.context.setOffline(true)]);
+    await carla.page.locator('#sync-status[data-state="offline"]').waitFor();
+    await mateo.page.locator('#sync-status[data-state="offline"]').waitFor();
+
+    // Carla marks her step done.
+    await carla.page.locator(`#my-steps [data-step="${carlaStep}"] button`, { hasText: "Mark done" }).click();
+    await carla.page.locator(`#my-steps [data-step="${carlaStep}"].done`).waitFor();
+    await carla.page.locator('#sync-status[data-state="pending"]').waitFor();
+    await carla.page.screenshot({ path: join(ARTIFACTS, "plan-offline.png") });
+
+    // Mateo adds a progress value and marks his own step done.
+    const goal = mateo.page.locator(`#goals [data-outcome="${outcome}"]`);
+    await goal.getByRole("button", { name: "+ Add progress" }).click();
+    await goal.getByLabel(/Today's number/).fill("4");
+    await goal.getByLabel("Note (optional)").fill("Went Mon–Thu");
+    await goal.getByRole("button", { name: "Save" }).click();
+    await goal.locator(".progress li", { hasText: "4" }).waitFor();
+    await mateo.page.locator(`#my-steps [data-step="${mateoStep}"] button`, { hasText: "Mark done" }).click();
+    await mateo.page.locator(`#my-steps [data-step="${mateoStep}"].done`).waitFor();
+    await mateo.page.locator('#sync-status[data-state="pending"]').waitFor();
+
+    // Saved on the phone (IndexedDB), not on the node yet.
+    const before = (await fran.get(`/v1/plans/${id}`)).plan;
+    const stepOf = (plan, sid) => plan.strategies.find((s) => s.id === strategy).steps.find((x) => x.id === sid);
+    assert.equal(stepOf(before, carlaStep).status, "open");
+    assert.equal(stepOf(before, mateoStep).status, "open");
+    assert.equal((before.outcomes[0].progress ?? []).length, 0);
+
+    // Offline reload: the app shell comes from the service worker, the plan from IndexedDB.
+    await carla.page.reload();
+    await carla.page.locator(`#my-steps [data-step="${carlaStep}"].done`).waitFor();
+    assert.equal(await carla.page.evaluate(() => !!navigator.serviceWorker.controller), true);
+    await carla.page.locator('#sync-status[data-state="pending"]').waitFor();
+
+    // --- both come back online
+    await Promise.all([carla.context.setOffline(false), mateo.context.setOffline(false)]);
+
+    // Both phones end up showing both edits.
+    for (const p of [carla.page, mateo.page]) {
+      await p.locator(`#goals [data-outcome="${outcome}"] .progress li`, { hasText: "4" }).waitFor();
+      await p.locator(`#team-steps [data-team-step="${carlaStep}"][data-status="done"]`).waitFor({ state: "attached" });
+      await p.locator(`#team-steps [data-team-step="${mateoStep}"][data-status="done"]`).waitFor({ state: "attached" });
+      await p.locator('#sync-status[data-state="synced"]').waitFor();
+    }
+    await carla.page.locator(`#my-steps [data-step="${carlaStep}"].done`).waitFor();
+    await mateo.page.locator(`#my-steps [data-step="${mateoStep}"].done`).waitFor();
+
+    // And so does the node.
+    const plan = await eventually(
+      async () => {
+        const p = (await fran.get(`/v1/plans/${id}`)).plan;
+        const done = stepOf(p, carlaStep).status === "done" && stepOf(p, mateoStep).status === "done";
+        return done && (p.outcomes[0].progress ?? []).length === 1 ? p : null;
+      },
+      { what: "the node's plan to show both edits" },
+    );
+    assert.equal(stepOf(plan, carlaStep).done_on, today());
+    assert.equal(plan.outcomes[0].progress[0].value, 4);
+    assert.equal(plan.outcomes[0].progress[0].note, "Went Mon–Thu");
+    const history = await fran.get(`/v1/plans/${id}/history`);
+    const users = new Set(history.changes.map((c) => c.user));
+    assert.ok(users.has("carla") && users.has("mateo"), `history users: ${[...users]}`);
+
+    // --- the screenshot of the plan screen (caregiver's phone)
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await carla.page.evaluate(() => window.scrollTo(0, 0));
+    await carla.page.screenshot({ path: join(ARTIFACTS, "plan.png"), fullPage: true });
+    await carla.page.screenshot({ path: join(ARTIFACTS, "plan-viewport.png") });
+    await mateo.page.evaluate(() => window.scrollTo(0, 0));
+    await mateo.page.screenshot({ path: join(ARTIFACTS, "plan-youth.png"), fullPage: true });
+  } catch (e) {
+    for (const p of [carla.page, mateo.page]) console.log(p.log.join("\n"));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await carla.page.screenshot({ path: join(ARTIFACTS, "failure-carla.png"), fullPage: true }).catch(() => undefined);
+    await mateo.page.screenshot({ path: join(ARTIFACTS, "failure-mateo.png"), fullPage: true }).catch(() => undefined);
+    console.log(node.stderr());
+    throw e;
+  }
+});
