@@ -121,6 +121,9 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
         stop_signal().await;
         tracing::info!("stopping: finishing in-flight requests");
         stopping.plans.stop_streams();
+        // Hold no handle to the app while waiting: the writer thread ends
+        // only once every handle is gone.
+        drop(stopping);
         handle.stop(true).await;
     });
     server.await?;

@@ -171,7 +171,9 @@ fn serve(config: Config, demo: Option<(PathBuf, Option<DemoManifest>)>) -> Resul
         app::run(listener, app).await?;
         Ok::<(), BoxError>(())
     })?;
-    // The writer drains what is queued once every handle to it is gone.
+    // The writer drains what is queued once every handle to it is gone,
+    // including those of tasks the runtime still holds: end it first.
+    drop(runtime);
     let _ = writer_thread.join();
     Ok(())
 }
