@@ -236,11 +236,16 @@ export class Replica {
     let state = stored ? A.decodeSyncState(stored) : A.initSyncState();
     let received = false;
     let rounds = 0;
+    let nodeQuiet = false;
     while (rounds < MAX_ROUNDS) {
       const [next, message] = A.generateSyncMessage(this.doc(planId), state);
       state = next;
+      // Both sides quiet: the node answered our last message with nothing,
+      // and we have nothing more to say. (The first round always asks.)
+      if (!message && nodeQuiet) break;
       rounds++;
       const reply = await this.client.syncRound(planId, message, this.deviceId);
+      nodeQuiet = !reply;
       if (reply) {
         // The document may have been edited during the request: read it anew.
         const before = this.doc(planId);
