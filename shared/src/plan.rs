@@ -269,12 +269,15 @@ fn collect_conflicts(
     }
 }
 
+/// The map reached from the root through `path` (keys and item ids).
+fn object_at(doc: &impl ReadDoc, path: &[String]) -> Option<ObjId> {
+    path.iter().try_fold(ROOT, |obj, key| child(doc, &obj, key))
+}
+
 /// The values of the conflicted field at `path`, the shown one first.
 fn conflict_at(doc: &impl ReadDoc, path: &[String]) -> Option<Conflict> {
     let (key, parents) = path.split_last()?;
-    let obj = parents
-        .iter()
-        .try_fold(ROOT, |obj, k| child(doc, &obj, k))?;
+    let obj = object_at(doc, parents)?;
     let mut values: Vec<(Json, String)> = doc
         .get_all(&obj, key.as_str())
         .ok()?
@@ -379,7 +382,7 @@ pub fn validate(doc: &impl ReadDoc) -> Result<(), PlanError> {
             ))
         }
     }
-    let plan = render(doc);
+    let plan = render_root(&root);
     let mut checker = Checker { doc, plan: &plan };
     checker.map(&root, PLAN, &mut Vec::new(), true)
 }
@@ -427,10 +430,8 @@ impl<D: ReadDoc> Checker<'_, D> {
         let Some((key, parents)) = path.split_last() else {
             return Ok(());
         };
-        let obj = parents
-            .iter()
-            .try_fold(ROOT, |obj, k| child(self.doc, &obj, k))
-            .ok_or_else(|| PlanError::schema(&at, "unreachable"))?;
+        let obj =
+            object_at(self.doc, parents).ok_or_else(|| PlanError::schema(&at, "unreachable"))?;
         for (value, _) in self.doc.get_all(&obj, key.as_str()).map_err(internal)? {
             match value {
                 Value::Scalar(s) => self.scalar(field, s.as_ref(), &at)?,

@@ -283,13 +283,7 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         let mut state = entry.state.lock().await;
-        if self.catch_up(&entry.id, &mut state).await? {
-            *entry.view.write() = Arc::new(PlanView::render(
-                &entry.id,
-                &state.doc,
-                &*self.actor_names().await,
-            ));
-        }
+        self.catch_up(entry, &mut state).await?;
 
         let member_id = entry
             .view()
@@ -322,9 +316,10 @@ impl Plans {
                 });
             }
         };
+        let summary = summarize(&ops);
         let (hash, _) = tx.commit_with(
             CommitOptions::default()
-                .with_message(summarize(&ops))
+                .with_message(summary.clone())
                 .with_time(unix_secs()),
         );
         let audit = audit_record(
@@ -332,7 +327,7 @@ impl Plans {
             Some(&entry.id),
             "plan.ops",
             "ok",
-            Some(summarize(&ops)),
+            Some(summary),
             &meta,
         );
         if hash.is_none() {
@@ -424,10 +419,10 @@ impl Plans {
     }
 
     /// Loads chunks another writer (a restart's, another process's) stored
-    /// since this document was loaded, so no edit is made on a stale copy.
-    /// Answers whether anything new was loaded.
-    async fn catch_up(&self, id: &str, state: &mut PlanState) -> Result<bool, ApiError> {
-        let plan_id = id.to_string();
+    /// since this document was loaded, so no edit is made on a stale copy,
+    /// and renders the view anew if anything was loaded.
+    async fn catch_up(&self, entry: &PlanEntry, state: &mut PlanState) -> Result<(), ApiError> {
+        let plan_id = entry.id.clone();
         let known: Vec<i64> = state.chunks.iter().copied().collect();
         let (present, missing) = self
             .blocking(move |conn| {
@@ -452,7 +447,11 @@ impl Plans {
                 .map_err(|e| ApiError::Internal(format!("stored chunk unreadable: {e}")))?;
         }
         state.chunks = present.into_iter().collect();
-        Ok(!missing.is_empty())
+        if !missing.is_empty() {
+            let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await);
+            *entry.view.write() = Arc::new(view);
+        }
+        Ok(())
     }
 
     async fn reload(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {

@@ -64,13 +64,7 @@ impl Plans {
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(decode).transpose()?;
         let mut state = entry.state.lock().await;
-        if self.catch_up(&entry.id, &mut state).await? {
-            *entry.view.write() = Arc::new(PlanView::render(
-                &entry.id,
-                &state.doc,
-                &*self.actor_names().await,
-            ));
-        }
+        self.catch_up(entry, &mut state).await?;
         let view = entry.view();
         let editor = Editor {
             role: view.role_of(actor).ok_or(ApiError::NotFound)?,
