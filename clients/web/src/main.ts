@@ -50,6 +50,41 @@ const ls = {
   },
 };
 
+// ---------------------------------------------------------------- IndexedDB connections
+
+/**
+ * The IndexedDB connections the replica's store opens. The SDK's
+ * `IndexedDBStore` keeps its connection open and has no `close()`, and an
+ * open connection blocks `deleteDatabase`; so the store gets this factory,
+ * which tracks its connections and closes one as soon as anything (our own
+ * sign-out, or this app's sign-out in another tab) wants to delete or
+ * upgrade its database.
+ */
+const connections = new Set<IDBDatabase>();
+const trackedIndexedDB: IDBFactory = {
+  open(name: string, version?: number) {
+    const request = version === undefined ? indexedDB.open(name) : indexedDB.open(name, version);
+    request.addEventListener("success", () => {
+      const db = request.result;
+      connections.add(db);
+      db.addEventListener("versionchange", () => {
+        db.close();
+        connections.delete(db);
+      });
+      db.addEventListener("close", () => connections.delete(db));
+    });
+    return request;
+  },
+  deleteDatabase: (name: string) => indexedDB.deleteDatabase(name),
+  cmp: (a: unknown, b: unknown) => indexedDB.cmp(a, b),
+  databases: () => indexedDB.databases(),
+};
+
+/** The replica's database: one per person and server, so people sharing a phone never share a replica (or its Automerge actor). */
+function databaseName(s: Session): string {
+  return `wrapsync:${s.username}@${s.baseUrl}`;
+}
+
 // ---------------------------------------------------------------- app state
 
 let session: Session | null = ls.get<Session>(SESSION_KEY);
@@ -173,9 +208,7 @@ async function startSession(s: Session): Promise<void> {
       ls.set(SESSION_KEY, session);
     },
   });
-  // One IndexedDB database per person and server: people sharing a phone
-  // never share a replica (or its Automerge actor).
-  replica = await Replica.create({ client, store: new IndexedDBStore(`wrapsync:${s.username}@${s.baseUrl}`) });
+  replica = await Replica.create({ client, store: new IndexedDBStore(databaseName(s), trackedIndexedDB) });
   startBackground();
 }
 
@@ -189,6 +222,10 @@ function stopSession(): void {
   replica = null;
   session = null;
   status.clear();
+  drafts.clear();
+  opened.clear();
+  rendered.clear();
+  openForm = null;
   ls.del(SESSION_KEY);
 }
 
@@ -215,7 +252,7 @@ function startFeed(): void {
       onOpen: () => syncAll(),
       onError: (e) => {
         console.debug("wrapsync: change feed", e);
-        if (e instanceof WrapsyncError && e.status === 401) signOut();
+        if (e instanceof WrapsyncError && e.status === 401) sessionEnded();
       },
     },
   );
@@ -258,7 +295,7 @@ async function syncPlan(id: string): Promise<void> {
     console.debug("wrapsync: sync", id, e);
     st.error = describe(e);
     st.refused = e instanceof WrapsyncError && e.status === 422;
-    if (e instanceof WrapsyncError && e.status === 401) signOut();
+    if (e instanceof WrapsyncError && e.status === 401) sessionEnded();
   } finally {
     st.syncing = false;
     updateStatusBar();
@@ -320,9 +357,148 @@ function queueRender(): void {
   });
 }
 
-function signOut(): void {
+/**
+ * The node no longer accepts this sign-in (expired or revoked): back to the
+ * sign-in screen. The plans stay on the phone, with any edits not yet
+ * synced, so that the same person can sign in again and send them. Only
+ * signing out forgets the phone.
+ */
+function sessionEnded(): void {
   stopSession();
   go("#/");
+}
+
+const FORGOTTEN = "#/signed-out";
+const FORGET_INCOMPLETE = "#/signed-out-incomplete";
+
+/**
+ * Sign out, forgetting this phone: a shared family phone keeps nothing of
+ * anyone's plans afterwards. Plans with edits that have not reached the
+ * team are synced first when online; if some still have not, the person
+ * is asked before those edits are deleted. Then the replica databases,
+ * the small things kept in local and session storage, and any service
+ * worker cache holding API responses are deleted, and the page is reloaded
+ * so that nothing stays in memory either.
+ */
+async function signOut(ev?: Event): Promise<void> {
+  const button = ev?.currentTarget instanceof HTMLButtonElement ? ev.currentTarget : null;
+  if (button) {
+    button.disabled = true;
+    button.textContent = "Signing out…";
+  }
+  const s = session;
+  const r = replica;
+  if (s && r) {
+    const pending = await unsyncedPlans(s, r);
+    if (pending.length > 0) {
+      const ok = confirm(
+        navigator.onLine
+          ? "Some changes on this phone could not be sent to your team. Sign out anyway and delete them from this phone?"
+          : "You're offline, and some changes on this phone have not been sent to your team yet. Sign out anyway and delete them from this phone?",
+      );
+      if (!ok) {
+        if (button) {
+          button.disabled = false;
+          button.textContent = "Sign out";
+        }
+        return;
+      }
+    }
+  }
+  stopSession();
+  const complete = await forgetThisPhone(s ? databaseName(s) : undefined);
+  history.replaceState(null, "", complete ? FORGOTTEN : FORGET_INCOMPLETE);
+  location.reload();
+}
+
+/** Plans saved on this phone with edits the node has not got yet, after one more try to send them. */
+async function unsyncedPlans(s: Session, r: Replica): Promise<string[]> {
+  const key = (suffix: string) => `wrapsync.${s.username}@${s.baseUrl}.${suffix}`;
+  try {
+    const ids = await r.store.listPlans();
+    for (const id of ids) await r.load(id);
+    if (navigator.onLine) {
+      await Promise.all(
+        ids.map((id) =>
+          within(r.sync(id), 15_000)
+            .then((result) => ls.set(key(`synced.${id}`), result.version.join(",")))
+            .catch((e) => console.debug("wrapsync: sync before sign-out", id, e)),
+        ),
+      );
+    }
+    return ids.filter((id) => r.version(id).join(",") !== (ls.get<string>(key(`synced.${id}`)) ?? ""));
+  } catch (e) {
+    console.debug("wrapsync: checking for unsynced edits", e);
+    return [];
+  }
+}
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Deletes everything this app keeps on the phone: every replica database
+ * (this person's, and any left by earlier sign-ins), the `wrapsync.*`
+ * entries of local and session storage (session tokens, plan lists, sync
+ * marks), and service worker cache entries of the node's API. The app
+ * shell's cache holds only the app's own files (src/sw.js never caches
+ * `/v1/`), so it stays and the sign-in screen still opens offline.
+ * Answers false when a database could not be deleted (another tab of an
+ * older version of the app holding it open).
+ */
+async function forgetThisPhone(current?: string): Promise<boolean> {
+  for (const db of connections) db.close();
+  connections.clear();
+  const names = new Set<string>(current ? [current] : []);
+  try {
+    for (const info of await indexedDB.databases()) {
+      if (info.name?.startsWith("wrapsync")) names.add(info.name);
+    }
+  } catch {
+    /* databases() unsupported: the current person's database is still named */
+  }
+  const results = await Promise.allSettled([...names].map((name) => within(deleteDatabase(name), 10_000)));
+  for (const storage of [localStorage, sessionStorage]) {
+    try {
+      const keys = Array.from({ length: storage.length }, (_, i) => storage.key(i)).filter((k): k is string => !!k?.startsWith("wrapsync"));
+      for (const k of keys) storage.removeItem(k);
+    } catch {
+      /* storage disabled: nothing kept there */
+    }
+  }
+  if ("caches" in self) {
+    try {
+      for (const name of await caches.keys()) {
+        if (!name.startsWith("wrapsync-shell-")) {
+          await caches.delete(name);
+          continue;
+        }
+        const cache = await caches.open(name);
+        for (const request of await cache.keys()) {
+          const path = new URL(request.url).pathname;
+          if (path.includes("/v1/")) await cache.delete(request);
+        }
+      }
+    } catch (e) {
+      console.debug("wrapsync: clearing caches", e);
+    }
+  }
+  return results.every((r) => r.status === "fulfilled");
+}
+
+function deleteDatabase(name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.deleteDatabase(name);
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+    // onblocked: another tab holds it open; its versionchange handler closes
+    // it and this request then succeeds (or `within` gives up).
+  });
 }
 
 // ---------------------------------------------------------------- chrome
@@ -463,11 +639,18 @@ function renderSignIn(): void {
       h("label", {}, "Server address", h("input", { name: "server", type: "url", value: defaultServer(), inputmode: "url" })),
     ),
   );
+  const farewell =
+    location.hash === FORGOTTEN
+      ? "You're signed out. Nothing from your plans is left on this phone."
+      : location.hash === FORGET_INCOMPLETE
+        ? "You're signed out, but this app is still open in another tab, so some plan data could not be deleted yet. Close the other tabs and sign out there too."
+        : null;
   app.replaceChildren(
     topBar("Sign in"),
     h(
       "main",
       {},
+      farewell ? h("p", { class: "notice", id: "signed-out", role: "status" }, farewell) : null,
       h("div", { class: "welcome" }, h("img", { src: "./icons/icon.svg", alt: "", width: "72", height: "72" }), h("p", {}, "Your family's plan, on your phone. It works even without internet.")),
       form,
     ),
@@ -510,12 +693,15 @@ async function renderPlans(): Promise<void> {
     draw();
     return;
   }
+  const s = session;
   try {
     plans = (await client.listAllPlans()).sort((a, b) => (a.title < b.title ? -1 : 1));
+    // Signed out meanwhile: keep nothing.
+    if (session !== s) return;
     ls.set(listKey, plans);
   } catch (e) {
     note = describe(e);
-    if (e instanceof WrapsyncError && e.status === 401) return signOut();
+    if (e instanceof WrapsyncError && e.status === 401) return sessionEnded();
   }
   if (route().name === "plans") draw();
 }
