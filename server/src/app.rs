@@ -9,6 +9,7 @@ use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
 use crate::plans::Plans;
 use crate::store::writer::Writer;
+use actix_web::http::header;
 use actix_web::{middleware, web, HttpServer};
 use std::net::TcpListener;
 use std::path::Path;
@@ -103,9 +104,11 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let app = web::Data::new(app);
     let data = app.clone();
+    let origins = app.config.cors_origins.clone();
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .wrap(cors(&origins))
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(api::request_id_middleware)
             .configure(api::routes)
@@ -132,6 +135,31 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
 }
 
 /// SIGINT or SIGTERM.
+/// Lets the configured web origins call the API from a browser; with none
+/// configured, cross-origin calls get no CORS headers and browsers block them.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    origins
+        .iter()
+        .fold(actix_cors::Cors::default(), |cors, origin| {
+            cors.allowed_origin(origin)
+        })
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::IF_MATCH,
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static("device-id"),
+        ])
+        .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+        .max_age(600)
+        // Answer other origins without CORS headers (the browser blocks
+        // them) rather than with an error: same-origin pages send `Origin`
+        // too.
+        .block_on_origin_mismatch(false)
+}
+
 async fn stop_signal() {
     #[cfg(unix)]
     {

@@ -46,6 +46,11 @@ pub struct Config {
     /// Incremental chunks after which a plan is compacted to one snapshot.
     #[serde(default = "default_compact_after")]
     pub compact_after_chunks: usize,
+    /// Web origins (`https://app.example.org`) whose pages may call the API
+    /// from a browser (CORS). Empty: only pages served from the node's own
+    /// origin. `WRAPSYNC_CORS_ORIGINS` takes them comma-separated.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -84,6 +89,7 @@ const KEYS: &[&str] = &[
     "cache_plans",
     "workers",
     "compact_after_chunks",
+    "cors_origins",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +119,15 @@ impl Config {
             let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
                 continue;
             };
-            if KEYS.contains(&key.as_str()) {
+            if key == "cors_origins" {
+                let origins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(|o| toml::Value::String(o.into()))
+                    .collect();
+                table.insert(key, toml::Value::Array(origins));
+            } else if KEYS.contains(&key.as_str()) {
                 // Numbers stay numbers; anything else is a string.
                 let parsed = value
                     .parse::<i64>()
@@ -151,6 +165,11 @@ impl Config {
                 "ttl and cache sizes must be positive".into(),
             ));
         }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Invalid(format!(
+                "cors_origins: `{bad}` is not an origin like https://app.example.org"
+            )));
+        }
         Ok(())
     }
 
@@ -164,6 +183,16 @@ impl Config {
     pub fn issuer(&self) -> String {
         format!("wrapsync:{}", self.node_id)
     }
+}
+
+/// `scheme://host[:port]`, nothing after: what a browser sends as `Origin`.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '*', ' '])
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// Bytes that are not an Automerge sync message.
     #[error("not a readable Automerge sync message: {0}")]
     MalformedSync(String),
+    /// Bytes that are not a saved Automerge document.
+    #[error("not a readable Automerge document: {0}")]
+    MalformedDocument(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
             ApiError::MalformedSync(_) => "malformed-sync-message",
+            ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
             ApiError::RefusedChanges(error) => error.code(),
             ApiError::Internal(_) => "internal",
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::MalformedSync(_) => "Malformed sync message",
+            ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
             ApiError::Internal(_) => "Internal error",
         }
@@ -135,7 +140,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest(_)
-            | ApiError::MalformedSync(_) => StatusCode::BAD_REQUEST,
+            | ApiError::MalformedSync(_)
+            | ApiError::MalformedDocument(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_)
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
@@ -155,11 +161,24 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl ApiError {
+    /// The problem document that tells a client what went wrong (logging
+    /// the cause of an internal error, which the client is not told).
+    pub fn problem(&self) -> Problem {
         if let ApiError::Internal(cause) = self {
             tracing::error!(%cause, "internal error");
         }
         let status = self.status_code();
-        let problem = Problem {
+        Problem {
             kind: format!("/problems/{}", self.code()),
             title: self.title().to_string(),
             status: status.as_u16(),
@@ -171,12 +190,6 @@ impl ResponseError for ApiError {
                 ApiError::Plan { op_index, .. } => *op_index,
                 _ => None,
             },
-        };
-        let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.body(serde_json::to_vec(&problem).unwrap_or_default())
     }
 }

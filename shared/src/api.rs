@@ -173,3 +173,64 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_index: Option<usize>,
 }
+
+/// Most plans one `POST /v1/sync` may carry.
+pub const MAX_SYNC_BATCH: usize = 500;
+
+/// `POST /v1/sync`: one round of the sync protocol for many plans at once,
+/// so a device catching up on hundreds of plans pays one request per round
+/// instead of one per plan. CBOR (`application/cbor`, messages as byte
+/// strings) or JSON (messages base64).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBatch {
+    pub plans: Vec<SyncBatchItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBatchItem {
+    pub plan: String,
+    /// The device's sync message; `null` to only ask for the node's.
+    #[serde(default, with = "crate::wire_bytes")]
+    pub message: Option<Vec<u8>>,
+    /// Instead of a message, for a device that made no change since it last
+    /// synced: the heads it has (`[]`: nothing yet). The node answers with
+    /// just the changes after them, with no sync state or round trip, and
+    /// the device need not even load its document to take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub have: Option<Vec<String>>,
+}
+
+/// The node's answer, one entry per plan asked, in the order asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBatchReply {
+    pub plans: Vec<SyncBatchResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBatchResult {
+    pub plan: String,
+    /// The node's next message; `null` when it has nothing to say.
+    #[serde(default, with = "crate::wire_bytes")]
+    pub message: Option<Vec<u8>>,
+    /// Answering `have`: the changes after those heads (Automerge bytes that
+    /// `load`/`loadIncremental` take, and that may be appended to a saved
+    /// document), `null` when there are none, …
+    #[serde(
+        default,
+        with = "crate::wire_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub changes: Option<Vec<u8>>,
+    /// … and the plan's heads with them (its `version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<Vec<String>>,
+    /// Why this plan's round was refused (a `404` for a plan that is not the
+    /// caller's, a `422` for refused changes, …); the other plans' rounds
+    /// are unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}

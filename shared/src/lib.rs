@@ -8,5 +8,6 @@ pub mod ops;
 pub mod plan;
 pub mod roles;
 pub mod schema;
+mod wire_bytes;
 
 pub use automerge;

@@ -53,7 +53,7 @@ impl PlanError {
         }
     }
 
-    pub(crate) fn schema(path: &str, detail: impl Into<String>) -> Self {
+    pub fn schema(path: &str, detail: impl Into<String>) -> Self {
         PlanError::Schema {
             path: path.to_string(),
             detail: detail.into(),

@@ -35,6 +35,9 @@ struct NodeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
     jwt_secret: String,
+    /// More settings, as the config file takes them.
+    #[serde(flatten)]
+    extra: toml::Table,
 }
 
 /// Where the node keeps its data.
@@ -73,6 +76,19 @@ impl TestNode {
 
     /// [`TestNode::spawn`], reporting failure instead of panicking.
     pub fn try_spawn(backend: Backend) -> Result<Self> {
+        Self::try_spawn_with(backend, toml::Table::new())
+    }
+
+    /// [`TestNode::spawn`] with more config settings (`extra`).
+    #[track_caller]
+    pub fn spawn_with(backend: Backend, extra: toml::Table) -> Self {
+        match Self::try_spawn_with(backend, extra) {
+            Ok(node) => node,
+            Err(e) => panic!("cannot start a test node: {e}"),
+        }
+    }
+
+    fn try_spawn_with(backend: Backend, extra: toml::Table) -> Result<Self> {
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wrapsync-test-")
@@ -95,6 +111,7 @@ impl TestNode {
                 Database::Postgres(db) => Some(db.url()),
             },
             jwt_secret: jwt_secret.clone(),
+            extra,
         };
         let config_path = dir.path().join("wrapsync.toml");
         let text = toml::to_string(&config).context(|| "serialising the config".to_string())?;

@@ -46,6 +46,8 @@ mod bad_input;
 mod durability;
 #[path = "node_core/listing.rs"]
 mod listing;
+#[path = "node_core/many.rs"]
+mod many;
 #[path = "node_core/plans.rs"]
 mod plans;
 #[path = "node_core/replica.rs"]

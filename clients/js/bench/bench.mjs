@@ -124,6 +124,28 @@ function countingFetch(counter) {
     });
   };
 }
+// How the device syncs: "batch" (default; `Replica.syncMany`, one
+// `POST /v1/sync` per round for all plans) or "per-plan" (`Replica.sync`,
+// SYNC_CONC plans at a time, one request per plan per round).
+const SYNC_MODE = process.env.BENCH_SYNC ?? "batch";
+async function syncAll(replica, ids) {
+  let rounds = 0;
+  let received = 0;
+  const count = (r) => {
+    if (r instanceof Error) throw r;
+    rounds += r.rounds;
+    if (r.received) received++;
+  };
+  if (SYNC_MODE === "batch") {
+    for (const r of (await replica.syncMany(ids)).values()) count(r);
+  } else {
+    await pool(ids, SYNC_CONC, async (id) => {
+      await replica.load(id);
+      count(await replica.sync(id));
+    });
+  }
+  return { rounds, received };
+}
 const newCounter = () => ({ requests: 0, jsonRequests: 0, status204: 0, reqWire: 0, respWire: 0, reqRaw: 0, respRaw: 0 });
 const wire = (c) => c.reqWire + c.respWire;
 const raw = (c) => c.reqRaw + c.respRaw;
@@ -157,7 +179,7 @@ const result = { n: N, changes_per_plan: CHANGES, binary: BIN, node: process.ver
 let ref;
 try {
   const node = await startNode();
-  log(`wrapsync node ${node.url} (pid ${node.pid}, ${BIN})`);
+  log(`wrapsync node ${node.url} (pid ${node.pid}, ${BIN}), device sync mode ${SYNC_MODE}`);
   serverPid = node.pid;
 
   // 1. setup: N plans × CHANGES single-op /ops requests
@@ -193,11 +215,7 @@ try {
   let rounds = 0;
   t0 = now();
   cpu = cpuMark();
-  await pool(ids, SYNC_CONC, async (id) => {
-    await replica.load(id);
-    const r = await replica.sync(id);
-    rounds += r.rounds;
-  });
+  rounds = (await syncAll(replica, ids)).rounds;
   const coldMs = now() - t0;
   const coldCpu = cpuSince(cpu);
   const saved = [];
@@ -211,6 +229,7 @@ try {
   const sample = ids.slice(0, 3);
   for (const id of sample) {
     const doc = await admin.getPlan(id);
+    await replica.load(id);
     if ([...doc.version].sort().join() !== replica.version(id).join()) throw new Error(`plan ${id} not in sync after cold sync`);
   }
 
@@ -231,11 +250,7 @@ try {
   let received = 0;
   t0 = now();
   cpu = cpuMark();
-  await pool(ids, SYNC_CONC, async (id) => {
-    const r = await replica.sync(id);
-    rounds += r.rounds;
-    if (r.received) received++;
-  });
+  ({ rounds, received } = await syncAll(replica, ids));
   const resyncMs = now() - t0;
   const resyncCpu = cpuSince(cpu);
   result.wrapsync_resync = { seconds: secs(resyncMs), ...resyncCpu, rounds, plans_received: received, ...resyncCounter, wire_bytes: wire(resyncCounter), raw_bytes: raw(resyncCounter) };
@@ -247,10 +262,7 @@ try {
   rounds = 0;
   t0 = now();
   cpu = cpuMark();
-  await pool(ids, SYNC_CONC, async (id) => {
-    const r = await replica.sync(id);
-    rounds += r.rounds;
-  });
+  rounds = (await syncAll(replica, ids)).rounds;
   const idleMs = now() - t0;
   const idleCpu = cpuSince(cpu);
   result.wrapsync_idle_resync = { seconds: secs(idleMs), ...idleCpu, rounds, ...idleCounter, wire_bytes: wire(idleCounter) };

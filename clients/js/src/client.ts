@@ -3,6 +3,7 @@
  */
 import { WrapsyncError } from "./errors.js";
 import { SseParser } from "./sse.js";
+import { encode as cborEncode, decode as cborDecode } from "cborg";
 import type {
   ChangeFeed,
   History,
@@ -11,8 +12,30 @@ import type {
   PlanChange,
   PlanDocument,
   PlanList,
+  Problem,
   TokenResponse,
 } from "./types.js";
+
+interface SyncBatchResult {
+  plan: string;
+  message: Uint8Array | null;
+  changes?: Uint8Array | null;
+  heads?: string[];
+  problem?: Problem;
+}
+
+/**
+ * The node's answer for one plan of a `syncBatch`: its next sync message,
+ * or (answering `have`) the changes after those heads and its heads now.
+ */
+export interface SyncBatchAnswer {
+  message: Uint8Array | null;
+  changes: Uint8Array | null;
+  heads?: string[];
+}
+
+/** Most plans one `syncBatch` request may carry (the node's limit). */
+export const MAX_SYNC_BATCH = 500;
 
 export interface Tokens {
   access_token: string;
@@ -258,6 +281,44 @@ export class WrapsyncClient {
     if (response.status === 204) return null;
     const bytes = new Uint8Array(await response.arrayBuffer());
     return bytes.length ? bytes : null;
+  }
+
+  /**
+   * One sync round for many plans in one request (`POST /v1/sync`, CBOR):
+   * each entry's message is the device's for that plan (`null` to only ask),
+   * or `have`, the heads of a copy with no changes of its own, to get just
+   * the changes after them. Answers per plan, or the node's refusal for that
+   * plan as a `WrapsyncError` (the other plans are unaffected).
+   */
+  async syncBatch(
+    rounds: { plan: string; message: Uint8Array | null; have?: string[] }[],
+    deviceId?: string,
+  ): Promise<Map<string, SyncBatchAnswer | WrapsyncError>> {
+    const headers: Record<string, string> = { Accept: "application/cbor" };
+    if (deviceId !== undefined) {
+      if (!DEVICE_ID.test(deviceId)) throw new TypeError(`invalid device id ${JSON.stringify(deviceId)}`);
+      headers["Device-Id"] = deviceId;
+    }
+    const response = await this.request("POST", "/v1/sync", {
+      body: cborEncode({
+        plans: rounds.map((r) => (r.have ? { plan: r.plan, have: r.have } : { plan: r.plan, message: r.message })),
+      }),
+      contentType: "application/cbor",
+      headers,
+    });
+    const reply = cborDecode(new Uint8Array(await response.arrayBuffer())) as { plans: SyncBatchResult[] };
+    const out = new Map<string, SyncBatchAnswer | WrapsyncError>();
+    const bytes = (b: Uint8Array | null | undefined) => (b && b.length ? b : null);
+    for (const entry of reply.plans) {
+      if (entry.problem) out.set(entry.plan, new WrapsyncError(entry.problem));
+      else
+        out.set(entry.plan, {
+          message: bytes(entry.message),
+          changes: bytes(entry.changes),
+          ...(entry.heads ? { heads: entry.heads } : {}),
+        });
+    }
+    return out;
   }
 
   /**

@@ -4,8 +4,8 @@
  * file store lives in `@wrapsync/client/node`, the IndexedDB store in
  * `@wrapsync/client/indexeddb`.
  */
-export { WrapsyncClient, DEVICE_ID } from "./client.js";
-export type { ClientOptions, Tokens, ListPlansOptions, ChangeSubscription, ChangeSubscriptionOptions } from "./client.js";
+export { WrapsyncClient, DEVICE_ID, MAX_SYNC_BATCH } from "./client.js";
+export type { ClientOptions, Tokens, ListPlansOptions, ChangeSubscription, ChangeSubscriptionOptions, SyncBatchAnswer } from "./client.js";
 export { WrapsyncError } from "./errors.js";
 export { SseParser, type SseEvent } from "./sse.js";
 export { MemoryStore, type PlanStore } from "./store.js";

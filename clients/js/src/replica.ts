@@ -7,7 +7,8 @@
  * user whose changes carry it, so actors must never be shared between users.
  */
 import * as A from "@automerge/automerge";
-import type { WrapsyncClient, ChangeSubscription } from "./client.js";
+import { MAX_SYNC_BATCH, type WrapsyncClient, type ChangeSubscription } from "./client.js";
+import { WrapsyncError } from "./errors.js";
 import { PlanEditor } from "./editor.js";
 import { render, versionOf, type JsonObject } from "./render.js";
 import type { PlanStore } from "./store.js";
@@ -59,6 +60,23 @@ function randomHex(bytes: number): string {
 
 const MAX_ROUNDS = 100;
 
+/**
+ * What a replica knows of a plan's copy since its last sync: `heads`, which
+ * the node has; `dirty`, edited on this device since. A clean copy catches
+ * up by heads alone (no sync state, and no need to load it).
+ */
+interface SyncedMark {
+  heads: string[];
+  dirty: boolean;
+}
+
+const concat = (a: Uint8Array, b: Uint8Array) => {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+};
+
 export class Replica {
   readonly client: WrapsyncClient;
   readonly store: PlanStore;
@@ -68,6 +86,9 @@ export class Replica {
   private readonly syncing = new Map<string, Promise<SyncResult>>();
   private readonly again = new Set<string>();
   private writes = new Map<string, Promise<void>>();
+  private readonly loading = new Map<string, Promise<A.Doc<PlanDoc>>>();
+  /** Per plan: the heads the node is known to have of this copy, and whether it was edited since. */
+  private readonly synced = new Map<string, SyncedMark>();
 
   private constructor(client: WrapsyncClient, store: PlanStore, actorId: string, deviceId: string) {
     this.client = client;
@@ -106,13 +127,19 @@ export class Replica {
   async load(planId: string): Promise<A.Doc<PlanDoc>> {
     const open = this.docs.get(planId);
     if (open) return open;
-    const bytes = await this.store.getDoc(planId);
-    const doc = bytes ? A.load<PlanDoc>(bytes, { actor: this.actorId }) : A.init<PlanDoc>({ actor: this.actorId });
-    // A concurrent load may have won meanwhile.
-    const raced = this.docs.get(planId);
-    if (raced) return raced;
-    this.docs.set(planId, doc);
-    return doc;
+    let loading = this.loading.get(planId);
+    if (!loading) {
+      loading = (async () => {
+        // Changes appended to the stored copy by a sync land first.
+        await this.writes.get(planId)?.catch(() => undefined);
+        const bytes = await this.store.getDoc(planId);
+        const doc = bytes ? A.load<PlanDoc>(bytes, { actor: this.actorId }) : A.init<PlanDoc>({ actor: this.actorId });
+        this.docs.set(planId, doc);
+        return doc;
+      })().finally(() => this.loading.delete(planId));
+      this.loading.set(planId, loading);
+    }
+    return loading;
   }
 
   /**
@@ -159,6 +186,7 @@ export class Replica {
       result = fn(new PlanEditor(d as PlanDoc));
     });
     this.docs.set(planId, after);
+    await this.markEdited(planId);
     await this.persist(planId);
     return result;
   }
@@ -171,6 +199,7 @@ export class Replica {
     await this.load(planId);
     const doc = this.doc(planId);
     this.docs.set(planId, message ? A.change(doc, { message }, fn) : A.change(doc, fn));
+    await this.markEdited(planId);
     await this.persist(planId);
   }
 
@@ -230,6 +259,197 @@ export class Replica {
     return run;
   }
 
+  /**
+   * Syncs many plans in as few requests as the protocol needs: each round
+   * carries every plan still talking (`POST /v1/sync`, up to
+   * `MAX_SYNC_BATCH` per request), so catching up on hundreds of plans
+   * costs a few requests, not hundreds. Answers each plan's result, or the
+   * node's refusal for that plan (which leaves its local copy as it was).
+   */
+  async syncMany(planIds: string[]): Promise<Map<string, SyncResult | WrapsyncError>> {
+    const ids = [...new Set(planIds)];
+    // Plans already syncing finish first; then this call owns them all.
+    await Promise.allSettled(ids.map((id) => this.syncing.get(id)).filter((p) => p !== undefined));
+    while (ids.some((id) => this.syncing.has(id))) {
+      await Promise.allSettled(ids.map((id) => this.syncing.get(id)).filter((p) => p !== undefined));
+    }
+    const results = new Map<string, SyncResult | WrapsyncError>();
+    let settle!: () => void;
+    const finished = new Promise<void>((resolve) => (settle = resolve));
+    for (const id of ids) {
+      const shared = finished.then(() => {
+        const result = results.get(id);
+        if (result instanceof Error) throw result;
+        return result as SyncResult;
+      });
+      // Only a concurrent `sync(id)` awaits this; nobody else must see it reject.
+      shared.catch(() => undefined);
+      this.syncing.set(id, shared);
+    }
+    try {
+      await this.runBatchSync(ids, results);
+    } finally {
+      for (const id of ids) this.syncing.delete(id);
+      settle();
+    }
+    // Asked for again meanwhile: those go round once more, alone.
+    const again = ids.filter((id) => this.again.delete(id));
+    await Promise.all(again.map((id) => this.sync(id).then((r) => results.set(id, r), (e) => results.set(id, e))));
+    return results;
+  }
+
+  private async runBatchSync(ids: string[], results: Map<string, SyncResult | WrapsyncError>): Promise<void> {
+    const stored = new Set(await this.store.listPlans());
+    interface Talk {
+      /** `have`: catching up by heads; else rounds of the sync protocol. */
+      have?: string[];
+      state?: A.SyncState;
+      rounds: number;
+      received: boolean;
+      nodeQuiet: boolean;
+    }
+    const talks = new Map<string, Talk>();
+    for (const id of ids) {
+      const mark = await this.mark(id);
+      const open = this.docs.get(id);
+      const have = mark?.dirty ? undefined : open ? versionOf(open) : mark ? mark.heads : stored.has(id) ? undefined : [];
+      talks.set(id, { ...(have ? { have } : {}), rounds: 0, received: false, nodeQuiet: false });
+    }
+    const toProtocol = async (id: string, talk: Talk) => {
+      delete talk.have;
+      await this.load(id);
+      const state = await this.store.getSyncState(id);
+      talk.state = state ? A.decodeSyncState(state) : A.initSyncState();
+    };
+    for (const [id, talk] of talks) if (!talk.have) await toProtocol(id, talk);
+    const finish = async (id: string, outcome: SyncResult | WrapsyncError) => {
+      const talk = talks.get(id)!;
+      talks.delete(id);
+      results.set(id, outcome);
+      if (talk.state && !(outcome instanceof Error)) {
+        await this.persist(id);
+        await this.store.putSyncState(id, A.encodeSyncState(talk.state));
+      }
+    };
+    for (let round = 0; talks.size > 0; round++) {
+      const outgoing: { plan: string; message: Uint8Array | null; have?: string[] }[] = [];
+      for (const [id, talk] of talks) {
+        if (talk.have) {
+          outgoing.push({ plan: id, message: null, have: talk.have });
+          continue;
+        }
+        const [next, message] = A.generateSyncMessage(this.doc(id), talk.state!);
+        talk.state = next;
+        // Both sides quiet: the node has all of this copy.
+        if (!message && talk.nodeQuiet) this.markSynced(id, this.version(id));
+        if ((!message && talk.nodeQuiet) || round >= MAX_ROUNDS) await finish(id, this.resultOf(id, talk));
+        else outgoing.push({ plan: id, message });
+      }
+      for (let start = 0; start < outgoing.length; start += MAX_SYNC_BATCH) {
+        const slice = outgoing.slice(start, start + MAX_SYNC_BATCH);
+        const replies = await this.client.syncBatch(slice, this.deviceId);
+        for (const { plan: id, message } of slice) {
+          const talk = talks.get(id)!;
+          const reply = replies.get(id);
+          talk.rounds++;
+          if (reply instanceof WrapsyncError) {
+            // Heads the node does not know: this copy holds changes of its own.
+            if (talk.have && reply.code === "unknown-version") await toProtocol(id, talk);
+            else await finish(id, reply);
+            continue;
+          }
+          if (talk.have) {
+            const heads = [...(reply?.heads ?? [])].sort();
+            if (reply?.changes) {
+              await this.takeChanges(id, reply.changes);
+              talk.received = true;
+            }
+            this.markSynced(id, heads);
+            await finish(id, { rounds: talk.rounds, received: talk.received, version: heads });
+            continue;
+          }
+          const answer = reply?.message ?? null;
+          talk.nodeQuiet = !answer;
+          if (answer) {
+            const before = this.doc(id);
+            const [doc, after] = A.receiveSyncMessage(before, talk.state!, answer);
+            talk.state = after;
+            if (A.getHeads(doc).join() !== A.getHeads(before).join()) talk.received = true;
+            this.docs.set(id, doc);
+          }
+          if (!message && !answer) {
+            this.markSynced(id, this.version(id));
+            await finish(id, this.resultOf(id, talk));
+          }
+        }
+      }
+    }
+  }
+
+  private resultOf(id: string, talk: { rounds: number; received: boolean }): SyncResult {
+    return { rounds: talk.rounds, received: talk.received, version: this.version(id) };
+  }
+
+  /**
+   * Takes changes the node sent for a clean copy: into the open document,
+   * or appended to the stored one (Automerge loads a saved document
+   * followed by more changes), so a plan nobody is looking at is never
+   * loaded just to be kept current.
+   */
+  private async takeChanges(planId: string, changes: Uint8Array): Promise<void> {
+    await this.loading.get(planId);
+    const open = this.docs.get(planId);
+    if (open) {
+      this.docs.set(planId, A.loadIncremental(open, changes));
+      return this.persist(planId);
+    }
+    return this.queueWrite(planId, async () => {
+      const open = this.docs.get(planId);
+      if (open) {
+        // Opened meanwhile (from the bytes before these changes).
+        this.docs.set(planId, A.loadIncremental(open, changes));
+        await this.store.putDoc(planId, A.save(this.docs.get(planId)!));
+        return;
+      }
+      const bytes = await this.store.getDoc(planId);
+      await this.store.putDoc(planId, bytes ? concat(bytes, changes) : changes);
+    });
+  }
+
+  private async mark(planId: string): Promise<SyncedMark | undefined> {
+    let mark = this.synced.get(planId);
+    if (!mark) {
+      const text = await this.store.getMeta(`synced:${planId}`);
+      if (text) {
+        try {
+          mark = JSON.parse(text) as SyncedMark;
+          this.synced.set(planId, mark);
+        } catch {
+          // unreadable: treated as unknown, so the sync protocol decides
+        }
+      }
+    }
+    return mark;
+  }
+
+  /** The node has `heads` of this copy (set as soon as that is known, before any await). */
+  private markSynced(planId: string, heads: string[]): void {
+    const dirty = this.synced.get(planId)?.dirty ?? false;
+    // A copy edited since it was last in sync stays dirty until the
+    // protocol says the node has it all.
+    const open = this.docs.get(planId);
+    const clean = !dirty || (open !== undefined && versionOf(open).join() === heads.join());
+    const mark = { heads, dirty: !clean };
+    this.synced.set(planId, mark);
+    this.store.putMeta(`synced:${planId}`, JSON.stringify(mark)).catch(() => undefined);
+  }
+
+  private async markEdited(planId: string): Promise<void> {
+    const mark = { heads: this.synced.get(planId)?.heads ?? [], dirty: true };
+    this.synced.set(planId, mark);
+    await this.store.putMeta(`synced:${planId}`, JSON.stringify(mark));
+  }
+
   private async syncOnce(planId: string): Promise<SyncResult> {
     await this.load(planId);
     const stored = await this.store.getSyncState(planId);
@@ -242,7 +462,10 @@ export class Replica {
       state = next;
       // Both sides quiet: the node answered our last message with nothing,
       // and we have nothing more to say. (The first round always asks.)
-      if (!message && nodeQuiet) break;
+      if (!message && nodeQuiet) {
+        this.markSynced(planId, this.version(planId));
+        break;
+      }
       rounds++;
       const reply = await this.client.syncRound(planId, message, this.deviceId);
       nodeQuiet = !reply;
@@ -254,7 +477,10 @@ export class Replica {
         if (A.getHeads(doc).join() !== A.getHeads(before).join()) received = true;
         this.docs.set(planId, doc);
       }
-      if (!message && !reply) break;
+      if (!message && !reply) {
+        this.markSynced(planId, this.version(planId));
+        break;
+      }
     }
     await this.persist(planId);
     await this.store.putSyncState(planId, A.encodeSyncState(state));
@@ -270,6 +496,8 @@ export class Replica {
     await this.syncing.get(planId)?.catch(() => undefined);
     await this.writes.get(planId);
     this.docs.delete(planId);
+    this.synced.delete(planId);
+    await this.store.putMeta(`synced:${planId}`, "");
     await this.store.deletePlan(planId);
     return this.open(planId);
   }
@@ -314,13 +542,15 @@ export class Replica {
 
   /** Saves the current document; writes of one plan are queued in order. */
   private persist(planId: string): Promise<void> {
+    return this.queueWrite(planId, async () => {
+      const doc = this.docs.get(planId);
+      if (doc) await this.store.putDoc(planId, A.save(doc));
+    });
+  }
+
+  private queueWrite(planId: string, write: () => Promise<void>): Promise<void> {
     const previous = this.writes.get(planId) ?? Promise.resolve();
-    const next = previous
-      .catch(() => undefined)
-      .then(async () => {
-        const doc = this.docs.get(planId);
-        if (doc) await this.store.putDoc(planId, A.save(doc));
-      });
+    const next = previous.catch(() => undefined).then(write);
     this.writes.set(planId, next);
     return next;
   }

@@ -299,3 +299,77 @@ test("concurrent syncs of one plan share one run and edits made meanwhile go out
   await assertInSync(replica, fran, id);
   assert.equal((await fran.getPlan(id)).plan["vision"], "Made while syncing");
 });
+
+test("syncMany: a cold device takes every plan in one request without loading them; clean copies catch up by heads, edited ones by the protocol", async () => {
+  const fran = await login("fran");
+  const plans = [];
+  for (let i = 0; i < 3; i++) plans.push((await teamPlan(fran, `Batch plan ${i}`)).id);
+  const notHers = (await fran.createPlan({ title: "Not carla's" })).id;
+  const carla = await login("carla");
+  const store = new MemoryStore();
+  const replica = await Replica.create({ client: carla, store });
+
+  // Cold: one request for all; nothing is loaded into memory, but every
+  // plan is stored and opens as the node renders it.
+  const cold = await replica.syncMany([...plans, notHers]);
+  const refused = cold.get(notHers);
+  assert.ok(refused instanceof WrapsyncError && refused.status === 404, "a plan not hers is refused alone");
+  assert.deepEqual(replica.openPlans, []);
+  for (const id of plans) {
+    const result = cold.get(id);
+    assert.ok(result && !(result instanceof Error) && result.received && result.rounds === 1);
+    assert.deepEqual(result.version, (await carla.getPlan(id)).version);
+  }
+
+  // The node changes all three; carla edits plan 1 offline. Plan 0 stays
+  // closed (its stored copy grows by the new changes), plan 1 goes by the
+  // protocol (it has changes of its own), plan 2 is open and clean.
+  for (const id of plans) await fran.applyOps(id, [{ op: "replace", path: "/mission", value: `Mission of ${id}` }]);
+  await replica.setVision(plans[1]!, "Carla's vision, written offline");
+  await replica.open(plans[2]!, { sync: false });
+  const again = await replica.syncMany(plans);
+  for (const id of plans) {
+    const result = again.get(id);
+    assert.ok(result && !(result instanceof Error) && result.received, `plan ${id} received the node's change`);
+  }
+  for (const id of plans) {
+    await replica.load(id);
+    await assertInSync(replica, carla, id);
+    assert.equal(replica.plan(id)["mission"], `Mission of ${id}`);
+  }
+  assert.equal((await carla.getPlan(plans[1]!)).plan["vision"], "Carla's vision, written offline");
+
+  // A fresh replica on the same store (the app restarted) still knows
+  // which copies are clean: nothing to exchange but heads.
+  const restarted = await Replica.create({ client: carla, store });
+  const idle = await restarted.syncMany(plans);
+  for (const id of plans) {
+    const result = idle.get(id);
+    assert.ok(result && !(result instanceof Error) && !result.received && result.rounds === 1);
+  }
+  assert.deepEqual(restarted.openPlans, []);
+});
+
+test("syncMany: a copy whose heads the node does not know falls back to the protocol", async () => {
+  const fran = await login("fran");
+  const { id } = await teamPlan(fran, "Unknown heads plan");
+  const carla = await login("carla");
+  const store = new MemoryStore();
+  const replica = await Replica.create({ client: carla, store });
+  await replica.syncMany([id]);
+  // An edit the replica does not know it made (as if an older app wrote
+  // the stored copy): the copy looks clean but has heads the node lacks.
+  await replica.load(id);
+  const doc = A.change(replica.doc(id), (d) => {
+    d["vision"] = new A.ImmutableString("Written by an older app");
+  });
+  await store.putDoc(id, A.save(doc));
+  await replica.close(id);
+  const fresh = await Replica.create({ client: carla, store });
+  await store.putMeta(`synced:${id}`, JSON.stringify({ heads: A.getHeads(doc), dirty: false }));
+  const result = (await fresh.syncMany([id])).get(id);
+  assert.ok(result && !(result instanceof Error), String(result));
+  assert.equal((await carla.getPlan(id)).plan["vision"], "Written by an older app");
+  await fresh.load(id);
+  await assertInSync(fresh, carla, id);
+});

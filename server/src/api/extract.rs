@@ -116,10 +116,41 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload, &["application/json"], |c| c.max_body_bytes);
+        let body = read_body(req, payload, &["application/json"], |c, _| c.max_body_bytes);
         Box::pin(async move {
             let (_, body) = body.await?;
             parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+/// A new plan: JSON fields to start one, or a whole saved Automerge
+/// document (`application/octet-stream`) made by any Automerge client.
+pub enum NewPlanBody<T> {
+    Json(T),
+    Document(Vec<u8>),
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for NewPlanBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(
+            req,
+            payload,
+            &["application/json", "application/octet-stream"],
+            |c, content_type| match content_type {
+                "application/octet-stream" => c.max_sync_bytes,
+                _ => c.max_body_bytes,
+            },
+        );
+        Box::pin(async move {
+            let (content_type, body) = body.await?;
+            if content_type == "application/octet-stream" {
+                return Ok(NewPlanBody::Document(body.to_vec()));
+            }
+            parse_json(&body).map(NewPlanBody::Json)
         })
     }
 }
@@ -146,7 +177,7 @@ impl FromRequest for SyncBody {
             req,
             payload,
             &["application/json", "application/octet-stream"],
-            |c| c.max_sync_bytes,
+            |c, _| c.max_sync_bytes,
         );
         Box::pin(async move {
             let (content_type, body) = body.await?;
@@ -164,6 +195,36 @@ impl FromRequest for SyncBody {
     }
 }
 
+/// `POST /v1/sync`'s body, in CBOR or JSON; `cbor` says which to answer in.
+pub struct SyncBatchBody {
+    pub batch: wrapsync_shared::api::SyncBatch,
+    pub cbor: bool,
+}
+
+impl FromRequest for SyncBatchBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(
+            req,
+            payload,
+            &["application/json", "application/cbor"],
+            |c, _| c.max_sync_bytes,
+        );
+        Box::pin(async move {
+            let (content_type, body) = body.await?;
+            if content_type == "application/cbor" {
+                let batch = ciborium::from_reader(&body[..]).map_err(|e| {
+                    ApiError::InvalidRequest(format!("the body is not a sync batch: {e}"))
+                })?;
+                return Ok(SyncBatchBody { batch, cbor: true });
+            }
+            parse_json(&body).map(|batch| SyncBatchBody { batch, cbor: false })
+        })
+    }
+}
+
 /// Reads a request body of one of `types`, refusing compressed and
 /// oversized bodies before reading more than the limit. Answers the
 /// (lowercased) content type and the bytes.
@@ -171,16 +232,18 @@ fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
     types: &'static [&'static str],
-    limit: fn(&crate::config::Config) -> usize,
+    limit: fn(&crate::config::Config, &str) -> usize,
 ) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
-    let limit = req
-        .app_data::<web::Data<App>>()
-        .map(|app| limit(&app.config))
-        .unwrap_or(1024 * 1024);
-    let checked = check_headers(req, limit, types);
+    let checked = check_headers(req, types).and_then(|content_type| {
+        let limit = req
+            .app_data::<web::Data<App>>()
+            .map(|app| limit(&app.config, &content_type))
+            .unwrap_or(1024 * 1024);
+        check_length(req, limit).map(|()| (content_type, limit))
+    });
     let mut payload = payload.take();
     async move {
-        let content_type = checked?;
+        let (content_type, limit) = checked?;
         let mut body = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
             let chunk =
@@ -194,7 +257,7 @@ fn read_body(
     }
 }
 
-fn check_headers(req: &HttpRequest, limit: usize, types: &[&str]) -> Result<String, ApiError> {
+fn check_headers(req: &HttpRequest, types: &[&str]) -> Result<String, ApiError> {
     if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
         if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
             return Err(ApiError::UnsupportedMediaType(
@@ -219,6 +282,10 @@ fn check_headers(req: &HttpRequest, limit: usize, types: &[&str]) -> Result<Stri
             types.join(" or ")
         )));
     }
+    Ok(essence)
+}
+
+fn check_length(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -227,7 +294,7 @@ fn check_headers(req: &HttpRequest, limit: usize, types: &[&str]) -> Result<Stri
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    Ok(essence)
+    Ok(())
 }
 
 /// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape

@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/plans/{id}/ops", web::post().to(plans::ops))
                 .route("/plans/{id}/history", web::get().to(plans::history))
                 .route("/plans/{id}/sync", web::post().to(plans::sync))
+                .route("/sync", web::post().to(plans::sync_batch))
                 .route("/changes", web::get().to(changes::page))
                 .route("/changes/stream", web::get().to(changes::stream))
                 .route("/audit", web::get().to(audit::list)),

@@ -1,16 +1,21 @@
 //! `/v1/plans`: list, create, read, edit by ops, history. Every call that
 //! touches a plan is audited, refusals included.
 
-use super::extract::{AuthUser, JsonBody, SyncBody};
+use super::extract::{AuthUser, JsonBody, NewPlanBody, SyncBatchBody, SyncBody};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::plans::{audit_record, PlanEntry};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
+use futures_util::StreamExt;
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::sync::Arc;
-use wrapsync_shared::api::{CreatePlanRequest, OpsRequest, OpsResponse, PlanList};
+use wrapsync_shared::api::{
+    CreatePlanRequest, OpsRequest, OpsResponse, PlanList, SyncBatchReply, SyncBatchResult,
+    MAX_SYNC_BATCH,
+};
 use wrapsync_shared::roles::Role;
 
 #[derive(Deserialize)]
@@ -66,9 +71,9 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 pub async fn create(
     app: web::Data<App>,
     user: AuthUser,
-    body: Result<JsonBody<CreatePlanRequest>, ApiError>,
+    body: Result<NewPlanBody<CreatePlanRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let JsonBody(body) = audited(&app, &user, None, "plan.create", body)?;
+    let body = audited(&app, &user, None, "plan.create", body)?;
     if !user.actor.role.may_create_plans() {
         app.plans.audit(audit_record(
             &user.actor,
@@ -82,17 +87,25 @@ pub async fn create(
             "only facilitators and supervisors start plans".into(),
         ));
     }
-    let display_name = user.actor.username.clone();
-    let created = app
-        .plans
-        .create(
-            &user.actor,
-            display_name,
-            &body.title,
-            body.enrolled_on,
-            user.meta.clone(),
-        )
-        .await;
+    let created = match body {
+        NewPlanBody::Json(body) => {
+            let display_name = user.actor.username.clone();
+            app.plans
+                .create(
+                    &user.actor,
+                    display_name,
+                    &body.title,
+                    body.enrolled_on,
+                    user.meta.clone(),
+                )
+                .await
+        }
+        NewPlanBody::Document(bytes) => {
+            app.plans
+                .import(&user.actor, &bytes, user.meta.clone())
+                .await
+        }
+    };
     let view = audited(&app, &user, None, "plan.create", created)?;
     Ok(HttpResponse::Created()
         .insert_header((header::ETAG, view.etag.clone()))
@@ -248,32 +261,13 @@ pub async fn sync(
     id: web::Path<String>,
     body: Result<SyncBody, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, role) = authorized(&app, &user, &id, "plan.sync").await?;
-    if !role.hidden_sections().is_empty() {
-        // An Automerge document cannot be synced in part: a role that may
-        // not see every section reads the plan through GET instead.
-        let refused = ApiError::Forbidden(format!(
-            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
-        ));
-        return audited(&app, &user, Some(&id), "plan.sync", Err(refused));
-    }
-    let body = audited(&app, &user, Some(&id), "plan.sync", body)?;
     let device = device_key(&req, &user);
     let (message, binary) = match body {
-        SyncBody::Json(message) => (message, false),
-        SyncBody::Binary(message) => (Some(message), true),
+        Ok(SyncBody::Json(message)) => (Ok(message), false),
+        Ok(SyncBody::Binary(message)) => (Ok(Some(message)), true),
+        Err(e) => (Err(e), false),
     };
-    let result = app
-        .plans
-        .sync(
-            &entry,
-            &user.actor,
-            &device,
-            message.as_deref(),
-            user.meta.clone(),
-        )
-        .await;
-    let reply = audited(&app, &user, Some(&id), "plan.sync", result)?;
+    let reply = sync_round(&app, &user, &device, &id, message).await?;
     Ok(match (binary, reply) {
         (true, Some(reply)) => HttpResponse::Ok()
             .content_type("application/octet-stream")
@@ -283,6 +277,131 @@ pub async fn sync(
             "message": reply.map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
         })),
     })
+}
+
+/// One round for many plans (`SyncBatch`): each plan's round is checked,
+/// run and audited exactly as if it came alone; one plan's refusal is
+/// reported in its entry and does not affect the others.
+pub async fn sync_batch(
+    app: web::Data<App>,
+    user: AuthUser,
+    req: HttpRequest,
+    body: Result<SyncBatchBody, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let SyncBatchBody { batch, cbor } = audited(&app, &user, None, "plan.sync", body)?;
+    if batch.plans.len() > MAX_SYNC_BATCH {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {MAX_SYNC_BATCH} plans per request"
+        )));
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = batch.plans.iter().find(|item| !seen.insert(&item.plan)) {
+        return Err(ApiError::InvalidRequest(format!(
+            "plan {} appears twice",
+            twice.plan
+        )));
+    }
+    let device = device_key(&req, &user);
+    let (app, user, device) = (&app, &user, &device);
+    // A few plans at a time: enough to keep both cores busy, few enough
+    // that one device's batch cannot starve everyone else's requests.
+    let plans: Vec<SyncBatchResult> = futures_util::stream::iter(batch.plans)
+        .map(|item| async move {
+            let mut result = SyncBatchResult {
+                plan: item.plan,
+                message: None,
+                changes: None,
+                heads: None,
+                problem: None,
+            };
+            let outcome =
+                match (item.have, item.message) {
+                    (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+                        "send `message` or `have`, not both".into(),
+                    )),
+                    (Some(have), None) => catch_up_round(app, user, &result.plan, &have).await.map(
+                        |(changes, heads)| {
+                            result.changes = changes;
+                            result.heads = Some(heads);
+                        },
+                    ),
+                    (None, message) => sync_round(app, user, device, &result.plan, Ok(message))
+                        .await
+                        .map(|message| result.message = message),
+                };
+            result.problem = outcome.err().map(|e| e.problem());
+            result
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let reply = SyncBatchReply { plans };
+    if cbor {
+        let mut body = Vec::new();
+        ciborium::into_writer(&reply, &mut body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("application/cbor")
+            .body(body));
+    }
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// The changes of a plan after `have` and its heads now, for a device with
+/// no changes of its own to send (see `SyncBatchItem::have`).
+async fn catch_up_round(
+    app: &App,
+    user: &AuthUser,
+    id: &str,
+    have: &[String],
+) -> Result<(Option<Vec<u8>>, Vec<String>), ApiError> {
+    let (entry, role) = authorized(app, user, id, "plan.sync").await?;
+    let checked = if !role.hidden_sections().is_empty() {
+        Err(ApiError::Forbidden(format!(
+            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
+        )))
+    } else {
+        have.iter()
+            .map(|h| h.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ApiError::InvalidRequest("`have` holds a malformed head".into()))
+    };
+    let have = audited(app, user, Some(id), "plan.sync", checked)?;
+    let result = app
+        .plans
+        .changes_after(&entry, &user.actor, &have, user.meta.clone())
+        .await;
+    audited(app, user, Some(id), "plan.sync", result)
+}
+
+/// A sync round on one plan for one device, refusals audited.
+async fn sync_round(
+    app: &App,
+    user: &AuthUser,
+    device: &str,
+    id: &str,
+    message: Result<Option<Vec<u8>>, ApiError>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let (entry, role) = authorized(app, user, id, "plan.sync").await?;
+    if !role.hidden_sections().is_empty() {
+        // An Automerge document cannot be synced in part: a role that may
+        // not see every section reads the plan through GET instead.
+        let refused = ApiError::Forbidden(format!(
+            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
+        ));
+        return audited(app, user, Some(id), "plan.sync", Err(refused));
+    }
+    let message = audited(app, user, Some(id), "plan.sync", message)?;
+    let result = app
+        .plans
+        .sync(
+            &entry,
+            &user.actor,
+            device,
+            message.as_deref(),
+            user.meta.clone(),
+        )
+        .await;
+    audited(app, user, Some(id), "plan.sync", result)
 }
 
 /// Whose sync state a round uses: the `Device-Id` header if the app sends

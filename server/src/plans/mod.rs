@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
+use wrapsync_shared::incoming::check_incoming;
 use wrapsync_shared::ops::{apply_ops, is_summary, summarize, Editor, Op, OpResult};
 use wrapsync_shared::plan::{init_plan, PlanError};
 use wrapsync_shared::roles::Role;
@@ -231,6 +232,50 @@ impl Plans {
                 .with_message("create plan")
                 .with_time(unix_secs()),
         );
+        let actors = vec![doc.get_actor().to_hex_string()];
+        let audit = audit_record(actor, Some(&id), "plan.create", "ok", None, &meta);
+        self.store_new(id, doc, actor, actors, audit).await
+    }
+
+    /// Starts a plan from a whole Automerge document made elsewhere (any
+    /// Automerge client, or a plan exported by another node): it is held to
+    /// the same checks as synced changes, as if the creator had made every
+    /// change in it, and its creator must be able to see it afterwards.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        bytes: &[u8],
+        meta: RequestMeta,
+    ) -> Result<Arc<PlanView>, ApiError> {
+        let doc = sync::load_document(bytes)?;
+        let editor = Editor {
+            role: actor.role,
+            member_id: None,
+        };
+        check_incoming(&doc, &[], &editor).map_err(ApiError::RefusedChanges)?;
+        let id = ulid::Ulid::new().to_string();
+        let view = PlanView::render(&id, &doc, &HashMap::new());
+        if view.role_of(actor).is_none() {
+            return Err(ApiError::RefusedChanges(PlanError::schema(
+                "/team",
+                "put yourself on the team: a plan must be visible to whoever starts it",
+            )));
+        }
+        let actors = self.check_actors(actor, &doc, &[]).await?;
+        let summary = format!("imported with {} changes", doc.get_changes(&[]).len());
+        let audit = audit_record(actor, Some(&id), "plan.create", "ok", Some(summary), &meta);
+        self.store_new(id, doc, actor, actors, audit).await
+    }
+
+    /// Stores a new plan whole, binds its actors to `actor`, and caches it.
+    async fn store_new(
+        &self,
+        id: String,
+        doc: Automerge,
+        actor: &Actor,
+        actors: Vec<String>,
+        audit: AuditRecord,
+    ) -> Result<Arc<PlanView>, ApiError> {
         let view = PlanView::render(&id, &doc, &*self.actor_names().await);
         let snapshot = doc.save();
         let now = now_ms();
@@ -243,22 +288,25 @@ impl Plans {
             updated_at: now,
         };
         let members = view.members.clone();
-        let actor_hex = doc.get_actor().to_hex_string();
-        let audit = audit_record(actor, Some(&id), "plan.create", "ok", None, &meta);
         let user_id = actor.user_id.clone();
+        let binding = actors.clone();
         let seq = self
             .writer
             .write(move |conn| {
                 stored::insert_plan(conn, &row)?;
                 let seq = stored::append_chunk(conn, &row.id, &snapshot, true, now)?;
                 stored::set_members(conn, &row.id, &members)?;
-                bind_actor(conn, &actor_hex, &user_id, now)?;
+                for actor_hex in &binding {
+                    bind_actor(conn, actor_hex, &user_id, now)?;
+                }
                 stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
                 Ok(seq)
             })
             .await?;
-        let view = Arc::new(view);
+        *self.actor_names.lock() = None;
+        self.bound_actors.lock().extend(actors);
+        let view = Arc::new(self.with_names(&doc, view).await);
         let entry = Arc::new(PlanEntry {
             id: id.clone(),
             state: tokio::sync::Mutex::new(PlanState {

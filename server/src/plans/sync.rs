@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::store::plans as stored;
 use crate::store::users::actor_owners;
 use automerge::sync::{self, SyncDoc};
-use automerge::Automerge;
+use automerge::{Automerge, ReadDoc};
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -30,6 +30,18 @@ fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
         Ok(Ok(message)) => Ok(message),
         Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
         Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
+    }
+}
+
+/// Loads a whole saved document; like `decode`, never panics on bad bytes.
+pub(super) fn load_document(bytes: &[u8]) -> Result<Automerge, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::MalformedDocument("empty document".into()));
+    }
+    match catch_unwind(|| Automerge::load(bytes)) {
+        Ok(Ok(doc)) => Ok(doc),
+        Ok(Err(e)) => Err(ApiError::MalformedDocument(e.to_string())),
+        Err(_) => Err(ApiError::MalformedDocument("undecodable document".into())),
     }
 }
 
@@ -104,6 +116,32 @@ impl Plans {
                     state.doc = scratch;
                     *entry.view.write() = Arc::new(view);
                     stored_changes = true;
+                } else if !scratch.get_missing_deps(&[]).is_empty() {
+                    // Changes that wait for ones the device thinks it sent
+                    // (a bloom filter false positive): ask for those, and
+                    // have the device forget what it sent, since the
+                    // waiting changes are not kept here.
+                    let reply =
+                        scratch
+                            .generate_sync_message(&mut scratch_sync)
+                            .map(|mut message| {
+                                let mut flags = message.flags.unwrap_or_default();
+                                flags.set(sync::MessageFlags::SYNC_RESET);
+                                flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
+                                message.flags = Some(flags);
+                                message.encode()
+                            });
+                    drop(state);
+                    self.writer.audit(audit_record(
+                        actor,
+                        Some(&entry.id),
+                        "plan.sync",
+                        "ok",
+                        Some("changes wait for others; asked for them".into()),
+                        &meta,
+                    ));
+                    self.keep_sync_state(device, &entry.id, scratch_sync);
+                    return Ok(reply);
                 }
                 sync_state = scratch_sync;
             }
@@ -128,10 +166,50 @@ impl Plans {
         Ok(reply)
     }
 
+    /// The changes after `have` (the whole document when `have` is empty)
+    /// and the heads now: a device with nothing to send catches up without
+    /// a sync state or a round trip. Heads this node has never seen get
+    /// `409`: the device holds changes of its own and must sync them.
+    pub async fn changes_after(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        have: &[automerge::ChangeHash],
+        meta: RequestMeta,
+    ) -> Result<(Option<Vec<u8>>, Vec<String>), ApiError> {
+        let mut state = entry.state.lock().await;
+        self.catch_up(entry, &mut state).await?;
+        if let Some(unknown) = have
+            .iter()
+            .find(|h| state.doc.get_change_by_hash(h).is_none())
+        {
+            return Err(ApiError::Plan {
+                error: PlanError::UnknownVersion(unknown.to_string()),
+                op_index: None,
+            });
+        }
+        let changes = if have.is_empty() {
+            state.doc.save()
+        } else {
+            state.doc.save_after(have)
+        };
+        drop(state);
+        self.writer.audit(audit_record(
+            actor,
+            Some(&entry.id),
+            "plan.sync",
+            "ok",
+            None,
+            &meta,
+        ));
+        let changes = (!changes.is_empty()).then_some(changes);
+        Ok((changes, entry.view().version.clone()))
+    }
+
     /// The actors of the changes after `before`: each must be unbound (it is
     /// then bound to `actor`) or already bound to `actor`, so the history
     /// always says truthfully who made a change.
-    async fn check_actors(
+    pub(super) async fn check_actors(
         &self,
         actor: &Actor,
         doc: &Automerge,

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::transaction::Transactable;
-use wrapsync_shared::automerge::{ActorId, Automerge, ObjType, ROOT};
+use wrapsync_shared::automerge::{ActorId, Automerge, ObjType, ReadDoc, ROOT};
 use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::plan::render;
 use wrapsync_shared::roles::Role;
@@ -19,6 +19,7 @@ on_both_backends!(
     an_offline_device_and_the_node_converge,
     a_refused_change_set_leaves_the_plan_untouched,
     concurrent_edits_show_as_a_conflict_until_an_op_resolves_it,
+    changes_that_arrive_before_their_dependencies_are_asked_for_again,
 );
 
 /// A phone's copy of one plan and its sync state with the node.
@@ -519,4 +520,72 @@ fn a_device_back_from_a_long_offline_spell_syncs_more_than_the_json_body_limit()
     let served = node.read_plan(&fran, &plan);
     assert_eq!(served.plan["strengths"].as_array().map(Vec::len), Some(600));
     assert_eq!(render(&laptop.doc), served.plan);
+}
+
+/// A device's bloom filter check can wrongly conclude the node has a change
+/// (a false positive), so it sends only a later change that depends on it.
+/// The node must ask for the missing one, and the device must resend what
+/// it already counted as sent; else both fall quiet with the node behind.
+fn changes_that_arrive_before_their_dependencies_are_asked_for_again(backend: Backend) {
+    let node = TestNode::spawn(backend);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Queued family").id;
+    add_member(&node, &fran, &plan, "Carla", "caregiver", Some(CAREGIVER));
+    let carla = node.login(CAREGIVER);
+    let mut phone = Device::new("queued-phone");
+    phone.sync(&node, &carla, &plan);
+
+    phone.edit(
+        Role::Caregiver,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"First"}]),
+    );
+    let first = phone.doc.get_heads();
+    phone.edit(
+        Role::Caregiver,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"Second"}]),
+    );
+    let second = phone.doc.get_heads();
+    assert_ne!(first, second);
+
+    // The round the device means to send carries both changes; what
+    // arrives carries only the second (as after a false positive).
+    let mut message = phone
+        .doc
+        .generate_sync_message(&mut phone.state)
+        .expect("the device has changes to send");
+    let later = phone
+        .doc
+        .get_change_by_hash(&second[0])
+        .expect("the second change")
+        .raw_bytes()
+        .to_vec();
+    message.changes = sync::ChunkList::from(vec![later]);
+    let reply = node.send(
+        node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
+            .bearer_auth(&carla)
+            .header("Device-Id", &phone.id)
+            .header("content-type", "application/octet-stream")
+            .body(message.encode()),
+    );
+    reply.assert_status(200);
+    let answer = sync::Message::decode(&reply.body).expect("a sync message");
+    assert_eq!(
+        answer.need, first,
+        "the node asks for the change it waits on"
+    );
+    phone
+        .doc
+        .receive_sync_message(&mut phone.state, answer)
+        .expect("applies");
+    assert_eq!(
+        node.read_plan(&carla, &plan).plan["vision"],
+        serde_json::Value::Null
+    );
+
+    phone.sync(&node, &carla, &plan);
+    let served = node.read_plan(&carla, &plan);
+    assert_eq!(served.plan["vision"], "Second");
+    assert_eq!(render(&phone.doc), served.plan);
 }
