@@ -6,18 +6,13 @@
  * own `--dir`, device and Automerge actor): fran (facilitator) and carla
  * (caregiver). The JS replica is the SDK's `Replica` on a `MemoryStore`, for
  * dana (family advocate). All three talk to a real node over loopback HTTP.
- *
- * The CLI's `show` prints the plan JSON only, not the heads, so a CLI
- * replica's heads are read from the document it keeps on disk
- * (`<dir>/replica/<plan>.automerge`, `Automerge::save` bytes).
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import * as A from "@automerge/automerge";
 import { WrapsyncClient, MemoryStore, Replica, type JsonObject, type PlanDocument } from "../src/index.js";
 import { startNode, BIN, PASSWORD, type TestNode } from "./node.js";
 
@@ -61,14 +56,11 @@ async function cliEdit(dir: string, planId: string, ops: object[]): Promise<{ id
   return JSON.parse(await cli(dir, "edit", planId, ...args)) as { id?: string }[];
 }
 
-async function cliShow(dir: string, planId: string): Promise<JsonObject> {
-  return JSON.parse(await cli(dir, "show", planId)) as JsonObject;
-}
-
-/** The CLI replica's heads, sorted, from the document it keeps on disk. */
-function cliHeads(dir: string, planId: string): string[] {
-  const bytes = readFileSync(join(dir, "replica", `${planId}.automerge`));
-  return [...A.getHeads(A.load(new Uint8Array(bytes)))].sort();
+/** `wrapsync-client show PLAN --document`: the CLI copy's plan JSON and sorted heads. */
+async function cliShow(dir: string, planId: string): Promise<{ plan: JsonObject; heads: string[] }> {
+  const shown = JSON.parse(await cli(dir, "show", planId, "--document")) as { id: string; version: string[]; plan: JsonObject };
+  assert.equal(shown.id, planId);
+  return { plan: shown.plan, heads: shown.version };
 }
 
 async function login(username: string): Promise<WrapsyncClient> {
@@ -112,8 +104,8 @@ async function observe(id: string): Promise<State> {
   return {
     node: served,
     replicas: {
-      "fran-cli": { plan: await cliShow(franDir, id), heads: cliHeads(franDir, id) },
-      "carla-cli": { plan: await cliShow(carlaDir, id), heads: cliHeads(carlaDir, id) },
+      "fran-cli": await cliShow(franDir, id),
+      "carla-cli": await cliShow(carlaDir, id),
       "dana-js": { plan: jsReplica.plan(id), heads: jsReplica.version(id) },
     },
   };

@@ -264,7 +264,8 @@ pub async fn sync(
     let device = device_key(&req, &user);
     let (message, binary) = match body {
         Ok(SyncBody::Json(message)) => (Ok(message), false),
-        Ok(SyncBody::Binary(message)) => (Ok(Some(message)), true),
+        // An empty body: the device has nothing to say and asks for the node's.
+        Ok(SyncBody::Binary(message)) => (Ok((!message.is_empty()).then_some(message)), true),
         Err(e) => (Err(e), false),
     };
     let reply = sync_round(&app, &user, &device, &id, message).await?;

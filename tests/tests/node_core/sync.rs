@@ -271,6 +271,15 @@ fn a_refused_change_set_leaves_the_plan_untouched(backend: Backend) {
         );
         reply.assert_problem(400, "malformed-sync-message");
     }
+    // An empty raw body is a device with nothing to say: the node answers.
+    let asked = node.send(
+        node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
+            .bearer_auth(&carla)
+            .header("content-type", "application/octet-stream")
+            .body(Vec::new()),
+    );
+    asked.assert_status(200);
+    assert!(sync::Message::decode(&asked.body).is_ok());
     let reply = node.post(
         &format!("/v1/plans/{plan}/sync"),
         &carla,

@@ -59,7 +59,13 @@ enum Command {
     /// The plans the node lists for you (needs the network).
     List,
     /// A plan as this device holds it (offline).
-    Show { plan: String },
+    Show {
+        plan: String,
+        /// Print `{"id","version","plan"}` like `GET /v1/plans/{id}`
+        /// (version: this copy's heads, sorted) instead of the plan alone.
+        #[arg(long)]
+        document: bool,
+    },
     /// Apply ops to the local copy of a plan (offline; `sync` sends them).
     Edit {
         plan: String,
@@ -96,12 +102,16 @@ fn run(cli: Cli) -> CliResult<ExitCode> {
             device_id,
         } => login(dir, &url, &username, &password, device_id),
         Command::List => list(dir),
-        Command::Show { plan } => {
+        Command::Show { plan, document } => {
             let (_, replica) = open(dir)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&replica.plan_json(&plan)?)?
-            );
+            let json = replica.plan_json(&plan)?;
+            let shown = if document {
+                let version = replica.heads(&plan)?;
+                serde_json::json!({ "id": plan, "version": version, "plan": json })
+            } else {
+                json
+            };
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Edit { plan, ops } => {
