@@ -7,6 +7,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
+use crate::federation::Federation;
 use crate::plans::Plans;
 use crate::store::writer::Writer;
 use actix_web::http::header;
@@ -21,6 +22,7 @@ pub struct App {
     pub writer: Writer,
     pub tokens: TokenKeys,
     pub plans: Plans,
+    pub federation: Federation,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
             None => load_or_make_secret(&config.data_dir.join("jwt_secret"))?,
         };
         let tokens = TokenKeys::new(&secret, config.issuer(), config.access_token_ttl_secs);
+        let federation = Federation::open(&config)?;
         let plans = Plans::new(
             pool.clone(),
             writer.clone(),
@@ -54,6 +57,7 @@ impl App {
                 writer,
                 tokens,
                 plans,
+                federation,
             },
             writer_thread,
         ))

@@ -51,6 +51,9 @@ pub struct Config {
     /// origin. `WRAPSYNC_CORS_ORIGINS` takes them comma-separated.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
+    #[serde(default)]
+    pub peers: Vec<crate::federation::Peer>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -165,6 +168,7 @@ impl Config {
                 "ttl and cache sizes must be positive".into(),
             ));
         }
+        crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Invalid(format!(
                 "cors_origins: `{bad}` is not an origin like https://app.example.org"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod plans;
 pub mod store;
 pub mod users;

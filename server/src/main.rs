@@ -34,6 +34,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Make the node's Ed25519 key (data_dir/node_key.pem) and print its id
+    /// and public key, for the operators of its peers. Never replaces a key.
+    Keygen {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Manage the node's users.
     User {
         #[command(subcommand)]
@@ -102,6 +108,20 @@ fn run(command: Command) -> Result<(), BoxError> {
             let mut conn = Backend::from_url(&config.database_url()).connect()?;
             db::migrate(&mut conn)?;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Keygen { config } => {
+            let config = load_config(&config)?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let path = config
+                .data_dir
+                .join(wrapsync_server::federation::identity::KEY_FILE);
+            let key = wrapsync_server::federation::NodeKey::create(&path)?;
+            eprintln!("wrote {}", path.display());
+            println!(
+                "{}",
+                serde_json::json!({ "node_id": config.node_id, "public_key": key.public_key() })
+            );
             Ok(())
         }
         Command::User {

@@ -195,6 +195,22 @@ impl FromRequest for SyncBody {
     }
 }
 
+/// Raw bytes (`application/octet-stream`, up to `max_sync_bytes`), kept as
+/// sent: a signed node request's signature covers them exactly.
+pub struct RawBody(pub Vec<u8>);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload, &["application/octet-stream"], |c, _| {
+            c.max_sync_bytes
+        });
+        Box::pin(async move { Ok(RawBody(body.await?.1.to_vec())) })
+    }
+}
+
 /// `POST /v1/sync`'s body, in CBOR or JSON; `cbor` says which to answer in.
 pub struct SyncBatchBody {
     pub batch: wrapsync_shared::api::SyncBatch,

@@ -5,7 +5,9 @@ pub mod audit;
 pub mod auth;
 pub mod changes;
 pub mod extract;
+pub mod federation;
 pub mod plans;
+pub mod shares;
 
 use crate::error::ApiError;
 use actix_web::dev::Service;
@@ -15,6 +17,11 @@ use extract::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .service(
+            web::scope("/federation/v1")
+                .route("/identity", web::get().to(federation::identity))
+                .route("/plans/{id}/sync", web::post().to(federation::plan_sync)),
+        )
         .service(
             web::scope("/v1")
                 .route("/auth/login", web::post().to(auth::login))
@@ -26,6 +33,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/plans/{id}/history", web::get().to(plans::history))
                 .route("/plans/{id}/sync", web::post().to(plans::sync))
                 .route("/sync", web::post().to(plans::sync_batch))
+                .route("/plans/{id}/shares", web::get().to(shares::list))
+                .route("/plans/{id}/shares", web::post().to(shares::grant))
+                .route(
+                    "/plans/{id}/shares/{node}/revoke",
+                    web::post().to(shares::revoke),
+                )
                 .route("/changes", web::get().to(changes::page))
                 .route("/changes/stream", web::get().to(changes::stream))
                 .route("/audit", web::get().to(audit::list)),

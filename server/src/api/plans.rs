@@ -137,7 +137,7 @@ fn audited<T>(
 
 /// The plan and the caller's role on it, or `404` (audited) when they are
 /// not on its team — the same answer as for a plan that does not exist.
-async fn authorized(
+pub(super) async fn authorized(
     app: &App,
     user: &AuthUser,
     id: &str,

@@ -87,7 +87,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     actors,
     audit_log,
     sync_states,
-    plan_changes
+    plan_changes,
+    consent_grants
 );
 
 diesel::table! {
@@ -104,5 +105,18 @@ diesel::table! {
         seq -> BigInt,
         plan_id -> Text,
         at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consent_grants (plan_id, node_id) {
+        plan_id -> Text,
+        node_id -> Text,
+        scope -> Text,
+        granted_by -> Text,
+        granted_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+        revoked_at -> Nullable<BigInt>,
     }
 }

@@ -702,6 +702,29 @@ pub fn audit_record(
     }
 }
 
+/// An audit record of something a peer node did (or was refused).
+pub fn peer_audit(
+    peer: &str,
+    plan: Option<&str>,
+    action: &str,
+    outcome: &str,
+    detail: Option<String>,
+    meta: &RequestMeta,
+) -> AuditRecord {
+    AuditRecord {
+        at: now_ms(),
+        user_id: None,
+        username: Some(format!("peer:{peer}")),
+        role: Some("peer".into()),
+        plan_id: plan.map(str::to_string),
+        action: action.to_string(),
+        outcome: outcome.to_string(),
+        detail,
+        remote: meta.remote.clone(),
+        request_id: meta.request_id.clone(),
+    }
+}
+
 /// Used by the view to list members; kept here so storage types stay put.
 pub(crate) fn membership(username: String, member_id: String, role: Role) -> Membership {
     Membership {

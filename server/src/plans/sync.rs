@@ -5,7 +5,7 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
-use super::{audit_record, Actor, PlanEntry, PlanView, Plans, RequestMeta};
+use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::store::plans as stored;
@@ -163,6 +163,47 @@ impl Plans {
             .map(sync::Message::encode);
         drop(state);
         self.keep_sync_state(device, &entry.id, sync_state);
+        Ok(reply)
+    }
+
+    /// One sync round with a peer node holding a live consent grant for the
+    /// plan. Peers replicate the plan from here; changes they send are
+    /// refused until their users' changes can be attributed and checked like
+    /// a phone's (cross-node teams).
+    pub async fn sync_peer(
+        &self,
+        entry: &PlanEntry,
+        peer: &str,
+        message: Option<&[u8]>,
+        meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let message = message.map(decode).transpose()?;
+        if message.as_ref().is_some_and(|m| !m.changes.is_empty()) {
+            return Err(ApiError::RefusedChanges(PlanError::Forbidden(
+                "changes made on another node (this node replicates shared plans out only)".into(),
+            )));
+        }
+        let device = format!("peer:{peer}");
+        let mut state = entry.state.lock().await;
+        self.catch_up(entry, &mut state).await?;
+        let mut sync_state = self.sync_state(&device, &entry.id).await?;
+        if let Some(message) = message {
+            receive(&mut state.doc, &mut sync_state, message)?;
+        }
+        let reply = state
+            .doc
+            .generate_sync_message(&mut sync_state)
+            .map(sync::Message::encode);
+        drop(state);
+        self.writer.audit(peer_audit(
+            peer,
+            Some(&entry.id),
+            "peer.sync",
+            "ok",
+            None,
+            &meta,
+        ));
+        self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(reply)
     }
 

@@ -2,6 +2,7 @@
 //! Synchronous diesel code, run on the writer thread or a blocking pool.
 
 pub mod audit;
+pub mod consent;
 pub mod plans;
 #[cfg(test)]
 pub(crate) mod tests;

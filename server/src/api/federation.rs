@@ -1,0 +1,119 @@
+//! `/federation/v1`: what other nodes call. The identity is public; every
+//! other route is signed by a peer (see `federation::signing`).
+
+use super::extract::{request_meta, RawBody};
+use crate::app::App;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::plans::{peer_audit, RequestMeta};
+use crate::store::audit::AuditRecord;
+use crate::store::consent;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// This node's id and public key, for operators configuring it as a peer.
+pub async fn identity(app: web::Data<App>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "node_id": app.config.node_id,
+        "public_key": app.federation.key.public_key(),
+        "algorithm": "EdDSA",
+        "curve": "Ed25519",
+    }))
+}
+
+/// One Automerge sync round with a peer node, for a plan the family has
+/// consented to share with it. Without a live grant the answer is `404`,
+/// exactly as for a plan that does not exist.
+pub async fn plan_sync(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Result<RawBody, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = request_meta(&req);
+    let body = body?;
+    let peer = verified_peer(&app, &req, &body.0, &meta)?;
+    let grant = {
+        let (plan, node) = (id.to_string(), peer.clone());
+        app.blocking(move |conn| consent::find(conn, &plan, &node))
+            .await?
+    };
+    let entry = match grant.filter(|g| g.is_live(now_ms())) {
+        Some(_) => app.plans.get(&id).await?,
+        None => None,
+    };
+    let Some(entry) = entry else {
+        app.plans.audit(peer_audit(
+            &peer,
+            Some(&id),
+            "peer.sync",
+            "not_found",
+            None,
+            &meta,
+        ));
+        return Err(ApiError::NotFound);
+    };
+    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
+    let reply = app
+        .plans
+        .sync_peer(&entry, &peer, message, meta.clone())
+        .await
+        .inspect_err(|e| {
+            app.plans.audit(peer_audit(
+                &peer,
+                Some(&id),
+                "peer.sync",
+                e.audit_outcome(),
+                Some(e.to_string()),
+                &meta,
+            ));
+        })?;
+    Ok(match reply {
+        Some(reply) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(reply),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+/// The peer that signed this request, or `401` (audited).
+fn verified_peer(
+    app: &App,
+    req: &HttpRequest,
+    body: &[u8],
+    meta: &RequestMeta,
+) -> Result<String, ApiError> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
+    let federation = &app.federation;
+    federation
+        .verifier
+        .verify(
+            authorization,
+            &federation.peers,
+            req.method().as_str(),
+            &path,
+            body,
+            now_ms() / 1000,
+        )
+        .map_err(|e| {
+            app.plans.audit(AuditRecord {
+                role: Some("peer".into()),
+                ..peer_audit(
+                    "unverified",
+                    None,
+                    "peer.request",
+                    "denied",
+                    Some(e.to_string()),
+                    meta,
+                )
+            });
+            ApiError::Unauthorized(e.to_string())
+        })
+}

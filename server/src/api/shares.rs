@@ -1,0 +1,173 @@
+//! `/v1/plans/{id}/shares`: a family's consent to share its plan with
+//! another node (a move, a placement elsewhere), recorded and withdrawn by
+//! the people who may speak for it: facilitators, caregivers, supervisors.
+//! While a grant is live the plan syncs with that node; a revocation or
+//! expiry stops that from then on. What the other node already holds stays
+//! there, under its own records duty.
+
+use super::extract::{AuthUser, JsonBody};
+use super::plans::authorized;
+use crate::app::App;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::plans::audit_record;
+use crate::store::consent::{self, Grant};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use wrapsync_shared::roles::Role;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    /// The peer node's id.
+    node: String,
+    /// Milliseconds since the Unix epoch; none: until revoked.
+    expires_at: Option<i64>,
+}
+
+const MAY_SHARE: &[Role] = &[Role::Facilitator, Role::Caregiver, Role::Supervisor];
+
+fn view(grant: &Grant, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "node": grant.node_id,
+        "scope": grant.scope,
+        "granted_at": grant.granted_at,
+        "expires_at": grant.expires_at,
+        "revoked_at": grant.revoked_at,
+        "live": grant.is_live(now),
+    })
+}
+
+pub async fn list(
+    app: web::Data<App>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorized(&app, &user, &id, "plan.shares").await?;
+    let plan = id.to_string();
+    let grants = app
+        .blocking(move |conn| consent::for_plan(conn, &plan))
+        .await?;
+    let now = now_ms();
+    app.plans.audit(audit_record(
+        &user.actor,
+        Some(&id),
+        "plan.shares",
+        "ok",
+        None,
+        &user.meta,
+    ));
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "shares": grants.iter().map(|g| view(g, now)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn grant(
+    app: web::Data<App>,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: Result<JsonBody<ShareRequest>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, role) = authorized(&app, &user, &id, "plan.share").await?;
+    let refused = |e: ApiError| {
+        app.plans.audit(audit_record(
+            &user.actor,
+            Some(&id),
+            "plan.share",
+            e.audit_outcome(),
+            Some(e.to_string()),
+            &user.meta,
+        ));
+        e
+    };
+    let JsonBody(body) = body.map_err(refused)?;
+    if !MAY_SHARE.contains(&role) {
+        return Err(refused(ApiError::Forbidden(
+            "a facilitator, caregiver or supervisor records a family's consent".into(),
+        )));
+    }
+    if app.federation.peers.get(&body.node).is_none() {
+        return Err(refused(ApiError::InvalidRequest(format!(
+            "`{}` is not a peer of this node",
+            body.node
+        ))));
+    }
+    let now = now_ms();
+    if body.expires_at.is_some_and(|at| at <= now) {
+        return Err(refused(ApiError::InvalidRequest(
+            "`expires_at` is past".into(),
+        )));
+    }
+    let grant = Grant {
+        plan_id: id.to_string(),
+        node_id: body.node.clone(),
+        scope: "full".into(),
+        granted_by: user.actor.user_id.clone(),
+        granted_at: now,
+        expires_at: body.expires_at,
+        revoked_by: None,
+        revoked_at: None,
+    };
+    let audit = audit_record(
+        &user.actor,
+        Some(&id),
+        "plan.share",
+        "ok",
+        Some(format!("with {}", body.node)),
+        &user.meta,
+    );
+    let kept = grant.clone();
+    app.writer
+        .write(move |conn| {
+            consent::grant(conn, &kept)?;
+            crate::store::audit::insert_audit(conn, &[audit])
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(view(&grant, now)))
+}
+
+pub async fn revoke(
+    app: web::Data<App>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, node) = path.into_inner();
+    let (_, role) = authorized(&app, &user, &id, "plan.unshare").await?;
+    if !MAY_SHARE.contains(&role) {
+        app.plans.audit(audit_record(
+            &user.actor,
+            Some(&id),
+            "plan.unshare",
+            "denied",
+            None,
+            &user.meta,
+        ));
+        return Err(ApiError::Forbidden(
+            "a facilitator, caregiver or supervisor withdraws a family's consent".into(),
+        ));
+    }
+    let audit = audit_record(
+        &user.actor,
+        Some(&id),
+        "plan.unshare",
+        "ok",
+        Some(format!("with {node}")),
+        &user.meta,
+    );
+    let by = user.actor.user_id.clone();
+    let (plan, peer) = (id.clone(), node.clone());
+    let revoked = app
+        .writer
+        .write(move |conn| {
+            let revoked = consent::revoke(conn, &plan, &peer, &by, now_ms())?;
+            if revoked {
+                crate::store::audit::insert_audit(conn, &[audit])?;
+            }
+            Ok(revoked)
+        })
+        .await?;
+    if !revoked {
+        return Err(ApiError::NotFound);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

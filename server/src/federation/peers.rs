@@ -1,0 +1,60 @@
+//! The nodes this node trusts: id, base URL and public key, from the config
+//! file (`[[peers]]`). Only a listed peer's signature is accepted.
+
+use base64::Engine;
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The peer's node id (what it signs as).
+    pub id: String,
+    /// Its base URL, e.g. `https://county-b.example.org`.
+    pub url: String,
+    /// Its Ed25519 public key, base64url (`GET /federation/v1/identity`).
+    pub public_key: String,
+}
+
+/// The peers, with their keys ready to check signatures.
+#[derive(Default)]
+pub struct Peers {
+    by_id: HashMap<String, (Peer, DecodingKey)>,
+}
+
+impl Peers {
+    /// Checks every peer's key; a bad one is a configuration error.
+    pub fn new(peers: &[Peer]) -> Result<Peers, String> {
+        let mut by_id = HashMap::new();
+        for peer in peers {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&peer.public_key)
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| {
+                    format!(
+                        "peer {}: public_key is not a base64url Ed25519 key",
+                        peer.id
+                    )
+                })?;
+            let key = DecodingKey::from_ed_der(&raw);
+            if by_id.insert(peer.id.clone(), (peer.clone(), key)).is_some() {
+                return Err(format!("peer {} is listed twice", peer.id));
+            }
+        }
+        Ok(Peers { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Peer> {
+        self.by_id.get(id).map(|(peer, _)| peer)
+    }
+
+    pub(crate) fn key(&self, id: &str) -> Option<&DecodingKey> {
+        self.by_id.get(id).map(|(_, key)| key)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Peer> {
+        self.by_id.values().map(|(peer, _)| peer)
+    }
+}

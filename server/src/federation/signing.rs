@@ -1,0 +1,310 @@
+//! Signed node-to-node requests: a short-lived EdDSA JWT in
+//! `Authorization: Bearer`, binding the sender (`iss`, and `kid` to pick its
+//! key), the destination node (`aud`), the method (`htm`), the path and
+//! query (`htu`), a SHA-256 of the body (`bdy`), the time (`iat`, `exp`, at
+//! most 5 minutes apart) and a one-time id (`jti`). The receiver refuses,
+//! with `401`, a request that is unsigned, signed by a key it does not hold
+//! for that peer, stale, replayed, meant for another node, or whose method,
+//! path or body differ from what was signed.
+
+use super::{NodeKey, Peers};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest life of a signed request, and how far clocks may disagree.
+pub const MAX_AGE_SECS: i64 = 300;
+pub const CLOCK_SKEW_SECS: i64 = 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestClaims {
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    htm: String,
+    htu: String,
+    bdy: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SignedRequestError {
+    #[error("node requests must be signed (Authorization: Bearer <EdDSA JWT>)")]
+    Unsigned,
+    #[error("the request signature is malformed: {0}")]
+    Malformed(String),
+    #[error("node `{0}` is not a peer of this node")]
+    UnknownPeer(String),
+    #[error("the signature does not verify with the key this node holds for `{0}`")]
+    BadSignature(String),
+    #[error("the signed request is expired, too long-lived or from the future")]
+    Stale,
+    #[error("the signed request is meant for another node")]
+    WrongAudience,
+    #[error("the signed request was already used")]
+    Replayed,
+    #[error("the request differs from what was signed ({0})")]
+    Mismatch(&'static str),
+}
+
+fn body_digest(body: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(body))
+}
+
+/// Signs this node's requests to its peers.
+#[derive(Clone)]
+pub struct RequestSigner {
+    node_id: String,
+    key: Arc<NodeKey>,
+}
+
+impl RequestSigner {
+    pub fn new(node_id: String, key: Arc<NodeKey>) -> Self {
+        RequestSigner { node_id, key }
+    }
+
+    /// The `Authorization` value for `method path_and_query` with `body`,
+    /// to node `destination`, valid for a minute from `now` (Unix seconds).
+    pub fn sign(
+        &self,
+        destination: &str,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.node_id.clone());
+        let claims = RequestClaims {
+            iss: self.node_id.clone(),
+            aud: destination.to_string(),
+            iat: now,
+            exp: now + 60,
+            jti: hex::encode(rand::random::<[u8; 16]>()),
+            htm: method.to_ascii_uppercase(),
+            htu: path_and_query.to_string(),
+            bdy: body_digest(body),
+        };
+        jsonwebtoken::encode(&header, &claims, self.key.encoding_key())
+            .map(|token| format!("Bearer {token}"))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Checks signed requests meant for this node.
+pub struct Verifier {
+    node_id: String,
+    /// Requests signed before this node started are refused: the one-time
+    /// ids of earlier requests died with the previous process.
+    started_at: i64,
+    seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl Verifier {
+    pub fn new(node_id: String, started_at: i64) -> Self {
+        Verifier {
+            node_id,
+            started_at,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The peer that signed the request, if every check holds.
+    pub fn verify(
+        &self,
+        authorization: Option<&str>,
+        peers: &Peers,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<String, SignedRequestError> {
+        let token = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(SignedRequestError::Unsigned)?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(SignedRequestError::Malformed(
+                "node requests are signed with EdDSA".into(),
+            ));
+        }
+        let sender = header
+            .kid
+            .ok_or_else(|| SignedRequestError::Malformed("no `kid`".into()))?;
+        let key = peers
+            .key(&sender)
+            .ok_or_else(|| SignedRequestError::UnknownPeer(sender.clone()))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        // Times and audience are checked below, with errors of our own.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<RequestClaims>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    SignedRequestError::BadSignature(sender.clone())
+                }
+                _ => SignedRequestError::Malformed(e.to_string()),
+            })?
+            .claims;
+        if claims.iss != sender {
+            return Err(SignedRequestError::Malformed(
+                "`iss` and `kid` differ".into(),
+            ));
+        }
+        if claims.aud != self.node_id {
+            return Err(SignedRequestError::WrongAudience);
+        }
+        let fresh = claims.iat <= now + CLOCK_SKEW_SECS
+            && claims.exp >= now - CLOCK_SKEW_SECS
+            && claims.exp > claims.iat
+            && claims.exp - claims.iat <= MAX_AGE_SECS
+            && claims.iat >= self.started_at - CLOCK_SKEW_SECS;
+        if !fresh {
+            return Err(SignedRequestError::Stale);
+        }
+        if !claims.htm.eq_ignore_ascii_case(method) {
+            return Err(SignedRequestError::Mismatch("method"));
+        }
+        if claims.htu != path_and_query {
+            return Err(SignedRequestError::Mismatch("path"));
+        }
+        if claims.bdy != body_digest(body) {
+            return Err(SignedRequestError::Mismatch("body"));
+        }
+        let mut seen = self.seen.lock();
+        if seen.len() > 10_000 {
+            seen.retain(|_, exp| *exp + CLOCK_SKEW_SECS >= now);
+        }
+        if seen
+            .insert((claims.iss.clone(), claims.jti), claims.exp)
+            .is_some()
+        {
+            return Err(SignedRequestError::Replayed);
+        }
+        Ok(claims.iss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::Peer;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn node(id: &str) -> (RequestSigner, Peer) {
+        let key = Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}")));
+        let peer = Peer {
+            id: id.into(),
+            url: format!("http://{id}.example"),
+            public_key: key.public_key().to_string(),
+        };
+        (RequestSigner::new(id.into(), key), peer)
+    }
+
+    #[test]
+    fn a_peer_request_verifies_once_and_every_tampering_is_refused() {
+        let (b, peer_b) = node("county-b");
+        let (mallory, _) = node("county-m");
+        let peers = Peers::new(&[peer_b]).unwrap_or_else(|e| panic!("{e}"));
+        let a = Verifier::new("county-a".into(), NOW - 100);
+        let path = "/federation/v1/plans/P1/sync";
+        let sign = |signer: &RequestSigner, to: &str, at: i64| {
+            signer
+                .sign(to, "POST", path, b"hello", at)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let check = |auth: &str, method: &str, p: &str, body: &[u8]| {
+            a.verify(Some(auth), &peers, method, p, body, NOW)
+        };
+
+        let good = sign(&b, "county-a", NOW);
+        assert_eq!(check(&good, "POST", path, b"hello"), Ok("county-b".into()));
+        assert_eq!(
+            check(&good, "POST", path, b"hello"),
+            Err(SignedRequestError::Replayed)
+        );
+
+        use SignedRequestError::*;
+        assert_eq!(
+            a.verify(None, &peers, "POST", path, b"", NOW),
+            Err(Unsigned)
+        );
+        assert!(matches!(
+            check("Bearer nonsense", "POST", path, b"hello"),
+            Err(Malformed(_))
+        ));
+        let other = sign(&b, "county-a", NOW);
+        assert_eq!(
+            check(&other, "GET", path, b"hello"),
+            Err(Mismatch("method"))
+        );
+        let other = sign(&b, "county-a", NOW);
+        assert_eq!(
+            check(&other, "POST", "/federation/v1/plans/P2/sync", b"hello"),
+            Err(Mismatch("path"))
+        );
+        let other = sign(&b, "county-a", NOW);
+        assert_eq!(check(&other, "POST", path, b"hellO"), Err(Mismatch("body")));
+        assert_eq!(
+            check(&sign(&b, "county-c", NOW), "POST", path, b"hello"),
+            Err(WrongAudience)
+        );
+        assert_eq!(
+            check(&sign(&b, "county-a", NOW - 400), "POST", path, b"hello"),
+            Err(Stale)
+        );
+        assert_eq!(
+            check(&sign(&b, "county-a", NOW + 120), "POST", path, b"hello"),
+            Err(Stale)
+        );
+        // Signed before this node started (the replay memory is gone).
+        let early = Verifier::new("county-a".into(), NOW + 1000);
+        let fresh = sign(&b, "county-a", NOW);
+        assert_eq!(
+            early.verify(Some(&fresh), &peers, "POST", path, b"hello", NOW),
+            Err(Stale)
+        );
+        // An unknown node, and a known node's name with another key.
+        assert_eq!(
+            check(&sign(&mallory, "county-a", NOW), "POST", path, b"hello"),
+            Err(UnknownPeer("county-m".into()))
+        );
+        let forged = RequestSigner::new(
+            "county-b".into(),
+            Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}"))),
+        );
+        assert_eq!(
+            check(&sign(&forged, "county-a", NOW), "POST", path, b"hello"),
+            Err(BadSignature("county-b".into()))
+        );
+        // A token with alg none or HS256 is not accepted.
+        let none = format!(
+            "Bearer {}.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"none","kid":"county-b"}"#),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"iss":"county-b"}"#)
+        );
+        assert!(matches!(
+            check(&none, "POST", path, b"hello"),
+            Err(Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn peer_keys_are_checked_when_loaded() {
+        let (_, mut peer) = node("county-b");
+        peer.public_key = "not-a-key".into();
+        assert!(Peers::new(&[peer]).is_err());
+        let (_, peer) = node("county-b");
+        assert!(Peers::new(&[peer.clone(), peer]).is_err());
+    }
+}
