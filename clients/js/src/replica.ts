@@ -399,19 +399,16 @@ export class Replica {
   private async takeChanges(planId: string, changes: Uint8Array): Promise<void> {
     await this.loading.get(planId);
     const open = this.docs.get(planId);
-    if (open) {
-      this.docs.set(planId, A.loadIncremental(open, changes));
-      return this.persist(planId);
-    }
+    if (open) this.docs.set(planId, A.loadIncremental(open, changes));
+    // Stored by appending, open or not: cheaper than saving the whole
+    // document, and writes of a plan are queued in order, so the stored
+    // bytes always hold everything written before.
     return this.queueWrite(planId, async () => {
-      const open = this.docs.get(planId);
-      if (open) {
-        // Opened meanwhile (from the bytes before these changes).
-        this.docs.set(planId, A.loadIncremental(open, changes));
+      const bytes = await this.store.getDoc(planId);
+      if (!bytes && this.docs.has(planId)) {
         await this.store.putDoc(planId, A.save(this.docs.get(planId)!));
         return;
       }
-      const bytes = await this.store.getDoc(planId);
       await this.store.putDoc(planId, bytes ? concat(bytes, changes) : changes);
     });
   }
