@@ -34,6 +34,7 @@ impl App {
         let backend = Backend::from_url(&config.database_url());
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
+        let stored_peers = crate::store::peers::list(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
         let (writer, writer_thread) = Writer::start(&backend)?;
@@ -42,7 +43,7 @@ impl App {
             None => load_or_make_secret(&config.data_dir.join("jwt_secret"))?,
         };
         let tokens = TokenKeys::new(&secret, config.issuer(), config.access_token_ttl_secs);
-        let federation = Federation::open(&config)?;
+        let federation = Federation::open(&config, stored_peers)?;
         let plans = Plans::new(
             pool.clone(),
             writer.clone(),

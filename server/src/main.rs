@@ -8,6 +8,7 @@ use wrapsync_server::app::{self, App};
 use wrapsync_server::config::Config;
 use wrapsync_server::db::{self, Backend};
 use wrapsync_server::demo::{self, DemoManifest, DemoNode};
+use wrapsync_server::federation::{Peer, Peers};
 use wrapsync_server::users::add_user;
 use wrapsync_shared::roles::Role;
 
@@ -40,6 +41,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Manage the peers added at run time (the config file's `[[peers]]`
+    /// are edited there). A running node sees changes made here when it
+    /// restarts; `/v1/admin/peers` changes them at once.
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
     /// Manage the node's users.
     User {
         #[command(subcommand)]
@@ -51,6 +59,33 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// Add a peer, or replace one's URL or key.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        url: String,
+        /// Its public key, from its `GET /federation/v1/identity`.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// List every peer (config file and added).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -141,6 +176,56 @@ fn run(command: Command) -> Result<(), BoxError> {
             let display_name = display_name.unwrap_or_else(|| username.clone());
             let user = add_user(&mut conn, &username, &display_name, role, &password)?;
             eprintln!("added {} ({})", user.username, user.role);
+            Ok(())
+        }
+        Command::Peer { command } => {
+            let path = match &command {
+                PeerCommand::Add { config, .. }
+                | PeerCommand::List { config }
+                | PeerCommand::Remove { config, .. } => config.clone(),
+            };
+            let config = load_config(&path)?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let mut conn = Backend::from_url(&config.database_url()).connect()?;
+            db::migrate(&mut conn)?;
+            let configured = |id: &str| config.peers.iter().any(|p| p.id == id);
+            match command {
+                PeerCommand::Add {
+                    id,
+                    url,
+                    public_key,
+                    ..
+                } => {
+                    if configured(&id) || id == config.node_id {
+                        return Err(format!("{id} is this node or in its config file").into());
+                    }
+                    let peer = Peer {
+                        id,
+                        url,
+                        public_key,
+                    };
+                    Peers::new(std::slice::from_ref(&peer))?;
+                    wrapsync_server::store::peers::put(&mut conn, &peer, db::now_ms())?;
+                    eprintln!("added peer {} at {}", peer.id, peer.url);
+                }
+                PeerCommand::List { .. } => {
+                    let stored = wrapsync_server::store::peers::list(&mut conn)?;
+                    for (peer, source) in config
+                        .peers
+                        .iter()
+                        .map(|p| (p, "config"))
+                        .chain(stored.iter().map(|p| (p, "added")))
+                    {
+                        println!("{}\t{}\t{}\t{source}", peer.id, peer.url, peer.public_key);
+                    }
+                }
+                PeerCommand::Remove { id, .. } => {
+                    if !wrapsync_server::store::peers::remove(&mut conn, &id)? {
+                        return Err(format!("no added peer {id}").into());
+                    }
+                    eprintln!("removed peer {id}");
+                }
+            }
             Ok(())
         }
         Command::Demo { dir, base_port } => {

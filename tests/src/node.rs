@@ -156,10 +156,17 @@ impl TestNode {
             ],
             Some(&user.password()),
         )
+        .map(drop)
     }
 
     /// Runs `wrapsync <args> --config FILE` to completion.
-    fn run_cli(&self, args: &[&str], password: Option<&str>) -> Result<()> {
+    /// Runs `wrapsync <args>` on this node's config (`--config` goes right
+    /// after the subcommand words) and answers what it printed.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        self.run_cli(args, None)
+    }
+
+    fn run_cli(&self, args: &[&str], password: Option<&str>) -> Result<String> {
         let what = format!("wrapsync {}", args.join(" "));
         let out_path = self._dir.path().join("cli.out");
         let out = File::create(&out_path).context(|| format!("creating {}", out_path.display()))?;
@@ -183,7 +190,7 @@ impl TestNode {
         let status = wait_exit(&mut child, deadline(CLI_SECS))?;
         let output = fs::read_to_string(&out_path).unwrap_or_default();
         match status {
-            Some(status) if status.success() => Ok(()),
+            Some(status) if status.success() => Ok(output),
             Some(status) => Err(HarnessError::new(format!(
                 "{what} exited with {status}:\n{output}"
             ))),

@@ -312,6 +312,92 @@ fn consented_plans_sync_to_a_signed_peer_and_nothing_else_does(backend: Backend)
     }
 }
 
+/// Peers added by a supervisor are trusted at once, and removed ones at
+/// once no longer; peers added with the CLI from the next start.
+fn peers_are_managed_at_run_time(backend: Backend) {
+    let b = PeerKey::new(PEER);
+    let mut node = TestNode::spawn(backend);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Placed elsewhere").id;
+    let share = |node: &TestNode| {
+        node.post(
+            &format!("/v1/plans/{plan}/shares"),
+            &fran,
+            &json!({"node": PEER}),
+        )
+    };
+    // Not a peer: no sharing, no trust.
+    share(&node).assert_problem(400, "invalid-request");
+    let sync = |node: &TestNode| {
+        pull(
+            node,
+            &b,
+            &plan,
+            &mut Automerge::new(),
+            &mut sync::State::new(),
+        )
+    };
+    assert_eq!(sync(&node), 401);
+
+    let peer =
+        json!({"id": PEER, "url": "https://county-b.example.org", "public_key": b.public_key});
+    node.post("/v1/admin/peers", &fran, &peer)
+        .assert_problem(403, "forbidden");
+    let sam = node.login(SUPERVISOR);
+    let mut bad = peer.clone();
+    bad["public_key"] = json!("AAAA");
+    node.post("/v1/admin/peers", &sam, &bad)
+        .assert_problem(400, "invalid-request");
+    let mut me = peer.clone();
+    me["id"] = json!(node.node_id());
+    node.post("/v1/admin/peers", &sam, &me)
+        .assert_problem(400, "invalid-request");
+    node.post("/v1/admin/peers", &sam, &peer).assert_status(201);
+    let listed = node.get("/v1/admin/peers", &sam);
+    assert_eq!(listed.json["peers"][0]["id"], PEER);
+    assert_eq!(listed.json["peers"][0]["source"], "admin");
+
+    share(&node).assert_status(201);
+    assert_eq!(sync(&node), 204);
+
+    node.post(&format!("/v1/admin/peers/{PEER}/remove"), &sam, &json!({}))
+        .assert_status(204);
+    assert_eq!(sync(&node), 401);
+
+    // The CLI writes the same table; the node trusts it from its next start.
+    node.cli(&[
+        "peer",
+        "add",
+        "--id",
+        PEER,
+        "--url",
+        "https://b.example",
+        "--public-key",
+        &b.public_key,
+    ])
+    .expect("peer add");
+    let list = node.cli(&["peer", "list"]).expect("peer list");
+    assert!(list.contains(PEER) && list.contains("added"), "{list}");
+    node.restart();
+    assert_eq!(sync(&node), 204);
+    node.cli(&["peer", "remove", "--id", PEER])
+        .expect("peer remove");
+    assert!(
+        node.cli(&["peer", "remove", "--id", PEER]).is_err(),
+        "removing twice fails"
+    );
+}
+
+#[test]
+fn peers_are_managed_at_run_time_sqlite() {
+    peers_are_managed_at_run_time(Backend::Sqlite);
+}
+
+#[test]
+fn peers_are_managed_at_run_time_postgres() {
+    peers_are_managed_at_run_time(Backend::Postgres);
+}
+
 #[test]
 fn consented_plans_sync_to_a_signed_peer_sqlite() {
     consented_plans_sync_to_a_signed_peer_and_nothing_else_does(Backend::Sqlite);

@@ -96,7 +96,7 @@ fn verified_peer(
         .verifier
         .verify(
             authorization,
-            &federation.peers,
+            &federation.peers(),
             req.method().as_str(),
             &path,
             body,

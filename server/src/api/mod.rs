@@ -1,6 +1,7 @@
 //! The HTTP surface. Handlers are thin: extract, authorize, call the plan
 //! service or storage, map the error (see `error.rs`).
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod changes;
@@ -33,6 +34,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/plans/{id}/history", web::get().to(plans::history))
                 .route("/plans/{id}/sync", web::post().to(plans::sync))
                 .route("/sync", web::post().to(plans::sync_batch))
+                .route("/admin/peers", web::get().to(admin::peers))
+                .route("/admin/peers", web::post().to(admin::add_peer))
+                .route(
+                    "/admin/peers/{id}/remove",
+                    web::post().to(admin::remove_peer),
+                )
                 .route("/plans/{id}/shares", web::get().to(shares::list))
                 .route("/plans/{id}/shares", web::post().to(shares::grant))
                 .route(

@@ -86,7 +86,7 @@ pub async fn grant(
             "a facilitator, caregiver or supervisor records a family's consent".into(),
         )));
     }
-    if app.federation.peers.get(&body.node).is_none() {
+    if app.federation.peers().get(&body.node).is_none() {
         return Err(refused(ApiError::InvalidRequest(format!(
             "`{}` is not a peer of this node",
             body.node

@@ -88,7 +88,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     sync_states,
     plan_changes,
-    consent_grants
+    consent_grants,
+    peers
 );
 
 diesel::table! {
@@ -118,5 +119,14 @@ diesel::table! {
         expires_at -> Nullable<BigInt>,
         revoked_by -> Nullable<Text>,
         revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    peers (id) {
+        id -> Text,
+        url -> Text,
+        public_key -> Text,
+        added_at -> BigInt,
     }
 }

@@ -12,28 +12,59 @@ pub use signing::{RequestSigner, SignedRequestError, Verifier};
 
 use crate::config::Config;
 use crate::db::{now_ms, StoreError};
+use parking_lot::RwLock;
 use std::sync::Arc;
 
-/// This node's identity and its peers, built once at start.
+/// This node's identity and its peers.
 pub struct Federation {
     pub key: Arc<NodeKey>,
     pub signer: RequestSigner,
     pub verifier: Verifier,
-    pub peers: Peers,
+    config_peers: Vec<Peer>,
+    peers: RwLock<Arc<Peers>>,
 }
 
 impl Federation {
-    /// Loads the node key from `data_dir` (making it on first start).
-    pub fn open(config: &Config) -> Result<Federation, StoreError> {
+    /// Loads the node key from `data_dir` (making it on first start) and
+    /// the peers of the config file and of `stored` (added at run time).
+    pub fn open(config: &Config, stored: Vec<Peer>) -> Result<Federation, StoreError> {
         let key = NodeKey::load_or_create(&config.data_dir.join(identity::KEY_FILE))
             .map_err(|e| StoreError::Connection(e.to_string()))?;
         let key = Arc::new(key);
-        let peers = Peers::new(&config.peers).map_err(StoreError::Connection)?;
-        Ok(Federation {
+        let federation = Federation {
             signer: RequestSigner::new(config.node_id.clone(), key.clone()),
             verifier: Verifier::new(config.node_id.clone(), now_ms() / 1000),
             key,
-            peers,
-        })
+            config_peers: config.peers.clone(),
+            peers: RwLock::new(Arc::new(Peers::default())),
+        };
+        federation
+            .set_stored(stored)
+            .map_err(StoreError::Connection)?;
+        Ok(federation)
+    }
+
+    /// The peers now (the config file's and those added at run time).
+    pub fn peers(&self) -> Arc<Peers> {
+        self.peers.read().clone()
+    }
+
+    /// Whether `id` comes from the config file (and so cannot be changed at
+    /// run time).
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.config_peers.iter().any(|p| p.id == id)
+    }
+
+    /// Replaces the peers added at run time; a stored peer with the id of a
+    /// configured one is ignored.
+    pub fn set_stored(&self, stored: Vec<Peer>) -> Result<(), String> {
+        let all: Vec<Peer> = self
+            .config_peers
+            .iter()
+            .cloned()
+            .chain(stored.into_iter().filter(|p| !self.is_configured(&p.id)))
+            .collect();
+        *self.peers.write() = Arc::new(Peers::new(&all)?);
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod consent;
+pub mod peers;
 pub mod plans;
 #[cfg(test)]
 pub(crate) mod tests;

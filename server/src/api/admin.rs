@@ -1,0 +1,148 @@
+//! `/v1/admin`: node operations for supervisors. Peers: the nodes this
+//! node trusts, beside those in its config file. Adding a peer shares
+//! nothing by itself; a plan goes to a peer only with a family's consent.
+
+use super::extract::{AuthUser, JsonBody};
+use crate::app::App;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::federation::{Peer, Peers};
+use crate::plans::audit_record;
+use crate::store::audit::insert_audit;
+use crate::store::peers as stored;
+use actix_web::{web, HttpResponse};
+use wrapsync_shared::roles::Role;
+
+fn supervisor(app: &App, user: &AuthUser, action: &str) -> Result<(), ApiError> {
+    if user.actor.role == Role::Supervisor {
+        return Ok(());
+    }
+    app.plans.audit(audit_record(
+        &user.actor,
+        None,
+        action,
+        "denied",
+        None,
+        &user.meta,
+    ));
+    Err(ApiError::Forbidden(
+        "node administration is for supervisors".into(),
+    ))
+}
+
+fn listed(app: &App, peer: &Peer) -> serde_json::Value {
+    serde_json::json!({
+        "id": peer.id,
+        "url": peer.url,
+        "public_key": peer.public_key,
+        "source": if app.federation.is_configured(&peer.id) { "config" } else { "admin" },
+    })
+}
+
+pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    supervisor(&app, &user, "peer.list")?;
+    let peers = app.federation.peers();
+    let mut all: Vec<&Peer> = peers.all().collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "peers": all.into_iter().map(|p| listed(&app, p)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn add_peer(
+    app: web::Data<App>,
+    user: AuthUser,
+    body: Result<JsonBody<Peer>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    supervisor(&app, &user, "peer.add")?;
+    let JsonBody(peer) = body?;
+    check_peer(&app, &peer)?;
+    let audit = audit_record(
+        &user.actor,
+        None,
+        "peer.add",
+        "ok",
+        Some(format!("{} at {}", peer.id, peer.url)),
+        &user.meta,
+    );
+    let kept = peer.clone();
+    let all = app
+        .writer
+        .write(move |conn| {
+            stored::put(conn, &kept, now_ms())?;
+            insert_audit(conn, &[audit])?;
+            stored::list(conn)
+        })
+        .await?;
+    app.federation.set_stored(all).map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Created().json(listed(&app, &peer)))
+}
+
+pub async fn remove_peer(
+    app: web::Data<App>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    supervisor(&app, &user, "peer.remove")?;
+    if app.federation.is_configured(&id) {
+        return Err(ApiError::Conflict(format!(
+            "peer {id} is in the config file; remove it there"
+        )));
+    }
+    let audit = audit_record(
+        &user.actor,
+        None,
+        "peer.remove",
+        "ok",
+        Some(id.to_string()),
+        &user.meta,
+    );
+    let gone = id.to_string();
+    let (removed, all) = app
+        .writer
+        .write(move |conn| {
+            let removed = stored::remove(conn, &gone)?;
+            if removed {
+                insert_audit(conn, &[audit])?;
+            }
+            Ok((removed, stored::list(conn)?))
+        })
+        .await?;
+    app.federation.set_stored(all).map_err(ApiError::Internal)?;
+    if !removed {
+        return Err(ApiError::NotFound);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A peer worth storing: a node id, an http(s) URL, an Ed25519 key; not
+/// this node, not one from the config file.
+pub fn check_peer(app: &App, peer: &Peer) -> Result<(), ApiError> {
+    let id_ok = !peer.id.is_empty()
+        && peer.id.len() <= 64
+        && peer
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(ApiError::InvalidRequest(
+            "`id` must be 1-64 letters, digits, - or _".into(),
+        ));
+    }
+    if peer.id == app.config.node_id {
+        return Err(ApiError::InvalidRequest(
+            "a node is not its own peer".into(),
+        ));
+    }
+    if !(peer.url.starts_with("https://") || peer.url.starts_with("http://")) {
+        return Err(ApiError::InvalidRequest("`url` must be http(s)://…".into()));
+    }
+    if app.federation.is_configured(&peer.id) {
+        return Err(ApiError::Conflict(format!(
+            "peer {} is in the config file; change it there",
+            peer.id
+        )));
+    }
+    Peers::new(std::slice::from_ref(peer)).map_err(ApiError::InvalidRequest)?;
+    Ok(())
+}
