@@ -4,6 +4,8 @@
 //!
 //! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
 
+#[cfg(test)]
+mod sim;
 mod sync;
 mod view;
 

@@ -63,6 +63,75 @@ fn receive(
     }
 }
 
+/// Each request is answered once and the node cannot know whether its
+/// answer arrived (a phone in a car loses replies): it must not assume the
+/// device has what it sent before. Left to itself the protocol would never
+/// resend a change it counted as sent, and the device, holding later
+/// changes that depend on it, would ask for it forever. What the device
+/// has is in its message each round, so nothing is resent needlessly.
+fn forget_unacknowledged(state: &mut sync::State) {
+    state.sent_hashes.clear();
+    state.in_flight = false;
+}
+
+/// What a device's message did to the node's copy of a plan.
+pub(crate) enum Received {
+    /// Nothing new (sync state only, kept in `state`).
+    Nothing,
+    /// New changes, applied to this scratch copy only: the caller checks
+    /// and keeps them, or refuses the round (and then keeps neither the copy
+    /// nor the sync state).
+    Changes(Box<Automerge>),
+    /// Changes that wait for ones the node lacks, which the device thinks
+    /// it sent (its bloom filter check can wrongly say the node has them):
+    /// the reply asks for them and sets `SYNC_RESET` so the device resends
+    /// what it counted as sent. The waiting changes are not kept.
+    WaitingForDependencies(Option<Vec<u8>>),
+}
+
+/// The node's side of receiving a device's message, without storage: the
+/// one place the protocol's rules live, used by `Plans::sync` and by the
+/// seeded simulation in `plans::sim`. `state` is updated unless the round
+/// brings changes (then the caller adopts `state` only if it keeps them:
+/// see `Plans::sync`).
+pub(crate) fn receive_round(
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    message: Option<sync::Message>,
+) -> Result<Received, ApiError> {
+    forget_unacknowledged(state);
+    let Some(message) = message else {
+        return Ok(Received::Nothing);
+    };
+    if message.changes.is_empty() {
+        receive(doc, state, message)?;
+        return Ok(Received::Nothing);
+    }
+    let before = doc.get_heads();
+    let mut scratch = doc.clone();
+    let mut scratch_state = state.clone();
+    receive(&mut scratch, &mut scratch_state, message)?;
+    if scratch.get_heads() != before {
+        *state = scratch_state;
+        return Ok(Received::Changes(Box::new(scratch)));
+    }
+    if !scratch.get_missing_deps(&[]).is_empty() {
+        let reply = scratch
+            .generate_sync_message(&mut scratch_state)
+            .map(|mut message| {
+                let mut flags = message.flags.unwrap_or_default();
+                flags.set(sync::MessageFlags::SYNC_RESET);
+                flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
+                message.flags = Some(flags);
+                message.encode()
+            });
+        *state = scratch_state;
+        return Ok(Received::WaitingForDependencies(reply));
+    }
+    *state = scratch_state;
+    Ok(Received::Nothing)
+}
+
 impl Plans {
     /// One sync round for `device`: takes the device's message, answers the
     /// node's (or `None` when the two are in sync).
@@ -85,16 +154,10 @@ impl Plans {
         let mut sync_state = self.sync_state(device, &entry.id).await?;
         let before = state.doc.get_heads();
         let mut stored_changes = false;
-        match message {
-            None => {}
-            Some(message) if message.changes.is_empty() => {
-                receive(&mut state.doc, &mut sync_state, message)?;
-            }
-            Some(message) => {
-                let mut scratch = state.doc.clone();
-                let mut scratch_sync = sync_state.clone();
-                receive(&mut scratch, &mut scratch_sync, message)?;
-                if scratch.get_heads() != before {
+        {
+            match receive_round(&mut state.doc, &mut sync_state, message)? {
+                Received::Nothing => {}
+                Received::Changes(scratch) => {
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
                     let change = scratch.save_after(&before);
@@ -113,24 +176,11 @@ impl Plans {
                         .await?;
                     state.chunks.insert(seq);
                     let view = self.with_names(&scratch, view).await;
-                    state.doc = scratch;
+                    state.doc = *scratch;
                     *entry.view.write() = Arc::new(view);
                     stored_changes = true;
-                } else if !scratch.get_missing_deps(&[]).is_empty() {
-                    // Changes that wait for ones the device thinks it sent
-                    // (a bloom filter false positive): ask for those, and
-                    // have the device forget what it sent, since the
-                    // waiting changes are not kept here.
-                    let reply =
-                        scratch
-                            .generate_sync_message(&mut scratch_sync)
-                            .map(|mut message| {
-                                let mut flags = message.flags.unwrap_or_default();
-                                flags.set(sync::MessageFlags::SYNC_RESET);
-                                flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
-                                message.flags = Some(flags);
-                                message.encode()
-                            });
+                }
+                Received::WaitingForDependencies(reply) => {
                     drop(state);
                     self.writer.audit(audit_record(
                         actor,
@@ -140,10 +190,9 @@ impl Plans {
                         Some("changes wait for others; asked for them".into()),
                         &meta,
                     ));
-                    self.keep_sync_state(device, &entry.id, scratch_sync);
+                    self.keep_sync_state(device, &entry.id, sync_state);
                     return Ok(reply);
                 }
-                sync_state = scratch_sync;
             }
         }
         if !stored_changes {
@@ -187,6 +236,7 @@ impl Plans {
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
+        forget_unacknowledged(&mut sync_state);
         if let Some(message) = message {
             receive(&mut state.doc, &mut sync_state, message)?;
         }

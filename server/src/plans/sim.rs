@@ -1,0 +1,364 @@
+//! A seeded, deterministic simulation of sync between phones and the node,
+//! in one process: the node's side is the real `receive_round` and
+//! `check_incoming`; the network drops, duplicates and reorders requests
+//! and replies, cuts phones off, and the node and phones restart from what
+//! they had stored. After it heals, every copy must hold the same changes
+//! and no edit may be lost. Hundreds of seeds run in CI
+//! (`WRAPSYNC_SIM_SEEDS`, `WRAPSYNC_SIM_STEPS` for more); a failure names
+//! its seed (`WRAPSYNC_SIM_SEED=n` replays one).
+
+use super::sync::{receive_round, Received};
+use automerge::sync::{self, SyncDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeSet, HashMap};
+use wrapsync_shared::incoming::check_incoming;
+use wrapsync_shared::ops::{apply_ops, Editor, Op};
+use wrapsync_shared::plan::init_plan;
+use wrapsync_shared::roles::Role;
+
+struct Phone {
+    doc: Automerge,
+    /// The sync state of the session in progress (lost on a restart or a
+    /// failed request, as an app starts each sync from the stored one).
+    state: sync::State,
+    stored_state: Vec<u8>,
+    editor: Editor,
+    cut_off: bool,
+}
+
+struct Node {
+    doc: Automerge,
+    /// What survives a crash: the plan and the sync states last written
+    /// (the node writes sync states without waiting, so a crash may lose
+    /// the latest).
+    stored_doc: Vec<u8>,
+    states: HashMap<usize, sync::State>,
+    stored_states: HashMap<usize, Vec<u8>>,
+}
+
+enum Packet {
+    /// A request: a phone's message (None: "anything for me?").
+    ToNode(usize, Option<Vec<u8>>),
+    /// The reply to one.
+    ToPhone(usize, Vec<u8>),
+}
+
+struct World {
+    rng: StdRng,
+    node: Node,
+    phones: Vec<Phone>,
+    in_flight: Vec<Packet>,
+    /// Every strength any copy added: all must survive.
+    strengths: BTreeSet<String>,
+    next_id: u64,
+}
+
+fn op(json: serde_json::Value) -> Vec<Op> {
+    serde_json::from_value(json).unwrap_or_else(|e| panic!("ops: {e}"))
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut doc = Automerge::new().with_actor(ActorId::from(rng.random::<[u8; 16]>()));
+        let mut tx = doc.transaction();
+        init_plan(&mut tx, "Simulated family").unwrap_or_else(|e| panic!("{e}"));
+        tx.commit();
+        let stored_doc = doc.save();
+        let roles = [Role::Caregiver, Role::Caregiver, Role::Facilitator];
+        let phones = roles
+            .iter()
+            .map(|role| Phone {
+                doc: Automerge::new().with_actor(ActorId::from(rng.random::<[u8; 16]>())),
+                state: sync::State::new(),
+                stored_state: sync::State::new().encode(),
+                editor: Editor {
+                    role: *role,
+                    member_id: None,
+                },
+                cut_off: false,
+            })
+            .collect();
+        World {
+            rng,
+            node: Node {
+                doc,
+                stored_doc,
+                states: HashMap::new(),
+                stored_states: HashMap::new(),
+            },
+            phones,
+            in_flight: Vec::new(),
+            strengths: BTreeSet::new(),
+            next_id: 0,
+        }
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        ulid::Ulid::from_parts(1_800_000_000_000 + self.next_id, self.rng.random()).to_string()
+    }
+
+    /// A valid edit on one copy (phone `Some(i)` or the node through /ops).
+    fn edit(&mut self, who: Option<usize>) {
+        if let Some(i) = who {
+            // An app edits a plan it has opened, not an empty copy.
+            let opened = self.phones[i].doc.get(automerge::ROOT, "strengths");
+            if !matches!(opened, Ok(Some(_))) {
+                return;
+            }
+        }
+        let id = self.new_id();
+        let ops = if self.rng.random_bool(0.5) {
+            op(
+                serde_json::json!([{"op":"replace","path":"/vision","value":format!("vision {id}")}]),
+            )
+        } else {
+            op(
+                serde_json::json!([{"op":"add","path":"/strengths","value":{"statement":format!("strength {id}"),"about":"family"}}]),
+            )
+        };
+        let node_editor = Editor {
+            role: Role::Facilitator,
+            member_id: None,
+        };
+        let (doc, editor) = match who {
+            Some(i) => {
+                let phone = &mut self.phones[i];
+                (&mut phone.doc, &phone.editor)
+            }
+            None => (&mut self.node.doc, &node_editor),
+        };
+        let mut tx = doc.transaction();
+        let mut next = || id.clone();
+        let results = apply_ops(&mut tx, &ops, editor, &mut next)
+            .unwrap_or_else(|e| panic!("a valid edit: {e:?}"));
+        tx.commit();
+        if let Some(added) = results.first().and_then(|r| r.id.clone()) {
+            self.strengths.insert(added);
+        }
+        if who.is_none() {
+            self.node.stored_doc = self.node.doc.save();
+        }
+    }
+
+    /// The node answers one request, as `Plans::sync` does.
+    fn serve(&mut self, phone: usize, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let node = &mut self.node;
+        let mut state = node.states.get(&phone).cloned().unwrap_or_default();
+        let before = node.doc.get_heads();
+        let message = bytes.map(|b| sync::Message::decode(&b).unwrap_or_else(|e| panic!("{e}")));
+        match receive_round(&mut node.doc, &mut state, message) {
+            Ok(Received::Nothing) => {}
+            Ok(Received::Changes(scratch)) => {
+                let editor = &self.phones[phone].editor;
+                if let Err(e) = check_incoming(&scratch, &before, editor) {
+                    panic!("a valid phone edit was refused: {e}");
+                }
+                node.doc = *scratch;
+                node.stored_doc = node.doc.save();
+            }
+            Ok(Received::WaitingForDependencies(reply)) => {
+                node.states.insert(phone, state);
+                return reply;
+            }
+            Err(e) => panic!("the node could not read a phone's message: {e}"),
+        }
+        let reply = node
+            .doc
+            .generate_sync_message(&mut state)
+            .map(sync::Message::encode);
+        // Written without waiting: a crash may lose it.
+        if self.rng.random_bool(0.7) {
+            node.stored_states.insert(phone, state.encode());
+        }
+        node.states.insert(phone, state);
+        reply
+    }
+
+    fn step(&mut self) {
+        let phones = self.phones.len();
+        match self.rng.random_range(0..100) {
+            0..=14 => {
+                let who = self.rng.random_range(0..=phones);
+                self.edit((who < phones).then_some(who));
+            }
+            15..=44 => {
+                let i = self.rng.random_range(0..phones);
+                let phone = &mut self.phones[i];
+                let message = phone.doc.generate_sync_message(&mut phone.state);
+                // An app asks even with nothing to say.
+                self.in_flight
+                    .push(Packet::ToNode(i, message.map(sync::Message::encode)));
+            }
+            45..=89 if !self.in_flight.is_empty() => {
+                // Any packet in flight, not the oldest: reordering.
+                let at = self.rng.random_range(0..self.in_flight.len());
+                let duplicate = self.rng.random_bool(0.1);
+                let packet = if duplicate {
+                    match &self.in_flight[at] {
+                        Packet::ToNode(i, m) => Packet::ToNode(*i, m.clone()),
+                        Packet::ToPhone(i, m) => Packet::ToPhone(*i, m.clone()),
+                    }
+                } else {
+                    self.in_flight.swap_remove(at)
+                };
+                let phone = match &packet {
+                    Packet::ToNode(i, _) | Packet::ToPhone(i, _) => *i,
+                };
+                if self.phones[phone].cut_off || self.rng.random_bool(0.1) {
+                    // Lost: the app's request fails, and its next sync
+                    // starts from the state it stored.
+                    let p = &mut self.phones[phone];
+                    p.state = decode(&p.stored_state);
+                    return;
+                }
+                match packet {
+                    Packet::ToNode(i, message) => {
+                        if let Some(reply) = self.serve(i, message) {
+                            self.in_flight.push(Packet::ToPhone(i, reply));
+                        }
+                    }
+                    Packet::ToPhone(i, reply) => {
+                        let p = &mut self.phones[i];
+                        let message =
+                            sync::Message::decode(&reply).unwrap_or_else(|e| panic!("{e}"));
+                        p.doc
+                            .receive_sync_message(&mut p.state, message)
+                            .unwrap_or_else(|e| {
+                                panic!("a phone could not apply the node's reply: {e}")
+                            });
+                        if self.rng.random_bool(0.5) {
+                            p.stored_state = p.state.encode();
+                        }
+                    }
+                }
+            }
+            90..=94 => {
+                let i = self.rng.random_range(0..phones);
+                self.phones[i].cut_off = !self.phones[i].cut_off;
+            }
+            95..=97 => {
+                // The node restarts from storage.
+                let node = &mut self.node;
+                node.doc = Automerge::load(&node.stored_doc).unwrap_or_else(|e| panic!("{e}"));
+                node.states = node
+                    .stored_states
+                    .iter()
+                    .map(|(phone, bytes)| (*phone, decode(bytes)))
+                    .collect();
+            }
+            _ => {
+                // A phone's app restarts: its document is on disk, its
+                // session's sync state is not.
+                let i = self.rng.random_range(0..phones);
+                let p = &mut self.phones[i];
+                p.state = decode(&p.stored_state);
+            }
+        }
+    }
+
+    /// The network heals: what is in flight is lost, every phone syncs in
+    /// turn until a whole pass exchanges nothing. Answers the passes taken.
+    fn heal(&mut self) -> Result<usize, String> {
+        self.in_flight.clear();
+        for phone in &mut self.phones {
+            phone.cut_off = false;
+            phone.state = decode(&phone.state.encode());
+        }
+        for pass in 1..=60 {
+            let mut exchanged = false;
+            for i in 0..self.phones.len() {
+                let p = &mut self.phones[i];
+                let message = p
+                    .doc
+                    .generate_sync_message(&mut p.state)
+                    .map(sync::Message::encode);
+                exchanged |= message.is_some();
+                if let Some(reply) = self.serve(i, message) {
+                    exchanged = true;
+                    let p = &mut self.phones[i];
+                    let message = sync::Message::decode(&reply).map_err(|e| e.to_string())?;
+                    p.doc
+                        .receive_sync_message(&mut p.state, message)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if !exchanged {
+                return Ok(pass);
+            }
+        }
+        Err("no quiet after 60 passes".into())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let heads = sorted(self.node.doc.get_heads());
+        for (i, phone) in self.phones.iter().enumerate() {
+            if sorted(phone.doc.get_heads()) != heads {
+                return Err(format!("phone {i} and the node differ after healing"));
+            }
+        }
+        let stored = Automerge::load(&self.node.stored_doc).map_err(|e| e.to_string())?;
+        if sorted(stored.get_heads()) != heads {
+            return Err("the node's storage lacks changes it acknowledged".into());
+        }
+        let strengths = self
+            .node
+            .doc
+            .get(automerge::ROOT, "strengths")
+            .ok()
+            .flatten()
+            .map(|(_, obj)| self.node.doc.keys(&obj).collect::<BTreeSet<String>>())
+            .unwrap_or_default();
+        if let Some(lost) = self.strengths.difference(&strengths).next() {
+            return Err(format!("strength {lost} was lost"));
+        }
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> sync::State {
+    sync::State::decode(bytes).unwrap_or_default()
+}
+
+fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort();
+    heads
+}
+
+fn run(seed: u64, steps: usize) -> Result<(), String> {
+    let mut world = World::new(seed);
+    for _ in 0..steps {
+        world.step();
+    }
+    world.heal()?;
+    world.check()
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn phones_and_the_node_converge_through_drops_duplicates_reorders_partitions_and_restarts() {
+    let steps = env_number("WRAPSYNC_SIM_STEPS", 150) as usize;
+    let seeds: Vec<u64> = match std::env::var("WRAPSYNC_SIM_SEED") {
+        Ok(seed) => vec![seed
+            .parse()
+            .unwrap_or_else(|e| panic!("WRAPSYNC_SIM_SEED: {e}"))],
+        Err(_) => (0..env_number("WRAPSYNC_SIM_SEEDS", 200)).collect(),
+    };
+    for seed in seeds {
+        let outcome = std::panic::catch_unwind(|| run(seed, steps));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => panic!("seed {seed} failed: {why} (replay: WRAPSYNC_SIM_SEED={seed})"),
+            Err(_) => panic!("seed {seed} panicked (replay: WRAPSYNC_SIM_SEED={seed})"),
+        }
+    }
+}
