@@ -234,3 +234,50 @@ pub struct SyncBatchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
 }
+
+/// `POST /v1/plans/{id}/shares`: record a family's consent to share the
+/// plan with a peer node, until `expires_at` (ms since the epoch) or
+/// revoked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// A consent grant as `GET /v1/plans/{id}/shares` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    pub node: String,
+    pub scope: String,
+    pub granted_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// Not revoked and not expired: the plan syncs with `node`.
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareList {
+    pub shares: Vec<Share>,
+}
+
+/// A node this node trusts (`/v1/admin/peers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    pub id: String,
+    pub url: String,
+    pub public_key: String,
+    /// `config` (the config file's) or `admin` (added at run time).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerList {
+    pub peers: Vec<PeerEntry>,
+}

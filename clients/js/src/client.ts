@@ -13,6 +13,7 @@ import type {
   PlanDocument,
   PlanList,
   Problem,
+  Share,
   TokenResponse,
 } from "./types.js";
 
@@ -203,6 +204,41 @@ export class WrapsyncClient {
 
   async createPlan(body: { title: string; enrolled_on?: string }): Promise<PlanDocument> {
     return (await this.request("POST", "/v1/plans", { json: body })).json() as Promise<PlanDocument>;
+  }
+
+  /**
+   * Starts a plan from a whole saved Automerge document (`Automerge.save`
+   * bytes) made on the device: the node holds it to the same checks as
+   * synced changes, and the caller must be on its team. Answers the plan
+   * as the node stored it (its new `id` included).
+   */
+  async importPlan(document: Uint8Array): Promise<PlanDocument> {
+    const response = await this.request("POST", "/v1/plans", { body: document, contentType: "application/octet-stream" });
+    return (await response.json()) as PlanDocument;
+  }
+
+  /** The plan's consent grants to peer nodes. */
+  async shares(id: string): Promise<Share[]> {
+    const response = await this.request("GET", `/v1/plans/${encodeURIComponent(id)}/shares`);
+    return ((await response.json()) as { shares: Share[] }).shares;
+  }
+
+  /**
+   * Records the family's consent to share the plan with peer node `node`
+   * (facilitators, caregivers and supervisors), until `expiresAt` (ms since
+   * the epoch) or revoked.
+   */
+  async share(id: string, node: string, expiresAt?: number): Promise<Share> {
+    const json = expiresAt === undefined ? { node } : { node, expires_at: expiresAt };
+    const response = await this.request("POST", `/v1/plans/${encodeURIComponent(id)}/shares`, { json });
+    return (await response.json()) as Share;
+  }
+
+  /** Withdraws that consent: the plan stops syncing with `node`. */
+  async revokeShare(id: string, node: string): Promise<void> {
+    await this.request("POST", `/v1/plans/${encodeURIComponent(id)}/shares/${encodeURIComponent(node)}/revoke`, {
+      json: {},
+    });
   }
 
   /**

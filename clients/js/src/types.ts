@@ -94,3 +94,14 @@ export interface Problem {
   detail?: string;
   op_index?: number;
 }
+
+/** A family's consent to share a plan with a peer node (`/v1/plans/{id}/shares`). */
+export interface Share {
+  node: string;
+  scope: string;
+  granted_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  /** Not revoked, not expired: the plan syncs with `node`. */
+  live: boolean;
+}

@@ -149,3 +149,35 @@ test("SSE parser: fields, comments, multi-line data, CRLF and split chunks", () 
   ]);
   assert.equal(parser.lastEventId, "7");
 });
+
+test("importPlan starts a plan from a saved document; shares are listed, and only configured peers may get one", async () => {
+  const fran = await login("fran");
+  // Export a plan the node made and import it whole as a new plan: the
+  // import is held to the node's checks, so its document must be valid.
+  const made = await fran.createPlan({ title: "Exported family" });
+  const { Replica, MemoryStore } = await import("../src/index.js");
+  const A = await import("@automerge/automerge");
+  const replica = await Replica.create({ client: fran, store: new MemoryStore() });
+  await replica.open(made.id);
+  const bytes = A.save(replica.doc(made.id));
+  const imported = await fran.importPlan(bytes);
+  assert.notEqual(imported.id, made.id);
+  assert.deepEqual(imported.plan, made.plan);
+  const refused = await fran.importPlan(new Uint8Array([1, 2, 3])).then(
+    () => assert.fail("garbage imported"),
+    (e: unknown) => e,
+  );
+  assert.ok(refused instanceof WrapsyncError && refused.code === "malformed-document");
+
+  assert.deepEqual(await fran.shares(imported.id), []);
+  const notPeer = await fran.share(imported.id, "county-x").then(
+    () => assert.fail("shared with a stranger"),
+    (e: unknown) => e,
+  );
+  assert.ok(notPeer instanceof WrapsyncError && notPeer.status === 400);
+  const nothing = await fran.revokeShare(imported.id, "county-x").then(
+    () => assert.fail("revoked nothing"),
+    (e: unknown) => e,
+  );
+  assert.ok(nothing instanceof WrapsyncError && nothing.status === 404);
+});

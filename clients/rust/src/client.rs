@@ -5,13 +5,14 @@
 use crate::error::{interpret, ClientError};
 use base64::Engine;
 use reqwest::blocking::{RequestBuilder, Response};
-use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wrapsync_shared::api::{
     AuditPage, ChangeFeed, CreatePlanRequest, History, LoginRequest, OpsRequest, OpsResponse,
-    PlanDocument, PlanList, RefreshRequest, TokenResponse,
+    PeerEntry, PeerList, PlanDocument, PlanList, RefreshRequest, Share, ShareList, ShareRequest,
+    SyncBatch, SyncBatchItem, SyncBatchReply, TokenResponse,
 };
 use wrapsync_shared::ops::Op;
 
@@ -310,6 +311,90 @@ impl Client {
         self.call(self.http.get(url).query(&pairs))
     }
 
+    /// `POST /v1/plans` with a whole saved Automerge document
+    /// (`Automerge::save()` bytes) made by any Automerge client: held to the
+    /// same checks as synced changes; the caller must be on its team.
+    pub fn import_plan(&self, document: Vec<u8>) -> Result<PlanDocument, ClientError> {
+        let url = self.endpoint(&["v1", "plans"])?;
+        self.call(
+            self.http
+                .post(url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(document),
+        )
+    }
+
+    /// `POST /v1/sync`: one round for many plans (at most
+    /// [`wrapsync_shared::api::MAX_SYNC_BATCH`]), as device `device_id`. Each item carries the
+    /// device's message, or `have` (the heads of a copy with no changes of
+    /// its own) to get just the changes after them.
+    pub fn sync_batch(
+        &self,
+        device_id: &str,
+        plans: Vec<SyncBatchItem>,
+    ) -> Result<SyncBatchReply, ClientError> {
+        let url = self.endpoint(&["v1", "sync"])?;
+        self.call(
+            self.http
+                .post(url)
+                .header("Device-Id", device_id)
+                .json(&SyncBatch { plans }),
+        )
+    }
+
+    /// `GET /v1/plans/{id}/shares`: the plan's consent grants to peer nodes.
+    pub fn shares(&self, id: &str) -> Result<ShareList, ClientError> {
+        self.call(
+            self.http
+                .get(self.endpoint(&["v1", "plans", id, "shares"])?),
+        )
+    }
+
+    /// `POST /v1/plans/{id}/shares`: records the family's consent to share
+    /// the plan with peer `node` (facilitators, caregivers, supervisors).
+    pub fn share(
+        &self,
+        id: &str,
+        node: &str,
+        expires_at: Option<i64>,
+    ) -> Result<Share, ClientError> {
+        let body = ShareRequest {
+            node: node.to_string(),
+            expires_at,
+        };
+        let url = self.endpoint(&["v1", "plans", id, "shares"])?;
+        self.call(self.http.post(url).json(&body))
+    }
+
+    /// `POST /v1/plans/{id}/shares/{node}/revoke`: withdraws that consent.
+    pub fn revoke_share(&self, id: &str, node: &str) -> Result<(), ClientError> {
+        let url = self.endpoint(&["v1", "plans", id, "shares", node, "revoke"])?;
+        answer_empty(self.authorize(self.http.post(url)).send()?)
+    }
+
+    /// `GET /v1/admin/peers` (supervisors): the nodes this node trusts.
+    pub fn peers(&self) -> Result<PeerList, ClientError> {
+        self.call(self.http.get(self.endpoint(&["v1", "admin", "peers"])?))
+    }
+
+    /// `POST /v1/admin/peers` (supervisors): trusts a node from now on.
+    pub fn add_peer(
+        &self,
+        id: &str,
+        url: &str,
+        public_key: &str,
+    ) -> Result<PeerEntry, ClientError> {
+        let body = serde_json::json!({ "id": id, "url": url, "public_key": public_key });
+        let endpoint = self.endpoint(&["v1", "admin", "peers"])?;
+        self.call(self.http.post(endpoint).json(&body))
+    }
+
+    /// `POST /v1/admin/peers/{id}/remove` (supervisors).
+    pub fn remove_peer(&self, id: &str) -> Result<(), ClientError> {
+        let url = self.endpoint(&["v1", "admin", "peers", id, "remove"])?;
+        answer_empty(self.authorize(self.http.post(url)).send()?)
+    }
+
     fn keep(&mut self, tokens: &TokenResponse) {
         self.access_token = Some(tokens.access_token.clone());
         self.refresh_token = Some(tokens.refresh_token.clone());
@@ -377,6 +462,16 @@ fn answer<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Clien
     let status = response.status().as_u16();
     let body = response.bytes()?;
     interpret(status, &body)
+}
+
+/// A `204`-style answer: nothing but the status, or a problem document.
+fn answer_empty(response: Response) -> Result<(), ClientError> {
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = response.bytes()?;
+    interpret::<serde::de::IgnoredAny>(status, &body).map(drop)
 }
 
 /// The meaning of a plan fetch's status, ETag and body.

@@ -11,6 +11,7 @@ use crate::plans::audit_record;
 use crate::store::audit::insert_audit;
 use crate::store::peers as stored;
 use actix_web::{web, HttpResponse};
+use wrapsync_shared::api::{PeerEntry, PeerList};
 use wrapsync_shared::roles::Role;
 
 fn supervisor(app: &App, user: &AuthUser, action: &str) -> Result<(), ApiError> {
@@ -30,13 +31,18 @@ fn supervisor(app: &App, user: &AuthUser, action: &str) -> Result<(), ApiError> 
     ))
 }
 
-fn listed(app: &App, peer: &Peer) -> serde_json::Value {
-    serde_json::json!({
-        "id": peer.id,
-        "url": peer.url,
-        "public_key": peer.public_key,
-        "source": if app.federation.is_configured(&peer.id) { "config" } else { "admin" },
-    })
+fn listed(app: &App, peer: &Peer) -> PeerEntry {
+    let source = if app.federation.is_configured(&peer.id) {
+        "config"
+    } else {
+        "admin"
+    };
+    PeerEntry {
+        id: peer.id.clone(),
+        url: peer.url.clone(),
+        public_key: peer.public_key.clone(),
+        source: source.into(),
+    }
 }
 
 pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, ApiError> {
@@ -44,9 +50,9 @@ pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, 
     let peers = app.federation.peers();
     let mut all: Vec<&Peer> = peers.all().collect();
     all.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "peers": all.into_iter().map(|p| listed(&app, p)).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(PeerList {
+        peers: all.into_iter().map(|p| listed(&app, p)).collect(),
+    }))
 }
 
 pub async fn add_peer(

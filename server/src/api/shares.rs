@@ -13,29 +13,20 @@ use crate::error::ApiError;
 use crate::plans::audit_record;
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use wrapsync_shared::api::{Share, ShareList, ShareRequest};
 use wrapsync_shared::roles::Role;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    /// The peer node's id.
-    node: String,
-    /// Milliseconds since the Unix epoch; none: until revoked.
-    expires_at: Option<i64>,
-}
 
 const MAY_SHARE: &[Role] = &[Role::Facilitator, Role::Caregiver, Role::Supervisor];
 
-fn view(grant: &Grant, now: i64) -> serde_json::Value {
-    serde_json::json!({
-        "node": grant.node_id,
-        "scope": grant.scope,
-        "granted_at": grant.granted_at,
-        "expires_at": grant.expires_at,
-        "revoked_at": grant.revoked_at,
-        "live": grant.is_live(now),
-    })
+fn view(grant: &Grant, now: i64) -> Share {
+    Share {
+        node: grant.node_id.clone(),
+        scope: grant.scope.clone(),
+        granted_at: grant.granted_at,
+        expires_at: grant.expires_at,
+        revoked_at: grant.revoked_at,
+        live: grant.is_live(now),
+    }
 }
 
 pub async fn list(
@@ -57,9 +48,9 @@ pub async fn list(
         None,
         &user.meta,
     ));
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "shares": grants.iter().map(|g| view(g, now)).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(ShareList {
+        shares: grants.iter().map(|g| view(g, now)).collect(),
+    }))
 }
 
 pub async fn grant(

@@ -373,3 +373,101 @@ fn browsers_on_configured_origins_may_call_the_api() {
     );
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+/// The Rust client speaks the routes above, and sharing and peers.
+#[test]
+fn the_rust_client_imports_syncs_in_batches_shares_and_manages_peers() {
+    use wrapsync_client::{Client, ClientError};
+    use wrapsync_tests::password_of;
+    use wrapsync_tests::users::SUPERVISOR;
+
+    let peer_key =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
+    let mut peer = toml::Table::new();
+    peer.insert("id".into(), "county-b".into());
+    peer.insert("url".into(), "http://127.0.0.1:9".into());
+    peer.insert("public_key".into(), peer_key.clone().into());
+    let mut extra = toml::Table::new();
+    extra.insert(
+        "peers".into(),
+        toml::Value::Array(vec![toml::Value::Table(peer)]),
+    );
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let login = |user: &str| {
+        let mut client = Client::new(node.url()).expect("a client");
+        client.login(user, &password_of(user)).expect("login");
+        client
+    };
+    let fran = login(FACILITATOR);
+
+    let doc = document_from_scratch(ActorId::random(), FACILITATOR);
+    let imported = fran.import_plan(doc.save()).expect("imported");
+    assert_eq!(imported.plan, render(&doc));
+
+    // A device with nothing asks with `have: []` and gets the whole plan.
+    let reply = fran
+        .sync_batch(
+            "rust-device",
+            vec![SyncBatchItem {
+                plan: imported.id.clone(),
+                message: None,
+                have: Some(Vec::new()),
+            }],
+        )
+        .expect("a batch");
+    let entry = &reply.plans[0];
+    let copy = Automerge::load(entry.changes.as_deref().expect("the plan")).expect("loads");
+    assert_eq!(render(&copy), imported.plan);
+    assert_eq!(entry.heads.as_ref(), Some(&sorted_heads(&copy)));
+    // Heads it has: nothing more; heads it cannot have: 409 for that plan.
+    let have = |heads: Vec<String>| {
+        fran.sync_batch(
+            "rust-device",
+            vec![SyncBatchItem {
+                plan: imported.id.clone(),
+                message: None,
+                have: Some(heads),
+            }],
+        )
+        .expect("a batch")
+        .plans
+        .remove(0)
+    };
+    let current = have(sorted_heads(&copy));
+    assert!(current.changes.is_none() && current.problem.is_none());
+    let unknown = have(vec!["ab".repeat(32)]);
+    assert_eq!(unknown.problem.map(|p| p.status), Some(409));
+
+    // Consent to share with the configured peer, listed, revoked once.
+    let share = fran.share(&imported.id, "county-b", None).expect("shared");
+    assert!(share.live);
+    assert_eq!(
+        fran.shares(&imported.id).expect("shares").shares,
+        vec![share]
+    );
+    fran.revoke_share(&imported.id, "county-b")
+        .expect("revoked");
+    match fran.revoke_share(&imported.id, "county-b") {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("revoking twice: {other:?}"),
+    }
+    assert!(!fran.shares(&imported.id).expect("shares").shares[0].live);
+
+    // Peers, for supervisors.
+    assert!(matches!(
+        fran.peers(),
+        Err(ClientError::Api { status: 403, .. })
+    ));
+    let sam = login(SUPERVISOR);
+    assert_eq!(sam.peers().expect("peers").peers[0].source, "config");
+    let added = sam
+        .add_peer("county-c", "https://c.example", &peer_key)
+        .expect("added");
+    assert_eq!(added.source, "admin");
+    assert_eq!(sam.peers().expect("peers").peers.len(), 2);
+    sam.remove_peer("county-c").expect("removed");
+    assert!(matches!(
+        sam.remove_peer("county-c"),
+        Err(ClientError::Api { status: 404, .. })
+    ));
+}
