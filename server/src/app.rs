@@ -45,6 +45,7 @@ impl App {
         let tokens = TokenKeys::new(&secret, config.issuer(), config.access_token_ttl_secs);
         let federation = Federation::open(&config, stored_peers)?;
         let plans = Plans::new(
+            config.node_id.clone(),
             pool.clone(),
             writer.clone(),
             config.cache_plans,
@@ -123,6 +124,7 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
     .disable_signals()
     .listen(listener)?
     .run();
+    actix_web::rt::spawn(crate::federation::outbound::run(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {

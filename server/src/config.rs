@@ -51,6 +51,10 @@ pub struct Config {
     /// origin. `WRAPSYNC_CORS_ORIGINS` takes them comma-separated.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Seconds between full passes over the plans shared with each peer
+    /// (anti-entropy); changes are sent at once besides.
+    #[serde(default = "default_federation_interval")]
+    pub federation_interval_secs: u64,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -74,6 +78,9 @@ fn default_max_sync() -> usize {
 fn default_cache_plans() -> usize {
     10_000
 }
+fn default_federation_interval() -> u64 {
+    30
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -93,6 +100,7 @@ const KEYS: &[&str] = &[
     "workers",
     "compact_after_chunks",
     "cors_origins",
+    "federation_interval_secs",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,7 @@ pub struct TestNode {
     pub(crate) http: reqwest::blocking::Client,
     backend: Backend,
     binary: PathBuf,
+    node_id: String,
     config_path: PathBuf,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -88,7 +89,11 @@ impl TestNode {
         }
     }
 
-    fn try_spawn_with(backend: Backend, extra: toml::Table) -> Result<Self> {
+    fn try_spawn_with(backend: Backend, mut extra: toml::Table) -> Result<Self> {
+        let node_id = match extra.remove("node_id") {
+            Some(toml::Value::String(id)) => id,
+            _ => NODE_ID.to_string(),
+        };
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wrapsync-test-")
@@ -102,7 +107,7 @@ impl TestNode {
         };
         let jwt_secret = random_token(48);
         let config = NodeConfig {
-            node_id: NODE_ID.to_string(),
+            node_id: node_id.clone(),
             listen: "127.0.0.1:0".to_string(),
             data_dir: data_dir.to_string_lossy().into_owned(),
             // SQLite: rely on the documented default, data_dir/node.db.
@@ -125,6 +130,7 @@ impl TestNode {
             http,
             backend,
             binary,
+            node_id,
             log_path: dir.path().join("node.log"),
             config_path,
             data_dir,
@@ -278,7 +284,7 @@ impl TestNode {
 
     /// The node id written in the config.
     pub fn node_id(&self) -> &str {
-        NODE_ID
+        &self.node_id
     }
 
     /// The storage this node runs on.

@@ -407,3 +407,172 @@ fn consented_plans_sync_to_a_signed_peer_sqlite() {
 fn consented_plans_sync_to_a_signed_peer_postgres() {
     consented_plans_sync_to_a_signed_peer_and_nothing_else_does(Backend::Postgres);
 }
+
+/// Two real nodes that trust each other (added through the admin API), each
+/// sending its shared plans every second besides at once on a change.
+fn two_nodes() -> (TestNode, TestNode) {
+    let spawn = |id: &str| {
+        let mut extra = toml::Table::new();
+        extra.insert("node_id".into(), id.into());
+        extra.insert("federation_interval_secs".into(), 1.into());
+        TestNode::spawn_with(Backend::Sqlite, extra)
+    };
+    let (a, b) = (spawn("county-a"), spawn("county-b"));
+    introduce(&a, &b);
+    introduce(&b, &a);
+    (a, b)
+}
+
+/// `to` trusts `from` at its current URL.
+fn introduce(to: &TestNode, from: &TestNode) {
+    let identity = from.get_anon("/federation/v1/identity");
+    let sam = to.login(SUPERVISOR);
+    to.post(
+        "/v1/admin/peers",
+        &sam,
+        &json!({"id": from.node_id(), "url": from.url(), "public_key": identity.json["public_key"]}),
+    )
+    .assert_status(201);
+}
+
+/// The bytes of a SQLite node's database files (main file and WAL).
+fn stored_bytes(node: &TestNode) -> Vec<u8> {
+    let db = node.db_path().expect("a SQLite node");
+    let mut bytes = std::fs::read(db).expect("the database file");
+    let wal = db.with_extension("db-wal");
+    if let Ok(more) = std::fs::read(wal) {
+        bytes.extend(more);
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
+    use wrapsync_tests::users::CAREGIVER_2;
+    use wrapsync_tests::{deadline, wait_until};
+    let (a, mut b) = two_nodes();
+    let fran = a.login(FACILITATOR);
+    let shared = a.create_plan(&fran, "Family that moved").id;
+    a.apply_ops(&fran, &shared, json!([
+        {"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}},
+        {"op":"add","path":"/team","value":{"name":"Cody (county B)","role":"caregiver","user":format!("{CAREGIVER_2}@county-b")}},
+        {"op":"replace","path":"/vision","value":"Settled near grandma"}
+    ]));
+    let secret = "Q-SECRET-VISION-never-leaves";
+    let unshared = a.create_plan(&fran, "Family that stayed").id;
+    a.apply_ops(
+        &fran,
+        &unshared,
+        json!([{"op":"replace","path":"/vision","value":secret}]),
+    );
+
+    // Consent given: the plan reaches B promptly, whole.
+    a.post(
+        &format!("/v1/plans/{shared}/shares"),
+        &fran,
+        &json!({"node":"county-b"}),
+    )
+    .assert_status(201);
+    let cody = b.login(CAREGIVER_2);
+    let arrived = wait_until(deadline(30), || {
+        b.get(&format!("/v1/plans/{shared}"), &cody).status == 200
+    });
+    assert!(arrived, "the shared plan never reached node B\n{}", a.log());
+    let at_a = a.read_plan(&fran, &shared);
+    assert_eq!(b.read_plan(&cody, &shared).plan, at_a.plan);
+    // B's own carla is not A's carla: a plain name on the roster is a user
+    // of the plan's home.
+    let b_carla = b.login(CAREGIVER);
+    b.get(&format!("/v1/plans/{shared}"), &b_carla)
+        .assert_status(404);
+    assert!(b.list_all_plans(&b_carla).iter().all(|p| p.id != shared));
+    // The replica is read-only for now.
+    b.post_ops(
+        &cody,
+        &shared,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"from B"}]),
+    )
+    .assert_problem(422, "change-forbidden");
+
+    // Edits at home follow.
+    a.apply_ops(
+        &fran,
+        &shared,
+        json!([{"op":"replace","path":"/mission","value":"New school by March"}]),
+    );
+    assert!(wait_until(deadline(30), || {
+        b.read_plan(&cody, &shared).plan["mission"] == "New school by March"
+    }));
+    let sam = a.login(SUPERVISOR);
+    let peers = a.get("/v1/admin/peers", &sam);
+    assert_eq!(peers.json["peers"][0]["status"]["reachable"], true);
+
+    // B is killed, A edits meanwhile, B comes back (at a new address):
+    // nothing is lost.
+    b.kill();
+    for i in 0..5 {
+        a.apply_ops(&fran, &shared, json!([{"op":"add","path":"/strengths","value":{"statement":format!("Strength {i}"),"about":"family"}}]));
+    }
+    assert!(wait_until(deadline(30), || {
+        a.get("/v1/admin/peers", &sam).json["peers"][0]["status"]["reachable"] == false
+    }));
+    b.start();
+    introduce(&a, &b);
+    let cody = b.login(CAREGIVER_2);
+    assert!(
+        wait_until(deadline(60), || b.read_plan(&cody, &shared).version
+            == a.read_plan(&fran, &shared).version),
+        "B did not catch up after its restart\n{}",
+        a.log()
+    );
+    assert_eq!(
+        b.read_plan(&cody, &shared).plan,
+        a.read_plan(&fran, &shared).plan
+    );
+
+    // Revoked: what B has stays; nothing more is sent.
+    a.post(
+        &format!("/v1/plans/{shared}/shares/county-b/revoke"),
+        &fran,
+        &json!({}),
+    )
+    .assert_status(204);
+    a.apply_ops(
+        &fran,
+        &shared,
+        json!([{"op":"replace","path":"/vision","value":"After the family withdrew consent"}]),
+    );
+    let edited = a.read_plan(&fran, &shared).version;
+    let passed = |node: &TestNode| {
+        node.get("/v1/admin/peers", &sam).json["peers"][0]["status"]["last_success_at"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    // Two passes end after the edit: the second began after it.
+    for _ in 0..2 {
+        let before = passed(&a);
+        assert!(
+            wait_until(deadline(30), || passed(&a) > before),
+            "no pass after the edit"
+        );
+    }
+    assert_ne!(b.read_plan(&cody, &shared).version, edited);
+    assert_eq!(
+        b.read_plan(&cody, &shared).plan["vision"],
+        "Settled near grandma"
+    );
+
+    // The plan never shared is nowhere in B's storage: not its id, not its
+    // words; the shared one is.
+    let stored = stored_bytes(&b);
+    assert!(contains(&stored, &shared));
+    assert!(!contains(&stored, &unshared));
+    assert!(!contains(&stored, secret));
+}

@@ -42,6 +42,7 @@ fn listed(app: &App, peer: &Peer) -> PeerEntry {
         url: peer.url.clone(),
         public_key: peer.public_key.clone(),
         source: source.into(),
+        status: app.federation.outbound.status(&peer.id),
     }
 }
 

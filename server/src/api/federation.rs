@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
+use crate::store::plans as stored_plans;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -21,9 +22,10 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
     }))
 }
 
-/// One Automerge sync round with a peer node, for a plan the family has
-/// consented to share with it. Without a live grant the answer is `404`,
-/// exactly as for a plan that does not exist.
+/// One Automerge sync round with a peer node: for a plan homed here that
+/// the family consented to share with it (else `404`, exactly as for a plan
+/// that does not exist), or for a plan homed at that peer, which this node
+/// keeps a replica of (made on the first changes the home sends).
 pub async fn plan_sync(
     app: web::Data<App>,
     req: HttpRequest,
@@ -33,41 +35,59 @@ pub async fn plan_sync(
     let meta = request_meta(&req);
     let body = body?;
     let peer = verified_peer(&app, &req, &body.0, &meta)?;
-    let grant = {
-        let (plan, node) = (id.to_string(), peer.clone());
-        app.blocking(move |conn| consent::find(conn, &plan, &node))
+    let home = {
+        let plan = id.to_string();
+        app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
             .await?
     };
-    let entry = match grant.filter(|g| g.is_live(now_ms())) {
-        Some(_) => app.plans.get(&id).await?,
-        None => None,
-    };
-    let Some(entry) = entry else {
+    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
+    let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
             &peer,
             Some(&id),
             "peer.sync",
-            "not_found",
-            None,
+            e.audit_outcome(),
+            Some(e.to_string()),
             &meta,
         ));
-        return Err(ApiError::NotFound);
+        e
     };
-    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
-    let reply = app
-        .plans
-        .sync_peer(&entry, &peer, message, meta.clone())
-        .await
-        .inspect_err(|e| {
-            app.plans.audit(peer_audit(
-                &peer,
-                Some(&id),
-                "peer.sync",
-                e.audit_outcome(),
-                Some(e.to_string()),
-                &meta,
-            ));
-        })?;
+    let reply = match home {
+        // Homed here: the peer gets it only with the family's consent.
+        Some(None) => {
+            let grant = {
+                let (plan, node) = (id.to_string(), peer.clone());
+                app.blocking(move |conn| consent::find(conn, &plan, &node))
+                    .await?
+            };
+            let entry = match grant.filter(|g| g.is_live(now_ms())) {
+                Some(_) => app.plans.get(&id).await?,
+                None => None,
+            };
+            let Some(entry) = entry else {
+                return Err(audited(ApiError::NotFound));
+            };
+            app.plans
+                .sync_peer(&entry, &peer, message, meta.clone())
+                .await
+                .map_err(audited)?
+        }
+        // A replica of the peer's own plan, or one it now shares with us.
+        Some(Some(home)) if home == peer => {
+            let entry = app.plans.get(&id).await?.ok_or(ApiError::NotFound)?;
+            app.plans
+                .sync_from_home(Some(&entry), &id, &peer, message, meta.clone())
+                .await
+                .map_err(audited)?
+        }
+        Some(Some(_)) => return Err(audited(ApiError::NotFound)),
+        None if wrapsync_shared::plan::is_item_id(&id) => app
+            .plans
+            .sync_from_home(None, &id, &peer, message, meta.clone())
+            .await
+            .map_err(audited)?,
+        None => return Err(audited(ApiError::NotFound)),
+    };
     Ok(match reply {
         Some(reply) => HttpResponse::Ok()
             .content_type("application/octet-stream")

@@ -111,9 +111,12 @@ pub async fn grant(
     app.writer
         .write(move |conn| {
             consent::grant(conn, &kept)?;
+            // In the change log, so the outbox sends the plan to the peer.
+            crate::store::plans::record_change(conn, &kept.plan_id, kept.granted_at)?;
             crate::store::audit::insert_audit(conn, &[audit])
         })
         .await?;
+    app.plans.notify_changed();
     Ok(HttpResponse::Created().json(view(&grant, now)))
 }
 

@@ -32,6 +32,7 @@ diesel::table! {
         heads -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        home_node -> Nullable<Text>,
     }
 }
 
@@ -89,7 +90,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_states,
     plan_changes,
     consent_grants,
-    peers
+    peers,
+    peer_cursors
 );
 
 diesel::table! {
@@ -128,5 +130,13 @@ diesel::table! {
         url -> Text,
         public_key -> Text,
         added_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    peer_cursors (peer_id) {
+        peer_id -> Text,
+        seq -> BigInt,
+        updated_at -> BigInt,
     }
 }

@@ -3,6 +3,7 @@
 //! exactly as hostile input from a phone is.
 
 pub mod identity;
+pub mod outbound;
 pub mod peers;
 pub mod signing;
 
@@ -22,6 +23,7 @@ pub struct Federation {
     pub verifier: Verifier,
     config_peers: Vec<Peer>,
     peers: RwLock<Arc<Peers>>,
+    pub outbound: outbound::Outbound,
 }
 
 impl Federation {
@@ -37,6 +39,7 @@ impl Federation {
             key,
             config_peers: config.peers.clone(),
             peers: RwLock::new(Arc::new(Peers::default())),
+            outbound: outbound::Outbound::default(),
         };
         federation
             .set_stored(stored)

@@ -84,11 +84,20 @@ pub struct Plans {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Automerge sync states by (device, plan), backed by the database.
     sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
+    /// This node's id: who on a roster is a user here (`PlanView::localized`).
+    node_id: String,
 }
 
 impl Plans {
-    pub fn new(pool: Pool, writer: Writer, cache_plans: usize, compact_after: usize) -> Self {
+    pub fn new(
+        node_id: String,
+        pool: Pool,
+        writer: Writer,
+        cache_plans: usize,
+        compact_after: usize,
+    ) -> Self {
         Plans {
+            node_id,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -151,6 +160,7 @@ impl Plans {
             .any(|v| v.user.is_none());
         if unnamed {
             PlanView::render(&view.id, doc, &*self.actor_names().await)
+                .localized(view.home.clone(), &self.node_id)
         } else {
             view
         }
@@ -165,8 +175,11 @@ impl Plans {
             return Ok(None);
         }
         let plan_id = id.to_string();
-        let chunks = self
-            .blocking(move |conn| stored::chunks_after(conn, &plan_id, 0))
+        let (chunks, home) = self
+            .blocking(move |conn| {
+                let chunks = stored::chunks_after(conn, &plan_id, 0)?;
+                Ok((chunks, stored::plan_home(conn, &plan_id)?))
+            })
             .await?;
         if chunks.is_empty() {
             return Ok(None);
@@ -174,7 +187,8 @@ impl Plans {
         let (doc, seqs) = tokio::task::spawn_blocking(move || load_chunks(chunks))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let view = PlanView::render(id, &doc, &*self.actor_names().await);
+        let view = PlanView::render(id, &doc, &*self.actor_names().await)
+            .localized(home.flatten(), &self.node_id);
         let entry = Arc::new(PlanEntry {
             id: id.to_string(),
             state: tokio::sync::Mutex::new(PlanState { doc, chunks: seqs }),
@@ -236,7 +250,8 @@ impl Plans {
         );
         let actors = vec![doc.get_actor().to_hex_string()];
         let audit = audit_record(actor, Some(&id), "plan.create", "ok", None, &meta);
-        self.store_new(id, doc, actor, actors, audit).await
+        self.store_new(id, doc, Some(actor), None, actors, audit)
+            .await
     }
 
     /// Starts a plan from a whole Automerge document made elsewhere (any
@@ -256,7 +271,7 @@ impl Plans {
         };
         check_incoming(&doc, &[], &editor).map_err(ApiError::RefusedChanges)?;
         let id = ulid::Ulid::new().to_string();
-        let view = PlanView::render(&id, &doc, &HashMap::new());
+        let view = PlanView::render(&id, &doc, &HashMap::new()).localized(None, &self.node_id);
         if view.role_of(actor).is_none() {
             return Err(ApiError::RefusedChanges(PlanError::schema(
                 "/team",
@@ -266,19 +281,23 @@ impl Plans {
         let actors = self.check_actors(actor, &doc, &[]).await?;
         let summary = format!("imported with {} changes", doc.get_changes(&[]).len());
         let audit = audit_record(actor, Some(&id), "plan.create", "ok", Some(summary), &meta);
-        self.store_new(id, doc, actor, actors, audit).await
+        self.store_new(id, doc, Some(actor), None, actors, audit)
+            .await
     }
 
-    /// Stores a new plan whole, binds its actors to `actor`, and caches it.
+    /// Stores a new plan whole, binds its actors to `actor` (if made here),
+    /// and caches it. `home`: the peer it is homed at, for a replica.
     async fn store_new(
         &self,
         id: String,
         doc: Automerge,
-        actor: &Actor,
+        actor: Option<&Actor>,
+        home: Option<String>,
         actors: Vec<String>,
         audit: AuditRecord,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let view = PlanView::render(&id, &doc, &*self.actor_names().await);
+        let view = PlanView::render(&id, &doc, &*self.actor_names().await)
+            .localized(home.clone(), &self.node_id);
         let snapshot = doc.save();
         let now = now_ms();
         let row = PlanRow {
@@ -288,9 +307,10 @@ impl Plans {
             heads: view.version.join(","),
             created_at: now,
             updated_at: now,
+            home_node: home,
         };
         let members = view.members.clone();
-        let user_id = actor.user_id.clone();
+        let user_id = actor.map(|a| a.user_id.clone());
         let binding = actors.clone();
         let seq = self
             .writer
@@ -298,16 +318,20 @@ impl Plans {
                 stored::insert_plan(conn, &row)?;
                 let seq = stored::append_chunk(conn, &row.id, &snapshot, true, now)?;
                 stored::set_members(conn, &row.id, &members)?;
-                for actor_hex in &binding {
-                    bind_actor(conn, actor_hex, &user_id, now)?;
+                if let Some(user_id) = &user_id {
+                    for actor_hex in &binding {
+                        bind_actor(conn, actor_hex, user_id, now)?;
+                    }
                 }
                 stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
                 Ok(seq)
             })
             .await?;
-        *self.actor_names.lock() = None;
-        self.bound_actors.lock().extend(actors);
+        if actor.is_some() {
+            *self.actor_names.lock() = None;
+            self.bound_actors.lock().extend(actors);
+        }
         let view = Arc::new(self.with_names(&doc, view).await);
         let entry = Arc::new(PlanEntry {
             id: id.clone(),
@@ -332,6 +356,9 @@ impl Plans {
         ops: Vec<Op>,
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
+        if let Some(home) = &entry.view().home {
+            return Err(sync::replica_is_read_only(home));
+        }
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
 
@@ -386,10 +413,11 @@ impl Plans {
             return Ok((entry.view(), results));
         }
         let change = state.doc.save_after(&heads_before);
-        let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await);
+        let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+            .localized(entry.view().home.clone(), &self.node_id);
         let actors = vec![self.actor_id(actor).to_hex_string()];
         match self
-            .persist(entry, actor, &view, change, actors, audit)
+            .persist(entry, Some(actor), &view, change, actors, audit)
             .await
         {
             Ok(seq) => {
@@ -420,7 +448,7 @@ impl Plans {
     async fn persist(
         &self,
         entry: &PlanEntry,
-        actor: &Actor,
+        actor: Option<&Actor>,
         view: &PlanView,
         change: Vec<u8>,
         actors: Vec<String>,
@@ -435,13 +463,14 @@ impl Plans {
             heads: view.version.join(","),
             created_at: now,
             updated_at: now,
+            home_node: None,
         };
         let members = members_changed.then(|| view.members.clone());
         let unbound: Vec<String> = {
             let bound = self.bound_actors.lock();
             actors.into_iter().filter(|a| !bound.contains(a)).collect()
         };
-        let user_id = actor.user_id.clone();
+        let user_id = actor.map(|a| a.user_id.clone());
         let newly_bound = unbound.clone();
         let seq = self
             .writer
@@ -451,8 +480,10 @@ impl Plans {
                 if let Some(members) = members {
                     stored::set_members(conn, &row.id, &members)?;
                 }
-                for actor_hex in &unbound {
-                    bind_actor(conn, actor_hex, &user_id, now)?;
+                if let Some(user_id) = &user_id {
+                    for actor_hex in &unbound {
+                        bind_actor(conn, actor_hex, user_id, now)?;
+                    }
                 }
                 stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
@@ -498,7 +529,8 @@ impl Plans {
         }
         state.chunks = present.into_iter().collect();
         if !missing.is_empty() {
-            let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await);
+            let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+                .localized(entry.view().home.clone(), &self.node_id);
             *entry.view.write() = Arc::new(view);
         }
         Ok(())
@@ -633,6 +665,12 @@ impl Plans {
     }
 
     /// Wakes whenever any plan of this node changes.
+    /// Tells whoever follows changes (the change feed, the federation
+    /// outbox) that something was stored.
+    pub fn notify_changed(&self) {
+        let _ = self.changed.send(());
+    }
+
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<()> {
         self.changed.subscribe()
     }

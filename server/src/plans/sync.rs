@@ -132,7 +132,140 @@ pub(crate) fn receive_round(
     Ok(Received::Nothing)
 }
 
+/// Edits to a plan homed at a peer are made at its home, for now: a
+/// replica takes changes from its home only.
+pub(crate) fn replica_is_read_only(home: &str) -> ApiError {
+    ApiError::RefusedChanges(PlanError::Forbidden(format!(
+        "this plan is homed at node {home}; edit it there"
+    )))
+}
+
 impl Plans {
+    /// A round with `peer` about a plan homed at `peer`: the replica here
+    /// (`entry`), or, with no entry yet, a plan the home has just shared
+    /// with this node (created here on its first changes). The home's
+    /// changes are held to the schema and the no-removal rule, as the home
+    /// holds the family's roster and checked its own people's roles.
+    pub async fn sync_from_home(
+        &self,
+        entry: Option<&PlanEntry>,
+        plan_id: &str,
+        peer: &str,
+        message: Option<&[u8]>,
+        meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let message = message.map(decode).transpose()?;
+        let device = format!("peer:{peer}");
+        let home_editor = Editor {
+            role: wrapsync_shared::roles::Role::Supervisor,
+            member_id: None,
+        };
+        let Some(entry) = entry else {
+            // First contact: nothing is kept until the plan itself arrives.
+            let mut doc = Automerge::new();
+            let mut state = sync::State::new();
+            return match receive_round(&mut doc, &mut state, message)? {
+                Received::Nothing => Ok(doc
+                    .generate_sync_message(&mut state)
+                    .map(sync::Message::encode)),
+                Received::WaitingForDependencies(reply) => Ok(reply),
+                Received::Changes(scratch) => {
+                    check_incoming(&scratch, &[], &home_editor)
+                        .map_err(ApiError::RefusedChanges)?;
+                    let audit =
+                        super::peer_audit(peer, Some(plan_id), "peer.replicate", "ok", None, &meta);
+                    self.store_new(
+                        plan_id.to_string(),
+                        *scratch,
+                        None,
+                        Some(peer.to_string()),
+                        Vec::new(),
+                        audit,
+                    )
+                    .await?;
+                    let entry = self.get(plan_id).await?.ok_or(ApiError::NotFound)?;
+                    let guard = entry.state.lock().await;
+                    let reply = guard
+                        .doc
+                        .generate_sync_message(&mut state)
+                        .map(sync::Message::encode);
+                    drop(guard);
+                    self.keep_sync_state(&device, plan_id, state);
+                    Ok(reply)
+                }
+            };
+        };
+        let mut state = entry.state.lock().await;
+        self.catch_up(entry, &mut state).await?;
+        let mut sync_state = self.sync_state(&device, &entry.id).await?;
+        let before = state.doc.get_heads();
+        match receive_round(&mut state.doc, &mut sync_state, message)? {
+            Received::Nothing => {}
+            Received::WaitingForDependencies(reply) => {
+                drop(state);
+                self.keep_sync_state(&device, &entry.id, sync_state);
+                return Ok(reply);
+            }
+            Received::Changes(scratch) => {
+                check_incoming(&scratch, &before, &home_editor)
+                    .map_err(ApiError::RefusedChanges)?;
+                let change = scratch.save_after(&before);
+                let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
+                    .localized(entry.view().home.clone(), &self.node_id);
+                let audit =
+                    super::peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta);
+                let seq = self
+                    .persist(entry, None, &view, change, Vec::new(), audit)
+                    .await?;
+                state.chunks.insert(seq);
+                state.doc = *scratch;
+                *entry.view.write() = Arc::new(view);
+            }
+        }
+        let reply = state
+            .doc
+            .generate_sync_message(&mut sync_state)
+            .map(sync::Message::encode);
+        drop(state);
+        self.keep_sync_state(&device, &entry.id, sync_state);
+        Ok(reply)
+    }
+
+    /// This node's side of pushing a plan homed here to `peer`: takes the
+    /// peer's last reply (`None` starts a session) and answers this node's
+    /// next message, `None` when it has nothing to say. A session starts
+    /// assuming nothing it sent before arrived, since a failed request ends
+    /// a session midway. A replica holder sending changes is refused:
+    /// replicas are read-only for now.
+    pub async fn outbound_round(
+        &self,
+        entry: &PlanEntry,
+        peer: &str,
+        reply: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let reply = reply.map(decode).transpose()?;
+        let device = format!("out:{peer}");
+        let mut state = entry.state.lock().await;
+        self.catch_up(entry, &mut state).await?;
+        let mut sync_state = self.sync_state(&device, &entry.id).await?;
+        match reply {
+            None => forget_unacknowledged(&mut sync_state),
+            Some(reply) if !reply.changes.is_empty() => {
+                return Err(ApiError::RefusedChanges(PlanError::Forbidden(format!(
+                    "node {peer} sent changes to a plan homed here"
+                ))));
+            }
+            Some(reply) => receive(&mut state.doc, &mut sync_state, reply)?,
+        }
+        let message = state
+            .doc
+            .generate_sync_message(&mut sync_state)
+            .map(sync::Message::encode);
+        drop(state);
+        self.keep_sync_state(&device, &entry.id, sync_state);
+        Ok(message)
+    }
+
     /// One sync round for `device`: takes the device's message, answers the
     /// node's (or `None` when the two are in sync).
     pub async fn sync(
@@ -158,10 +291,14 @@ impl Plans {
             match receive_round(&mut state.doc, &mut sync_state, message)? {
                 Received::Nothing => {}
                 Received::Changes(scratch) => {
+                    if let Some(home) = &view.home {
+                        return Err(replica_is_read_only(home));
+                    }
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
                     let change = scratch.save_after(&before);
-                    let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await);
+                    let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
+                        .localized(entry.view().home.clone(), &self.node_id);
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,
@@ -172,7 +309,7 @@ impl Plans {
                         &meta,
                     );
                     let seq = self
-                        .persist(entry, actor, &view, change, actors, audit)
+                        .persist(entry, Some(actor), &view, change, actors, audit)
                         .await?;
                     state.chunks.insert(seq);
                     let view = self.with_names(&scratch, view).await;

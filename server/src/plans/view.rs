@@ -20,8 +20,12 @@ pub struct PlanView {
     pub etag: String,
     pub title: String,
     pub phase: String,
-    /// Active roster members linked to a user of this node.
+    /// Active roster members linked to a user of this node (see
+    /// `localized`).
     pub members: Vec<Membership>,
+    /// The node this plan is homed at, when it is not this one (a replica
+    /// of a plan shared with this node).
+    pub home: Option<String>,
     pub plan: serde_json::Value,
     pub conflicts: Vec<ConflictView>,
     body: Bytes,
@@ -89,11 +93,32 @@ impl PlanView {
             title: text(&plan["title"]),
             phase: text(&plan["enrollment"]["phase"]),
             members,
+            home: None,
             plan,
             conflicts,
             body,
             restricted: OnceLock::new(),
         }
+    }
+
+    /// Keeps the members who are users of this node (`node`): on a plan
+    /// homed here, plain usernames and `name@node`; on a replica of a plan
+    /// homed elsewhere, only `name@node`, since a plain name there is a user
+    /// of the plan's home, not whoever has that name here.
+    pub fn localized(mut self, home: Option<String>, node: &str) -> PlanView {
+        self.members = std::mem::take(&mut self.members)
+            .into_iter()
+            .filter_map(|mut m| match (m.username.split_once('@'), &home) {
+                (None, None) => Some(m),
+                (Some((name, at)), _) if at == node && !name.is_empty() => {
+                    m.username = name.to_string();
+                    Some(m)
+                }
+                _ => None,
+            })
+            .collect();
+        self.home = home;
+        self
     }
 
     /// The caller's membership, if they are on the roster.

@@ -74,3 +74,21 @@ pub fn find(conn: &mut DbConnection, plan: &str, node: &str) -> Result<Option<Gr
         .first(conn)
         .optional()?)
 }
+
+/// The plans with a live grant for `node`.
+pub fn live_for_node(
+    conn: &mut DbConnection,
+    node: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(consent_grants::table
+        .filter(consent_grants::node_id.eq(node))
+        .filter(consent_grants::revoked_at.is_null())
+        .filter(
+            consent_grants::expires_at
+                .is_null()
+                .or(consent_grants::expires_at.gt(now)),
+        )
+        .select(consent_grants::plan_id)
+        .load(conn)?)
+}

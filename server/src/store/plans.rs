@@ -16,6 +16,8 @@ pub struct PlanRow {
     pub heads: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The peer node this plan is homed at; `None`: this node.
+    pub home_node: Option<String>,
 }
 
 /// A team member who is a user of this node.
@@ -43,6 +45,16 @@ pub fn update_plan(conn: &mut DbConnection, row: &PlanRow) -> Result<(), StoreEr
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// `Some(home)` for a stored plan (`home` is `None` when it is homed here),
+/// `None` when there is no such plan.
+pub fn plan_home(conn: &mut DbConnection, id: &str) -> Result<Option<Option<String>>, StoreError> {
+    Ok(plans::table
+        .find(id)
+        .select(plans::home_node)
+        .first::<Option<String>>(conn)
+        .optional()?)
 }
 
 pub fn plan_exists(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
@@ -200,6 +212,53 @@ pub fn record_change(conn: &mut DbConnection, plan_id: &str, now: i64) -> Result
     diesel::insert_into(plan_changes::table)
         .values((plan_changes::plan_id.eq(plan_id), plan_changes::at.eq(now)))
         .execute(conn)?;
+    Ok(())
+}
+
+/// Change log rows after `seq`, oldest first: the federation outbox.
+pub fn changes_after_seq(
+    conn: &mut DbConnection,
+    seq: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(plan_changes::table
+        .filter(plan_changes::seq.gt(seq))
+        .order(plan_changes::seq)
+        .limit(limit)
+        .select((plan_changes::seq, plan_changes::plan_id))
+        .load(conn)?)
+}
+
+/// How far `peer` has been sent the change log.
+pub fn peer_cursor(conn: &mut DbConnection, peer: &str) -> Result<i64, StoreError> {
+    use crate::db::schema::peer_cursors;
+    Ok(peer_cursors::table
+        .find(peer)
+        .select(peer_cursors::seq)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub fn set_peer_cursor(
+    conn: &mut DbConnection,
+    peer: &str,
+    seq: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    use crate::db::schema::peer_cursors;
+    let updated = diesel::update(peer_cursors::table.find(peer))
+        .set((peer_cursors::seq.eq(seq), peer_cursors::updated_at.eq(now)))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(peer_cursors::table)
+            .values((
+                peer_cursors::peer_id.eq(peer),
+                peer_cursors::seq.eq(seq),
+                peer_cursors::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
 }
 

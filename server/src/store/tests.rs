@@ -106,7 +106,7 @@ fn migrations_create_every_column_diesel_knows() {
             .unwrap_or_else(|e| panic!("{e}"));
         plans::table
             .select(plans::all_columns)
-            .load::<(String, String, String, String, i64, i64)>(&mut conn)
+            .load::<(String, String, String, String, i64, i64, Option<String>)>(&mut conn)
             .unwrap_or_else(|e| panic!("{e}"));
         plan_chunks::table
             .select(plan_chunks::all_columns)
@@ -123,6 +123,27 @@ fn migrations_create_every_column_diesel_knows() {
         audit_log::table
             .select(audit_log::id)
             .load::<i64>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        consent_grants::table
+            .select(consent_grants::all_columns)
+            .load::<(
+                String,
+                String,
+                String,
+                String,
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<i64>,
+            )>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        peers::table
+            .select(peers::all_columns)
+            .load::<(String, String, String, i64)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        peer_cursors::table
+            .select(peer_cursors::all_columns)
+            .load::<(String, i64, i64)>(&mut conn)
             .unwrap_or_else(|e| panic!("{e}"));
         // Migrating twice is a no-op.
         db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
@@ -172,6 +193,7 @@ fn plan_row(id: &str, updated_at: i64) -> PlanRow {
         heads: String::new(),
         created_at: updated_at,
         updated_at,
+        home_node: None,
     }
 }
 
