@@ -37,9 +37,25 @@ impl PeerKey {
     }
 
     fn sign(&self, aud: &str, method: &str, path: &str, body: &[u8], iat: i64, exp: i64) -> String {
+        self.sign_for(aud, method, path, body, iat, exp, json!({}))
+    }
+
+    /// As `sign`, vouching for the authors (`act`: actor hex → username).
+    #[allow(clippy::too_many_arguments)]
+    fn sign_for(
+        &self,
+        aud: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        iat: i64,
+        exp: i64,
+        act: serde_json::Value,
+    ) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.id.clone());
         let claims = json!({
+            "act": act,
             "iss": self.id, "aud": aud, "iat": iat, "exp": exp,
             "jti": format!("{:032x}", rand::random::<u128>()),
             "htm": method, "htu": path,
@@ -78,13 +94,33 @@ fn pull(
     doc: &mut Automerge,
     state: &mut sync::State,
 ) -> u16 {
+    pull_as(node, key, plan, doc, state, json!({}))
+}
+
+/// `pull`, vouching for the authors of the changes the peer sends.
+fn pull_as(
+    node: &TestNode,
+    key: &PeerKey,
+    plan: &str,
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    act: serde_json::Value,
+) -> u16 {
     let path = format!("/federation/v1/plans/{plan}/sync");
     for _ in 0..10 {
         let body = doc
             .generate_sync_message(state)
             .map(sync::Message::encode)
             .unwrap_or_default();
-        let auth = key.sign(node.node_id(), "POST", &path, &body, now(), now() + 60);
+        let auth = key.sign_for(
+            node.node_id(),
+            "POST",
+            &path,
+            &body,
+            now(),
+            now() + 60,
+            act.clone(),
+        );
         let reply = post_signed(node, &path, Some(&auth), body);
         match reply.status {
             200 => {
@@ -243,28 +279,55 @@ fn consented_plans_sync_to_a_signed_peer_and_nothing_else_does(backend: Backend)
         );
     }
 
-    // A peer sending changes of its own is refused (the plan is replicated
-    // out only, for now), and the plan is untouched.
+    // Changes made on the peer: refused unless the peer vouches for their
+    // author, the author is on the team as name@peer, and the role allows
+    // them; then kept and attributed.
     let version = node.read_plan(&fran, &shared).version;
-    let mut tx = doc.transaction();
-    wrapsync_shared::automerge::transaction::Transactable::put(
-        &mut tx,
-        wrapsync_shared::automerge::ROOT,
-        "vision",
-        "Changed elsewhere",
-    )
-    .expect("put");
-    tx.commit();
-    let mut refused = 0;
-    for _ in 0..5 {
-        let status = pull(&node, &b, &shared, &mut doc, &mut state);
-        if status == 422 {
-            refused += 1;
-            break;
-        }
-    }
-    assert_eq!(refused, 1, "the peer's change is refused");
+    let put = |doc: &mut Automerge, key: &str, value: &str| {
+        let mut tx = doc.transaction();
+        wrapsync_shared::automerge::transaction::Transactable::put(
+            &mut tx,
+            wrapsync_shared::automerge::ROOT,
+            key,
+            value,
+        )
+        .expect("put");
+        tx.commit();
+    };
+    put(&mut doc, "vision", "Changed elsewhere");
+    let actor = doc.get_actor().to_hex_string();
+    // Rounds until the node refuses (422) or nothing more is exchanged.
+    let push = |doc: &mut Automerge, act: serde_json::Value| {
+        let mut state = sync::State::new();
+        pull_as(&node, &b, &shared, doc, &mut state, act)
+    };
+    assert_eq!(push(&mut doc, json!({})), 422, "no author vouched for");
+    assert_eq!(
+        push(&mut doc, json!({ &actor: "dana" })),
+        422,
+        "dana@county-b is not on the team"
+    );
     assert_eq!(node.read_plan(&fran, &shared).version, version);
+    node.apply_ops(&fran, &shared, json!([
+        {"op":"add","path":"/team","value":{"name":"Dana (county B)","role":"caregiver","user":"dana@county-b"}}
+    ]));
+    assert_eq!(push(&mut doc, json!({ &actor: "dana" })), 204);
+    assert_eq!(
+        node.read_plan(&fran, &shared).plan["vision"],
+        "Changed elsewhere"
+    );
+    let history = node.history(&fran, &shared);
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some("dana@county-b")));
+    // A caregiver's change to the title is refused, whoever vouches.
+    put(&mut doc, "title", "Renamed elsewhere");
+    assert_eq!(push(&mut doc, json!({ &actor: "dana" })), 422);
+    assert_eq!(
+        node.read_plan(&fran, &shared).plan["title"],
+        "Moving family"
+    );
 
     // Revoking stops sync from then on.
     node.post(
@@ -492,14 +555,45 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
     b.get(&format!("/v1/plans/{shared}"), &b_carla)
         .assert_status(404);
     assert!(b.list_all_plans(&b_carla).iter().all(|p| p.id != shared));
-    // The replica is read-only for now.
-    b.post_ops(
-        &cody,
+    // Both sides edit at once, one field each and one field both: the
+    // edits meet on both nodes, attributed to who made them.
+    b.apply_ops(&cody, &shared, json!([
+        {"op":"add","path":"/strengths","value":{"statement":"Cody drives to every meeting","about":"family"}},
+        {"op":"replace","path":"/vision","value":"Vision from county B"}
+    ]));
+    a.apply_ops(
+        &fran,
         &shared,
-        None,
-        json!([{"op":"replace","path":"/vision","value":"from B"}]),
-    )
-    .assert_problem(422, "change-forbidden");
+        json!([
+            {"op":"replace","path":"/vision","value":"Vision from county A"},
+            {"op":"add","path":"/needs","value":{"domain":"school","statement":"A new school"}}
+        ]),
+    );
+    let converged = wait_until(deadline(30), || {
+        let (at_a, at_b) = (a.read_plan(&fran, &shared), b.read_plan(&cody, &shared));
+        at_a.version == at_b.version
+            && at_a.plan["strengths"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+    });
+    assert!(
+        converged,
+        "the two nodes did not converge\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let (at_a, at_b) = (a.read_plan(&fran, &shared), b.read_plan(&cody, &shared));
+    assert_eq!(at_a.plan, at_b.plan);
+    assert_eq!(
+        at_a.plan["strengths"][0]["statement"],
+        "Cody drives to every meeting"
+    );
+    assert_eq!(at_a.plan["needs"][0]["statement"], "A new school");
+    let history = a.history(&fran, &shared);
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some("cody@county-b")));
 
     // Edits at home follow.
     a.apply_ops(
@@ -538,6 +632,7 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
     );
 
     // Revoked: what B has stays; nothing more is sent.
+    let vision_at_b = b.read_plan(&cody, &shared).plan["vision"].clone();
     a.post(
         &format!("/v1/plans/{shared}/shares/county-b/revoke"),
         &fran,
@@ -564,10 +659,7 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
         );
     }
     assert_ne!(b.read_plan(&cody, &shared).version, edited);
-    assert_eq!(
-        b.read_plan(&cody, &shared).plan["vision"],
-        "Settled near grandma"
-    );
+    assert_eq!(b.read_plan(&cody, &shared).plan["vision"], vision_at_b);
 
     // The plan never shared is nowhere in B's storage: not its id, not its
     // words; the shared one is.

@@ -5,6 +5,7 @@ use super::extract::{request_meta, RawBody};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::federation::SignedBy;
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
@@ -34,7 +35,7 @@ pub async fn plan_sync(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let peer = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, authors } = verified_peer(&app, &req, &body.0, &meta)?;
     let home = {
         let plan = id.to_string();
         app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
@@ -68,7 +69,7 @@ pub async fn plan_sync(
                 return Err(audited(ApiError::NotFound));
             };
             app.plans
-                .sync_peer(&entry, &peer, message, meta.clone())
+                .sync_peer(&entry, &peer, &authors, message, meta.clone())
                 .await
                 .map_err(audited)?
         }
@@ -102,7 +103,7 @@ fn verified_peer(
     req: &HttpRequest,
     body: &[u8],
     meta: &RequestMeta,
-) -> Result<String, ApiError> {
+) -> Result<SignedBy, ApiError> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)

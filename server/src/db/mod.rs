@@ -35,6 +35,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the storage writer has stopped")]
     WriterGone,
+    /// A write refused for what the data says (e.g. an actor bound to
+    /// someone else), rolled back whole.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {

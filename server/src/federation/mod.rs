@@ -9,7 +9,7 @@ pub mod signing;
 
 pub use identity::NodeKey;
 pub use peers::{Peer, Peers};
-pub use signing::{RequestSigner, SignedRequestError, Verifier};
+pub use signing::{RequestSigner, SignedBy, SignedRequestError, Verifier};
 
 use crate::config::Config;
 use crate::db::{now_ms, StoreError};

@@ -135,7 +135,9 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, full: bool) {
         .blocking(move |conn| {
             let cursor = stored::peer_cursor(conn, &peer_id)?;
             let outbox = stored::changes_after_seq(conn, cursor, OUTBOX_PAGE)?;
-            let granted = consent::live_for_node(conn, &peer_id, now)?;
+            let mut granted = consent::live_for_node(conn, &peer_id, now)?;
+            // Replicas of the peer's plans go back to it with edits made here.
+            granted.extend(stored::replicas_homed_at(conn, &peer_id)?);
             Ok((outbox, granted))
         })
         .await;
@@ -190,6 +192,7 @@ async fn push_plan(
     };
     let path = format!("/federation/v1/plans/{plan}/sync");
     let url = format!("{}{path}", peer.url.trim_end_matches('/'));
+    let authors = app.plans.local_authors(&entry).await;
     let mut reply: Option<Vec<u8>> = None;
     for round in 0..20 {
         let message = app
@@ -197,14 +200,24 @@ async fn push_plan(
             .outbound_round(&entry, &peer.id, reply.as_deref())
             .await
             .map_err(|e: ApiError| e.to_string())?;
-        if round > 0 && message.is_none() && reply.is_none() {
+        // Done once the peer needs nothing more from here: this session
+        // only delivers this node's changes (the peer pushes its own).
+        let carries_changes = message
+            .as_deref()
+            .and_then(|m| automerge::sync::Message::decode(m).ok())
+            .is_some_and(|m| !m.changes.is_empty());
+        if round > 0 && !carries_changes {
             return Ok(());
         }
         let body = message.unwrap_or_default();
-        let authorization =
-            app.federation
-                .signer
-                .sign(&peer.id, "POST", &path, &body, now_ms() / 1000)?;
+        let authorization = app.federation.signer.sign(
+            &peer.id,
+            "POST",
+            &path,
+            &body,
+            authors.clone(),
+            now_ms() / 1000,
+        )?;
         let response = http
             .post(&url)
             .header("authorization", authorization)
@@ -218,6 +231,11 @@ async fn push_plan(
         reply = match status {
             200 if !bytes.is_empty() => Some(bytes.to_vec()),
             200 | 204 => None,
+            // Not (or no longer) shared between the two: nothing to send.
+            404 => {
+                tracing::debug!(peer = %peer.id, %plan, "federation: the peer does not share this plan");
+                return Ok(());
+            }
             _ => {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
                 return Err(format!("the peer answered {status}: {text}"));

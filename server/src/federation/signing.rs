@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Longest life of a signed request, and how far clocks may disagree.
@@ -30,6 +30,20 @@ struct RequestClaims {
     htm: String,
     htu: String,
     bdy: String,
+    /// Who made the changes the body carries: Automerge actor (hex) →
+    /// the sender's username for that person. Signed with the rest, so the
+    /// receiver can attribute each change and check it against that
+    /// person's role.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    act: BTreeMap<String, String>,
+}
+
+/// A verified request: the peer that signed it and the authors it vouches
+/// for.
+#[derive(Debug, PartialEq)]
+pub struct SignedBy {
+    pub peer: String,
+    pub authors: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -76,6 +90,7 @@ impl RequestSigner {
         method: &str,
         path_and_query: &str,
         body: &[u8],
+        authors: BTreeMap<String, String>,
         now: i64,
     ) -> Result<String, String> {
         let mut header = Header::new(Algorithm::EdDSA);
@@ -89,6 +104,7 @@ impl RequestSigner {
             htm: method.to_ascii_uppercase(),
             htu: path_and_query.to_string(),
             bdy: body_digest(body),
+            act: authors,
         };
         jsonwebtoken::encode(&header, &claims, self.key.encoding_key())
             .map(|token| format!("Bearer {token}"))
@@ -123,7 +139,7 @@ impl Verifier {
         path_and_query: &str,
         body: &[u8],
         now: i64,
-    ) -> Result<String, SignedRequestError> {
+    ) -> Result<SignedBy, SignedRequestError> {
         let token = authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
@@ -189,7 +205,10 @@ impl Verifier {
         {
             return Err(SignedRequestError::Replayed);
         }
-        Ok(claims.iss)
+        Ok(SignedBy {
+            peer: claims.iss,
+            authors: claims.act,
+        })
     }
 }
 
@@ -219,7 +238,7 @@ mod tests {
         let path = "/federation/v1/plans/P1/sync";
         let sign = |signer: &RequestSigner, to: &str, at: i64| {
             signer
-                .sign(to, "POST", path, b"hello", at)
+                .sign(to, "POST", path, b"hello", BTreeMap::new(), at)
                 .unwrap_or_else(|e| panic!("{e}"))
         };
         let check = |auth: &str, method: &str, p: &str, body: &[u8]| {
@@ -227,7 +246,10 @@ mod tests {
         };
 
         let good = sign(&b, "county-a", NOW);
-        assert_eq!(check(&good, "POST", path, b"hello"), Ok("county-b".into()));
+        assert_eq!(
+            check(&good, "POST", path, b"hello").map(|s| s.peer),
+            Ok("county-b".into())
+        );
         assert_eq!(
             check(&good, "POST", path, b"hello"),
             Err(SignedRequestError::Replayed)

@@ -356,9 +356,6 @@ impl Plans {
         ops: Vec<Op>,
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
-        if let Some(home) = &entry.view().home {
-            return Err(sync::replica_is_read_only(home));
-        }
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
 

@@ -12,7 +12,7 @@ use crate::store::plans as stored;
 use crate::store::users::actor_owners;
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ReadDoc};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use wrapsync_shared::incoming::check_incoming;
@@ -132,12 +132,34 @@ pub(crate) fn receive_round(
     Ok(Received::Nothing)
 }
 
-/// Edits to a plan homed at a peer are made at its home, for now: a
-/// replica takes changes from its home only.
-pub(crate) fn replica_is_read_only(home: &str) -> ApiError {
-    ApiError::RefusedChanges(PlanError::Forbidden(format!(
-        "this plan is homed at node {home}; edit it there"
-    )))
+/// Checks each change of `scratch` after `before` against its author's
+/// role: all at once when one person made them, else one by one in causal
+/// order from `doc` (the copy before them).
+fn check_by_author(
+    doc: &Automerge,
+    scratch: &Automerge,
+    before: &[automerge::ChangeHash],
+    editors: &HashMap<automerge::ActorId, Editor>,
+) -> Result<(), ApiError> {
+    let changes = scratch.get_changes(before);
+    let refused = |e| ApiError::RefusedChanges(e);
+    if editors.len() == 1 {
+        if let Some(editor) = editors.values().next() {
+            return check_incoming(scratch, before, editor).map_err(refused);
+        }
+    }
+    let mut stepwise = doc.clone();
+    for change in changes {
+        let editor = editors
+            .get(change.actor_id())
+            .ok_or_else(|| ApiError::Internal("a change without its author".into()))?;
+        let prev = stepwise.get_heads();
+        stepwise
+            .apply_changes([change.clone()])
+            .map_err(|e| ApiError::MalformedSync(e.to_string()))?;
+        check_incoming(&stepwise, &prev, editor).map_err(refused)?;
+    }
+    Ok(())
 }
 
 impl Plans {
@@ -231,6 +253,29 @@ impl Plans {
         Ok(reply)
     }
 
+    /// The people of this node whose changes the plan holds, by actor:
+    /// vouched for in each signed push, so the receiver can attribute and
+    /// check them.
+    pub async fn local_authors(&self, entry: &PlanEntry) -> BTreeMap<String, String> {
+        let actors: HashSet<String> = {
+            let state = entry.state.lock().await;
+            state
+                .doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.actor_id().to_hex_string())
+                .collect()
+        };
+        let names = self.actor_names().await;
+        actors
+            .into_iter()
+            .filter_map(|a| {
+                let name = names.get(&a)?;
+                (!name.contains('@')).then(|| (a, name.clone()))
+            })
+            .collect()
+    }
+
     /// This node's side of pushing a plan homed here to `peer`: takes the
     /// peer's last reply (`None` starts a session) and answers this node's
     /// next message, `None` when it has nothing to say. A session starts
@@ -250,12 +295,13 @@ impl Plans {
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
         match reply {
             None => forget_unacknowledged(&mut sync_state),
-            Some(reply) if !reply.changes.is_empty() => {
-                return Err(ApiError::RefusedChanges(PlanError::Forbidden(format!(
-                    "node {peer} sent changes to a plan homed here"
-                ))));
+            // Changes between nodes are taken only from requests their
+            // sender signed: a reply's are ignored (the peer sends them in
+            // its own pushes).
+            Some(mut reply) => {
+                reply.changes = sync::ChunkList::empty();
+                receive(&mut state.doc, &mut sync_state, reply)?;
             }
-            Some(reply) => receive(&mut state.doc, &mut sync_state, reply)?,
         }
         let message = state
             .doc
@@ -291,9 +337,6 @@ impl Plans {
             match receive_round(&mut state.doc, &mut sync_state, message)? {
                 Received::Nothing => {}
                 Received::Changes(scratch) => {
-                    if let Some(home) = &view.home {
-                        return Err(replica_is_read_only(home));
-                    }
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
                     let change = scratch.save_after(&before);
@@ -352,35 +395,66 @@ impl Plans {
         Ok(reply)
     }
 
-    /// One sync round with a peer node holding a live consent grant for the
-    /// plan. Peers replicate the plan from here; changes they send are
-    /// refused until their users' changes can be attributed and checked like
-    /// a phone's (cross-node teams).
+    /// One sync round with a peer node holding a live consent grant for a
+    /// plan homed here. Changes it sends were made by its users on its
+    /// replica: each must be vouched for (`authors`: actor → the peer's
+    /// username), its author must be on the plan's team as `name@peer`, and
+    /// each change is checked against that member's role, in causal order.
+    /// Attribution is kept (the actor is bound to `name@peer`), so the
+    /// history says who did what across nodes.
     pub async fn sync_peer(
         &self,
         entry: &PlanEntry,
         peer: &str,
+        authors: &BTreeMap<String, String>,
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(decode).transpose()?;
-        if message.as_ref().is_some_and(|m| !m.changes.is_empty()) {
-            return Err(ApiError::RefusedChanges(PlanError::Forbidden(
-                "changes made on another node (this node replicates shared plans out only)".into(),
-            )));
-        }
         let device = format!("peer:{peer}");
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
-        forget_unacknowledged(&mut sync_state);
-        if let Some(message) = message {
-            receive(&mut state.doc, &mut sync_state, message)?;
+        let before = state.doc.get_heads();
+        match receive_round(&mut state.doc, &mut sync_state, message)? {
+            Received::Nothing => {}
+            Received::WaitingForDependencies(reply) => {
+                drop(state);
+                self.keep_sync_state(&device, &entry.id, sync_state);
+                return Ok(reply);
+            }
+            Received::Changes(scratch) => {
+                let team = entry.view().plan["team"].clone();
+                let editors = self
+                    .peer_authors(peer, authors, &team, &scratch, &before)
+                    .await?;
+                check_by_author(&state.doc, &scratch, &before, &editors)?;
+                let change = scratch.save_after(&before);
+                let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
+                    .localized(entry.view().home.clone(), &self.node_id);
+                let summary = format!(
+                    "{} changes from node {peer}",
+                    scratch.get_changes(&before).len()
+                );
+                let audit = super::peer_audit(
+                    peer,
+                    Some(&entry.id),
+                    "peer.sync",
+                    "ok",
+                    Some(summary),
+                    &meta,
+                );
+                let seq = self
+                    .persist(entry, None, &view, change, Vec::new(), audit)
+                    .await?;
+                *self.actor_names.lock() = None;
+                state.chunks.insert(seq);
+                let view = self.with_names(&scratch, view).await;
+                state.doc = *scratch;
+                *entry.view.write() = Arc::new(view);
+            }
         }
-        let reply = state
-            .doc
-            .generate_sync_message(&mut sync_state)
-            .map(sync::Message::encode);
+        let reply = state.doc.generate_sync_message(&mut sync_state);
         drop(state);
         self.writer.audit(peer_audit(
             peer,
@@ -391,7 +465,81 @@ impl Plans {
             &meta,
         ));
         self.keep_sync_state(&device, &entry.id, sync_state);
-        Ok(reply)
+        Ok(reply.map(sync::Message::encode))
+    }
+
+    /// The editor each actor of the new changes acts as: its author, as
+    /// vouched for by `peer`, must be on the team as `name@peer`; the actor
+    /// is bound to that person (a shadow account that cannot log in) unless
+    /// it belongs to someone else already.
+    async fn peer_authors(
+        &self,
+        peer: &str,
+        authors: &BTreeMap<String, String>,
+        team: &serde_json::Value,
+        scratch: &Automerge,
+        before: &[automerge::ChangeHash],
+    ) -> Result<HashMap<automerge::ActorId, Editor>, ApiError> {
+        let refuse = |why: String| ApiError::RefusedChanges(PlanError::Forbidden(why));
+        let actors: HashSet<automerge::ActorId> = scratch
+            .get_changes(before)
+            .iter()
+            .map(|c| c.actor_id().clone())
+            .collect();
+        let mut editors = HashMap::new();
+        let mut binding = Vec::new();
+        for actor in actors {
+            let hex = actor.to_hex_string();
+            let name = authors
+                .get(&hex)
+                .filter(|name| !name.is_empty() && !name.contains('@'))
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "changes of actor {hex}, which node {peer} does not vouch for"
+                    ))
+                })?;
+            let here = format!("{name}@{peer}");
+            let member = team.as_array().and_then(|team| {
+                team.iter()
+                    .find(|m| m["user"] == here.as_str() && m["status"] != "left")
+            });
+            let Some(member) = member else {
+                return Err(refuse(format!("{here} is not on this plan's team")));
+            };
+            let role = member["role"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| refuse(format!("{here} has no role on this plan")))?;
+            editors.insert(
+                actor,
+                Editor {
+                    role,
+                    member_id: member["id"].as_str().map(str::to_string),
+                },
+            );
+            binding.push((hex, here));
+        }
+        let now = now_ms();
+        self.writer
+            .write(move |conn| {
+                for (hex, here) in &binding {
+                    let user = crate::store::users::remote_user(conn, here, now)?;
+                    let owners = actor_owners(conn, std::slice::from_ref(hex))?;
+                    if owners.iter().any(|(_, owner)| *owner != user) {
+                        return Err(crate::db::StoreError::Conflict(format!(
+                            "actor {hex} belongs to another person"
+                        )));
+                    }
+                    crate::store::users::bind_actor(conn, hex, &user, now)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                crate::db::StoreError::Conflict(why) => refuse(why),
+                other => other.into(),
+            })?;
+        Ok(editors)
     }
 
     /// The changes after `have` (the whole document when `have` is empty)

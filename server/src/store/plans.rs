@@ -229,6 +229,14 @@ pub fn changes_after_seq(
         .load(conn)?)
 }
 
+/// The replicas this node keeps of plans homed at `peer`.
+pub fn replicas_homed_at(conn: &mut DbConnection, peer: &str) -> Result<Vec<String>, StoreError> {
+    Ok(plans::table
+        .filter(plans::home_node.eq(peer))
+        .select(plans::id)
+        .load(conn)?)
+}
+
 /// How far `peer` has been sent the change log.
 pub fn peer_cursor(conn: &mut DbConnection, peer: &str) -> Result<i64, StoreError> {
     use crate::db::schema::peer_cursors;

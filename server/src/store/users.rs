@@ -140,3 +140,27 @@ pub fn all_actor_users(conn: &mut DbConnection) -> Result<Vec<(String, String)>,
         .select((actors::actor, users::username))
         .load(conn)?)
 }
+
+/// The account standing for a person of another node (`name@node`), made on
+/// first use: it cannot log in (disabled, no password), and exists so that
+/// changes made there are attributed to that person here.
+pub fn remote_user(
+    conn: &mut DbConnection,
+    username: &str,
+    now: i64,
+) -> Result<String, StoreError> {
+    if let Some(user) = user_by_name(conn, username)? {
+        return Ok(user.id);
+    }
+    let user = User {
+        id: ulid::Ulid::new().to_string(),
+        username: username.to_string(),
+        display_name: username.to_string(),
+        role: wrapsync_shared::roles::Role::NaturalSupport.to_string(),
+        password_hash: "!".into(),
+        created_at: now,
+        disabled: true,
+    };
+    insert_user(conn, &user)?;
+    Ok(user.id)
+}
