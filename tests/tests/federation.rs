@@ -594,6 +594,18 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
         .changes
         .iter()
         .any(|c| c.user.as_deref() == Some("cody@county-b")));
+    // B's supervisor sees the replica but is not on the family's team:
+    // reading yes, editing no.
+    let b_sam = b.login(SUPERVISOR);
+    b.get(&format!("/v1/plans/{shared}"), &b_sam)
+        .assert_status(200);
+    b.post_ops(
+        &b_sam,
+        &shared,
+        None,
+        json!([{"op":"replace","path":"/mission","value":"x"}]),
+    )
+    .assert_problem(403, "forbidden");
 
     // Edits at home follow.
     a.apply_ops(

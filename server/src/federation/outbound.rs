@@ -231,6 +231,14 @@ async fn push_plan(
         reply = match status {
             200 if !bytes.is_empty() => Some(bytes.to_vec()),
             200 | 204 => None,
+            // The home refused a change made here (it may not be made by
+            // its author there): it stays here, and it must not hold up
+            // every other plan bound for this peer.
+            422 => {
+                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+                tracing::warn!(peer = %peer.id, %plan, %text, "federation: the peer refused changes");
+                return Ok(());
+            }
             // Not (or no longer) shared between the two: nothing to send.
             404 => {
                 tracing::debug!(peer = %peer.id, %plan, "federation: the peer does not share this plan");

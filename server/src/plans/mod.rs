@@ -364,7 +364,10 @@ impl Plans {
             .member(&actor.username)
             .map(|m| m.member_id.clone());
         let editor = Editor {
-            role: entry.view().role_of(actor).ok_or(ApiError::NotFound)?,
+            role: entry
+                .view()
+                .editing_role_of(actor)
+                .ok_or_else(replica_of_others)?,
             member_id,
         };
         let heads_before = state.doc.get_heads();
@@ -760,6 +763,11 @@ pub fn peer_audit(
         remote: meta.remote.clone(),
         request_id: meta.request_id.clone(),
     }
+}
+
+/// A supervisor reading a replica may not edit it: only its team does.
+pub(crate) fn replica_of_others() -> ApiError {
+    ApiError::Forbidden("a plan homed at another node is edited by its team".into())
 }
 
 /// Used by the view to list members; kept here so storage types stay put.

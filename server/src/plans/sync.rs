@@ -337,6 +337,9 @@ impl Plans {
             match receive_round(&mut state.doc, &mut sync_state, message)? {
                 Received::Nothing => {}
                 Received::Changes(scratch) => {
+                    if view.editing_role_of(actor).is_none() {
+                        return Err(super::replica_of_others());
+                    }
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
                     let change = scratch.save_after(&before);

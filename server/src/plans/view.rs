@@ -121,6 +121,16 @@ impl PlanView {
         self
     }
 
+    /// The role `actor` edits with: on a replica of a plan homed elsewhere
+    /// only team members edit (a supervisor here is not on that family's
+    /// team, and the home would refuse the change anyway).
+    pub fn editing_role_of(&self, actor: &Actor) -> Option<Role> {
+        match &self.home {
+            Some(_) => self.member(&actor.username).map(|m| m.role),
+            None => self.role_of(actor),
+        }
+    }
+
     /// The caller's membership, if they are on the roster.
     pub fn member(&self, username: &str) -> Option<&Membership> {
         self.members.iter().find(|m| m.username == username)
