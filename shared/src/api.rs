@@ -274,6 +274,22 @@ pub struct PeerEntry {
     pub public_key: String,
     /// `config` (the config file's) or `admin` (added at run time).
     pub source: String,
+    /// How sending to it goes (absent until the first attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PeerStatus>,
+}
+
+/// How sending shared plans to a peer goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerStatus {
+    /// Whether the last attempt reached it.
+    pub reachable: Option<bool>,
+    /// When a pass last completed (ms since the epoch).
+    pub last_success_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Shared plans not yet sent in the current or failed pass.
+    pub plans_behind: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
