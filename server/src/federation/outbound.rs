@@ -197,16 +197,15 @@ async fn push_plan(
     for round in 0..20 {
         let message = app
             .plans
-            .outbound_round(&entry, &peer.id, reply.as_deref())
+            .outbound_round(&entry, &peer.id, round, reply.as_deref())
             .await
             .map_err(|e: ApiError| e.to_string())?;
         // Done once the peer needs nothing more from here: this session
         // only delivers this node's changes (the peer pushes its own).
-        let carries_changes = message
+        let decoded = message
             .as_deref()
-            .and_then(|m| automerge::sync::Message::decode(m).ok())
-            .is_some_and(|m| !m.changes.is_empty());
-        if round > 0 && !carries_changes {
+            .and_then(|m| automerge::sync::Message::decode(m).ok());
+        if crate::plans::push_done(round, decoded.as_ref()) {
             return Ok(());
         }
         let body = message.unwrap_or_default();

@@ -9,6 +9,7 @@ mod sim;
 mod sync;
 mod view;
 
+pub use sync::push_done;
 pub use view::{PlanView, Viewer};
 
 use crate::db::{now_ms, Pool, StoreError};

@@ -362,3 +362,350 @@ fn phones_and_the_node_converge_through_drops_duplicates_reorders_partitions_and
         }
     }
 }
+
+/// Two nodes holding one shared plan: the home and a replica. Each edits
+/// and pushes its own changes to the other in sessions of signed requests
+/// (`push_step`, `push_done`; the receiver runs `receive_round`), over a
+/// network that drops, duplicates and reorders, with restarts from storage.
+mod nodes {
+    use super::{decode, op, sorted};
+    use crate::plans::sync::{push_done, push_step, receive_round, PushInput, Received};
+    use automerge::sync::{self, SyncDoc};
+    use automerge::{ActorId, Automerge, ReadDoc};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeSet;
+    use wrapsync_shared::incoming::check_incoming;
+    use wrapsync_shared::ops::{apply_ops, Editor};
+    use wrapsync_shared::plan::init_plan;
+    use wrapsync_shared::roles::Role;
+
+    struct Node {
+        doc: Automerge,
+        stored: Vec<u8>,
+        /// As receiver of the other's pushes, and as pusher to it.
+        incoming: sync::State,
+        stored_incoming: Vec<u8>,
+        outgoing: sync::State,
+        /// The push session in progress: its round.
+        session: Option<usize>,
+    }
+
+    enum Packet {
+        /// A push from node `from` (0 home, 1 replica).
+        Push(usize, Vec<u8>),
+        /// The reply to it, back to `to`.
+        Reply(usize, Vec<u8>),
+    }
+
+    struct World {
+        rng: StdRng,
+        nodes: [Node; 2],
+        in_flight: Vec<Packet>,
+        strengths: BTreeSet<String>,
+        next: u64,
+    }
+
+    /// The home's people may do what a facilitator may; the replica's team
+    /// member is a caregiver, checked at the home.
+    fn editor(node: usize) -> Editor {
+        let role = if node == 0 {
+            Role::Facilitator
+        } else {
+            Role::Caregiver
+        };
+        Editor {
+            role,
+            member_id: None,
+        }
+    }
+
+    impl World {
+        fn new(seed: u64) -> World {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut home = Automerge::new().with_actor(ActorId::from(rng.random::<[u8; 16]>()));
+            let mut tx = home.transaction();
+            init_plan(&mut tx, "Shared family").unwrap_or_else(|e| panic!("{e}"));
+            tx.commit();
+            // The replica starts from the home's plan (its first push).
+            let replica = home
+                .fork()
+                .with_actor(ActorId::from(rng.random::<[u8; 16]>()));
+            let node = |doc: Automerge| Node {
+                stored: doc.save(),
+                doc,
+                incoming: sync::State::new(),
+                stored_incoming: sync::State::new().encode(),
+                outgoing: sync::State::new(),
+                session: None,
+            };
+            World {
+                rng,
+                nodes: [node(home), node(replica)],
+                in_flight: Vec::new(),
+                strengths: BTreeSet::new(),
+                next: 0,
+            }
+        }
+
+        fn edit(&mut self, n: usize) {
+            self.next += 1;
+            let id = ulid::Ulid::from_parts(1_800_000_000_000 + self.next, self.rng.random())
+                .to_string();
+            let ops = if self.rng.random_bool(0.5) {
+                op(
+                    serde_json::json!([{"op":"replace","path":"/vision","value":format!("vision {id}")}]),
+                )
+            } else {
+                op(
+                    serde_json::json!([{"op":"add","path":"/strengths","value":{"statement":format!("s {id}"),"about":"family"}}]),
+                )
+            };
+            let node = &mut self.nodes[n];
+            let mut tx = node.doc.transaction();
+            let mut next_id = || id.clone();
+            let results = apply_ops(&mut tx, &ops, &editor(n), &mut next_id)
+                .unwrap_or_else(|e| panic!("a valid edit: {e:?}"));
+            tx.commit();
+            node.stored = node.doc.save();
+            if let Some(added) = results.first().and_then(|r| r.id.clone()) {
+                self.strengths.insert(added);
+            }
+        }
+
+        /// Node `from` takes a push step; sends its message unless the
+        /// session is over.
+        fn step_session(&mut self, from: usize, reply: Option<Vec<u8>>) -> Result<(), String> {
+            let node = &mut self.nodes[from];
+            let round = match (&reply, node.session) {
+                (None, _) => 0,
+                (Some(_), Some(round)) => round + 1,
+                (Some(_), None) => return Ok(()), // a stale reply: the session ended
+            };
+            let input = match reply {
+                None => PushInput::Start,
+                Some(r) => PushInput::Reply(sync::Message::decode(&r).map_err(|e| e.to_string())?),
+            };
+            let next =
+                push_step(&mut node.doc, &mut node.outgoing, input).map_err(|e| e.to_string())?;
+            if push_done(round, next.as_ref()) || round > 40 {
+                node.session = None;
+                return Ok(());
+            }
+            node.session = Some(round);
+            let bytes = next.map(sync::Message::encode).unwrap_or_default();
+            self.in_flight.push(Packet::Push(from, bytes));
+            Ok(())
+        }
+
+        /// The other node answers a push, as `Plans::sync_peer` and
+        /// `sync_from_home` do.
+        fn answer(&mut self, from: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
+            let to = 1 - from;
+            let receiver = &mut self.nodes[to];
+            let message = if bytes.is_empty() {
+                None
+            } else {
+                Some(sync::Message::decode(bytes).map_err(|e| e.to_string())?)
+            };
+            let before = receiver.doc.get_heads();
+            let mut state = receiver.incoming.clone();
+            match receive_round(&mut receiver.doc, &mut state, message)
+                .map_err(|e| e.to_string())?
+            {
+                Received::Nothing => {}
+                Received::WaitingForDependencies(reply) => {
+                    receiver.incoming = state;
+                    return Ok(reply.unwrap_or_default());
+                }
+                Received::Changes(scratch) => {
+                    let checker = if to == 0 {
+                        editor(1)
+                    } else {
+                        Editor {
+                            role: Role::Supervisor,
+                            member_id: None,
+                        }
+                    };
+                    check_incoming(&scratch, &before, &checker)
+                        .map_err(|e| format!("a valid change was refused: {e}"))?;
+                    receiver.doc = *scratch;
+                    receiver.stored = receiver.doc.save();
+                }
+            }
+            let reply = receiver
+                .doc
+                .generate_sync_message(&mut state)
+                .map(sync::Message::encode);
+            if self.rng.random_bool(0.7) {
+                receiver.stored_incoming = state.encode();
+            }
+            receiver.incoming = state;
+            Ok(reply.unwrap_or_default())
+        }
+
+        fn step(&mut self) -> Result<(), String> {
+            match self.rng.random_range(0..100) {
+                0..=19 => {
+                    let n = self.rng.random_range(0..2);
+                    self.edit(n);
+                }
+                20..=34 => {
+                    let n = self.rng.random_range(0..2);
+                    if self.nodes[n].session.is_none() {
+                        self.step_session(n, None)?;
+                    }
+                }
+                35..=92 if !self.in_flight.is_empty() => {
+                    let at = self.rng.random_range(0..self.in_flight.len());
+                    let packet = if self.rng.random_bool(0.1) {
+                        match &self.in_flight[at] {
+                            Packet::Push(n, b) => Packet::Push(*n, b.clone()),
+                            Packet::Reply(n, b) => Packet::Reply(*n, b.clone()),
+                        }
+                    } else {
+                        self.in_flight.swap_remove(at)
+                    };
+                    if self.rng.random_bool(0.1) {
+                        // Lost: the pusher's request fails and its session ends.
+                        let n = match packet {
+                            Packet::Push(n, _) | Packet::Reply(n, _) => n,
+                        };
+                        self.nodes[n].session = None;
+                        return Ok(());
+                    }
+                    match packet {
+                        Packet::Push(from, bytes) => {
+                            let reply = self.answer(from, &bytes)?;
+                            self.in_flight.push(Packet::Reply(from, reply));
+                        }
+                        Packet::Reply(to, bytes) => {
+                            let reply = (!bytes.is_empty()).then_some(bytes);
+                            match reply {
+                                Some(reply) => self.step_session(to, Some(reply))?,
+                                // The peer had nothing to say: the session
+                                // ends unless this node still has changes.
+                                None => {
+                                    let round = self.nodes[to].session.unwrap_or(0);
+                                    let node = &mut self.nodes[to];
+                                    let next = push_step(
+                                        &mut node.doc,
+                                        &mut node.outgoing,
+                                        PushInput::Quiet,
+                                    )
+                                    .map_err(|e| e.to_string())?;
+                                    if push_done(round + 1, next.as_ref()) {
+                                        node.session = None;
+                                    } else {
+                                        node.session = Some(round + 1);
+                                        let bytes =
+                                            next.map(sync::Message::encode).unwrap_or_default();
+                                        self.in_flight.push(Packet::Push(to, bytes));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                93..=96 => {
+                    let n = self.rng.random_range(0..2);
+                    let node = &mut self.nodes[n];
+                    node.doc = Automerge::load(&node.stored).map_err(|e| e.to_string())?;
+                    node.incoming = decode(&node.stored_incoming);
+                    node.outgoing = sync::State::new();
+                    node.session = None;
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        /// Reliable network: full sessions both ways until both hold the
+        /// same changes.
+        fn heal(&mut self) -> Result<(), String> {
+            self.in_flight.clear();
+            for node in &mut self.nodes {
+                node.session = None;
+            }
+            for _ in 0..30 {
+                for from in 0..2 {
+                    self.step_session(from, None)?;
+                    while let Some(Packet::Push(n, bytes)) = self.in_flight.pop() {
+                        let reply = self.answer(n, &bytes)?;
+                        if reply.is_empty() {
+                            let node = &mut self.nodes[n];
+                            let next =
+                                push_step(&mut node.doc, &mut node.outgoing, PushInput::Quiet)
+                                    .map_err(|e| e.to_string())?;
+                            let round = node.session.unwrap_or(0) + 1;
+                            if push_done(round, next.as_ref()) {
+                                node.session = None;
+                            } else {
+                                node.session = Some(round);
+                                self.in_flight.push(Packet::Push(
+                                    n,
+                                    next.map(sync::Message::encode).unwrap_or_default(),
+                                ));
+                            }
+                        } else {
+                            self.step_session(n, Some(reply))?;
+                        }
+                    }
+                }
+                if sorted(self.nodes[0].doc.get_heads()) == sorted(self.nodes[1].doc.get_heads()) {
+                    return Ok(());
+                }
+            }
+            Err("the nodes did not converge after 30 healed cycles".into())
+        }
+
+        fn check(&self) -> Result<(), String> {
+            for node in &self.nodes {
+                let stored = Automerge::load(&node.stored).map_err(|e| e.to_string())?;
+                if sorted(stored.get_heads()) != sorted(node.doc.get_heads()) {
+                    return Err("a node's storage lacks changes it took".into());
+                }
+            }
+            let doc = &self.nodes[0].doc;
+            let strengths: BTreeSet<String> = doc
+                .get(automerge::ROOT, "strengths")
+                .ok()
+                .flatten()
+                .map(|(_, obj)| doc.keys(&obj).collect())
+                .unwrap_or_default();
+            match self.strengths.difference(&strengths).next() {
+                Some(lost) => Err(format!("strength {lost} was lost")),
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn run(seed: u64, steps: usize) -> Result<(), String> {
+        let mut world = World::new(seed);
+        for _ in 0..steps {
+            world.step()?;
+        }
+        world.heal()?;
+        world.check()
+    }
+
+    #[test]
+    fn a_home_and_a_replica_converge_through_drops_duplicates_reorders_and_restarts() {
+        let steps = super::env_number("WRAPSYNC_SIM_STEPS", 150) as usize;
+        let seeds: Vec<u64> = match std::env::var("WRAPSYNC_SIM_SEED") {
+            Ok(seed) => vec![seed
+                .parse()
+                .unwrap_or_else(|e| panic!("WRAPSYNC_SIM_SEED: {e}"))],
+            Err(_) => (0..super::env_number("WRAPSYNC_SIM_SEEDS", 200)).collect(),
+        };
+        for seed in seeds {
+            match std::panic::catch_unwind(|| run(seed, steps)) {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    panic!("seed {seed} failed: {why} (replay: WRAPSYNC_SIM_SEED={seed})")
+                }
+                Err(_) => panic!("seed {seed} panicked (replay: WRAPSYNC_SIM_SEED={seed})"),
+            }
+        }
+    }
+}

@@ -74,6 +74,44 @@ fn forget_unacknowledged(state: &mut sync::State) {
     state.in_flight = false;
 }
 
+/// What the pushing node has in hand for its next step.
+pub(crate) enum PushInput {
+    /// A new session: what earlier sessions sent is forgotten, since a
+    /// failed request ends one midway.
+    Start,
+    /// The peer's reply (its changes are ignored: changes between nodes
+    /// are taken only from requests their sender signed, and the peer sends
+    /// its own in its own pushes).
+    Reply(sync::Message),
+    /// The peer answered with nothing to say.
+    Quiet,
+}
+
+/// The pushing node's side of one round with a peer: answers its next
+/// message.
+pub(crate) fn push_step(
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    input: PushInput,
+) -> Result<Option<sync::Message>, ApiError> {
+    match input {
+        PushInput::Start => forget_unacknowledged(state),
+        PushInput::Reply(mut reply) => {
+            reply.changes = sync::ChunkList::empty();
+            receive(doc, state, reply)?;
+        }
+        PushInput::Quiet => {}
+    }
+    Ok(doc.generate_sync_message(state))
+}
+
+/// A push session is over once, after the first exchange, this node's next
+/// message carries no changes: the peer has told it what it lacks, and it
+/// lacks nothing of this node's.
+pub fn push_done(round: usize, next: Option<&sync::Message>) -> bool {
+    round > 0 && next.is_none_or(|m| m.changes.is_empty())
+}
+
 /// What a device's message did to the node's copy of a plan.
 pub(crate) enum Received {
     /// Nothing new (sync state only, kept in `state`).
@@ -276,9 +314,9 @@ impl Plans {
             .collect()
     }
 
-    /// This node's side of pushing a plan homed here to `peer`: takes the
-    /// peer's last reply (`None` starts a session) and answers this node's
-    /// next message, `None` when it has nothing to say. A session starts
+    /// This node's side of pushing a plan to `peer`: round 0 starts a
+    /// session; later rounds take the peer's last reply (`None`: it had
+    /// nothing to say). Answers this node's next message. A session starts
     /// assuming nothing it sent before arrived, since a failed request ends
     /// a session midway. A replica holder sending changes is refused:
     /// replicas are read-only for now.
@@ -286,27 +324,19 @@ impl Plans {
         &self,
         entry: &PlanEntry,
         peer: &str,
+        round: usize,
         reply: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let reply = reply.map(decode).transpose()?;
+        let input = match (round, reply) {
+            (0, _) => PushInput::Start,
+            (_, Some(reply)) => PushInput::Reply(decode(reply)?),
+            (_, None) => PushInput::Quiet,
+        };
         let device = format!("out:{peer}");
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
-        match reply {
-            None => forget_unacknowledged(&mut sync_state),
-            // Changes between nodes are taken only from requests their
-            // sender signed: a reply's are ignored (the peer sends them in
-            // its own pushes).
-            Some(mut reply) => {
-                reply.changes = sync::ChunkList::empty();
-                receive(&mut state.doc, &mut sync_state, reply)?;
-            }
-        }
-        let message = state
-            .doc
-            .generate_sync_message(&mut sync_state)
-            .map(sync::Message::encode);
+        let message = push_step(&mut state.doc, &mut sync_state, input)?.map(sync::Message::encode);
         drop(state);
         self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(message)
