@@ -594,6 +594,16 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
         .changes
         .iter()
         .any(|c| c.user.as_deref() == Some("cody@county-b")));
+    // And on B: the home's changes under the home's people, B's under B's.
+    let history = b.history(&cody, &shared);
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some("fran@county-a")));
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some(CAREGIVER_2)));
     // B's supervisor sees the replica but is not on the family's team:
     // reading yes, editing no.
     let b_sam = b.login(SUPERVISOR);

@@ -77,14 +77,14 @@ pub async fn plan_sync(
         Some(Some(home)) if home == peer => {
             let entry = app.plans.get(&id).await?.ok_or(ApiError::NotFound)?;
             app.plans
-                .sync_from_home(Some(&entry), &id, &peer, message, meta.clone())
+                .sync_from_home(Some(&entry), &id, &peer, &authors, message, meta.clone())
                 .await
                 .map_err(audited)?
         }
         Some(Some(_)) => return Err(audited(ApiError::NotFound)),
         None if wrapsync_shared::plan::is_item_id(&id) => app
             .plans
-            .sync_from_home(None, &id, &peer, message, meta.clone())
+            .sync_from_home(None, &id, &peer, &authors, message, meta.clone())
             .await
             .map_err(audited)?,
         None => return Err(audited(ApiError::NotFound)),

@@ -211,6 +211,7 @@ impl Plans {
         entry: Option<&PlanEntry>,
         plan_id: &str,
         peer: &str,
+        authors: &BTreeMap<String, String>,
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
@@ -232,6 +233,7 @@ impl Plans {
                 Received::Changes(scratch) => {
                     check_incoming(&scratch, &[], &home_editor)
                         .map_err(ApiError::RefusedChanges)?;
+                    self.bind_home_authors(peer, authors, &scratch, &[]).await?;
                     let audit =
                         super::peer_audit(peer, Some(plan_id), "peer.replicate", "ok", None, &meta);
                     self.store_new(
@@ -269,6 +271,8 @@ impl Plans {
             Received::Changes(scratch) => {
                 check_incoming(&scratch, &before, &home_editor)
                     .map_err(ApiError::RefusedChanges)?;
+                self.bind_home_authors(peer, authors, &scratch, &before)
+                    .await?;
                 let change = scratch.save_after(&before);
                 let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
                     .localized(entry.view().home.clone(), &self.node_id);
@@ -499,6 +503,58 @@ impl Plans {
         ));
         self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(reply.map(sync::Message::encode))
+    }
+
+    /// Binds the actors of the home's new changes to the people it vouches
+    /// for (`name@home`), so the history here says who made them; an actor
+    /// that belongs to someone else already refuses the round.
+    async fn bind_home_authors(
+        &self,
+        home: &str,
+        authors: &BTreeMap<String, String>,
+        scratch: &Automerge,
+        before: &[automerge::ChangeHash],
+    ) -> Result<(), ApiError> {
+        let binding: Vec<(String, String)> = scratch
+            .get_changes(before)
+            .iter()
+            .map(|c| c.actor_id().to_hex_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|hex| {
+                let name = authors
+                    .get(&hex)
+                    .filter(|n| !n.is_empty() && !n.contains('@'))?;
+                Some((hex, format!("{name}@{home}")))
+            })
+            .collect();
+        if binding.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.writer
+            .write(move |conn| {
+                for (hex, here) in &binding {
+                    let user = crate::store::users::remote_user(conn, here, now)?;
+                    let owners = actor_owners(conn, std::slice::from_ref(hex))?;
+                    if owners.iter().any(|(_, owner)| *owner != user) {
+                        return Err(crate::db::StoreError::Conflict(format!(
+                            "actor {hex} belongs to another person"
+                        )));
+                    }
+                    crate::store::users::bind_actor(conn, hex, &user, now)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                crate::db::StoreError::Conflict(why) => {
+                    ApiError::RefusedChanges(PlanError::Forbidden(why))
+                }
+                other => other.into(),
+            })?;
+        *self.actor_names.lock() = None;
+        Ok(())
     }
 
     /// The editor each actor of the new changes acts as: its author, as
