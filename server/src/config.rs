@@ -155,13 +155,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        let id_ok = !self.node_id.is_empty()
-            && self.node_id.len() <= 64
-            && self
-                .node_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !id_ok {
+        if !is_node_id(&self.node_id) {
             return Err(ConfigError::Invalid(
                 "node_id must be 1-64 letters, digits, - or _".into(),
             ));
@@ -195,6 +189,16 @@ impl Config {
     pub fn issuer(&self) -> String {
         format!("wrapsync:{}", self.node_id)
     }
+}
+
+/// 1-64 letters, digits, `-` or `_`: what a node id (this node's or a
+/// peer's) may be.
+pub fn is_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `scheme://host[:port]`, nothing after: what a browser sends as `Origin`.

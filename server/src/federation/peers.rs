@@ -24,10 +24,20 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Checks every peer's key; a bad one is a configuration error.
+    /// Checks every peer (its id, its URL's scheme, its key); a bad one is
+    /// a configuration error.
     pub fn new(peers: &[Peer]) -> Result<Peers, String> {
         let mut by_id = HashMap::new();
         for peer in peers {
+            if !crate::config::is_node_id(&peer.id) {
+                return Err(format!(
+                    "peer `{}`: an id is 1-64 letters, digits, - or _",
+                    peer.id
+                ));
+            }
+            if !(peer.url.starts_with("https://") || peer.url.starts_with("http://")) {
+                return Err(format!("peer {}: `url` must be http(s)://…", peer.id));
+            }
             let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(&peer.public_key)
                 .ok()

@@ -322,11 +322,22 @@ mod tests {
     }
 
     #[test]
-    fn peer_keys_are_checked_when_loaded() {
+    fn peer_ids_urls_and_keys_are_checked_when_loaded() {
         let (_, mut peer) = node("county-b");
         peer.public_key = "not-a-key".into();
         assert!(Peers::new(&[peer]).is_err());
         let (_, peer) = node("county-b");
-        assert!(Peers::new(&[peer.clone(), peer]).is_err());
+        assert!(Peers::new(&[peer.clone(), peer.clone()]).is_err());
+        for (id, url) in [
+            ("county b", "http://b.example"),
+            ("county-b", "ftp://b.example"),
+        ] {
+            let bad = Peer {
+                id: id.into(),
+                url: url.into(),
+                ..peer.clone()
+            };
+            assert!(Peers::new(&[bad]).is_err(), "{id} at {url}");
+        }
     }
 }

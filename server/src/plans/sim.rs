@@ -346,6 +346,12 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[test]
 fn phones_and_the_node_converge_through_drops_duplicates_reorders_partitions_and_restarts() {
+    for_each_seed(run);
+}
+
+/// Runs `run(seed, steps)` for every seed asked for (`WRAPSYNC_SIM_SEED`,
+/// else `WRAPSYNC_SIM_SEEDS`, 200), and names the seed that fails.
+fn for_each_seed(run: fn(u64, usize) -> Result<(), String>) {
     let steps = env_number("WRAPSYNC_SIM_STEPS", 150) as usize;
     let seeds: Vec<u64> = match std::env::var("WRAPSYNC_SIM_SEED") {
         Ok(seed) => vec![seed
@@ -354,8 +360,7 @@ fn phones_and_the_node_converge_through_drops_duplicates_reorders_partitions_and
         Err(_) => (0..env_number("WRAPSYNC_SIM_SEEDS", 200)).collect(),
     };
     for seed in seeds {
-        let outcome = std::panic::catch_unwind(|| run(seed, steps));
-        match outcome {
+        match std::panic::catch_unwind(|| run(seed, steps)) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => panic!("seed {seed} failed: {why} (replay: WRAPSYNC_SIM_SEED={seed})"),
             Err(_) => panic!("seed {seed} panicked (replay: WRAPSYNC_SIM_SEED={seed})"),
@@ -477,14 +482,16 @@ mod nodes {
         /// session is over.
         fn step_session(&mut self, from: usize, reply: Option<Vec<u8>>) -> Result<(), String> {
             let node = &mut self.nodes[from];
-            let round = match (&reply, node.session) {
-                (None, _) => 0,
-                (Some(_), Some(round)) => round + 1,
-                (Some(_), None) => return Ok(()), // a stale reply: the session ended
-            };
-            let input = match reply {
-                None => PushInput::Start,
-                Some(r) => PushInput::Reply(sync::Message::decode(&r).map_err(|e| e.to_string())?),
+            let (round, input) = match (reply, node.session) {
+                (None, _) => (0, PushInput::Start),
+                // A stale reply: the session ended.
+                (Some(_), None) => return Ok(()),
+                // The peer had nothing to say.
+                (Some(reply), Some(round)) if reply.is_empty() => (round + 1, PushInput::Quiet),
+                (Some(reply), Some(round)) => (
+                    round + 1,
+                    PushInput::Reply(sync::Message::decode(&reply).map_err(|e| e.to_string())?),
+                ),
             };
             let next =
                 push_step(&mut node.doc, &mut node.outgoing, input).map_err(|e| e.to_string())?;
@@ -579,32 +586,7 @@ mod nodes {
                             let reply = self.answer(from, &bytes)?;
                             self.in_flight.push(Packet::Reply(from, reply));
                         }
-                        Packet::Reply(to, bytes) => {
-                            let reply = (!bytes.is_empty()).then_some(bytes);
-                            match reply {
-                                Some(reply) => self.step_session(to, Some(reply))?,
-                                // The peer had nothing to say: the session
-                                // ends unless this node still has changes.
-                                None => {
-                                    let round = self.nodes[to].session.unwrap_or(0);
-                                    let node = &mut self.nodes[to];
-                                    let next = push_step(
-                                        &mut node.doc,
-                                        &mut node.outgoing,
-                                        PushInput::Quiet,
-                                    )
-                                    .map_err(|e| e.to_string())?;
-                                    if push_done(round + 1, next.as_ref()) {
-                                        node.session = None;
-                                    } else {
-                                        node.session = Some(round + 1);
-                                        let bytes =
-                                            next.map(sync::Message::encode).unwrap_or_default();
-                                        self.in_flight.push(Packet::Push(to, bytes));
-                                    }
-                                }
-                            }
-                        }
+                        Packet::Reply(to, bytes) => self.step_session(to, Some(bytes))?,
                     }
                 }
                 93..=96 => {
@@ -632,24 +614,7 @@ mod nodes {
                     self.step_session(from, None)?;
                     while let Some(Packet::Push(n, bytes)) = self.in_flight.pop() {
                         let reply = self.answer(n, &bytes)?;
-                        if reply.is_empty() {
-                            let node = &mut self.nodes[n];
-                            let next =
-                                push_step(&mut node.doc, &mut node.outgoing, PushInput::Quiet)
-                                    .map_err(|e| e.to_string())?;
-                            let round = node.session.unwrap_or(0) + 1;
-                            if push_done(round, next.as_ref()) {
-                                node.session = None;
-                            } else {
-                                node.session = Some(round);
-                                self.in_flight.push(Packet::Push(
-                                    n,
-                                    next.map(sync::Message::encode).unwrap_or_default(),
-                                ));
-                            }
-                        } else {
-                            self.step_session(n, Some(reply))?;
-                        }
+                        self.step_session(n, Some(reply))?;
                     }
                 }
                 if sorted(self.nodes[0].doc.get_heads()) == sorted(self.nodes[1].doc.get_heads()) {
@@ -691,21 +656,6 @@ mod nodes {
 
     #[test]
     fn a_home_and_a_replica_converge_through_drops_duplicates_reorders_and_restarts() {
-        let steps = super::env_number("WRAPSYNC_SIM_STEPS", 150) as usize;
-        let seeds: Vec<u64> = match std::env::var("WRAPSYNC_SIM_SEED") {
-            Ok(seed) => vec![seed
-                .parse()
-                .unwrap_or_else(|e| panic!("WRAPSYNC_SIM_SEED: {e}"))],
-            Err(_) => (0..super::env_number("WRAPSYNC_SIM_SEEDS", 200)).collect(),
-        };
-        for seed in seeds {
-            match std::panic::catch_unwind(|| run(seed, steps)) {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => {
-                    panic!("seed {seed} failed: {why} (replay: WRAPSYNC_SIM_SEED={seed})")
-                }
-                Err(_) => panic!("seed {seed} panicked (replay: WRAPSYNC_SIM_SEED={seed})"),
-            }
-        }
+        super::for_each_seed(run);
     }
 }

@@ -273,17 +273,10 @@ impl Plans {
                     .map_err(ApiError::RefusedChanges)?;
                 self.bind_home_authors(peer, authors, &scratch, &before)
                     .await?;
-                let change = scratch.save_after(&before);
-                let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
-                    .localized(entry.view().home.clone(), &self.node_id);
                 let audit =
                     super::peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta);
-                let seq = self
-                    .persist(entry, None, &view, change, Vec::new(), audit)
+                self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
                     .await?;
-                state.chunks.insert(seq);
-                state.doc = *scratch;
-                *entry.view.write() = Arc::new(view);
             }
         }
         let reply = state
@@ -293,6 +286,33 @@ impl Plans {
         drop(state);
         self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(reply)
+    }
+
+    /// Stores changes a round brought (already checked) and makes `scratch`
+    /// the plan: the new chunk, the index, `actors` bound to `actor` (when
+    /// made here) and `audit`, in one write; then the cached copy and view.
+    #[allow(clippy::too_many_arguments)]
+    async fn keep_changes(
+        &self,
+        entry: &PlanEntry,
+        state: &mut super::PlanState,
+        scratch: Box<Automerge>,
+        before: &[automerge::ChangeHash],
+        actor: Option<&Actor>,
+        actors: Vec<String>,
+        audit: super::AuditRecord,
+    ) -> Result<(), ApiError> {
+        let change = scratch.save_after(before);
+        let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
+            .localized(entry.view().home.clone(), &self.node_id);
+        let seq = self
+            .persist(entry, actor, &view, change, actors, audit)
+            .await?;
+        state.chunks.insert(seq);
+        let view = self.with_names(&scratch, view).await;
+        state.doc = *scratch;
+        *entry.view.write() = Arc::new(view);
+        Ok(())
     }
 
     /// The people of this node whose changes the plan holds, by actor:
@@ -376,9 +396,6 @@ impl Plans {
                     }
                     let actors = self.check_actors(actor, &scratch, &before).await?;
                     check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
-                    let change = scratch.save_after(&before);
-                    let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
-                        .localized(entry.view().home.clone(), &self.node_id);
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,
@@ -388,13 +405,16 @@ impl Plans {
                         Some(summary),
                         &meta,
                     );
-                    let seq = self
-                        .persist(entry, Some(actor), &view, change, actors, audit)
-                        .await?;
-                    state.chunks.insert(seq);
-                    let view = self.with_names(&scratch, view).await;
-                    state.doc = *scratch;
-                    *entry.view.write() = Arc::new(view);
+                    self.keep_changes(
+                        entry,
+                        &mut state,
+                        scratch,
+                        &before,
+                        Some(actor),
+                        actors,
+                        audit,
+                    )
+                    .await?;
                     stored_changes = true;
                 }
                 Received::WaitingForDependencies(reply) => {
@@ -466,9 +486,6 @@ impl Plans {
                     .peer_authors(peer, authors, &team, &scratch, &before)
                     .await?;
                 check_by_author(&state.doc, &scratch, &before, &editors)?;
-                let change = scratch.save_after(&before);
-                let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
-                    .localized(entry.view().home.clone(), &self.node_id);
                 let summary = format!(
                     "{} changes from node {peer}",
                     scratch.get_changes(&before).len()
@@ -481,14 +498,8 @@ impl Plans {
                     Some(summary),
                     &meta,
                 );
-                let seq = self
-                    .persist(entry, None, &view, change, Vec::new(), audit)
+                self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
                     .await?;
-                *self.actor_names.lock() = None;
-                state.chunks.insert(seq);
-                let view = self.with_names(&scratch, view).await;
-                state.doc = *scratch;
-                *entry.view.write() = Arc::new(view);
             }
         }
         let reply = state.doc.generate_sync_message(&mut sync_state);
@@ -528,6 +539,13 @@ impl Plans {
                 Some((hex, format!("{name}@{home}")))
             })
             .collect();
+        self.bind_remote_actors(binding).await
+    }
+
+    /// Binds each actor to the account of a person of another node
+    /// (`name@node`, made on first use); an actor that belongs to someone
+    /// else already refuses the round, and nothing is bound.
+    async fn bind_remote_actors(&self, binding: Vec<(String, String)>) -> Result<(), ApiError> {
         if binding.is_empty() {
             return Ok(());
         }
@@ -553,6 +571,7 @@ impl Plans {
                 }
                 other => other.into(),
             })?;
+        // Names are reloaded when next needed.
         *self.actor_names.lock() = None;
         Ok(())
     }
@@ -608,26 +627,7 @@ impl Plans {
             );
             binding.push((hex, here));
         }
-        let now = now_ms();
-        self.writer
-            .write(move |conn| {
-                for (hex, here) in &binding {
-                    let user = crate::store::users::remote_user(conn, here, now)?;
-                    let owners = actor_owners(conn, std::slice::from_ref(hex))?;
-                    if owners.iter().any(|(_, owner)| *owner != user) {
-                        return Err(crate::db::StoreError::Conflict(format!(
-                            "actor {hex} belongs to another person"
-                        )));
-                    }
-                    crate::store::users::bind_actor(conn, hex, &user, now)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| match e {
-                crate::db::StoreError::Conflict(why) => refuse(why),
-                other => other.into(),
-            })?;
+        self.bind_remote_actors(binding).await?;
         Ok(editors)
     }
 
