@@ -437,6 +437,11 @@ fn the_rust_client_imports_syncs_in_batches_shares_and_manages_peers() {
     assert!(current.changes.is_none() && current.problem.is_none());
     let unknown = have(vec!["ab".repeat(32)]);
     assert_eq!(unknown.problem.map(|p| p.status), Some(409));
+    let malformed = have(vec!["not a head".into()]);
+    assert_eq!(
+        malformed.problem.map(|p| (p.status, p.kind)),
+        Some((400, "/problems/invalid-request".to_string()))
+    );
 
     // Consent to share with the configured peer, listed, revoked once.
     let share = fran.share(&imported.id, "county-b", None).expect("shared");
@@ -466,6 +471,15 @@ fn the_rust_client_imports_syncs_in_batches_shares_and_manages_peers() {
     assert_eq!(added.source, "admin");
     assert_eq!(sam.peers().expect("peers").peers.len(), 2);
     sam.remove_peer("county-c").expect("removed");
+    // The config file's peer is changed there, not here.
+    assert!(matches!(
+        sam.add_peer("county-b", "https://b.example", &peer_key),
+        Err(ClientError::Api { status: 409, .. })
+    ));
+    assert!(matches!(
+        sam.remove_peer("county-b"),
+        Err(ClientError::Api { status: 409, .. })
+    ));
     assert!(matches!(
         sam.remove_peer("county-c"),
         Err(ClientError::Api { status: 404, .. })
