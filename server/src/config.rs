@@ -51,10 +51,16 @@ pub struct Config {
     /// origin. `WRAPSYNC_CORS_ORIGINS` takes them comma-separated.
     #[serde(default)]
     pub cors_origins: Vec<String>,
-    /// Seconds between full passes over the plans shared with each peer
-    /// (anti-entropy); changes are sent at once besides.
+    /// Seconds between anti-entropy passes over the plans shared with each
+    /// peer (those whose heads moved since the peer confirmed them); changes
+    /// are sent at once besides.
     #[serde(default = "default_federation_interval")]
     pub federation_interval_secs: u64,
+    /// Whether a plan moved to another node (`POST /v1/plans/{id}/transfer`)
+    /// stays here as a replica of the new home's, synced with it; `false`:
+    /// this node deletes its copy once the new home holds the plan.
+    #[serde(default = "default_true")]
+    pub transfer_keeps_copy: bool,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -77,6 +83,9 @@ fn default_max_sync() -> usize {
 }
 fn default_cache_plans() -> usize {
     10_000
+}
+fn default_true() -> bool {
+    true
 }
 fn default_federation_interval() -> u64 {
     30
@@ -101,6 +110,7 @@ const KEYS: &[&str] = &[
     "compact_after_chunks",
     "cors_origins",
     "federation_interval_secs",
+    "transfer_keeps_copy",
 ];
 
 #[derive(Debug, thiserror::Error)]

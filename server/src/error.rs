@@ -36,6 +36,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Conflict(String),
+    /// The node a plan was to move to refused it; the plan stays here.
+    #[error("the other node refused the plan: {0}")]
+    TransferRefused(String),
     /// Changes that arrived by sync and were refused whole: by role, by
     /// schema, or because their actor belongs to someone else.
     #[error("changes refused: {0}")]
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TransferRefused(_) => "transfer-refused",
             ApiError::MalformedSync(_) => "malformed-sync-message",
             ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::TransferRefused(_) => "Transfer refused",
             ApiError::MalformedSync(_) => "Malformed sync message",
             ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
@@ -154,7 +159,7 @@ impl ResponseError for ApiError {
             },
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::TransferRefused(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -297,3 +297,54 @@ pub struct PeerStatus {
 pub struct PeerList {
     pub peers: Vec<PeerEntry>,
 }
+
+/// `POST /v1/plans/{id}/transfer`: move the plan's home to another node
+/// (the family moved). The family must have consented to share it with
+/// that node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub node: String,
+}
+
+/// A transfer as the old home reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub plan: String,
+    pub from: String,
+    pub to: String,
+    /// `done` (the new home holds the plan) or `pending` (not reached
+    /// yet; the node keeps trying).
+    pub state: String,
+    /// Whether the old home keeps a copy (a replica of the new home's).
+    pub kept: bool,
+}
+
+/// What the old home sends the new one (`POST
+/// /federation/v1/plans/{id}/transfer`, CBOR): the whole plan with its
+/// history, the family's other consents, and the certificate of the move.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    /// The saved Automerge document.
+    #[serde(with = "crate::wire_bytes")]
+    pub document: Option<Vec<u8>>,
+    /// Live grants to other nodes, which the new home keeps honoring.
+    pub grants: Vec<HandoverGrant>,
+    /// The old home's signed word that the plan moved (an EdDSA JWT), shown
+    /// to nodes that still hold a replica homed at the old home.
+    pub certificate: String,
+    /// The old home keeps a copy and syncs it with the new home.
+    pub keeps_copy: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverGrant {
+    pub node: String,
+    pub scope: String,
+    /// Who recorded the consent, as the old home knows them (`name@node`).
+    pub granted_by: String,
+    pub expires_at: Option<i64>,
+}

@@ -473,13 +473,15 @@ fn consented_plans_sync_to_a_signed_peer_postgres() {
 
 /// Two real nodes that trust each other (added through the admin API), each
 /// sending its shared plans every second besides at once on a change.
+/// A node of a federation test, with more settings in `extra`.
+fn county(backend: Backend, id: &str, mut extra: toml::Table) -> TestNode {
+    extra.insert("node_id".into(), id.into());
+    extra.insert("federation_interval_secs".into(), 1.into());
+    TestNode::spawn_with(backend, extra)
+}
+
 fn two_nodes() -> (TestNode, TestNode) {
-    let spawn = |id: &str| {
-        let mut extra = toml::Table::new();
-        extra.insert("node_id".into(), id.into());
-        extra.insert("federation_interval_secs".into(), 1.into());
-        TestNode::spawn_with(Backend::Sqlite, extra)
-    };
+    let spawn = |id: &str| county(Backend::Sqlite, id, toml::Table::new());
     let (a, b) = (spawn("county-a"), spawn("county-b"));
     introduce(&a, &b);
     introduce(&b, &a);
@@ -630,6 +632,25 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
     let peers = a.get("/v1/admin/peers", &sam);
     assert_eq!(peers.json["peers"][0]["status"]["reachable"], true);
 
+    // An idle peer costs nothing: passes go on (every second here), but
+    // no request reaches B while neither side changes anything.
+    let passed = |node: &TestNode| {
+        node.get("/v1/admin/peers", &sam).json["peers"][0]["status"]["last_success_at"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let pushes_from_a = || {
+        b.audit(&b_sam, "user=peer:county-a&limit=1000")
+            .entries
+            .len()
+    };
+    let before = pushes_from_a();
+    for _ in 0..3 {
+        let at = passed(&a);
+        assert!(wait_until(deadline(30), || passed(&a) > at), "no pass");
+    }
+    assert_eq!(pushes_from_a(), before, "an idle pass sent requests");
+
     // B is killed, A edits meanwhile, B comes back (at a new address):
     // nothing is lost.
     b.kill();
@@ -667,11 +688,6 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
         json!([{"op":"replace","path":"/vision","value":"After the family withdrew consent"}]),
     );
     let edited = a.read_plan(&fran, &shared).version;
-    let passed = |node: &TestNode| {
-        node.get("/v1/admin/peers", &sam).json["peers"][0]["status"]["last_success_at"]
-            .as_i64()
-            .unwrap_or(0)
-    };
     // Two passes end after the edit: the second began after it.
     for _ in 0..2 {
         let before = passed(&a);
@@ -689,4 +705,204 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
     assert!(contains(&stored, &shared));
     assert!(!contains(&stored, &unshared));
     assert!(!contains(&stored, secret));
+}
+
+/// Waits (bounded) until `check` holds, else fails with the nodes' logs.
+fn eventually(what: &str, nodes: &[&TestNode], check: impl FnMut() -> bool) {
+    use wrapsync_tests::{deadline, wait_until};
+    if !wait_until(deadline(60), check) {
+        let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+        panic!("{what}: not within 60 s\n{}", logs.join("\n----\n"));
+    }
+}
+
+fn plan_status(node: &TestNode, token: &str, plan: &str) -> u16 {
+    node.get(&format!("/v1/plans/{plan}"), token).status
+}
+
+fn a_plan_moves_its_home_with_its_history_and_its_replicas_follow(backend: Backend) {
+    use wrapsync_tests::users::CAREGIVER_2;
+    let spawn = |id: &str| county(backend, id, toml::Table::new());
+    let (a, b, c) = (spawn("county-a"), spawn("county-b"), spawn("county-c"));
+    for (to, from) in [(&a, &b), (&a, &c), (&b, &a), (&b, &c), (&c, &a), (&c, &b)] {
+        introduce(to, from);
+    }
+    let fran = a.login(FACILITATOR);
+    let plan = a.create_plan(&fran, "Family on the move").id;
+    a.apply_ops(&fran, &plan, json!([
+        {"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}},
+        {"op":"add","path":"/team","value":{"name":"Cody (new county)","role":"caregiver","user":format!("{CAREGIVER_2}@county-b")}},
+        {"op":"add","path":"/team","value":{"name":"Cody (placement county)","role":"caregiver","user":format!("{CAREGIVER_2}@county-c")}},
+        {"op":"replace","path":"/vision","value":"A home near the new job"}
+    ]));
+    let transfer = format!("/v1/plans/{plan}/transfer");
+
+    // No consent to share with B yet: the plan cannot move there.
+    a.post(&transfer, &fran, &json!({"node":"county-b"}))
+        .assert_problem(409, "conflict");
+    let carla = a.login(CAREGIVER);
+    for node in ["county-b", "county-c"] {
+        a.post(
+            &format!("/v1/plans/{plan}/shares"),
+            &carla,
+            &json!({"node": node}),
+        )
+        .assert_status(201);
+    }
+    let (cody_b, cody_c) = (b.login(CAREGIVER_2), c.login(CAREGIVER_2));
+    eventually("the plan reaching B and C", &[&a, &b, &c], || {
+        plan_status(&b, &cody_b, &plan) == 200 && plan_status(&c, &cody_c, &plan) == 200
+    });
+    // Only a facilitator or supervisor moves a plan, only to a peer.
+    a.post(&transfer, &carla, &json!({"node":"county-b"}))
+        .assert_problem(403, "forbidden");
+    a.post(&transfer, &fran, &json!({"node":"county-x"}))
+        .assert_problem(400, "invalid-request");
+    let b_sam = b.login(SUPERVISOR);
+    b.post_ops(
+        &b_sam,
+        &plan,
+        None,
+        json!([{"op":"replace","path":"/mission","value":"x"}]),
+    )
+    .assert_problem(403, "forbidden");
+    let changes_before = a.history(&fran, &plan).changes.len();
+
+    // The family moved to county B.
+    let moved = a.post(&transfer, &fran, &json!({"node":"county-b"}));
+    moved.assert_status(200);
+    assert_eq!(moved.json["state"], "done");
+    assert_eq!(moved.json["kept"], true);
+    // B is the home now: its supervisor edits it, and its whole history
+    // came along (the roster naming A's people `name@county-a` is the
+    // one change the move made).
+    b.apply_ops(
+        &b_sam,
+        &plan,
+        json!([{"op":"replace","path":"/mission","value":"Settle in county B"}]),
+    );
+    let history = b.history(&b_sam, &plan);
+    assert!(history.changes.len() > changes_before, "{history:?}");
+    assert!(history
+        .changes
+        .iter()
+        .any(|c| c.user.as_deref() == Some("fran@county-a")));
+    assert!(b.read_plan(&b_sam, &plan).plan["team"]
+        .as_array()
+        .is_some_and(|t| t
+            .iter()
+            .any(|m| m["user"] == format!("{CAREGIVER}@county-a"))));
+    // B's own carla is not A's carla.
+    let b_carla = b.login(CAREGIVER);
+    assert_eq!(plan_status(&b, &b_carla, &plan), 404);
+    // A kept its copy, now a replica: its supervisor may no longer edit;
+    // fran still works on it through A, and so does cody through C, whose
+    // replica follows the move on A's signed word.
+    let a_sam = a.login(SUPERVISOR);
+    a.post_ops(
+        &a_sam,
+        &plan,
+        None,
+        json!([{"op":"replace","path":"/mission","value":"y"}]),
+    )
+    .assert_problem(403, "forbidden");
+    a.post(&transfer, &fran, &json!({"node":"county-c"}))
+        .assert_problem(409, "conflict");
+    a.apply_ops(&fran, &plan, json!([{"op":"add","path":"/strengths","value":{"statement":"Fran still helps from county A","about":"family"}}]));
+    c.apply_ops(&cody_c, &plan, json!([{"op":"add","path":"/strengths","value":{"statement":"Cody visits from county C","about":"family"}}]));
+    eventually(
+        "all three nodes converging on the moved plan",
+        &[&a, &b, &c],
+        || {
+            let at_b = b.read_plan(&b_sam, &plan);
+            at_b.plan["strengths"]
+                .as_array()
+                .is_some_and(|s| s.len() == 2)
+                && a.read_plan(&fran, &plan).version == at_b.version
+                && c.read_plan(&cody_c, &plan).version == at_b.version
+        },
+    );
+    let at_b = b.read_plan(&b_sam, &plan);
+    assert_eq!(a.read_plan(&fran, &plan).plan, at_b.plan);
+    assert_eq!(c.read_plan(&cody_c, &plan).plan, at_b.plan);
+    assert_eq!(at_b.plan["mission"], "Settle in county B");
+    let history = b.history(&b_sam, &plan);
+    for who in ["fran@county-a", "cody@county-c"] {
+        assert!(
+            history
+                .changes
+                .iter()
+                .any(|c| c.user.as_deref() == Some(who)),
+            "{who} missing from {history:?}"
+        );
+    }
+}
+
+#[test]
+fn a_plan_moves_its_home_sqlite() {
+    a_plan_moves_its_home_with_its_history_and_its_replicas_follow(Backend::Sqlite);
+}
+
+#[test]
+fn a_plan_moves_its_home_postgres() {
+    a_plan_moves_its_home_with_its_history_and_its_replicas_follow(Backend::Postgres);
+}
+
+/// An old home set to keep no copy deletes the plan once the new home
+/// holds it; a new home that is down gets it when it is back.
+#[test]
+fn a_plan_moved_while_the_new_home_is_down_arrives_and_the_old_home_forgets_it() {
+    let mut keep_nothing = toml::Table::new();
+    keep_nothing.insert("transfer_keeps_copy".into(), false.into());
+    let a = county(Backend::Sqlite, "county-a", keep_nothing);
+    let mut b = county(Backend::Sqlite, "county-b", toml::Table::new());
+    introduce(&a, &b);
+    introduce(&b, &a);
+    let fran = a.login(FACILITATOR);
+    let plan = a.create_plan(&fran, "Family moving away").id;
+    let words = "Q-MOVED-VISION-leaves-with-the-family";
+    a.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"replace","path":"/vision","value":words}]),
+    );
+    a.post(
+        &format!("/v1/plans/{plan}/shares"),
+        &fran,
+        &json!({"node":"county-b"}),
+    )
+    .assert_status(201);
+    b.kill();
+    let moved = a.post(
+        &format!("/v1/plans/{plan}/transfer"),
+        &fran,
+        &json!({"node":"county-b"}),
+    );
+    moved.assert_status(202);
+    assert_eq!(moved.json["state"], "pending");
+    // Still homed at A meanwhile.
+    a.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"replace","path":"/mission","value":"Pack and go"}]),
+    );
+    b.start();
+    introduce(&a, &b);
+    let b_sam = b.login(SUPERVISOR);
+    eventually("the plan arriving at its new home", &[&a, &b], || {
+        plan_status(&b, &b_sam, &plan) == 200 && plan_status(&a, &fran, &plan) == 404
+    });
+    let at_b = b.read_plan(&b_sam, &plan);
+    assert_eq!(at_b.plan["vision"], words);
+    assert_eq!(at_b.plan["mission"], "Pack and go");
+    b.apply_ops(
+        &b_sam,
+        &plan,
+        json!([{"op":"replace","path":"/mission","value":"Home now"}]),
+    );
+    // A kept nothing of it but its audit trail (the plan id, never its words).
+    let a_sam = a.login(SUPERVISOR);
+    assert!(a.list_all_plans(&a_sam).iter().all(|p| p.id != plan));
+    let stored = stored_bytes(&a);
+    assert!(!contains(&stored, words));
 }

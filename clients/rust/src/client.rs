@@ -12,7 +12,7 @@ use std::time::Duration;
 use wrapsync_shared::api::{
     AuditPage, ChangeFeed, CreatePlanRequest, History, LoginRequest, OpsRequest, OpsResponse,
     PeerEntry, PeerList, PlanDocument, PlanList, RefreshRequest, Share, ShareList, ShareRequest,
-    SyncBatch, SyncBatchItem, SyncBatchReply, TokenResponse,
+    SyncBatch, SyncBatchItem, SyncBatchReply, TokenResponse, Transfer, TransferRequest,
 };
 use wrapsync_shared::ops::Op;
 
@@ -370,6 +370,17 @@ impl Client {
     pub fn revoke_share(&self, id: &str, node: &str) -> Result<(), ClientError> {
         let url = self.endpoint(&["v1", "plans", id, "shares", node, "revoke"])?;
         answer_empty(self.authorize(self.http.post(url)).send()?)
+    }
+
+    /// `POST /v1/plans/{id}/transfer`: moves the plan's home to peer `node`
+    /// (facilitators, supervisors; the family must have consented to share
+    /// with it). `state` is `pending` while that node cannot be reached.
+    pub fn transfer(&self, id: &str, node: &str) -> Result<Transfer, ClientError> {
+        let body = TransferRequest {
+            node: node.to_string(),
+        };
+        let url = self.endpoint(&["v1", "plans", id, "transfer"])?;
+        self.call(self.http.post(url).json(&body))
     }
 
     /// `GET /v1/admin/peers` (supervisors): the nodes this node trusts.

@@ -195,8 +195,9 @@ impl FromRequest for SyncBody {
     }
 }
 
-/// Raw bytes (`application/octet-stream`, up to `max_sync_bytes`), kept as
-/// sent: a signed node request's signature covers them exactly.
+/// Raw bytes (`application/octet-stream`, or `application/cbor` for a
+/// handover; up to `max_sync_bytes`), kept as sent: a signed node
+/// request's signature covers them exactly.
 pub struct RawBody(pub Vec<u8>);
 
 impl FromRequest for RawBody {
@@ -204,9 +205,12 @@ impl FromRequest for RawBody {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload, &["application/octet-stream"], |c, _| {
-            c.max_sync_bytes
-        });
+        let body = read_body(
+            req,
+            payload,
+            &["application/octet-stream", "application/cbor"],
+            |c, _| c.max_sync_bytes,
+        );
         Box::pin(async move { Ok(RawBody(body.await?.1.to_vec())) })
     }
 }

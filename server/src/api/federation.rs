@@ -5,13 +5,14 @@ use super::extract::{request_meta, RawBody};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::federation::SignedBy;
+use crate::federation::{transfer, SignedBy};
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
 use crate::store::plans as stored_plans;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use wrapsync_shared::api::Handover;
 
 /// This node's id and public key, for operators configuring it as a peer.
 pub async fn identity(app: web::Data<App>) -> HttpResponse {
@@ -73,20 +74,38 @@ pub async fn plan_sync(
                 .await
                 .map_err(audited)?
         }
-        // A replica of the peer's own plan, or one it now shares with us.
-        Some(Some(home)) if home == peer => {
+        // A replica of the peer's own plan, or one it now shares with us;
+        // or of a plan that moved to the peer, if its certificates say so.
+        Some(Some(home)) => {
             let entry = app.plans.get(&id).await?.ok_or(ApiError::NotFound)?;
+            let certificates = req
+                .headers()
+                .get(transfer::CERTIFICATES_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let followed = match certificates {
+                Some(certificates) if home != peer => {
+                    transfer::follow(&app, &entry, &home, &peer, certificates, &meta).await?
+                }
+                _ => false,
+            };
+            if home != peer && !followed {
+                return Err(audited(ApiError::NotFound));
+            }
             app.plans
                 .sync_from_home(Some(&entry), &id, &peer, &authors, message, meta.clone())
                 .await
                 .map_err(audited)?
         }
-        Some(Some(_)) => return Err(audited(ApiError::NotFound)),
-        None if wrapsync_shared::plan::is_item_id(&id) => app
-            .plans
-            .sync_from_home(None, &id, &peer, &authors, message, meta.clone())
-            .await
-            .map_err(audited)?,
+        // A plan this node gave away is not made again from a replica
+        // holder's push.
+        None if wrapsync_shared::plan::is_item_id(&id)
+            && !transfer::given_away(&app, &id).await? =>
+        {
+            app.plans
+                .sync_from_home(None, &id, &peer, &authors, message, meta.clone())
+                .await
+                .map_err(audited)?
+        }
         None => return Err(audited(ApiError::NotFound)),
     };
     Ok(match reply {
@@ -95,6 +114,36 @@ pub async fn plan_sync(
             .body(reply),
         None => HttpResponse::NoContent().finish(),
     })
+}
+
+/// A plan moving its home here: the old home's signed handover (CBOR, see
+/// `federation::transfer`). Answers the plan's heads here.
+pub async fn plan_transfer(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Result<RawBody, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = request_meta(&req);
+    let body = body?;
+    let SignedBy { peer, authors } = verified_peer(&app, &req, &body.0, &meta)?;
+    let audited = |e: ApiError| {
+        app.plans.audit(peer_audit(
+            &peer,
+            Some(&id),
+            "peer.transfer",
+            e.audit_outcome(),
+            Some(e.to_string()),
+            &meta,
+        ));
+        e
+    };
+    let handover: Handover = ciborium::from_reader(&body.0[..])
+        .map_err(|e| audited(ApiError::InvalidRequest(format!("not a handover: {e}"))))?;
+    let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
+        .await
+        .map_err(audited)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "plan": id.as_str(), "version": heads })))
 }
 
 /// The peer that signed this request, or `401` (audited).

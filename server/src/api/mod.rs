@@ -21,7 +21,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/federation/v1")
                 .route("/identity", web::get().to(federation::identity))
-                .route("/plans/{id}/sync", web::post().to(federation::plan_sync)),
+                .route("/plans/{id}/sync", web::post().to(federation::plan_sync))
+                .route(
+                    "/plans/{id}/transfer",
+                    web::post().to(federation::plan_transfer),
+                ),
         )
         .service(
             web::scope("/v1")
@@ -46,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/plans/{id}/shares/{node}/revoke",
                     web::post().to(shares::revoke),
                 )
+                .route("/plans/{id}/transfer", web::post().to(shares::transfer))
                 .route("/changes", web::get().to(changes::page))
                 .route("/changes/stream", web::get().to(changes::stream))
                 .route("/audit", web::get().to(audit::list)),

@@ -3,7 +3,8 @@
 //! the people who may speak for it: facilitators, caregivers, supervisors.
 //! While a grant is live the plan syncs with that node; a revocation or
 //! expiry stops that from then on. What the other node already holds stays
-//! there, under its own records duty.
+//! there, under its own records duty. With a grant, the plan can also move
+//! its home to that node (`transfer`: the family moved).
 
 use super::extract::{AuthUser, JsonBody};
 use super::plans::authorized;
@@ -13,7 +14,7 @@ use crate::error::ApiError;
 use crate::plans::audit_record;
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
-use wrapsync_shared::api::{Share, ShareList, ShareRequest};
+use wrapsync_shared::api::{Share, ShareList, ShareRequest, TransferRequest};
 use wrapsync_shared::roles::Role;
 
 const MAY_SHARE: &[Role] = &[Role::Facilitator, Role::Caregiver, Role::Supervisor];
@@ -164,4 +165,42 @@ pub async fn revoke(
         return Err(ApiError::NotFound);
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Moves the plan's home to a node the family consented to share it with
+/// (facilitators and supervisors): `200` once the new home holds it, `202`
+/// while it cannot be reached (this node keeps trying).
+pub async fn transfer(
+    app: web::Data<App>,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: Result<JsonBody<TransferRequest>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let (entry, role) = authorized(&app, &user, &id, "plan.transfer").await?;
+    let refused = |e: ApiError| {
+        app.plans.audit(audit_record(
+            &user.actor,
+            Some(&id),
+            "plan.transfer",
+            e.audit_outcome(),
+            Some(e.to_string()),
+            &user.meta,
+        ));
+        e
+    };
+    let JsonBody(body) = body.map_err(refused)?;
+    if !matches!(role, Role::Facilitator | Role::Supervisor) {
+        return Err(refused(ApiError::Forbidden(
+            "a facilitator or supervisor moves a plan".into(),
+        )));
+    }
+    let transfer =
+        crate::federation::transfer::start(&app, entry, &user.actor, &body.node, user.meta.clone())
+            .await
+            .map_err(refused)?;
+    Ok(if transfer.state == "done" {
+        HttpResponse::Ok().json(transfer)
+    } else {
+        HttpResponse::Accepted().json(transfer)
+    })
 }

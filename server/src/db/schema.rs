@@ -91,7 +91,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_changes,
     consent_grants,
     peers,
-    peer_cursors
+    peer_cursors,
+    peer_plan_heads,
+    plan_transfers
 );
 
 diesel::table! {
@@ -138,5 +140,25 @@ diesel::table! {
         peer_id -> Text,
         seq -> BigInt,
         updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    peer_plan_heads (peer_id, plan_id) {
+        peer_id -> Text,
+        plan_id -> Text,
+        heads -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    plan_transfers (plan_id, created_at) {
+        plan_id -> Text,
+        from_node -> Text,
+        to_node -> Text,
+        certificate -> Text,
+        state -> Text,
+        created_at -> BigInt,
     }
 }

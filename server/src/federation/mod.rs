@@ -6,6 +6,7 @@ pub mod identity;
 pub mod outbound;
 pub mod peers;
 pub mod signing;
+pub mod transfer;
 
 pub use identity::NodeKey;
 pub use peers::{Peer, Peers};

@@ -2,19 +2,21 @@
 //! consented to share with it. A change is pushed promptly (the plan
 //! service announces every stored change) from a durable outbox: the
 //! `plan_changes` log with a cursor per peer, so a restart forgets nothing.
-//! Every `federation_interval_secs` a full pass over the shared plans
-//! catches anything missed (anti-entropy); an unreachable peer is retried
-//! with exponential back-off and jitter. Each plan goes by the Automerge
+//! Every `federation_interval_secs` an anti-entropy pass sends the shared
+//! plans whose heads moved since the peer last confirmed them (one query;
+//! an idle peer costs no request), and hourly every shared plan, in case a
+//! peer lost what it had; an unreachable peer is retried with exponential
+//! back-off and jitter. Each plan goes by the Automerge
 //! sync protocol, signed (see `signing`).
 
 use super::Peer;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::store::{consent, plans as stored};
+use crate::store::plans as stored;
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wrapsync_shared::api::PeerStatus;
 
 /// Longest wait between attempts to reach a failing peer.
@@ -86,31 +88,50 @@ impl Outbound {
     }
 }
 
+/// How often a pass sends every shared plan, whatever the heads say: in
+/// case a peer lost what it had confirmed (restored from a backup).
+const FULL_PASS: Duration = Duration::from_secs(3600);
+
+/// The client for requests to peers.
+pub fn http_client() -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// Runs until the node stops.
 pub async fn run(app: actix_web::web::Data<App>) {
     let mut changed = app.plans.subscribe();
     let mut stopping = app.plans.stopping();
     let interval = Duration::from_secs(app.config.federation_interval_secs.max(1));
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-    {
+    let http = match http_client() {
         Ok(http) => http,
         Err(e) => {
             tracing::error!(%e, "federation: no HTTP client; not sending to peers");
             return;
         }
     };
-    let mut last_full: Option<std::time::Instant> = None;
+    let mut last_check: Option<Instant> = None;
+    let mut last_full: Option<Instant> = None;
     loop {
-        let full = last_full.is_none_or(|at| at.elapsed() >= interval);
-        if full {
-            last_full = Some(std::time::Instant::now());
+        let pass = if last_full.is_none_or(|at| at.elapsed() >= FULL_PASS) {
+            last_full = Some(Instant::now());
+            last_check = last_full;
+            Pass::Full
+        } else if last_check.is_none_or(|at| at.elapsed() >= interval) {
+            last_check = Some(Instant::now());
+            Pass::Stale
+        } else {
+            Pass::Outbox
+        };
+        if pass != Pass::Outbox {
+            super::transfer::resume(&app, &http).await;
         }
         let peers: Vec<Peer> = app.federation.peers().all().cloned().collect();
         for peer in peers {
             if app.federation.outbound.due(&peer.id, now_ms()) {
-                push_to(&app, &http, &peer, full).await;
+                push_to(&app, &http, &peer, pass).await;
             }
         }
         let mut wait = interval;
@@ -126,35 +147,50 @@ pub async fn run(app: actix_web::web::Data<App>) {
     }
 }
 
-/// One pass for `peer`: the plans shared with it that changed since its
-/// cursor (or all of them, on a full pass).
-async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, full: bool) {
+/// Which shared plans a pass sends.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pass {
+    /// Those in the outbox since the peer's cursor.
+    Outbox,
+    /// Also those whose heads moved since the peer confirmed them
+    /// (anti-entropy: catches a push that failed midway).
+    Stale,
+    /// All of them (at start, then hourly).
+    Full,
+}
+
+/// One pass for `peer` over the plans shared with it (see [`Pass`]).
+async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
     let peer_id = peer.id.clone();
     let now = now_ms();
     let found = app
         .blocking(move |conn| {
             let cursor = stored::peer_cursor(conn, &peer_id)?;
             let outbox = stored::changes_after_seq(conn, cursor, OUTBOX_PAGE)?;
-            let mut granted = consent::live_for_node(conn, &peer_id, now)?;
-            // Replicas of the peer's plans go back to it with edits made here.
-            granted.extend(stored::replicas_homed_at(conn, &peer_id)?);
-            Ok((outbox, granted))
+            let stale = match pass {
+                Pass::Outbox => Vec::new(),
+                Pass::Stale => stored::shared_with(conn, &peer_id, now, true)?,
+                Pass::Full => stored::shared_with(conn, &peer_id, now, false)?,
+            };
+            let shared = if outbox.is_empty() {
+                Vec::new()
+            } else {
+                stored::shared_with(conn, &peer_id, now, false)?
+            };
+            Ok((outbox, stale, shared))
         })
         .await;
-    let (outbox, granted) = match found {
+    let (outbox, stale, shared) = match found {
         Ok(found) => found,
         Err(e) => return app.federation.outbound.failed(&peer.id, e.to_string(), 0),
     };
-    let granted: BTreeSet<String> = granted.into_iter().collect();
-    let plans: BTreeSet<String> = if full {
-        granted.clone()
-    } else {
-        outbox
-            .iter()
-            .map(|(_, plan)| plan.clone())
-            .filter(|plan| granted.contains(plan))
-            .collect()
-    };
+    let shared: BTreeSet<String> = shared.into_iter().collect();
+    let plans: BTreeSet<String> = outbox
+        .iter()
+        .map(|(_, plan)| plan.clone())
+        .filter(|plan| shared.contains(plan))
+        .chain(stale)
+        .collect();
     let mut behind = plans.len();
     for plan in &plans {
         if let Err(e) = push_plan(app, http, peer, plan).await {
@@ -193,6 +229,24 @@ async fn push_plan(
     let path = format!("/federation/v1/plans/{plan}/sync");
     let url = format!("{}{path}", peer.url.trim_end_matches('/'));
     let authors = app.plans.local_authors(&entry).await;
+    // What the peer holds once this session ends quietly (newer changes
+    // made meanwhile leave the heads stale, so a later pass sends them).
+    let heads = entry.view().version.join(",");
+    let confirmed = || async {
+        let (peer, plan) = (peer.id.clone(), plan.to_string());
+        app.writer
+            .write(move |conn| stored::set_peer_heads(conn, &peer, &plan, &heads, now_ms()))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    // A plan that moved here: its certificates let replica holders that
+    // knew the old home follow the move.
+    let certificates = match entry.view().home {
+        None => super::transfer::certificates(app, plan)
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(_) => None,
+    };
     let mut reply: Option<Vec<u8>> = None;
     for round in 0..20 {
         let message = app
@@ -206,7 +260,7 @@ async fn push_plan(
             .as_deref()
             .and_then(|m| automerge::sync::Message::decode(m).ok());
         if crate::plans::push_done(round, decoded.as_ref()) {
-            return Ok(());
+            return confirmed().await;
         }
         let body = message.unwrap_or_default();
         let authorization = app.federation.signer.sign(
@@ -217,8 +271,11 @@ async fn push_plan(
             authors.clone(),
             now_ms() / 1000,
         )?;
-        let response = http
-            .post(&url)
+        let mut request = http.post(&url);
+        if let Some(certificates) = &certificates {
+            request = request.header(super::transfer::CERTIFICATES_HEADER, certificates);
+        }
+        let response = request
             .header("authorization", authorization)
             .header("content-type", "application/octet-stream")
             .body(body)
@@ -236,12 +293,12 @@ async fn push_plan(
             422 => {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
                 tracing::warn!(peer = %peer.id, %plan, %text, "federation: the peer refused changes");
-                return Ok(());
+                return confirmed().await;
             }
             // Not (or no longer) shared between the two: nothing to send.
             404 => {
                 tracing::debug!(peer = %peer.id, %plan, "federation: the peer does not share this plan");
-                return Ok(());
+                return confirmed().await;
             }
             _ => {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();

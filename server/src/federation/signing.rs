@@ -212,6 +212,91 @@ impl Verifier {
     }
 }
 
+/// The old home's signed word that a plan moved: the new home shows it to
+/// nodes still holding a replica homed at the old one, which follow the
+/// move on the old home's word alone (it is the only node that may give
+/// the plan away). It does not expire: a replica may hear of the move late.
+#[derive(Debug, Serialize, Deserialize)]
+struct TransferClaims {
+    iss: String,
+    /// The plan.
+    sub: String,
+    /// Its new home.
+    home: String,
+    iat: i64,
+}
+
+/// A verified move of a plan's home.
+#[derive(Debug, PartialEq)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    /// When it was certified (Unix seconds).
+    pub at: i64,
+}
+
+impl RequestSigner {
+    /// Certifies that `plan` moves from this node to `to`.
+    pub fn certify_transfer(&self, plan: &str, to: &str, now: i64) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.node_id.clone());
+        let claims = TransferClaims {
+            iss: self.node_id.clone(),
+            sub: plan.to_string(),
+            home: to.to_string(),
+            iat: now,
+        };
+        jsonwebtoken::encode(&header, &claims, self.key.encoding_key()).map_err(|e| e.to_string())
+    }
+}
+
+/// Checks a transfer certificate for `plan`, signed by the peer it names
+/// as the old home.
+pub fn verify_transfer(
+    certificate: &str,
+    peers: &Peers,
+    plan: &str,
+) -> Result<Move, SignedRequestError> {
+    let header = jsonwebtoken::decode_header(certificate)
+        .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(SignedRequestError::Malformed(
+            "certificates are signed with EdDSA".into(),
+        ));
+    }
+    let from = header
+        .kid
+        .ok_or_else(|| SignedRequestError::Malformed("no `kid`".into()))?;
+    let key = peers
+        .key(&from)
+        .ok_or_else(|| SignedRequestError::UnknownPeer(from.clone()))?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<TransferClaims>(certificate, key, &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                SignedRequestError::BadSignature(from.clone())
+            }
+            _ => SignedRequestError::Malformed(e.to_string()),
+        })?
+        .claims;
+    if claims.iss != from {
+        return Err(SignedRequestError::Malformed(
+            "`iss` and `kid` differ".into(),
+        ));
+    }
+    if claims.sub != plan {
+        return Err(SignedRequestError::Mismatch("plan"));
+    }
+    Ok(Move {
+        from,
+        to: claims.home,
+        at: claims.iat,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +424,43 @@ mod tests {
             };
             assert!(Peers::new(&[bad]).is_err(), "{id} at {url}");
         }
+    }
+
+    #[test]
+    fn a_transfer_certificate_verifies_only_for_its_plan_and_its_signer() {
+        let (a, peer_a) = node("county-a");
+        let (mallory, peer_m) = node("county-m");
+        let peers = Peers::new(&[peer_a]).unwrap_or_else(|e| panic!("{e}"));
+        let cert = a
+            .certify_transfer("P1", "county-b", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            verify_transfer(&cert, &peers, "P1"),
+            Ok(Move {
+                from: "county-a".into(),
+                to: "county-b".into(),
+                at: NOW
+            })
+        );
+        assert_eq!(
+            verify_transfer(&cert, &peers, "P2"),
+            Err(SignedRequestError::Mismatch("plan"))
+        );
+        // Mallory signing as county-a (its own key, county-a's kid).
+        let forged = RequestSigner::new("county-a".into(), mallory.key.clone())
+            .certify_transfer("P1", "county-m", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            verify_transfer(&forged, &peers, "P1"),
+            Err(SignedRequestError::BadSignature("county-a".into()))
+        );
+        let unknown = mallory
+            .certify_transfer("P1", "county-m", NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            verify_transfer(&unknown, &peers, "P1"),
+            Err(SignedRequestError::UnknownPeer(peer_m.id))
+        );
+        assert!(verify_transfer("not a jwt", &peers, "P1").is_err());
     }
 }

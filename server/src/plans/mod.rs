@@ -7,9 +7,11 @@
 #[cfg(test)]
 mod sim;
 mod sync;
+mod transfer;
 mod view;
 
 pub use sync::push_done;
+pub use transfer::AlsoWrite;
 pub use view::{PlanView, Viewer};
 
 use crate::db::{now_ms, Pool, StoreError};
@@ -55,6 +57,10 @@ pub struct PlanEntry {
 }
 
 impl PlanEntry {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     pub fn view(&self) -> Arc<PlanView> {
         self.view.read().clone()
     }

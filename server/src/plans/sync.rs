@@ -284,6 +284,14 @@ impl Plans {
             .generate_sync_message(&mut sync_state)
             .map(sync::Message::encode);
         drop(state);
+        self.writer.audit(super::peer_audit(
+            peer,
+            Some(&entry.id),
+            "peer.sync",
+            "ok",
+            None,
+            &meta,
+        ));
         self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(reply)
     }
@@ -292,7 +300,7 @@ impl Plans {
     /// the plan: the new chunk, the index, `actors` bound to `actor` (when
     /// made here) and `audit`, in one write; then the cached copy and view.
     #[allow(clippy::too_many_arguments)]
-    async fn keep_changes(
+    pub(super) async fn keep_changes(
         &self,
         entry: &PlanEntry,
         state: &mut super::PlanState,
@@ -519,7 +527,7 @@ impl Plans {
     /// Binds the actors of the home's new changes to the people it vouches
     /// for (`name@home`), so the history here says who made them; an actor
     /// that belongs to someone else already refuses the round.
-    async fn bind_home_authors(
+    pub(super) async fn bind_home_authors(
         &self,
         home: &str,
         authors: &BTreeMap<String, String>,

@@ -75,20 +75,14 @@ pub fn find(conn: &mut DbConnection, plan: &str, node: &str) -> Result<Option<Gr
         .optional()?)
 }
 
-/// The plans with a live grant for `node`.
-pub fn live_for_node(
-    conn: &mut DbConnection,
-    node: &str,
-    now: i64,
-) -> Result<Vec<String>, StoreError> {
-    Ok(consent_grants::table
-        .filter(consent_grants::node_id.eq(node))
-        .filter(consent_grants::revoked_at.is_null())
-        .filter(
-            consent_grants::expires_at
-                .is_null()
-                .or(consent_grants::expires_at.gt(now)),
-        )
-        .select(consent_grants::plan_id)
-        .load(conn)?)
+/// Ends every live grant of a plan (it moved: its new home honors them).
+pub fn end_all(conn: &mut DbConnection, plan: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(
+        consent_grants::table
+            .filter(consent_grants::plan_id.eq(plan))
+            .filter(consent_grants::revoked_at.is_null()),
+    )
+    .set(consent_grants::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(())
 }

@@ -7,5 +7,6 @@ pub mod peers;
 pub mod plans;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod transfers;
 pub mod users;
 pub mod writer;

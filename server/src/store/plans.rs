@@ -57,6 +57,34 @@ pub fn plan_home(conn: &mut DbConnection, id: &str) -> Result<Option<Option<Stri
         .optional()?)
 }
 
+/// Moves a plan's home (`None`: this node) and records its members as
+/// seen from here.
+pub fn set_home(
+    conn: &mut DbConnection,
+    id: &str,
+    home: Option<&str>,
+    members: &[Membership],
+) -> Result<(), StoreError> {
+    diesel::update(plans::table.find(id))
+        .set(plans::home_node.eq(home))
+        .execute(conn)?;
+    set_members(conn, id, members)
+}
+
+/// Deletes everything this node holds of a plan but its audit trail and
+/// its moves: an old home that gave the plan away and keeps no copy.
+pub fn forget_plan(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    use crate::db::schema::{consent_grants, peer_plan_heads};
+    diesel::delete(sync_states::table.filter(sync_states::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(peer_plan_heads::table.filter(peer_plan_heads::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(consent_grants::table.filter(consent_grants::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(plan_changes::table.filter(plan_changes::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(plan_members::table.filter(plan_members::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(plan_chunks::table.filter(plan_chunks::plan_id.eq(id))).execute(conn)?;
+    diesel::delete(plans::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
 pub fn plan_exists(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
     Ok(plans::table
         .find(id)
@@ -229,12 +257,78 @@ pub fn changes_after_seq(
         .load(conn)?)
 }
 
-/// The replicas this node keeps of plans homed at `peer`.
-pub fn replicas_homed_at(conn: &mut DbConnection, peer: &str) -> Result<Vec<String>, StoreError> {
-    Ok(plans::table
-        .filter(plans::home_node.eq(peer))
+/// The plans `peer` is to hold: those homed here with a live consent grant
+/// for it, and the replicas of its own plans (edits made here go back).
+/// With `stale_only`, just those whose heads moved since the peer last
+/// confirmed holding them: what an anti-entropy pass sends, found in one
+/// query without loading a plan.
+pub fn shared_with(
+    conn: &mut DbConnection,
+    peer: &str,
+    now: i64,
+    stale_only: bool,
+) -> Result<Vec<String>, StoreError> {
+    use crate::db::schema::{consent_grants, peer_plan_heads};
+    let granted = consent_grants::table
+        .filter(consent_grants::node_id.eq(peer))
+        .filter(consent_grants::revoked_at.is_null())
+        .filter(
+            consent_grants::expires_at
+                .is_null()
+                .or(consent_grants::expires_at.gt(now)),
+        )
+        .select(consent_grants::plan_id);
+    let mut query = plans::table
+        .left_join(
+            peer_plan_heads::table.on(peer_plan_heads::plan_id
+                .eq(plans::id)
+                .and(peer_plan_heads::peer_id.eq(peer))),
+        )
+        .filter(
+            plans::home_node
+                .eq(peer)
+                .or(plans::home_node.is_null().and(plans::id.eq_any(granted))),
+        )
         .select(plans::id)
-        .load(conn)?)
+        .order(plans::id)
+        .into_boxed();
+    if stale_only {
+        query = query.filter(
+            peer_plan_heads::heads.is_null().or(peer_plan_heads::heads
+                .nullable()
+                .ne(plans::heads.nullable())),
+        );
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Records that `peer` holds `plan` at `heads` (as `plans.heads` spells
+/// them).
+pub fn set_peer_heads(
+    conn: &mut DbConnection,
+    peer: &str,
+    plan: &str,
+    heads: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    use crate::db::schema::peer_plan_heads;
+    let updated = diesel::update(peer_plan_heads::table.find((peer, plan)))
+        .set((
+            peer_plan_heads::heads.eq(heads),
+            peer_plan_heads::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(peer_plan_heads::table)
+            .values((
+                peer_plan_heads::peer_id.eq(peer),
+                peer_plan_heads::plan_id.eq(plan),
+                peer_plan_heads::heads.eq(heads),
+                peer_plan_heads::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// How far `peer` has been sent the change log.

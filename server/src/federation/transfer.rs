@@ -1,0 +1,451 @@
+//! Moving a plan's home to another node (the family moved), with its whole
+//! history.
+//!
+//! 1. The old home names its own people on the roster `name@old` (a plain
+//!    name means a user of the home, and the home is about to change),
+//!    certifies the move (an EdDSA JWT naming plan and new home) and
+//!    records it `pending`.
+//! 2. It sends the new home a signed handover: the saved document, the
+//!    family's live consents, the certificate. The new home merges the plan
+//!    into any replica it held, homes it there, and keeps honoring the
+//!    consents (and shares with the old home if that keeps a copy).
+//! 3. Once acknowledged, the old home keeps its copy as a replica of the new
+//!    home's or deletes it (`transfer_keeps_copy`); a move not acknowledged
+//!    is resent on every outbound pass, and a resend is harmless.
+//! 4. The new home shows the certificates (`Wrapsync-Transfers`) in its
+//!    pushes, so a node holding a replica homed at the old home follows the
+//!    move on the old home's signed word alone.
+
+use super::signing::verify_transfer;
+use crate::app::App;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::plans::{peer_audit, Actor, AlsoWrite, PlanEntry, RequestMeta};
+use crate::store::consent::{self, Grant};
+use crate::store::plans as stored;
+use crate::store::transfers::{self, TransferRow, DONE, PENDING};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wrapsync_shared::api::{Handover, HandoverGrant, Transfer};
+
+/// The header a new home's pushes carry: the plan's certificates, oldest
+/// first, comma-separated.
+pub const CERTIFICATES_HEADER: &str = "wrapsync-transfers";
+/// The most certificates a replica holder follows in one push.
+const MAX_CHAIN: usize = 16;
+
+fn report(row: &TransferRow, kept: bool) -> Transfer {
+    Transfer {
+        plan: row.plan_id.clone(),
+        from: row.from_node.clone(),
+        to: row.to_node.clone(),
+        state: row.state.clone(),
+        kept,
+    }
+}
+
+/// Starts moving the plan of `entry` (homed here) to peer `to`, for
+/// `actor`; answers once the new home holds it, or with `pending` if it
+/// could not be reached (the outbound loop keeps trying).
+pub async fn start(
+    app: &App,
+    entry: Arc<PlanEntry>,
+    actor: &Actor,
+    to: &str,
+    meta: RequestMeta,
+) -> Result<Transfer, ApiError> {
+    if entry.view().home.is_some() {
+        return Err(ApiError::Conflict(
+            "this plan is homed at another node: it moves from its home".into(),
+        ));
+    }
+    if to == app.config.node_id || app.federation.peers().get(to).is_none() {
+        return Err(ApiError::InvalidRequest(format!(
+            "`{to}` is not a peer of this node"
+        )));
+    }
+    let grant = {
+        let (plan, node) = (entry.id().to_string(), to.to_string());
+        app.blocking(move |conn| consent::find(conn, &plan, &node))
+            .await?
+    };
+    if !grant.is_some_and(|g| g.is_live(now_ms())) {
+        return Err(ApiError::Conflict(format!(
+            "the family has not consented to share this plan with {to}: record that first (POST /v1/plans/{}/shares)",
+            entry.id()
+        )));
+    }
+    app.plans
+        .qualify_roster(&entry, actor, meta.clone())
+        .await?;
+    let now = now_ms() / 1000;
+    let certificate = app
+        .federation
+        .signer
+        .certify_transfer(entry.id(), to, now)
+        .map_err(ApiError::Internal)?;
+    let row = TransferRow {
+        plan_id: entry.id().to_string(),
+        from_node: app.config.node_id.clone(),
+        to_node: to.to_string(),
+        certificate,
+        state: PENDING.into(),
+        created_at: now * 1000,
+    };
+    let audit = crate::plans::audit_record(
+        actor,
+        Some(entry.id()),
+        "plan.transfer",
+        "ok",
+        Some(format!("to {to}, started")),
+        &meta,
+    );
+    let recorded = row.clone();
+    app.writer
+        .write(move |conn| {
+            transfers::record(conn, &recorded)?;
+            crate::store::audit::insert_audit(conn, &[audit])
+        })
+        .await?;
+    deliver(app, &super::outbound::http_client()?, &row).await
+}
+
+/// Resends the moves away from this node that the new home has not
+/// acknowledged (after a restart, or while it was unreachable).
+pub async fn resume(app: &App, http: &reqwest::Client) {
+    let me = app.config.node_id.clone();
+    let pending = match app
+        .blocking(move |conn| transfers::pending_from(conn, &me))
+        .await
+    {
+        Ok(pending) => pending,
+        Err(e) => return tracing::warn!(%e, "federation: cannot read pending transfers"),
+    };
+    for row in pending {
+        if let Err(e) = deliver(app, http, &row).await {
+            tracing::warn!(plan = %row.plan_id, to = %row.to_node, %e, "federation: transfer refused");
+        }
+    }
+}
+
+/// Sends the handover; on acknowledgement, ends this node's part. A new
+/// home that cannot be reached leaves the move pending; one that refuses
+/// it ends it (the plan stays here).
+async fn deliver(
+    app: &App,
+    http: &reqwest::Client,
+    row: &TransferRow,
+) -> Result<Transfer, ApiError> {
+    let keeps_copy = app.config.transfer_keeps_copy;
+    let Some(entry) = app.plans.get(&row.plan_id).await? else {
+        return Err(ApiError::NotFound);
+    };
+    let Some(peer) = app.federation.peers().get(&row.to_node).cloned() else {
+        return refused(app, row, format!("{} is no longer a peer", row.to_node)).await;
+    };
+    let document = app.plans.saved(&entry).await?;
+    let grants = {
+        let (plan, me) = (row.plan_id.clone(), app.config.node_id.clone());
+        app.blocking(move |conn| {
+            let now = now_ms();
+            let mut grants = Vec::new();
+            for grant in consent::for_plan(conn, &plan)? {
+                if !grant.is_live(now) {
+                    continue;
+                }
+                let by = crate::store::users::user_by_id(conn, &grant.granted_by)?
+                    .map(|u| u.username)
+                    .unwrap_or_default();
+                grants.push(HandoverGrant {
+                    node: grant.node_id,
+                    scope: grant.scope,
+                    granted_by: if by.contains('@') {
+                        by
+                    } else {
+                        format!("{by}@{me}")
+                    },
+                    expires_at: grant.expires_at,
+                });
+            }
+            Ok(grants)
+        })
+        .await?
+    };
+    let handover = Handover {
+        document: Some(document),
+        grants,
+        certificate: row.certificate.clone(),
+        keeps_copy,
+    };
+    let mut body = Vec::new();
+    ciborium::into_writer(&handover, &mut body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let path = format!("/federation/v1/plans/{}/transfer", row.plan_id);
+    let authors = app.plans.local_authors(&entry).await;
+    let authorization = app
+        .federation
+        .signer
+        .sign(&peer.id, "POST", &path, &body, authors, now_ms() / 1000)
+        .map_err(ApiError::Internal)?;
+    let sent = http
+        .post(format!("{}{path}", peer.url.trim_end_matches('/')))
+        .header("authorization", authorization)
+        .header("content-type", "application/cbor")
+        .body(body)
+        .send()
+        .await;
+    let (status, text) = match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (status, text)
+        }
+        Err(e) => (0, e.to_string()),
+    };
+    match status {
+        200 => {}
+        400..=499 => return refused(app, row, format!("{status}: {text}")).await,
+        _ => {
+            tracing::warn!(plan = %row.plan_id, to = %row.to_node, %status, %text, "federation: transfer not acknowledged yet");
+            return Ok(report(row, keeps_copy));
+        }
+    }
+    let done = TransferRow {
+        state: DONE.into(),
+        ..row.clone()
+    };
+    let (plan, at) = (row.plan_id.clone(), row.created_at);
+    let also: AlsoWrite = Box::new(move |conn| {
+        transfers::set_state(conn, &plan, at, DONE)?;
+        // The consents moved with the plan: the new home honors them now.
+        consent::end_all(conn, &plan, now_ms())
+    });
+    let detail = if keeps_copy {
+        "kept as a replica"
+    } else {
+        "copy deleted"
+    };
+    let audit = peer_audit(
+        &row.to_node,
+        Some(&row.plan_id),
+        "plan.transfer",
+        "ok",
+        Some(format!("now homed at {}; {detail}", row.to_node)),
+        &RequestMeta::default(),
+    );
+    if keeps_copy {
+        app.plans
+            .rehome(&entry, Some(row.to_node.clone()), audit, also)
+            .await?;
+    } else {
+        app.plans.forget(&row.plan_id, audit, also).await?;
+    }
+    Ok(report(&done, keeps_copy))
+}
+
+async fn refused(app: &App, row: &TransferRow, why: String) -> Result<Transfer, ApiError> {
+    let (plan, at) = (row.plan_id.clone(), row.created_at);
+    let audit = peer_audit(
+        &row.to_node,
+        Some(&row.plan_id),
+        "plan.transfer",
+        "refused",
+        Some(why.clone()),
+        &RequestMeta::default(),
+    );
+    app.writer
+        .write(move |conn| {
+            transfers::set_state(conn, &plan, at, "refused")?;
+            crate::store::audit::insert_audit(conn, &[audit])
+        })
+        .await?;
+    Err(ApiError::TransferRefused(why))
+}
+
+/// At the new home: takes the plan `from` hands over, if its certificate
+/// moves this plan from the sender to this node, and this node holds no
+/// other claim on it. Answers the plan's heads here.
+pub async fn receive(
+    app: &App,
+    plan: &str,
+    from: &str,
+    authors: &BTreeMap<String, String>,
+    handover: Handover,
+    meta: &RequestMeta,
+) -> Result<Vec<String>, ApiError> {
+    let me = app.config.node_id.clone();
+    let moved = verify_transfer(&handover.certificate, &app.federation.peers(), plan)
+        .map_err(|e| ApiError::InvalidRequest(format!("the transfer certificate: {e}")))?;
+    if moved.from != from || moved.to != me {
+        return Err(ApiError::InvalidRequest(
+            "the certificate does not move this plan from the sender to this node".into(),
+        ));
+    }
+    let at = moved.at * 1000;
+    let (id, sender) = (plan.to_string(), from.to_string());
+    let (home, known) = app
+        .blocking(move |conn| {
+            let home = stored::plan_home(conn, &id)?;
+            let known = transfers::for_plan(conn, &id)?
+                .iter()
+                .any(|t| t.created_at == at && t.from_node == sender);
+            Ok((home, known))
+        })
+        .await?;
+    match home {
+        None => {}
+        Some(Some(home)) if home == from => {}
+        // A resend of a move already taken: merged again, answered again.
+        Some(None) if known => {}
+        Some(_) => {
+            return Err(ApiError::Conflict(
+                "this node holds this plan under another home".into(),
+            ))
+        }
+    }
+    let document = handover
+        .document
+        .ok_or_else(|| ApiError::InvalidRequest("the handover has no document".into()))?;
+    let peers = app.federation.peers();
+    // The consent that let the plan come here also lets the old home keep
+    // its copy in sync, until the same expiry.
+    let to_here = handover.grants.iter().find(|g| g.node == me).cloned();
+    let mut grants: Vec<HandoverGrant> = handover
+        .grants
+        .into_iter()
+        .filter(|g| g.node != me && g.node != from && peers.get(&g.node).is_some())
+        .collect();
+    if handover.keeps_copy {
+        if let Some(consent) = to_here {
+            grants.push(HandoverGrant {
+                node: from.to_string(),
+                ..consent
+            });
+        }
+    }
+    let row = TransferRow {
+        plan_id: plan.to_string(),
+        from_node: from.to_string(),
+        to_node: me,
+        certificate: handover.certificate,
+        state: DONE.into(),
+        created_at: at,
+    };
+    let also: AlsoWrite = Box::new(move |conn| {
+        transfers::record(conn, &row)?;
+        let now = now_ms();
+        for g in grants {
+            let granted_by = crate::store::users::remote_user(conn, &g.granted_by, now)?;
+            consent::grant(
+                conn,
+                &Grant {
+                    plan_id: row.plan_id.clone(),
+                    node_id: g.node,
+                    scope: g.scope,
+                    granted_by,
+                    granted_at: now,
+                    expires_at: g.expires_at,
+                    revoked_by: None,
+                    revoked_at: None,
+                },
+            )?;
+        }
+        Ok(())
+    });
+    let audit = peer_audit(
+        from,
+        Some(plan),
+        "peer.transfer",
+        "ok",
+        Some(format!("homed here now, moved from {from}")),
+        meta,
+    );
+    let view = app
+        .plans
+        .take_over(plan, from, authors, &document, audit, also)
+        .await?;
+    Ok(view.version.clone())
+}
+
+/// At a node holding a replica homed at `known`: whether `sender`'s
+/// certificates (the header's value) lead from `known` to `sender`, each
+/// signed by the home it moves the plan from; if so the replica is homed at
+/// `sender` from now on.
+pub async fn follow(
+    app: &App,
+    entry: &PlanEntry,
+    known: &str,
+    sender: &str,
+    certificates: &str,
+    meta: &RequestMeta,
+) -> Result<bool, ApiError> {
+    let peers = app.federation.peers();
+    let mut home = known.to_string();
+    let mut chain = Vec::new();
+    for certificate in certificates
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .take(MAX_CHAIN)
+    {
+        let Ok(moved) = verify_transfer(certificate, &peers, entry.id()) else {
+            continue;
+        };
+        if moved.from == home {
+            home = moved.to.clone();
+            chain.push(TransferRow {
+                plan_id: entry.id().to_string(),
+                from_node: moved.from,
+                to_node: moved.to,
+                certificate: certificate.to_string(),
+                state: DONE.into(),
+                created_at: moved.at * 1000,
+            });
+        }
+    }
+    if home != sender {
+        return Ok(false);
+    }
+    let audit = peer_audit(
+        sender,
+        Some(entry.id()),
+        "peer.rehome",
+        "ok",
+        Some(format!("moved from {known} to {sender}")),
+        meta,
+    );
+    let also: AlsoWrite = Box::new(move |conn| {
+        for row in &chain {
+            transfers::record(conn, row)?;
+        }
+        Ok(())
+    });
+    app.plans
+        .rehome(entry, Some(sender.to_string()), audit, also)
+        .await?;
+    Ok(true)
+}
+
+/// The certificates of the moves of a plan, for the header of a push.
+pub async fn certificates(app: &App, plan: &str) -> Result<Option<String>, ApiError> {
+    let plan = plan.to_string();
+    let rows = app
+        .blocking(move |conn| transfers::for_plan(conn, &plan))
+        .await?;
+    let done: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.state == DONE)
+        .map(|r| r.certificate.as_str())
+        .collect();
+    Ok((!done.is_empty()).then(|| done.join(",")))
+}
+
+/// Whether this node gave the plan away and kept no copy (so a push about
+/// it must not make a new replica).
+pub async fn given_away(app: &App, plan: &str) -> Result<bool, ApiError> {
+    let (plan, me) = (plan.to_string(), app.config.node_id.clone());
+    Ok(app
+        .blocking(move |conn| transfers::for_plan(conn, &plan))
+        .await?
+        .iter()
+        .any(|t| t.from_node == me && t.state == DONE))
+}
