@@ -4,11 +4,13 @@
 //!
 //! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
 
+mod consent;
 #[cfg(test)]
 mod sim;
 mod sync;
 mod view;
 
+pub use consent::MAY_SHARE;
 pub use sync::push_done;
 pub use view::{PlanView, Viewer};
 
