@@ -840,3 +840,76 @@ async fn seed_family(
         caregiver_member: caregiver_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(ids: &[&str], shared: bool) -> DemoManifest {
+        DemoManifest {
+            hub: None,
+            nodes: ids
+                .iter()
+                .map(|id| DemoNode {
+                    id: id.to_string(),
+                    url: "http://127.0.0.1:1".into(),
+                    data_dir: PathBuf::from(id),
+                    users: vec![],
+                })
+                .collect(),
+            shared: if shared {
+                vec![DemoShare {
+                    plan: "01JB0000000000000000000000".into(),
+                    holders: vec![DemoHolder {
+                        node: "county-b".into(),
+                        username: "provider1".into(),
+                    }],
+                }]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn write(dir: &Path, manifest: &DemoManifest) {
+        let text = serde_json::to_vec(manifest).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("demo.json"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn only_a_whole_three_node_demo_is_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = dir.path();
+        assert!(existing_manifest(dir).is_none(), "no demo.json");
+        for id in NODE_IDS {
+            std::fs::create_dir_all(dir.join(id)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.join(id).join("node.db"), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+        write(dir, &manifest(&NODE_IDS, true));
+        assert!(existing_manifest(dir).is_some());
+        // The one-node demo of before, a manifest without shared plans, and
+        // a node whose database is gone all start afresh.
+        write(dir, &manifest(&["county-a"], false));
+        assert!(existing_manifest(dir).is_none());
+        write(dir, &manifest(&NODE_IDS, false));
+        assert!(existing_manifest(dir).is_none());
+        write(dir, &manifest(&NODE_IDS, true));
+        std::fs::remove_file(dir.join("county-c").join("node.db"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(existing_manifest(dir).is_none());
+    }
+
+    #[test]
+    fn demo_json_has_the_contracted_shape() {
+        let value =
+            serde_json::to_value(manifest(&["county-a"], true)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            value,
+            json!({
+                "hub": null,
+                "nodes": [{"id": "county-a", "url": "http://127.0.0.1:1", "data_dir": "county-a", "users": []}],
+                "shared": [{"plan": "01JB0000000000000000000000", "holders": [{"node": "county-b", "username": "provider1"}]}],
+            })
+        );
+    }
+}
