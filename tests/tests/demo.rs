@@ -42,6 +42,18 @@ impl Client {
         Ok(body["access_token"].as_str().unwrap().to_string())
     }
 
+    /// `POST url path body` as `token`: the status.
+    fn post(&self, url: &str, path: &str, token: &str, body: &Value) -> u16 {
+        self.http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// `GET url path` as `token`: the status and the JSON body (or null).
     fn get(&self, url: &str, path: &str, token: &str) -> (u16, Value) {
         let reply = self
@@ -309,6 +321,68 @@ fn the_demo_runs_three_county_nodes_sharing_consented_plans_and_keeps_them() {
     assert_eq!(
         client.login(url_of(&first, "county-b"), "facilitator1", a_password),
         Err(401)
+    );
+
+    // A holder edits the replica at their own node; the edit reaches the
+    // plan's home.
+    let share = &first["shared"][0];
+    let (plan, holder) = (text(&share["plan"]), &share["holders"][0]);
+    let (node, username) = (text(&holder["node"]), text(&holder["username"]));
+    let token = client
+        .login(
+            url_of(&first, node),
+            username,
+            &passwords[&(node.to_string(), username.to_string())],
+        )
+        .unwrap();
+    let mission = format!("Settle in at {node}");
+    assert_eq!(
+        client.post(
+            url_of(&first, node),
+            &format!("/v1/plans/{plan}/ops"),
+            &token,
+            &json!({"ops": [{"op": "replace", "path": "/mission", "value": mission}]}),
+        ),
+        200,
+        "{username} at {node} cannot edit shared plan {plan}"
+    );
+    // Its home: the node that is not a holder whose supervisor sees it.
+    let sam_at = |node: &str| {
+        let password = &passwords[&(node.to_string(), "supervisor".to_string())];
+        client
+            .login(url_of(&first, node), "supervisor", password)
+            .unwrap()
+    };
+    let holder_nodes: BTreeSet<&str> = share["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| text(&h["node"]))
+        .collect();
+    let (home, home_sam) = NODES
+        .iter()
+        .filter(|n| !holder_nodes.contains(*n))
+        .map(|n| (*n, sam_at(n)))
+        .find(|(n, sam)| {
+            client
+                .get(url_of(&first, n), &format!("/v1/plans/{plan}"), sam)
+                .0
+                == 200
+        })
+        .expect("the shared plan's home");
+    assert!(
+        wait_until(deadline(30), || {
+            client
+                .get(
+                    url_of(&first, home),
+                    &format!("/v1/plans/{plan}"),
+                    &home_sam,
+                )
+                .1["plan"]["mission"]
+                == mission.as_str()
+        }),
+        "the holder's edit never reached {home}\n{}",
+        log()
     );
 
     // Killed outright, then run again on the same directory (at other
