@@ -104,11 +104,20 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// streams end, in-flight requests finish, and queued audit records are
 /// flushed.
 pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
+    serve(listener, web::Data::new(app), stop_signal()).await
+}
+
+/// [`run`], until `stop` completes instead of until a signal. Whoever else
+/// holds a handle to `app` must let go of it for the writer thread to end.
+pub async fn serve(
+    listener: TcpListener,
+    app: web::Data<App>,
+    stop: impl std::future::Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let workers = app
         .config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let app = web::Data::new(app);
     let data = app.clone();
     let origins = app.config.cors_origins.clone();
     let server = HttpServer::new(move || {
@@ -128,7 +137,7 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {
-        stop_signal().await;
+        stop.await;
         tracing::info!("stopping: finishing in-flight requests");
         stopping.plans.stop_streams();
         // Hold no handle to the app while waiting: the writer thread ends
@@ -141,7 +150,6 @@ pub async fn run(listener: TcpListener, app: App) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
 /// Lets the configured web origins call the API from a browser; with none
 /// configured, cross-origin calls get no CORS headers and browsers block them.
 fn cors(origins: &[String]) -> actix_cors::Cors {
@@ -167,7 +175,8 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .block_on_origin_mismatch(false)
 }
 
-async fn stop_signal() {
+/// SIGINT or SIGTERM.
+pub async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,24 +1,37 @@
-//! `wrapsync demo`: a county node on SQLite, seeded with synthetic families
+//! `wrapsync demo`: three county nodes on SQLite in one process, each a
+//! peer of the other two, each seeded with its own synthetic families
 //! (every name, date and phone number here is invented) and users of every
-//! role, described in `DIR/demo.json` for people and test tools.
+//! role, with some plans shared between them by the families' consent;
+//! described in `DIR/demo.json` for people and test tools.
 
-use crate::app::App;
+use crate::app::{self, App};
 use crate::config::Config;
 use crate::db::blocking;
 use crate::error::ApiError;
+use crate::federation::{identity, NodeKey, Peer};
 use crate::plans::{Actor, RequestMeta};
 use crate::users::add_user;
+use actix_web::web;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use wrapsync_shared::ops::Op;
 use wrapsync_shared::roles::Role;
+
+type BoxError = Box<dyn std::error::Error>;
 
 /// `demo.json`: the fixed shape outside clients rely on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoManifest {
     pub hub: Option<DemoHub>,
     pub nodes: Vec<DemoNode>,
+    /// The plans shared between the nodes, and who may use each where.
+    #[serde(default)]
+    pub shared: Vec<DemoShare>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,52 +54,532 @@ pub struct DemoUser {
     pub role: Role,
 }
 
-pub const NODE_ID: &str = "county-a";
-
-/// The config of the demo node under `dir`.
-pub fn node_config(dir: &Path, port: u16) -> Result<Config, crate::config::ConfigError> {
-    let data_dir = dir.join(NODE_ID);
-    let text = format!(
-        "node_id = {NODE_ID:?}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n",
-        data_dir.to_string_lossy()
-    );
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| crate::config::ConfigError::Read(data_dir.clone(), e))?;
-    let path = dir.join(format!("{NODE_ID}.toml"));
-    std::fs::write(&path, text).map_err(|e| crate::config::ConfigError::Read(path.clone(), e))?;
-    Config::load(Some(&path), std::env::vars())
+/// A plan shared with other nodes (it is homed at the node that lists it
+/// in its users' plans).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoShare {
+    pub plan: String,
+    pub holders: Vec<DemoHolder>,
 }
 
-/// Reads an earlier run's manifest, if its node data is still there.
+/// A user of node `node` (`username` as they log in there) on the shared
+/// plan's team, who reads and edits the plan's replica at that node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoHolder {
+    pub node: String,
+    pub username: String,
+}
+
+/// The demo's nodes, listening on `--base-port`, +1 and +2.
+pub const NODE_IDS: [&str; 3] = ["county-a", "county-b", "county-c"];
+
+/// How long the demo waits for every shared plan to reach its holders.
+const ARRIVAL_SECS: u64 = 30;
+
+/// The invented people of one county, so its families are told apart.
+struct County {
+    surnames: [&'static str; 6],
+    youth: [&'static str; 6],
+    caregivers: [&'static str; 6],
+    advocate: &'static str,
+    doctor: &'static str,
+    coach: &'static str,
+    /// Last digit of the county's invented phone numbers.
+    digit: usize,
+}
+
+const COUNTIES: [County; 3] = [
+    County {
+        surnames: [
+            "Alder",
+            "Birchwood",
+            "Cedarly",
+            "Dogwood",
+            "Elmsworth",
+            "Firhaven",
+        ],
+        youth: ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley"],
+        caregivers: ["Morgan", "Jordan", "Riley", "Quinn", "Parker", "Rowan"],
+        advocate: "Pat Advocate",
+        doctor: "Dr. Sam",
+        coach: "Coach Lee",
+        digit: 0,
+    },
+    County {
+        surnames: [
+            "Garnet",
+            "Hawthorne",
+            "Ironvale",
+            "Juniper",
+            "Kestrel",
+            "Larkspur",
+        ],
+        youth: ["Gray", "Harper", "Indigo", "Jules", "Kai", "Logan"],
+        caregivers: ["Sasha", "Taylor", "Reese", "Skyler", "Dakota", "Emerson"],
+        advocate: "Robin Advocate",
+        doctor: "Dr. Lou",
+        coach: "Coach Max",
+        digit: 1,
+    },
+    County {
+        surnames: [
+            "Maplecroft",
+            "Nettlefield",
+            "Oakhurst",
+            "Pinecrest",
+            "Quillon",
+            "Redfern",
+        ],
+        youth: ["Marlow", "Noel", "Oakley", "Peyton", "Remy", "Sage"],
+        caregivers: ["Hayden", "Jamie", "Kendall", "Lennon", "Micah", "Ellis"],
+        advocate: "Terry Advocate",
+        doctor: "Dr. Ari",
+        coach: "Coach Val",
+        digit: 2,
+    },
+];
+
+/// A family that consented to share its plan: family `family` (1-based)
+/// of node `home`, with nodes `holders` (indexes into [`NODE_IDS`]); the
+/// consent is recorded by its caregiver or else by its facilitator.
+struct Sharing {
+    home: usize,
+    family: usize,
+    holders: &'static [usize],
+    by_caregiver: bool,
+}
+
+const SHARINGS: &[Sharing] = &[
+    Sharing {
+        home: 0,
+        family: 1,
+        holders: &[1],
+        by_caregiver: false,
+    },
+    Sharing {
+        home: 0,
+        family: 2,
+        holders: &[1],
+        by_caregiver: true,
+    },
+    Sharing {
+        home: 0,
+        family: 3,
+        holders: &[1, 2],
+        by_caregiver: false,
+    },
+    Sharing {
+        home: 1,
+        family: 4,
+        holders: &[0],
+        by_caregiver: true,
+    },
+    Sharing {
+        home: 2,
+        family: 5,
+        holders: &[0],
+        by_caregiver: false,
+    },
+];
+
+/// Runs the demo under `dir` until SIGINT/SIGTERM: seeds it first unless an
+/// earlier run did (then its data, keys and passwords are reused), waits
+/// until every shared plan has reached its holders, then writes
+/// `demo.json`.
+pub fn run(dir: &Path, base_port: u16) -> Result<(), BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let existing = existing_manifest(&dir);
+    if existing.is_none() {
+        // A half-made earlier demo (or one of another shape) starts afresh.
+        std::fs::remove_file(dir.join("demo.json")).or_else(not_found_ok)?;
+        for id in NODE_IDS {
+            std::fs::remove_dir_all(dir.join(id)).or_else(not_found_ok)?;
+        }
+    }
+    let mut listeners = Vec::new();
+    for i in 0..NODE_IDS.len() {
+        let port = u16::try_from(i)
+            .ok()
+            .and_then(|i| base_port.checked_add(i))
+            .ok_or("--base-port is too high for three nodes")?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+            format!("cannot listen on 127.0.0.1:{port}: {e} (try another --base-port)")
+        })?;
+        listeners.push(listener);
+    }
+    let addrs = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    // Every node's key first: each node's config names the other two's.
+    let mut keys = Vec::new();
+    for id in NODE_IDS {
+        let data_dir = dir.join(id);
+        std::fs::create_dir_all(&data_dir)?;
+        let key = NodeKey::load_or_create(&data_dir.join(identity::KEY_FILE))?;
+        keys.push(key.public_key().to_string());
+    }
+    let mut apps = Vec::new();
+    let mut writers = Vec::new();
+    for (i, id) in NODE_IDS.iter().enumerate() {
+        let peers = NODE_IDS
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, peer)| Peer {
+                id: peer.to_string(),
+                url: urls[j].clone(),
+                public_key: keys[j].clone(),
+            })
+            .collect();
+        let config = node_config(&dir, id, addrs[i], peers)?;
+        let (app, writer) = App::open(config)?;
+        apps.push(web::Data::new(app));
+        writers.push(writer);
+    }
+    let runtime = actix_web::rt::System::new();
+    let result = runtime.block_on(run_nodes(&dir, listeners, apps, urls, existing));
+    // The writers drain what is queued once every handle to them is gone,
+    // including those of tasks the runtime still holds: end it first.
+    drop(runtime);
+    for writer in writers {
+        let _ = writer.join();
+    }
+    result
+}
+
+fn not_found_ok(e: std::io::Error) -> std::io::Result<()> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Writes the config of demo node `id` under `dir` (`DIR/<id>.toml`, data
+/// in `DIR/<id>`) and loads it. Settings from `WRAPSYNC_*` apply to every
+/// node, except those that must differ between them.
+fn node_config(
+    dir: &Path,
+    id: &str,
+    listen: SocketAddr,
+    peers: Vec<Peer>,
+) -> Result<Config, BoxError> {
+    #[derive(Serialize)]
+    struct DemoConfig {
+        node_id: String,
+        listen: String,
+        data_dir: String,
+        peers: Vec<Peer>,
+    }
+    let data_dir = dir.join(id);
+    let text = toml::to_string(&DemoConfig {
+        node_id: id.to_string(),
+        listen: listen.to_string(),
+        data_dir: data_dir.to_string_lossy().into_owned(),
+        peers,
+    })?;
+    let path = dir.join(format!("{id}.toml"));
+    std::fs::write(&path, text)?;
+    const PER_NODE: &[&str] = &[
+        "WRAPSYNC_NODE_ID",
+        "WRAPSYNC_LISTEN",
+        "WRAPSYNC_DATA_DIR",
+        "WRAPSYNC_DATABASE_URL",
+        "WRAPSYNC_JWT_SECRET",
+    ];
+    let env = std::env::vars().filter(|(name, _)| !PER_NODE.contains(&name.as_str()));
+    Ok(Config::load(Some(&path), env)?)
+}
+
+/// Reads an earlier run's manifest, if it describes this demo's nodes and
+/// their data is still there.
 pub fn existing_manifest(dir: &Path) -> Option<DemoManifest> {
     let text = std::fs::read_to_string(dir.join("demo.json")).ok()?;
     let manifest: DemoManifest = serde_json::from_str(&text).ok()?;
-    manifest
-        .nodes
-        .iter()
-        .all(|n| n.data_dir.join("node.db").exists())
-        .then_some(manifest)
+    let complete = manifest.nodes.len() == NODE_IDS.len()
+        && manifest
+            .nodes
+            .iter()
+            .zip(NODE_IDS)
+            .all(|(n, id)| n.id == id && dir.join(id).join("node.db").exists())
+        && !manifest.shared.is_empty();
+    complete.then_some(manifest)
 }
 
-const SURNAMES: [&str; 6] = [
-    "Alder",
-    "Birchwood",
-    "Cedarly",
-    "Dogwood",
-    "Elmsworth",
-    "Firhaven",
-];
-const YOUTH_NAMES: [&str; 6] = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley"];
-const CAREGIVER_NAMES: [&str; 6] = ["Morgan", "Jordan", "Riley", "Quinn", "Parker", "Rowan"];
+/// Seeds the nodes (or takes an earlier run's manifest), serves them, and
+/// once every shared plan has arrived where it is shared, writes
+/// `demo.json` and says so; until a signal, or until any node stops.
+async fn run_nodes(
+    dir: &Path,
+    listeners: Vec<TcpListener>,
+    apps: Vec<web::Data<App>>,
+    urls: Vec<String>,
+    existing: Option<DemoManifest>,
+) -> Result<(), BoxError> {
+    let mut manifest = match existing {
+        Some(manifest) => manifest,
+        None => seed_all(&apps)
+            .await
+            .map_err(|e| format!("seeding the demo failed: {e}"))?,
+    };
+    for (node, url) in manifest.nodes.iter_mut().zip(&urls) {
+        node.url = url.clone();
+        node.data_dir = dir.join(&node.id);
+    }
+    let (stop, _) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let stopped = |stop: &watch::Sender<bool>| {
+        let mut rx = stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    // Ctrl-C (or SIGTERM) stops every node.
+    let on_signal = stop.clone();
+    actix_web::rt::spawn(async move {
+        app::stop_signal().await;
+        on_signal.send_replace(true);
+    });
+    let servers = listeners
+        .into_iter()
+        .zip(apps.iter().cloned())
+        .map(|(listener, app)| {
+            let (until, stop) = (stopped(&stop), stop.clone());
+            async move {
+                let served = app::serve(listener, app, until).await;
+                // One node ending ends the demo.
+                stop.send_replace(true);
+                served
+            }
+        });
+    let servers = futures_util::future::join_all(servers);
+    let ready = async {
+        // The last handles to the apps outside their servers: dropped here.
+        let apps = apps;
+        let announced = tokio::select! {
+            arrived = wait_for_shared(&apps, &manifest.shared) => match arrived {
+                Ok(()) => announce(dir, &manifest),
+                Err(e) => Err(e.into()),
+            },
+            _ = stopped(&stop) => Ok(()),
+        };
+        if announced.is_err() {
+            stop.send_replace(true);
+        }
+        announced
+    };
+    let (served, ready) = tokio::join!(servers, ready);
+    ready?;
+    for served in served {
+        served?;
+    }
+    Ok(())
+}
+
+/// Writes `demo.json` and tells the person (stderr) and tools (stdout,
+/// JSON lines) where the nodes are.
+fn announce(dir: &Path, manifest: &DemoManifest) -> Result<(), BoxError> {
+    let path = dir.join("demo.json");
+    app::write_private(&path, &serde_json::to_vec_pretty(manifest)?)?;
+    let nodes: String = manifest
+        .nodes
+        .iter()
+        .map(|n| format!("  node {}: {}\n", n.id, n.url))
+        .collect();
+    let first = manifest.nodes.first().map_or("", |n| n.url.as_str());
+    eprintln!(
+        "\nwrapsync demo is running.\n{nodes}  users, passwords and shared plans: {}\n  try: curl -s {first}/healthz\n  stop with Ctrl-C\n",
+        path.display()
+    );
+    for node in &manifest.nodes {
+        println!(
+            "{}",
+            json!({"event": "listening", "url": node.url, "node_id": node.id})
+        );
+    }
+    println!(
+        "{}",
+        json!({"event": "demo_ready", "manifest": path.to_string_lossy()})
+    );
+    Ok(())
+}
+
+/// Waits until each holder of each shared plan finds it on their team at
+/// their own node (the home pushes it there promptly), for at most
+/// [`ARRIVAL_SECS`].
+async fn wait_for_shared(apps: &[web::Data<App>], shared: &[DemoShare]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(ARRIVAL_SECS);
+    loop {
+        let mut missing = Vec::new();
+        for share in shared {
+            for holder in &share.holders {
+                let app = NODE_IDS
+                    .iter()
+                    .position(|id| *id == holder.node)
+                    .and_then(|i| apps.get(i))
+                    .ok_or_else(|| format!("demo.json names an unknown node {}", holder.node))?;
+                let arrived = match app.plans.get(&share.plan).await {
+                    Ok(Some(entry)) => entry.view().member(&holder.username).is_some(),
+                    Ok(None) => false,
+                    Err(e) => return Err(format!("reading plan {}: {e}", share.plan)),
+                };
+                if !arrived {
+                    missing.push(format!("plan {} at {}", share.plan, holder.node));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            missing.dedup();
+            return Err(format!(
+                "the shared plans did not reach the nodes they are shared with within \
+                 {ARRIVAL_SECS} s (see the log above): {}",
+                missing.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What seeding one node made.
+struct Seeded {
+    users: Vec<DemoUser>,
+    actors: Vec<Actor>,
+    families: Vec<SeededFamily>,
+}
+
+struct SeededFamily {
+    plan: String,
+    /// The caregiver's roster member id (who gives consents).
+    caregiver_member: String,
+}
+
+impl Seeded {
+    fn actor(&self, username: &str) -> Result<Actor, ApiError> {
+        self.actors
+            .iter()
+            .find(|a| a.username == username)
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(format!("demo user {username} missing")))
+    }
+}
+
+/// The facilitator who starts family `n`'s plan.
+fn facilitator_of(n: usize) -> &'static str {
+    if n <= 3 {
+        "facilitator1"
+    } else {
+        "facilitator2"
+    }
+}
+
+/// Seeds every node, then shares the [`SHARINGS`] plans: the holders'
+/// people join the family's team (as `name@node`) and the family's consent
+/// is recorded at the home, as the shares API records it.
+async fn seed_all(apps: &[web::Data<App>]) -> Result<DemoManifest, ApiError> {
+    let mut seeded = Vec::new();
+    for (app, county) in apps.iter().zip(&COUNTIES) {
+        seeded.push(seed(app, county).await?);
+    }
+    let meta = RequestMeta::default();
+    let mut shared = Vec::new();
+    for sharing in SHARINGS {
+        let n = sharing.family;
+        let (app, home) = apps
+            .get(sharing.home)
+            .zip(seeded.get(sharing.home))
+            .ok_or_else(|| ApiError::Internal("demo sharing of an unknown node".into()))?;
+        let family = home
+            .families
+            .get(n - 1)
+            .ok_or_else(|| ApiError::Internal("demo sharing of an unknown family".into()))?;
+        let entry = app
+            .plans
+            .get(&family.plan)
+            .await?
+            .ok_or_else(|| ApiError::Internal("demo plan vanished".into()))?;
+        let facilitator = home.actor(facilitator_of(n))?;
+        let mut ops = Vec::new();
+        let mut holders = Vec::new();
+        for &h in sharing.holders {
+            let node = NODE_IDS[h];
+            let people = [
+                (
+                    format!("facilitator{}", 1 + n % 2),
+                    "facilitator",
+                    "Facilitator",
+                ),
+                (
+                    format!("provider{}", 1 + (n + 1) % 2),
+                    "provider",
+                    "Therapist",
+                ),
+            ];
+            for (username, role, title) in people {
+                ops.push(op(
+                    "add",
+                    "/team",
+                    json!({"name": format!("{title} at {node}"), "role": role, "support": "formal", "user": format!("{username}@{node}")}),
+                ));
+                holders.push(DemoHolder {
+                    node: node.to_string(),
+                    username,
+                });
+            }
+            ops.push(op(
+                "add",
+                "/consents",
+                json!({"grantee": node, "scope": "full_plan", "granted_by": family.caregiver_member, "granted_on": "2026-11-02"}),
+            ));
+        }
+        app.plans
+            .apply(&entry, &facilitator, None, ops, meta.clone())
+            .await?;
+        let granting = if sharing.by_caregiver {
+            home.actor(&format!("caregiver{n}"))?
+        } else {
+            facilitator
+        };
+        let peers = app.federation.peers();
+        for &h in sharing.holders {
+            app.plans
+                .share(&entry, &granting, &peers, NODE_IDS[h], None, &meta)
+                .await?;
+        }
+        shared.push(DemoShare {
+            plan: family.plan.clone(),
+            holders,
+        });
+    }
+    let nodes = NODE_IDS
+        .iter()
+        .zip(seeded)
+        .map(|(id, seeded)| DemoNode {
+            id: id.to_string(),
+            // Filled in by the caller, which knows where the node runs.
+            url: String::new(),
+            data_dir: PathBuf::new(),
+            users: seeded.users,
+        })
+        .collect();
+    Ok(DemoManifest {
+        hub: None,
+        nodes,
+        shared,
+    })
+}
 
 fn password() -> String {
     let bytes: [u8; 9] = rand::random();
     format!("demo-{}", hex::encode(bytes))
 }
 
-/// Creates the demo users and families on a fresh node and answers the
-/// users for `demo.json`.
-pub async fn seed(app: &App) -> Result<Vec<DemoUser>, ApiError> {
+/// Creates the demo users and families of `county` on a fresh node.
+async fn seed(app: &App, county: &County) -> Result<Seeded, ApiError> {
     let mut people: Vec<(String, Role)> = vec![
         ("supervisor".into(), Role::Supervisor),
         ("facilitator1".into(), Role::Facilitator),
@@ -95,7 +588,7 @@ pub async fn seed(app: &App) -> Result<Vec<DemoUser>, ApiError> {
         ("provider1".into(), Role::Provider),
         ("provider2".into(), Role::Provider),
     ];
-    for i in 1..=SURNAMES.len() {
+    for i in 1..=county.surnames.len() {
         people.push((format!("caregiver{i}"), Role::Caregiver));
         people.push((format!("youth{i}"), Role::Youth));
         people.push((format!("natural{i}"), Role::NaturalSupport));
@@ -121,18 +614,17 @@ pub async fn seed(app: &App) -> Result<Vec<DemoUser>, ApiError> {
             role,
         });
     }
-    let actor = |name: &str| actors.iter().find(|a| a.username == name).cloned();
-    for (i, surname) in SURNAMES.iter().enumerate() {
-        let n = i + 1;
-        let facilitator = actor(if n <= 3 {
-            "facilitator1"
-        } else {
-            "facilitator2"
-        })
-        .ok_or_else(|| ApiError::Internal("demo facilitator missing".into()))?;
-        seed_family(app, &facilitator, n, surname).await?;
+    let mut seeded = Seeded {
+        users,
+        actors,
+        families: Vec::new(),
+    };
+    for n in 1..=county.surnames.len() {
+        let facilitator = seeded.actor(facilitator_of(n))?;
+        let family = seed_family(app, &facilitator, county, n).await?;
+        seeded.families.push(family);
     }
-    Ok(users)
+    Ok(seeded)
 }
 
 fn op(op: &str, path: &str, value: Value) -> Op {
@@ -144,14 +636,17 @@ fn op(op: &str, path: &str, value: Value) -> Op {
     }
 }
 
+/// Family `n` (1-based) of `county`, started by `facilitator`.
 async fn seed_family(
     app: &App,
     facilitator: &Actor,
+    county: &County,
     n: usize,
-    surname: &str,
-) -> Result<(), ApiError> {
-    let youth = YOUTH_NAMES[n - 1];
-    let caregiver = CAREGIVER_NAMES[n - 1];
+) -> Result<SeededFamily, ApiError> {
+    let surname = county.surnames[n - 1];
+    let youth = county.youth[n - 1];
+    let caregiver = county.caregivers[n - 1];
+    let c = county.digit;
     let month = n; // enrolled a month apart
     let meta = RequestMeta::default();
     let view = app
@@ -169,6 +664,7 @@ async fn seed_family(
         .get(&view.id)
         .await?
         .ok_or_else(|| ApiError::Internal("demo plan vanished".into()))?;
+    let plan_id = view.id.clone();
     let provider = if n % 2 == 1 { "provider1" } else { "provider2" };
     let team = vec![
         op("replace", "/youth/name", json!(format!("{youth} {surname}"))),
@@ -176,12 +672,12 @@ async fn seed_family(
         op("replace", "/enrollment/phase", json!(["planning", "implementation", "implementation", "transition", "implementation", "planning"][n - 1])),
         op("replace", "/vision", json!(format!("{youth} lives at home, goes to school every day, and our family has fun together again."))),
         op("replace", "/mission", json!(format!("Help the {surname} family keep {youth} safe, at home and in school."))),
-        op("add", "/team", json!({"name": format!("{caregiver} {surname}"), "role": "caregiver", "support": "natural", "user": format!("caregiver{n}"), "phone": format!("555-01{n}0")})),
+        op("add", "/team", json!({"name": format!("{caregiver} {surname}"), "role": "caregiver", "support": "natural", "user": format!("caregiver{n}"), "phone": format!("555-01{n}{c}")})),
         op("add", "/team", json!({"name": format!("{youth} {surname}"), "role": "youth", "support": "natural", "user": format!("youth{n}")})),
-        op("add", "/team", json!({"name": "Pat Advocate", "role": "family_advocate", "support": "formal", "user": "advocate1"})),
-        op("add", "/team", json!({"name": format!("Dr. Sam {provider}"), "role": "provider", "support": "formal", "user": provider})),
-        op("add", "/team", json!({"name": format!("Coach Lee {n}"), "role": "natural_support", "support": "natural", "user": format!("natural{n}")})),
-        op("add", "/team", json!({"name": format!("Grandma {surname}"), "role": "natural_support", "support": "informal", "phone": format!("555-02{n}0")})),
+        op("add", "/team", json!({"name": county.advocate, "role": "family_advocate", "support": "formal", "user": "advocate1"})),
+        op("add", "/team", json!({"name": format!("{} {provider}", county.doctor), "role": "provider", "support": "formal", "user": provider})),
+        op("add", "/team", json!({"name": format!("{} {n}", county.coach), "role": "natural_support", "support": "natural", "user": format!("natural{n}")})),
+        op("add", "/team", json!({"name": format!("Grandma {surname}"), "role": "natural_support", "support": "informal", "phone": format!("555-02{n}{c}")})),
     ];
     let (view, results) = app
         .plans
@@ -243,7 +739,7 @@ async fn seed_family(
         op(
             "add",
             "/crisis_plan/contacts",
-            json!({"name": "County mobile crisis team", "relationship": "crisis line", "phone": "555-0100"}),
+            json!({"name": "County mobile crisis team", "relationship": "crisis line", "phone": format!("555-010{c}")}),
         ),
         op(
             "replace",
@@ -339,5 +835,81 @@ async fn seed_family(
     app.plans
         .apply(&entry, facilitator, None, strategies, meta)
         .await?;
-    Ok(())
+    Ok(SeededFamily {
+        plan: plan_id,
+        caregiver_member: caregiver_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(ids: &[&str], shared: bool) -> DemoManifest {
+        DemoManifest {
+            hub: None,
+            nodes: ids
+                .iter()
+                .map(|id| DemoNode {
+                    id: id.to_string(),
+                    url: "http://127.0.0.1:1".into(),
+                    data_dir: PathBuf::from(id),
+                    users: vec![],
+                })
+                .collect(),
+            shared: if shared {
+                vec![DemoShare {
+                    plan: "01JB0000000000000000000000".into(),
+                    holders: vec![DemoHolder {
+                        node: "county-b".into(),
+                        username: "provider1".into(),
+                    }],
+                }]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn write(dir: &Path, manifest: &DemoManifest) {
+        let text = serde_json::to_vec(manifest).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("demo.json"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn only_a_whole_three_node_demo_is_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = dir.path();
+        assert!(existing_manifest(dir).is_none(), "no demo.json");
+        for id in NODE_IDS {
+            std::fs::create_dir_all(dir.join(id)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.join(id).join("node.db"), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+        write(dir, &manifest(&NODE_IDS, true));
+        assert!(existing_manifest(dir).is_some());
+        // The one-node demo of before, a manifest without shared plans, and
+        // a node whose database is gone all start afresh.
+        write(dir, &manifest(&["county-a"], false));
+        assert!(existing_manifest(dir).is_none());
+        write(dir, &manifest(&NODE_IDS, false));
+        assert!(existing_manifest(dir).is_none());
+        write(dir, &manifest(&NODE_IDS, true));
+        std::fs::remove_file(dir.join("county-c").join("node.db"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(existing_manifest(dir).is_none());
+    }
+
+    #[test]
+    fn demo_json_has_the_contracted_shape() {
+        let value =
+            serde_json::to_value(manifest(&["county-a"], true)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            value,
+            json!({
+                "hub": null,
+                "nodes": [{"id": "county-a", "url": "http://127.0.0.1:1", "data_dir": "county-a", "users": []}],
+                "shared": [{"plan": "01JB0000000000000000000000", "holders": [{"node": "county-b", "username": "provider1"}]}],
+            })
+        );
+    }
 }

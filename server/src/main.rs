@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use wrapsync_server::app::{self, App};
 use wrapsync_server::config::Config;
 use wrapsync_server::db::{self, Backend};
-use wrapsync_server::demo::{self, DemoManifest, DemoNode};
+use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
 use wrapsync_server::users::add_user;
 use wrapsync_shared::roles::Role;
@@ -53,7 +53,9 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Run a seeded demo node on SQLite under DIR and describe it in DIR/demo.json.
+    /// Run three seeded demo nodes (county-a, -b, -c) on SQLite under DIR, on
+    /// ports BASE_PORT, +1 and +2, peers sharing some plans; describe them in
+    /// DIR/demo.json.
     Demo {
         #[arg(long, default_value = "wrapsync-demo")]
         dir: PathBuf,
@@ -135,7 +137,7 @@ fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Node { config } => {
             let config = load_config(&config)?;
-            serve(config, None)
+            serve(config)
         }
         Command::Migrate { config } => {
             let config = load_config(&config)?;
@@ -228,51 +230,22 @@ fn run(command: Command) -> Result<(), BoxError> {
             }
             Ok(())
         }
-        Command::Demo { dir, base_port } => {
-            std::fs::create_dir_all(&dir)?;
-            let dir = dir.canonicalize()?;
-            let existing = demo::existing_manifest(&dir);
-            if existing.is_none() {
-                // A half-made earlier demo is started afresh.
-                let _ = std::fs::remove_dir_all(dir.join(demo::NODE_ID));
-            }
-            let config = demo::node_config(&dir, base_port)?;
-            serve(config, Some((dir, existing)))
-        }
+        Command::Demo { dir, base_port } => demo::run(&dir, base_port),
     }
 }
 
-/// Runs a node; for the demo, seeds it first (unless an earlier run did) and
-/// writes `demo.json`.
-fn serve(config: Config, demo: Option<(PathBuf, Option<DemoManifest>)>) -> Result<(), BoxError> {
+/// Runs a node until SIGINT/SIGTERM.
+fn serve(config: Config) -> Result<(), BoxError> {
     let listener = TcpListener::bind(config.listen)?;
     let url = format!("http://{}", listener.local_addr()?);
     let node_id = config.node_id.clone();
-    let data_dir = config.data_dir.clone();
     let (app, writer_thread) = App::open(config)?;
     let runtime = actix_web::rt::System::new();
     runtime.block_on(async {
-        if let Some((dir, existing)) = demo {
-            let users = match existing {
-                Some(manifest) => manifest.nodes.into_iter().flat_map(|n| n.users).collect(),
-                None => demo::seed(&app).await.map_err(|e| format!("seeding the demo failed: {e}"))?,
-            };
-            let manifest = DemoManifest {
-                hub: None,
-                nodes: vec![DemoNode {
-                    id: node_id.clone(),
-                    url: url.clone(),
-                    data_dir: data_dir.clone(),
-                    users,
-                }],
-            };
-            app::write_private(&dir.join("demo.json"), &serde_json::to_vec_pretty(&manifest)?)?;
-            eprintln!(
-                "\nwrapsync demo is running.\n  node {node_id}: {url}\n  users and passwords: {}\n  try: curl -s {url}/healthz\n  stop with Ctrl-C\n",
-                dir.join("demo.json").display()
-            );
-        }
-        println!("{}", serde_json::json!({"event": "listening", "url": url, "node_id": node_id}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "listening", "url": url, "node_id": node_id})
+        );
         app::run(listener, app).await?;
         Ok::<(), BoxError>(())
     })?;

@@ -12,6 +12,7 @@
 //! test wants.
 
 mod accounts;
+mod demo;
 mod http;
 mod node;
 mod postgres;
@@ -19,6 +20,7 @@ mod process;
 mod tokens;
 
 pub use accounts::{password_of, users, TestUser, USERS};
+pub use demo::{free_ports, Demo};
 pub use http::{encode_query, Reply};
 pub use node::{Backend, TestNode};
 pub use tokens::{decode_claims, forge_alg_none, sign_hs256};

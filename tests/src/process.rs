@@ -64,6 +64,40 @@ pub(crate) fn wait_exit(child: &mut Child, deadline: Instant) -> Result<Option<E
     }
 }
 
+/// The lines `child` prints on its (piped) stdout, drained for the child's
+/// whole life, so that a chatty process can never block on a full pipe.
+pub(crate) fn stdout_lines(child: &mut Child) -> Result<mpsc::Receiver<String>> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| HarnessError::new("the child's stdout was not piped"))?;
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // The receiver may be gone (nobody waits any more): keep draining.
+            let _ = lines.send(line);
+        }
+    });
+    Ok(received)
+}
+
+/// Sends `signal` (`TERM`, `INT`, …) to `child` with `kill(1)`.
+pub(crate) fn send_signal(child: &Child, signal: &str) -> Result<()> {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args([format!("-{signal}").as_str(), &pid])
+        .status()
+        .context(|| format!("running kill -{signal}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(HarnessError::new(format!(
+            "kill -{signal} {pid} failed: {status}"
+        )))
+    }
+}
+
 /// A running `wrapsync node`, SIGKILLed when dropped.
 pub(crate) struct Process {
     child: Child,
@@ -87,23 +121,13 @@ impl Process {
             .stderr(stderr)
             .spawn()
             .context(|| format!("starting {} node", binary.display()))?;
-        let stdout = child.stdout.take();
+        let listening = stdout_lines(&mut child);
         let mut process = Process {
             child,
             url: String::new(),
             node_id: String::new(),
         };
-        let stdout = stdout.ok_or_else(|| HarnessError::new("the node's stdout was not piped"))?;
-        let (lines, listening) = mpsc::channel();
-        // Keeps draining stdout for the node's whole life, so that a chatty
-        // node can never block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // The receiver is gone once the node listens: keep draining.
-                let _ = lines.send(line);
-            }
-        });
+        let listening = listening?;
         let until = deadline(START_SECS);
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -148,16 +172,7 @@ impl Process {
     }
 
     pub(crate) fn terminate(mut self) -> Result<ExitStatus> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .context(|| "running kill -TERM".to_string())?;
-        if !status.success() {
-            return Err(HarnessError::new(format!(
-                "kill -TERM {pid} failed: {status}"
-            )));
-        }
+        send_signal(&self.child, "TERM")?;
         match wait_exit(&mut self.child, deadline(STOP_SECS))? {
             Some(status) => Ok(status),
             None => Err(HarnessError::new(format!(

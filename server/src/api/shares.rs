@@ -11,13 +11,11 @@ use super::plans::authorized;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::plans::audit_record;
+use crate::plans::{audit_record, MAY_SHARE};
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
 use wrapsync_shared::api::{Share, ShareList, ShareRequest, TransferRequest};
 use wrapsync_shared::roles::Role;
-
-const MAY_SHARE: &[Role] = &[Role::Facilitator, Role::Caregiver, Role::Supervisor];
 
 fn view(grant: &Grant, now: i64) -> Share {
     Share {
@@ -60,8 +58,8 @@ pub async fn grant(
     id: web::Path<String>,
     body: Result<JsonBody<ShareRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, role) = authorized(&app, &user, &id, "plan.share").await?;
-    let refused = |e: ApiError| {
+    let (entry, _) = authorized(&app, &user, &id, "plan.share").await?;
+    let JsonBody(body) = body.inspect_err(|e| {
         app.plans.audit(audit_record(
             &user.actor,
             Some(&id),
@@ -70,55 +68,19 @@ pub async fn grant(
             Some(e.to_string()),
             &user.meta,
         ));
-        e
-    };
-    let JsonBody(body) = body.map_err(refused)?;
-    if !MAY_SHARE.contains(&role) {
-        return Err(refused(ApiError::Forbidden(
-            "a facilitator, caregiver or supervisor records a family's consent".into(),
-        )));
-    }
-    if app.federation.peers().get(&body.node).is_none() {
-        return Err(refused(ApiError::InvalidRequest(format!(
-            "`{}` is not a peer of this node",
-            body.node
-        ))));
-    }
-    let now = now_ms();
-    if body.expires_at.is_some_and(|at| at <= now) {
-        return Err(refused(ApiError::InvalidRequest(
-            "`expires_at` is past".into(),
-        )));
-    }
-    let grant = Grant {
-        plan_id: id.to_string(),
-        node_id: body.node.clone(),
-        scope: "full".into(),
-        granted_by: user.actor.user_id.clone(),
-        granted_at: now,
-        expires_at: body.expires_at,
-        revoked_by: None,
-        revoked_at: None,
-    };
-    let audit = audit_record(
-        &user.actor,
-        Some(&id),
-        "plan.share",
-        "ok",
-        Some(format!("with {}", body.node)),
-        &user.meta,
-    );
-    let kept = grant.clone();
-    app.writer
-        .write(move |conn| {
-            consent::grant(conn, &kept)?;
-            // In the change log, so the outbox sends the plan to the peer.
-            crate::store::plans::record_change(conn, &kept.plan_id, kept.granted_at)?;
-            crate::store::audit::insert_audit(conn, &[audit])
-        })
+    })?;
+    let grant = app
+        .plans
+        .share(
+            &entry,
+            &user.actor,
+            &app.federation.peers(),
+            &body.node,
+            body.expires_at,
+            &user.meta,
+        )
         .await?;
-    app.plans.notify_changed();
-    Ok(HttpResponse::Created().json(view(&grant, now)))
+    Ok(HttpResponse::Created().json(view(&grant, grant.granted_at)))
 }
 
 pub async fn revoke(

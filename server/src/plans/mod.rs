@@ -4,12 +4,14 @@
 //!
 //! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
 
+mod consent;
 #[cfg(test)]
 mod sim;
 mod sync;
 mod transfer;
 mod view;
 
+pub use consent::MAY_SHARE;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;
 pub use view::{PlanView, Viewer};
