@@ -56,6 +56,10 @@ pub struct Config {
     /// are sent at once besides.
     #[serde(default = "default_federation_interval")]
     pub federation_interval_secs: u64,
+    /// PEM certificates of authorities trusted for peers' HTTPS, besides
+    /// the public web PKI (a state-run CA that signs county nodes).
+    #[serde(default)]
+    pub federation_ca_file: Option<PathBuf>,
     /// Whether a plan moved to another node (`POST /v1/plans/{id}/transfer`)
     /// stays here as a replica of the new home's, synced with it; `false`:
     /// this node deletes its copy once the new home holds the plan.
@@ -111,6 +115,7 @@ const KEYS: &[&str] = &[
     "cors_origins",
     "federation_interval_secs",
     "transfer_keeps_copy",
+    "federation_ca_file",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,12 +17,14 @@ mod http;
 mod node;
 mod postgres;
 mod process;
+mod tls;
 mod tokens;
 
 pub use accounts::{password_of, users, TestUser, USERS};
 pub use demo::{free_ports, Demo};
 pub use http::{encode_query, Reply};
 pub use node::{Backend, TestNode};
+pub use tls::{TestCa, TlsFront};
 pub use tokens::{decode_claims, forge_alg_none, sign_hs256};
 
 use std::fmt;

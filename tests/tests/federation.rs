@@ -490,12 +490,17 @@ fn two_nodes() -> (TestNode, TestNode) {
 
 /// `to` trusts `from` at its current URL.
 fn introduce(to: &TestNode, from: &TestNode) {
+    introduce_at(to, from, from.url());
+}
+
+/// `to` trusts `from`, reaching it at `url`.
+fn introduce_at(to: &TestNode, from: &TestNode, url: &str) {
     let identity = from.get_anon("/federation/v1/identity");
     let sam = to.login(SUPERVISOR);
     to.post(
         "/v1/admin/peers",
         &sam,
-        &json!({"id": from.node_id(), "url": from.url(), "public_key": identity.json["public_key"]}),
+        &json!({"id": from.node_id(), "url": url, "public_key": identity.json["public_key"]}),
     )
     .assert_status(201);
 }
@@ -905,4 +910,70 @@ fn a_plan_moved_while_the_new_home_is_down_arrives_and_the_old_home_forgets_it()
     assert!(a.list_all_plans(&a_sam).iter().all(|p| p.id != plan));
     let stored = stored_bytes(&a);
     assert!(!contains(&stored, words));
+}
+
+/// Between counties, node requests go over HTTPS: a node trusts the
+/// authorities of the web PKI and those its config names
+/// (`federation_ca_file`); one that does not trust the peer's certificate
+/// sends it nothing and says why.
+#[test]
+fn peers_speak_https_and_an_untrusted_certificate_gets_nothing() {
+    use wrapsync_tests::users::CAREGIVER_2;
+    use wrapsync_tests::{TestCa, TlsFront};
+    let ca = TestCa::new().expect("a test CA");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca_file = dir.path().join("county-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("the CA file");
+    let mut trusting = toml::Table::new();
+    trusting.insert(
+        "federation_ca_file".into(),
+        ca_file.to_string_lossy().to_string().into(),
+    );
+    let a = county(Backend::Sqlite, "county-a", trusting);
+    let c = county(Backend::Sqlite, "county-c", toml::Table::new());
+    let b = county(Backend::Sqlite, "county-b", toml::Table::new());
+    let front = TlsFront::start(&ca, b.url()).expect("a TLS front for B");
+    assert!(front.url().starts_with("https://"));
+    for sender in [&a, &c] {
+        introduce_at(sender, &b, front.url());
+        introduce(&b, sender);
+    }
+    let share = |node: &TestNode, title: &str| {
+        let fran = node.login(FACILITATOR);
+        let plan = node.create_plan(&fran, title).id;
+        node.apply_ops(&fran, &plan, json!([
+            {"op":"add","path":"/team","value":{"name":"Cody","role":"caregiver","user":format!("{CAREGIVER_2}@county-b")}}
+        ]));
+        node.post(
+            &format!("/v1/plans/{plan}/shares"),
+            &fran,
+            &json!({"node":"county-b"}),
+        )
+        .assert_status(201);
+        plan
+    };
+    let (over_tls, untrusted) = (share(&a, "Sent over TLS"), share(&c, "Never sent"));
+    let cody = b.login(CAREGIVER_2);
+    eventually("the plan arriving over HTTPS", &[&a, &b], || {
+        plan_status(&b, &cody, &over_tls) == 200
+    });
+    let c_sam = c.login(SUPERVISOR);
+    let status = |node: &TestNode, token: &str| {
+        node.get("/v1/admin/peers", token).json["peers"]
+            .as_array()
+            .and_then(|peers| peers.iter().find(|p| p["id"] == "county-b").cloned())
+            .map(|p| p["status"].clone())
+            .unwrap_or_default()
+    };
+    eventually("C failing to reach B", &[&c], || {
+        status(&c, &c_sam)["reachable"] == false
+    });
+    let error = status(&c, &c_sam)["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(plan_status(&b, &cody, &untrusted), 404);
+    let a_sam = a.login(SUPERVISOR);
+    assert_eq!(status(&a, &a_sam)["reachable"], true);
 }

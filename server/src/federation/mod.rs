@@ -25,6 +25,8 @@ pub struct Federation {
     config_peers: Vec<Peer>,
     peers: RwLock<Arc<Peers>>,
     pub outbound: outbound::Outbound,
+    /// Authorities trusted for peers' HTTPS beyond the web PKI.
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl Federation {
@@ -34,6 +36,17 @@ impl Federation {
         let key = NodeKey::load_or_create(&config.data_dir.join(identity::KEY_FILE))
             .map_err(|e| StoreError::Connection(e.to_string()))?;
         let key = Arc::new(key);
+        let roots = match &config.federation_ca_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    StoreError::Connection(format!("federation_ca_file {}: {e}", path.display()))
+                })?,
+            None => Vec::new(),
+        };
         let federation = Federation {
             signer: RequestSigner::new(config.node_id.clone(), key.clone()),
             verifier: Verifier::new(config.node_id.clone(), now_ms() / 1000),
@@ -41,11 +54,25 @@ impl Federation {
             config_peers: config.peers.clone(),
             peers: RwLock::new(Arc::new(Peers::default())),
             outbound: outbound::Outbound::default(),
+            roots,
         };
         federation
             .set_stored(stored)
             .map_err(StoreError::Connection)?;
         Ok(federation)
+    }
+
+    /// The client for requests to peers: HTTPS by rustls, trusting the web
+    /// PKI and `federation_ca_file`.
+    pub fn http_client(&self) -> Result<reqwest::Client, crate::error::ApiError> {
+        self.roots
+            .iter()
+            .fold(reqwest::Client::builder(), |builder, root| {
+                builder.add_root_certificate(root.clone())
+            })
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| crate::error::ApiError::Internal(e.to_string()))
     }
 
     /// The peers now (the config file's and those added at run time).

@@ -92,12 +92,17 @@ impl Outbound {
 /// case a peer lost what it had confirmed (restored from a backup).
 const FULL_PASS: Duration = Duration::from_secs(3600);
 
-/// The client for requests to peers.
-pub fn http_client() -> Result<reqwest::Client, ApiError> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| ApiError::Internal(e.to_string()))
+/// An error with its causes: "error sending request" alone does not tell
+/// an operator that the peer's certificate is not trusted.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Runs until the node stops.
@@ -105,7 +110,7 @@ pub async fn run(app: actix_web::web::Data<App>) {
     let mut changed = app.plans.subscribe();
     let mut stopping = app.plans.stopping();
     let interval = Duration::from_secs(app.config.federation_interval_secs.max(1));
-    let http = match http_client() {
+    let http = match app.federation.http_client() {
         Ok(http) => http,
         Err(e) => {
             tracing::error!(%e, "federation: no HTTP client; not sending to peers");
@@ -281,9 +286,9 @@ async fn push_plan(
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        let bytes = response.bytes().await.map_err(|e| describe(&e))?;
         reply = match status {
             200 if !bytes.is_empty() => Some(bytes.to_vec()),
             200 | 204 => None,

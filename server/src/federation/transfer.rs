@@ -107,7 +107,7 @@ pub async fn start(
             crate::store::audit::insert_audit(conn, &[audit])
         })
         .await?;
-    deliver(app, &super::outbound::http_client()?, &row).await
+    deliver(app, &app.federation.http_client()?, &row).await
 }
 
 /// Resends the moves away from this node that the new home has not
@@ -199,7 +199,7 @@ async fn deliver(
             let text = response.text().await.unwrap_or_default();
             (status, text)
         }
-        Err(e) => (0, e.to_string()),
+        Err(e) => (0, super::outbound::describe(&e)),
     };
     match status {
         200 => {}
