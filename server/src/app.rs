@@ -23,6 +23,7 @@ pub struct App {
     pub tokens: TokenKeys,
     pub plans: Plans,
     pub federation: Federation,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -59,6 +60,7 @@ impl App {
                 writer,
                 tokens,
                 plans,
+                metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
                 federation,
             },
             writer_thread,

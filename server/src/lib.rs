@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod metrics;
 pub mod plans;
 pub mod store;
 pub mod users;

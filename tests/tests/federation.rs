@@ -636,6 +636,16 @@ fn a_shared_plan_follows_the_family_to_another_node_and_nothing_else_goes() {
     let sam = a.login(SUPERVISOR);
     let peers = a.get("/v1/admin/peers", &sam);
     assert_eq!(peers.json["peers"][0]["status"]["reachable"], true);
+    // And in the metrics, for Prometheus.
+    let metrics = a.get_anon("/metrics");
+    metrics.assert_status(200);
+    let text = metrics.text();
+    assert!(
+        text.contains("wrapsync_peer_reachable{peer=\"county-b\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("wrapsync_peer_plans_behind{peer=\"county-b\"} 0"));
+    assert!(text.contains("wrapsync_peer_plans_sent_total{peer=\"county-b\"}"));
 
     // An idle peer costs nothing: passes go on (every second here), but
     // no request reaches B while neither side changes anything.

@@ -18,6 +18,7 @@ use extract::RequestId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
         .service(
             web::scope("/federation/v1")
                 .route("/identity", web::get().to(federation::identity))
@@ -65,6 +66,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus metrics: node ids and counts, nothing about a family.
+async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
+    let text = app
+        .metrics
+        .render(app.plans.cached_count())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

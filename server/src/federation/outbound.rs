@@ -13,6 +13,7 @@ use super::Peer;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::metrics::PeerLabel;
 use crate::store::plans as stored;
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +36,7 @@ struct Track {
 #[derive(Default)]
 pub struct Outbound {
     tracks: Mutex<HashMap<String, Track>>,
+    pub metrics: crate::metrics::PeerMetrics,
 }
 
 impl Outbound {
@@ -43,6 +45,16 @@ impl Outbound {
     }
 
     fn succeeded(&self, peer: &str, behind: usize) {
+        let label = PeerLabel::of(peer);
+        self.metrics.reachable.get_or_create(&label).set(1);
+        self.metrics
+            .last_success_seconds
+            .get_or_create(&label)
+            .set(now_ms() / 1000);
+        self.metrics
+            .plans_behind
+            .get_or_create(&label)
+            .set(behind as i64);
         let mut tracks = self.tracks.lock();
         let track = tracks.entry(peer.to_string()).or_default();
         track.failures = 0;
@@ -56,6 +68,13 @@ impl Outbound {
     }
 
     fn failed(&self, peer: &str, error: String, behind: usize) {
+        let label = PeerLabel::of(peer);
+        self.metrics.reachable.get_or_create(&label).set(0);
+        self.metrics.failures.get_or_create(&label).inc();
+        self.metrics
+            .plans_behind
+            .get_or_create(&label)
+            .set(behind as i64);
         let mut tracks = self.tracks.lock();
         let track = tracks.entry(peer.to_string()).or_default();
         track.failures = track.failures.saturating_add(1);
@@ -204,6 +223,12 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
             return app.federation.outbound.failed(&peer.id, error, behind);
         }
         behind -= 1;
+        app.federation
+            .outbound
+            .metrics
+            .plans_sent
+            .get_or_create(&PeerLabel::of(&peer.id))
+            .inc();
     }
     if let Some((last, _)) = outbox.last() {
         let (peer_id, last) = (peer.id.clone(), *last);

@@ -1,0 +1,83 @@
+//! Prometheus metrics at `GET /metrics` (OpenMetrics text): how sending to
+//! each peer goes, and how many plans are held in memory. Counts and ids of
+//! nodes only; nothing about a family.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+impl PeerLabel {
+    pub fn of(peer: &str) -> Self {
+        PeerLabel {
+            peer: peer.to_string(),
+        }
+    }
+}
+
+/// Per-peer federation figures, updated by the outbound loop.
+#[derive(Clone, Default)]
+pub struct PeerMetrics {
+    pub reachable: Family<PeerLabel, Gauge>,
+    pub last_success_seconds: Family<PeerLabel, Gauge>,
+    pub plans_behind: Family<PeerLabel, Gauge>,
+    pub failures: Family<PeerLabel, Counter>,
+    pub plans_sent: Family<PeerLabel, Counter>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    plans_cached: Gauge,
+}
+
+impl Metrics {
+    pub fn new(peers: &PeerMetrics) -> Metrics {
+        let mut registry = Registry::with_prefix("wrapsync");
+        let plans_cached = Gauge::default();
+        registry.register("plans_cached", "Plans held in memory", plans_cached.clone());
+        registry.register(
+            "peer_reachable",
+            "Whether the last attempt to send to the peer reached it (1) or not (0)",
+            peers.reachable.clone(),
+        );
+        registry.register(
+            "peer_last_success_seconds",
+            "When a pass to the peer last completed (Unix seconds)",
+            peers.last_success_seconds.clone(),
+        );
+        registry.register(
+            "peer_plans_behind",
+            "Shared plans not yet sent to the peer in the current or failed pass",
+            peers.plans_behind.clone(),
+        );
+        registry.register(
+            "peer_failures",
+            "Passes to the peer that failed",
+            peers.failures.clone(),
+        );
+        registry.register(
+            "peer_plans_sent",
+            "Plan sync sessions with the peer that completed",
+            peers.plans_sent.clone(),
+        );
+        Metrics {
+            registry,
+            plans_cached,
+        }
+    }
+
+    /// The OpenMetrics text, with the figures read at scrape time set.
+    pub fn render(&self, plans_cached: usize) -> Result<String, std::fmt::Error> {
+        self.plans_cached
+            .set(i64::try_from(plans_cached).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
