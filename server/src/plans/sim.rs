@@ -368,10 +368,12 @@ fn for_each_seed(run: fn(u64, usize) -> Result<(), String>) {
     }
 }
 
-/// Two nodes holding one shared plan: the home and a replica. Each edits
-/// and pushes its own changes to the other in sessions of signed requests
-/// (`push_step`, `push_done`; the receiver runs `receive_round`), over a
-/// network that drops, duplicates and reorders, with restarts from storage.
+/// Three nodes holding one shared plan: the home and two replicas. Each
+/// edits and pushes its own changes in sessions of signed requests
+/// (`push_step`, `push_done`; the receiver runs `receive_round`); a
+/// replica's edits reach the other replica only through the home. The
+/// network drops, duplicates and reorders, links are cut and healed
+/// (partitions), and nodes restart from storage.
 mod nodes {
     use super::{decode, op, sorted};
     use crate::plans::sync::{push_done, push_step, receive_round, PushInput, Received};
@@ -379,16 +381,18 @@ mod nodes {
     use automerge::{ActorId, Automerge, ReadDoc};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use wrapsync_shared::incoming::check_incoming;
     use wrapsync_shared::ops::{apply_ops, Editor};
     use wrapsync_shared::plan::init_plan;
     use wrapsync_shared::roles::Role;
 
-    struct Node {
-        doc: Automerge,
-        stored: Vec<u8>,
-        /// As receiver of the other's pushes, and as pusher to it.
+    /// Node 0 is the home; the others hold replicas and talk only to it.
+    const NODES: usize = 3;
+
+    /// One node's side of its link with one peer.
+    struct Link {
+        /// As receiver of the peer's pushes, and as pusher to it.
         incoming: sync::State,
         stored_incoming: Vec<u8>,
         outgoing: sync::State,
@@ -396,22 +400,73 @@ mod nodes {
         session: Option<usize>,
     }
 
+    impl Link {
+        fn new() -> Link {
+            Link {
+                incoming: sync::State::new(),
+                stored_incoming: sync::State::new().encode(),
+                outgoing: sync::State::new(),
+                session: None,
+            }
+        }
+    }
+
+    struct Node {
+        doc: Automerge,
+        stored: Vec<u8>,
+        links: BTreeMap<usize, Link>,
+    }
+
     enum Packet {
-        /// A push from node `from` (0 home, 1 replica).
-        Push(usize, Vec<u8>),
-        /// The reply to it, back to `to`.
-        Reply(usize, Vec<u8>),
+        /// A push from `from` to `to`.
+        Push {
+            from: usize,
+            to: usize,
+            bytes: Vec<u8>,
+        },
+        /// `to`'s reply to a push from `from`, on its way back.
+        Reply {
+            from: usize,
+            to: usize,
+            bytes: Vec<u8>,
+        },
+    }
+
+    impl Packet {
+        fn copy(&self) -> Packet {
+            match self {
+                Packet::Push { from, to, bytes } => Packet::Push {
+                    from: *from,
+                    to: *to,
+                    bytes: bytes.clone(),
+                },
+                Packet::Reply { from, to, bytes } => Packet::Reply {
+                    from: *from,
+                    to: *to,
+                    bytes: bytes.clone(),
+                },
+            }
+        }
+
+        /// The pusher and the peer it pushed to.
+        fn session(&self) -> (usize, usize) {
+            match self {
+                Packet::Push { from, to, .. } | Packet::Reply { from, to, .. } => (*from, *to),
+            }
+        }
     }
 
     struct World {
         rng: StdRng,
-        nodes: [Node; 2],
+        nodes: Vec<Node>,
         in_flight: Vec<Packet>,
+        /// Replicas whose link with the home is cut.
+        cut: BTreeSet<usize>,
         strengths: BTreeSet<String>,
         next: u64,
     }
 
-    /// The home's people may do what a facilitator may; the replica's team
+    /// The home's people may do what a facilitator may; a replica's team
     /// member is a caregiver, checked at the home.
     fn editor(node: usize) -> Editor {
         let role = if node == 0 {
@@ -425,6 +480,14 @@ mod nodes {
         }
     }
 
+    fn peers(node: usize) -> Vec<usize> {
+        if node == 0 {
+            (1..NODES).collect()
+        } else {
+            vec![0]
+        }
+    }
+
     impl World {
         fn new(seed: u64) -> World {
             let mut rng = StdRng::seed_from_u64(seed);
@@ -432,25 +495,37 @@ mod nodes {
             let mut tx = home.transaction();
             init_plan(&mut tx, "Shared family").unwrap_or_else(|e| panic!("{e}"));
             tx.commit();
-            // The replica starts from the home's plan (its first push).
-            let replica = home
-                .fork()
-                .with_actor(ActorId::from(rng.random::<[u8; 16]>()));
-            let node = |doc: Automerge| Node {
-                stored: doc.save(),
-                doc,
-                incoming: sync::State::new(),
-                stored_incoming: sync::State::new().encode(),
-                outgoing: sync::State::new(),
-                session: None,
-            };
+            // The replicas start from the home's plan (its first push).
+            let nodes = (0..NODES)
+                .map(|n| {
+                    let doc = if n == 0 {
+                        home.fork()
+                    } else {
+                        home.fork()
+                            .with_actor(ActorId::from(rng.random::<[u8; 16]>()))
+                    };
+                    Node {
+                        stored: doc.save(),
+                        doc,
+                        links: peers(n).into_iter().map(|p| (p, Link::new())).collect(),
+                    }
+                })
+                .collect();
             World {
                 rng,
-                nodes: [node(home), node(replica)],
+                nodes,
                 in_flight: Vec::new(),
+                cut: BTreeSet::new(),
                 strengths: BTreeSet::new(),
                 next: 0,
             }
+        }
+
+        fn link(&mut self, node: usize, peer: usize) -> Result<&mut Link, String> {
+            self.nodes[node]
+                .links
+                .get_mut(&peer)
+                .ok_or_else(|| format!("no link {node}-{peer}"))
         }
 
         fn edit(&mut self, n: usize) {
@@ -478,11 +553,16 @@ mod nodes {
             }
         }
 
-        /// Node `from` takes a push step; sends its message unless the
-        /// session is over.
-        fn step_session(&mut self, from: usize, reply: Option<Vec<u8>>) -> Result<(), String> {
-            let node = &mut self.nodes[from];
-            let (round, input) = match (reply, node.session) {
+        /// Node `from` takes a push step towards `to`; sends its message
+        /// unless the session is over.
+        fn step_session(
+            &mut self,
+            from: usize,
+            to: usize,
+            reply: Option<Vec<u8>>,
+        ) -> Result<(), String> {
+            let session = self.link(from, to)?.session;
+            let (round, input) = match (reply, session) {
                 (None, _) => (0, PushInput::Start),
                 // A stale reply: the session ended.
                 (Some(_), None) => return Ok(()),
@@ -493,41 +573,50 @@ mod nodes {
                     PushInput::Reply(sync::Message::decode(&reply).map_err(|e| e.to_string())?),
                 ),
             };
+            let node = &mut self.nodes[from];
+            let link = node
+                .links
+                .get_mut(&to)
+                .ok_or_else(|| format!("no link {from}-{to}"))?;
             let next =
-                push_step(&mut node.doc, &mut node.outgoing, input).map_err(|e| e.to_string())?;
+                push_step(&mut node.doc, &mut link.outgoing, input).map_err(|e| e.to_string())?;
             if push_done(round, next.as_ref()) || round > 40 {
-                node.session = None;
+                link.session = None;
                 return Ok(());
             }
-            node.session = Some(round);
+            link.session = Some(round);
             let bytes = next.map(sync::Message::encode).unwrap_or_default();
-            self.in_flight.push(Packet::Push(from, bytes));
+            self.in_flight.push(Packet::Push { from, to, bytes });
             Ok(())
         }
 
-        /// The other node answers a push, as `Plans::sync_peer` and
-        /// `sync_from_home` do.
-        fn answer(&mut self, from: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
-            let to = 1 - from;
-            let receiver = &mut self.nodes[to];
+        /// `to` answers a push from `from`, as `Plans::sync_peer` (at the
+        /// home) and `sync_from_home` (at a replica) do.
+        fn answer(&mut self, from: usize, to: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {
             let message = if bytes.is_empty() {
                 None
             } else {
                 Some(sync::Message::decode(bytes).map_err(|e| e.to_string())?)
             };
+            let keep_state = self.rng.random_bool(0.7);
+            let receiver = &mut self.nodes[to];
+            let link = receiver
+                .links
+                .get_mut(&from)
+                .ok_or_else(|| format!("no link {to}-{from}"))?;
             let before = receiver.doc.get_heads();
-            let mut state = receiver.incoming.clone();
+            let mut state = link.incoming.clone();
             match receive_round(&mut receiver.doc, &mut state, message)
                 .map_err(|e| e.to_string())?
             {
                 Received::Nothing => {}
                 Received::WaitingForDependencies(reply) => {
-                    receiver.incoming = state;
+                    link.incoming = state;
                     return Ok(reply.unwrap_or_default());
                 }
                 Received::Changes(scratch) => {
                     let checker = if to == 0 {
-                        editor(1)
+                        editor(from)
                     } else {
                         Editor {
                             role: Role::Supervisor,
@@ -544,80 +633,103 @@ mod nodes {
                 .doc
                 .generate_sync_message(&mut state)
                 .map(sync::Message::encode);
-            if self.rng.random_bool(0.7) {
-                receiver.stored_incoming = state.encode();
+            if keep_state {
+                link.stored_incoming = state.encode();
             }
-            receiver.incoming = state;
+            link.incoming = state;
             Ok(reply.unwrap_or_default())
         }
 
         fn step(&mut self) -> Result<(), String> {
             match self.rng.random_range(0..100) {
                 0..=19 => {
-                    let n = self.rng.random_range(0..2);
+                    let n = self.rng.random_range(0..NODES);
                     self.edit(n);
                 }
                 20..=34 => {
-                    let n = self.rng.random_range(0..2);
-                    if self.nodes[n].session.is_none() {
-                        self.step_session(n, None)?;
+                    let n = self.rng.random_range(0..NODES);
+                    let options = peers(n);
+                    let to = options[self.rng.random_range(0..options.len())];
+                    if self.link(n, to)?.session.is_none() {
+                        self.step_session(n, to, None)?;
                     }
                 }
-                35..=92 if !self.in_flight.is_empty() => {
+                35..=90 if !self.in_flight.is_empty() => {
                     let at = self.rng.random_range(0..self.in_flight.len());
                     let packet = if self.rng.random_bool(0.1) {
-                        match &self.in_flight[at] {
-                            Packet::Push(n, b) => Packet::Push(*n, b.clone()),
-                            Packet::Reply(n, b) => Packet::Reply(*n, b.clone()),
-                        }
+                        self.in_flight[at].copy()
                     } else {
                         self.in_flight.swap_remove(at)
                     };
-                    if self.rng.random_bool(0.1) {
+                    let (pusher, peer) = packet.session();
+                    let replica = pusher.max(peer);
+                    if self.cut.contains(&replica) || self.rng.random_bool(0.1) {
                         // Lost: the pusher's request fails and its session ends.
-                        let n = match packet {
-                            Packet::Push(n, _) | Packet::Reply(n, _) => n,
-                        };
-                        self.nodes[n].session = None;
+                        self.link(pusher, peer)?.session = None;
                         return Ok(());
                     }
                     match packet {
-                        Packet::Push(from, bytes) => {
-                            let reply = self.answer(from, &bytes)?;
-                            self.in_flight.push(Packet::Reply(from, reply));
+                        Packet::Push { from, to, bytes } => {
+                            let reply = self.answer(from, to, &bytes)?;
+                            self.in_flight.push(Packet::Reply {
+                                from,
+                                to,
+                                bytes: reply,
+                            });
                         }
-                        Packet::Reply(to, bytes) => self.step_session(to, Some(bytes))?,
+                        Packet::Reply { from, to, bytes } => {
+                            self.step_session(from, to, Some(bytes))?
+                        }
                     }
                 }
-                93..=96 => {
-                    let n = self.rng.random_range(0..2);
+                91..=94 => {
+                    // A replica is cut off from the home, or comes back.
+                    let replica = self.rng.random_range(1..NODES);
+                    if !self.cut.remove(&replica) {
+                        self.cut.insert(replica);
+                    }
+                }
+                95..=98 => {
+                    let n = self.rng.random_range(0..NODES);
                     let node = &mut self.nodes[n];
                     node.doc = Automerge::load(&node.stored).map_err(|e| e.to_string())?;
-                    node.incoming = decode(&node.stored_incoming);
-                    node.outgoing = sync::State::new();
-                    node.session = None;
+                    for link in node.links.values_mut() {
+                        link.incoming = decode(&link.stored_incoming);
+                        link.outgoing = sync::State::new();
+                        link.session = None;
+                    }
                 }
                 _ => {}
             }
             Ok(())
         }
 
-        /// Reliable network: full sessions both ways until both hold the
-        /// same changes.
+        /// Reliable network, no partitions: full sessions every way until
+        /// every node holds the same changes.
         fn heal(&mut self) -> Result<(), String> {
             self.in_flight.clear();
+            self.cut.clear();
             for node in &mut self.nodes {
-                node.session = None;
+                for link in node.links.values_mut() {
+                    link.session = None;
+                }
             }
             for _ in 0..30 {
-                for from in 0..2 {
-                    self.step_session(from, None)?;
-                    while let Some(Packet::Push(n, bytes)) = self.in_flight.pop() {
-                        let reply = self.answer(n, &bytes)?;
-                        self.step_session(n, Some(reply))?;
+                for from in 0..NODES {
+                    for to in peers(from) {
+                        self.step_session(from, to, None)?;
+                        while let Some(Packet::Push { from, to, bytes }) = self.in_flight.pop() {
+                            let reply = self.answer(from, to, &bytes)?;
+                            self.step_session(from, to, Some(reply))?;
+                        }
                     }
                 }
-                if sorted(self.nodes[0].doc.get_heads()) == sorted(self.nodes[1].doc.get_heads()) {
+                let heads = sorted(self.nodes[0].doc.get_heads());
+                if self
+                    .nodes
+                    .iter()
+                    .all(|n| sorted(n.doc.get_heads()) == heads)
+                {
                     return Ok(());
                 }
             }
@@ -631,17 +743,19 @@ mod nodes {
                     return Err("a node's storage lacks changes it took".into());
                 }
             }
-            let doc = &self.nodes[0].doc;
-            let strengths: BTreeSet<String> = doc
-                .get(automerge::ROOT, "strengths")
-                .ok()
-                .flatten()
-                .map(|(_, obj)| doc.keys(&obj).collect())
-                .unwrap_or_default();
-            match self.strengths.difference(&strengths).next() {
-                Some(lost) => Err(format!("strength {lost} was lost")),
-                None => Ok(()),
+            for (n, node) in self.nodes.iter().enumerate() {
+                let doc = &node.doc;
+                let strengths: BTreeSet<String> = doc
+                    .get(automerge::ROOT, "strengths")
+                    .ok()
+                    .flatten()
+                    .map(|(_, obj)| doc.keys(&obj).collect())
+                    .unwrap_or_default();
+                if let Some(lost) = self.strengths.difference(&strengths).next() {
+                    return Err(format!("strength {lost} is missing at node {n}"));
+                }
             }
+            Ok(())
         }
     }
 
@@ -655,7 +769,8 @@ mod nodes {
     }
 
     #[test]
-    fn a_home_and_a_replica_converge_through_drops_duplicates_reorders_and_restarts() {
+    fn a_home_and_two_replicas_converge_through_drops_duplicates_reorders_partitions_and_restarts()
+    {
         super::for_each_seed(run);
     }
 }
