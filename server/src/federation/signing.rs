@@ -144,32 +144,7 @@ impl Verifier {
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(SignedRequestError::Unsigned)?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(SignedRequestError::Malformed(
-                "node requests are signed with EdDSA".into(),
-            ));
-        }
-        let sender = header
-            .kid
-            .ok_or_else(|| SignedRequestError::Malformed("no `kid`".into()))?;
-        let key = peers
-            .key(&sender)
-            .ok_or_else(|| SignedRequestError::UnknownPeer(sender.clone()))?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        // Times and audience are checked below, with errors of our own.
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<RequestClaims>(token, key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    SignedRequestError::BadSignature(sender.clone())
-                }
-                _ => SignedRequestError::Malformed(e.to_string()),
-            })?
-            .claims;
+        let (sender, claims) = decode_signed::<RequestClaims>(token, peers)?;
         if claims.iss != sender {
             return Err(SignedRequestError::Malformed(
                 "`iss` and `kid` differ".into(),
@@ -210,6 +185,41 @@ impl Verifier {
             authors: claims.act,
         })
     }
+}
+
+/// Decodes an EdDSA JWT signed by the peer its `kid` names, with that
+/// peer's key; answers the peer and the claims (times, audience and `iss`
+/// are the caller's to check).
+fn decode_signed<C: serde::de::DeserializeOwned>(
+    token: &str,
+    peers: &Peers,
+) -> Result<(String, C), SignedRequestError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(SignedRequestError::Malformed(
+            "nodes sign with EdDSA".into(),
+        ));
+    }
+    let sender = header
+        .kid
+        .ok_or_else(|| SignedRequestError::Malformed("no `kid`".into()))?;
+    let key = peers
+        .key(&sender)
+        .ok_or_else(|| SignedRequestError::UnknownPeer(sender.clone()))?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<C>(token, key, &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                SignedRequestError::BadSignature(sender.clone())
+            }
+            _ => SignedRequestError::Malformed(e.to_string()),
+        })?
+        .claims;
+    Ok((sender, claims))
 }
 
 /// The old home's signed word that a plan moved: the new home shows it to
@@ -257,31 +267,7 @@ pub fn verify_transfer(
     peers: &Peers,
     plan: &str,
 ) -> Result<Move, SignedRequestError> {
-    let header = jsonwebtoken::decode_header(certificate)
-        .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
-    if header.alg != Algorithm::EdDSA {
-        return Err(SignedRequestError::Malformed(
-            "certificates are signed with EdDSA".into(),
-        ));
-    }
-    let from = header
-        .kid
-        .ok_or_else(|| SignedRequestError::Malformed("no `kid`".into()))?;
-    let key = peers
-        .key(&from)
-        .ok_or_else(|| SignedRequestError::UnknownPeer(from.clone()))?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<TransferClaims>(certificate, key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                SignedRequestError::BadSignature(from.clone())
-            }
-            _ => SignedRequestError::Malformed(e.to_string()),
-        })?
-        .claims;
+    let (from, claims) = decode_signed::<TransferClaims>(certificate, peers)?;
     if claims.iss != from {
         return Err(SignedRequestError::Malformed(
             "`iss` and `kid` differ".into(),
