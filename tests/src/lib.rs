@@ -16,11 +16,13 @@ mod http;
 mod node;
 mod postgres;
 mod process;
+mod proxy;
 mod tokens;
 
 pub use accounts::{password_of, users, TestUser, USERS};
 pub use http::{encode_query, Reply};
 pub use node::{Backend, TestNode};
+pub use proxy::{proxy_seed, Faults, Proxy, Stats};
 pub use tokens::{decode_claims, forge_alg_none, sign_hs256};
 
 use std::fmt;
