@@ -66,7 +66,7 @@ pub(crate) fn wait_exit(child: &mut Child, deadline: Instant) -> Result<Option<E
 
 /// A running `wrapsync node`, SIGKILLed when dropped.
 pub(crate) struct Process {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) url: String,
     pub(crate) node_id: String,
 }
