@@ -17,6 +17,7 @@ mod http;
 mod node;
 mod postgres;
 mod process;
+mod proxy;
 mod tls;
 mod tokens;
 
@@ -24,6 +25,7 @@ pub use accounts::{password_of, users, TestUser, USERS};
 pub use demo::{free_ports, Demo};
 pub use http::{encode_query, Reply};
 pub use node::{Backend, TestNode};
+pub use proxy::{proxy_seed, Faults, Proxy, Stats};
 pub use tls::{TestCa, TlsFront};
 pub use tokens::{decode_claims, forge_alg_none, sign_hs256};
 

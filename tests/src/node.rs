@@ -89,7 +89,8 @@ impl TestNode {
         }
     }
 
-    fn try_spawn_with(backend: Backend, mut extra: toml::Table) -> Result<Self> {
+    /// [`TestNode::spawn_with`], reporting failure instead of panicking.
+    pub fn try_spawn_with(backend: Backend, mut extra: toml::Table) -> Result<Self> {
         let node_id = match extra.remove("node_id") {
             Some(toml::Value::String(id)) => id,
             _ => NODE_ID.to_string(),
@@ -275,6 +276,11 @@ impl TestNode {
             Some(process) => &process.url,
             None => panic!("the node is not running"),
         }
+    }
+
+    /// The node's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.child.id())
     }
 
     /// The node id announced in the listening line.

@@ -100,7 +100,7 @@ pub(crate) fn send_signal(child: &Child, signal: &str) -> Result<()> {
 
 /// A running `wrapsync node`, SIGKILLed when dropped.
 pub(crate) struct Process {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) url: String,
     pub(crate) node_id: String,
 }
