@@ -15,6 +15,7 @@ use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::metrics::PeerLabel;
 use crate::store::plans as stored;
+use futures_util::StreamExt;
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -24,12 +25,18 @@ use wrapsync_shared::api::PeerStatus;
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// Outbox rows read per pass.
 const OUTBOX_PAGE: i64 = 1000;
+/// Plans pushed to one peer at once.
+const PUSH_CONCURRENCY: usize = 8;
+/// How soon plans that failed in a pass that otherwise went are retried.
+const RETRY_SOON_MS: i64 = 1000;
 
 #[derive(Default)]
 struct Track {
     status: PeerStatus,
     failures: u32,
     next_attempt: i64,
+    /// The last pass left plans unconfirmed.
+    retry_stale: bool,
 }
 
 /// What the admin endpoint and metrics show of each peer.
@@ -87,6 +94,26 @@ impl Outbound {
         track.status.reachable = Some(false);
         track.status.last_error = Some(error);
         track.status.plans_behind = behind;
+    }
+
+    /// Some plans went and some failed: the peer is there, so the failed
+    /// ones are retried after a second, with no back-off.
+    fn partly_failed(&self, peer: &str, error: String, behind: usize) {
+        self.succeeded(peer, behind);
+        let mut tracks = self.tracks.lock();
+        let track = tracks.entry(peer.to_string()).or_default();
+        track.next_attempt = now_ms() + RETRY_SOON_MS;
+        track.retry_stale = true;
+        track.status.last_error = Some(error);
+    }
+
+    /// Whether the next pass for `peer` must look for every unconfirmed
+    /// plan (some failed in the last one); clears the mark.
+    fn take_retry(&self, peer: &str) -> bool {
+        self.tracks
+            .lock()
+            .get_mut(peer)
+            .is_some_and(|t| std::mem::take(&mut t.retry_stale))
     }
 
     fn due(&self, peer: &str, now: i64) -> bool {
@@ -155,6 +182,10 @@ pub async fn run(app: actix_web::web::Data<App>) {
         let peers: Vec<Peer> = app.federation.peers().all().cloned().collect();
         for peer in peers {
             if app.federation.outbound.due(&peer.id, now_ms()) {
+                let pass = match pass {
+                    Pass::Outbox if app.federation.outbound.take_retry(&peer.id) => Pass::Stale,
+                    pass => pass,
+                };
                 push_to(&app, &http, &peer, pass).await;
             }
         }
@@ -196,10 +227,13 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
                 Pass::Stale => stored::shared_with(conn, &peer_id, now, true)?,
                 Pass::Full => stored::shared_with(conn, &peer_id, now, false)?,
             };
+            // Of the outbox's plans, those the peer has not confirmed at
+            // their heads now (after a partition the outbox names each
+            // plan many times over).
             let shared = if outbox.is_empty() {
                 Vec::new()
             } else {
-                stored::shared_with(conn, &peer_id, now, false)?
+                stored::shared_with(conn, &peer_id, now, true)?
             };
             Ok((outbox, stale, shared))
         })
@@ -215,21 +249,27 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
         .filter(|plan| shared.contains(plan))
         .chain(stale)
         .collect();
-    let mut behind = plans.len();
-    for plan in &plans {
-        if let Err(e) = push_plan(app, http, peer, plan).await {
-            let error = format!("plan {plan}: {e}");
-            tracing::warn!(peer = %peer.id, %error, "federation: push failed");
-            return app.federation.outbound.failed(&peer.id, error, behind);
-        }
-        behind -= 1;
-        app.federation
-            .outbound
-            .metrics
-            .plans_sent
-            .get_or_create(&PeerLabel::of(&peer.id))
-            .inc();
-    }
+    // Several plans at once: the peer commits each round durably, and its
+    // group commit takes concurrent rounds together.
+    let failures: Vec<String> = futures_util::stream::iter(&plans)
+        .map(|plan| async move {
+            let pushed = push_plan(app, http, peer, plan).await;
+            if pushed.is_ok() {
+                app.federation
+                    .outbound
+                    .metrics
+                    .plans_sent
+                    .get_or_create(&PeerLabel::of(&peer.id))
+                    .inc();
+            }
+            pushed.err().map(|e| format!("plan {plan}: {e}"))
+        })
+        .buffer_unordered(PUSH_CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    // A failed plan stays unconfirmed, so the next pass sends it again:
+    // the cursor may move on regardless.
     if let Some((last, _)) = outbox.last() {
         let (peer_id, last) = (peer.id.clone(), *last);
         let saved = app
@@ -240,10 +280,22 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
             return app
                 .federation
                 .outbound
-                .failed(&peer.id, e.to_string(), behind);
+                .failed(&peer.id, e.to_string(), plans.len());
         }
     }
-    app.federation.outbound.succeeded(&peer.id, behind);
+    let outbound = &app.federation.outbound;
+    match failures.first() {
+        None => outbound.succeeded(&peer.id, 0),
+        Some(error) => {
+            tracing::warn!(peer = %peer.id, %error, failed = failures.len(), "federation: pushes failed");
+            if failures.len() < plans.len() {
+                // The peer answers, over a lossy link: retry soon, no back-off.
+                outbound.partly_failed(&peer.id, error.clone(), failures.len());
+            } else {
+                outbound.failed(&peer.id, error.clone(), failures.len());
+            }
+        }
+    }
 }
 
 /// Sync rounds with `peer` for one plan until both sides are quiet.
