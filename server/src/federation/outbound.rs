@@ -1,13 +1,15 @@
 //! This node's side of federation: sending each peer the plans families
-//! consented to share with it. A change is pushed promptly (the plan
-//! service announces every stored change) from a durable outbox: the
-//! `plan_changes` log with a cursor per peer, so a restart forgets nothing.
-//! Every `federation_interval_secs` an anti-entropy pass sends the shared
-//! plans whose heads moved since the peer last confirmed them (one query;
-//! an idle peer costs no request), and hourly every shared plan, in case a
-//! peer lost what it had; an unreachable peer is retried with exponential
-//! back-off and jitter. Each plan goes by the Automerge
-//! sync protocol, signed (see `signing`).
+//! consented to share with it. The outbox is durable and per peer: the
+//! heads each peer last confirmed holding of each plan (`peer_plan_heads`),
+//! so what is to send is every shared plan whose heads moved since, found
+//! in one query; a restart forgets nothing. A change is pushed promptly
+//! (the plan service announces every stored change, and the `plan_changes`
+//! log past the peer's cursor says something moved); every
+//! `federation_interval_secs` an anti-entropy pass looks anyway, and hourly
+//! every shared plan is sent, in case a peer lost what it had. An idle peer
+//! costs no request. Plans go several at a time, each by the Automerge
+//! sync protocol, signed (see `signing`); an unreachable peer is retried
+//! with exponential back-off and jitter.
 
 use super::Peer;
 use crate::app::App;
@@ -17,16 +19,14 @@ use crate::metrics::PeerLabel;
 use crate::store::plans as stored;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use wrapsync_shared::api::PeerStatus;
 
 /// Longest wait between attempts to reach a failing peer.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
-/// Outbox rows read per pass.
-const OUTBOX_PAGE: i64 = 1000;
 /// Plans pushed to one peer at once.
-const PUSH_CONCURRENCY: usize = 8;
+const PUSH_CONCURRENCY: usize = 32;
 /// How soon plans that failed in a pass that otherwise went are retried.
 const RETRY_SOON_MS: i64 = 1000;
 
@@ -205,10 +205,11 @@ pub async fn run(app: actix_web::web::Data<App>) {
 /// Which shared plans a pass sends.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Pass {
-    /// Those in the outbox since the peer's cursor.
+    /// If the change log moved past the peer's cursor: the plans whose
+    /// heads moved since the peer confirmed them.
     Outbox,
-    /// Also those whose heads moved since the peer confirmed them
-    /// (anti-entropy: catches a push that failed midway).
+    /// Those, whether or not the log moved (anti-entropy: catches a push
+    /// that failed midway).
     Stale,
     /// All of them (at start, then hourly).
     Full,
@@ -221,34 +222,22 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
     let found = app
         .blocking(move |conn| {
             let cursor = stored::peer_cursor(conn, &peer_id)?;
-            let outbox = stored::changes_after_seq(conn, cursor, OUTBOX_PAGE)?;
-            let stale = match pass {
-                Pass::Outbox => Vec::new(),
-                Pass::Stale => stored::shared_with(conn, &peer_id, now, true)?,
-                Pass::Full => stored::shared_with(conn, &peer_id, now, false)?,
-            };
-            // Of the outbox's plans, those the peer has not confirmed at
-            // their heads now (after a partition the outbox names each
-            // plan many times over).
-            let shared = if outbox.is_empty() {
-                Vec::new()
-            } else {
-                stored::shared_with(conn, &peer_id, now, true)?
-            };
-            Ok((outbox, stale, shared))
+            let last = stored::last_change_seq(conn)?;
+            if pass == Pass::Outbox && last <= cursor {
+                return Ok((Vec::new(), None));
+            }
+            // Something changed (or it is time to look): every shared plan
+            // the peer has not confirmed at its heads now, in one query,
+            // however long the backlog (a partition leaves thousands of
+            // rows naming the same plans).
+            let plans = stored::shared_with(conn, &peer_id, now, pass != Pass::Full)?;
+            Ok((plans, (last > cursor).then_some(last)))
         })
         .await;
-    let (outbox, stale, shared) = match found {
+    let (plans, cursor) = match found {
         Ok(found) => found,
         Err(e) => return app.federation.outbound.failed(&peer.id, e.to_string(), 0),
     };
-    let shared: BTreeSet<String> = shared.into_iter().collect();
-    let plans: BTreeSet<String> = outbox
-        .iter()
-        .map(|(_, plan)| plan.clone())
-        .filter(|plan| shared.contains(plan))
-        .chain(stale)
-        .collect();
     // Several plans at once: the peer commits each round durably, and its
     // group commit takes concurrent rounds together.
     let failures: Vec<String> = futures_util::stream::iter(&plans)
@@ -270,8 +259,8 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
         .await;
     // A failed plan stays unconfirmed, so the next pass sends it again:
     // the cursor may move on regardless.
-    if let Some((last, _)) = outbox.last() {
-        let (peer_id, last) = (peer.id.clone(), *last);
+    if let Some(last) = cursor {
+        let peer_id = peer.id.clone();
         let saved = app
             .writer
             .write(move |conn| stored::set_peer_cursor(conn, &peer_id, last, now_ms()))

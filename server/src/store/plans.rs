@@ -243,18 +243,14 @@ pub fn record_change(conn: &mut DbConnection, plan_id: &str, now: i64) -> Result
     Ok(())
 }
 
-/// Change log rows after `seq`, oldest first: the federation outbox.
-pub fn changes_after_seq(
-    conn: &mut DbConnection,
-    seq: i64,
-    limit: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
+/// The change log's last sequence number (0 when empty): how far the
+/// federation outbox goes.
+pub fn last_change_seq(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    use diesel::dsl::max;
     Ok(plan_changes::table
-        .filter(plan_changes::seq.gt(seq))
-        .order(plan_changes::seq)
-        .limit(limit)
-        .select((plan_changes::seq, plan_changes::plan_id))
-        .load(conn)?)
+        .select(max(plan_changes::seq))
+        .first::<Option<i64>>(conn)?
+        .unwrap_or(0))
 }
 
 /// The plans `peer` is to hold: those homed here with a live consent grant
