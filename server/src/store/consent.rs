@@ -30,8 +30,7 @@ pub fn grant(conn: &mut DbConnection, grant: &Grant) -> Result<(), StoreError> {
     diesel::delete(consent_grants::table.find((&grant.plan_id, &grant.node_id))).execute(conn)?;
     // Whatever the node confirmed before (an earlier grant), the plan is
     // sent to it afresh.
-    diesel::delete(peer_plan_heads::table.find((&grant.node_id, &grant.plan_id)))
-        .execute(conn)?;
+    diesel::delete(peer_plan_heads::table.find((&grant.node_id, &grant.plan_id))).execute(conn)?;
     diesel::insert_into(consent_grants::table)
         .values((
             consent_grants::plan_id.eq(&grant.plan_id),
