@@ -181,6 +181,21 @@ impl TestNode {
         self.login_tokens(username).access_token
     }
 
+    /// Makes this node trust `peer`, reaching it at `url` (its own URL,
+    /// or a proxy or TLS front before it), as its supervisor would through
+    /// the admin API; asserts 201.
+    #[track_caller]
+    pub fn trust(&self, peer: &TestNode, url: &str) {
+        let identity = peer.get_anon("/federation/v1/identity");
+        let sam = self.login(crate::users::SUPERVISOR);
+        self.post(
+            "/v1/admin/peers",
+            &sam,
+            &serde_json::json!({"id": peer.node_id(), "url": url, "public_key": identity.json["public_key"]}),
+        )
+        .assert_status(201);
+    }
+
     /// `POST /v1/plans` as `token`; asserts 201.
     #[track_caller]
     pub fn create_plan(&self, token: &str, title: &str) -> PlanDocument {

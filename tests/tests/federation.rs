@@ -490,19 +490,7 @@ fn two_nodes() -> (TestNode, TestNode) {
 
 /// `to` trusts `from` at its current URL.
 fn introduce(to: &TestNode, from: &TestNode) {
-    introduce_at(to, from, from.url());
-}
-
-/// `to` trusts `from`, reaching it at `url`.
-fn introduce_at(to: &TestNode, from: &TestNode, url: &str) {
-    let identity = from.get_anon("/federation/v1/identity");
-    let sam = to.login(SUPERVISOR);
-    to.post(
-        "/v1/admin/peers",
-        &sam,
-        &json!({"id": from.node_id(), "url": url, "public_key": identity.json["public_key"]}),
-    )
-    .assert_status(201);
+    to.trust(from, from.url());
 }
 
 /// The bytes of a SQLite node's database files (main file and WAL).
@@ -945,7 +933,7 @@ fn peers_speak_https_and_an_untrusted_certificate_gets_nothing() {
     let front = TlsFront::start(&ca, b.url()).expect("a TLS front for B");
     assert!(front.url().starts_with("https://"));
     for sender in [&a, &c] {
-        introduce_at(sender, &b, front.url());
+        sender.trust(&b, front.url());
         introduce(&b, sender);
     }
     let share = |node: &TestNode, title: &str| {

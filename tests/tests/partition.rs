@@ -54,7 +54,7 @@ impl Mesh {
                 let name = format!("{}→{}", IDS[from], IDS[to]);
                 let link_seed = seed ^ ((from * 3 + to) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 let proxy = Proxy::start(&name, nodes[to].url(), link_seed).expect("a proxy");
-                introduce(&nodes[from], &nodes[to], proxy.url());
+                nodes[from].trust(&nodes[to], proxy.url());
                 links.insert((from, to), proxy);
             }
         }
@@ -163,18 +163,6 @@ impl Mesh {
             );
         }
     }
-}
-
-/// `to` is `from`'s peer at `url` (a proxy in front of `to`).
-fn introduce(from: &TestNode, to: &TestNode, url: &str) {
-    let identity = to.get_anon("/federation/v1/identity");
-    let sam = from.login(SUPERVISOR);
-    from.post(
-        "/v1/admin/peers",
-        &sam,
-        &json!({"id": to.node_id(), "url": url, "public_key": identity.json["public_key"]}),
-    )
-    .assert_status(201);
 }
 
 /// The plans of the test: two homed at A (shared with B and C), one homed

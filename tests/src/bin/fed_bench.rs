@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use wrapsync_tests::users::{CAREGIVER, CAREGIVER_2, FACILITATOR, FAMILY_ADVOCATE, SUPERVISOR};
+use wrapsync_tests::users::{CAREGIVER, CAREGIVER_2, FACILITATOR, FAMILY_ADVOCATE};
 use wrapsync_tests::{Backend, Faults, Proxy, TestNode};
 
 struct Options {
@@ -112,8 +112,8 @@ fn run() -> Result<(), String> {
     let seed = rand::random::<u64>();
     let a_to_b = Proxy::start("county-a→county-b", b.url(), seed).map_err(|e| e.to_string())?;
     let b_to_a = Proxy::start("county-b→county-a", a.url(), seed ^ 1).map_err(|e| e.to_string())?;
-    introduce(&a, &b, a_to_b.url());
-    introduce(&b, &a, b_to_a.url());
+    a.trust(&b, a_to_b.url());
+    b.trust(&a, b_to_a.url());
     eprintln!(
         "nodes: A {} (pid {:?}), B {} (pid {:?}); {} plans, {} changes per plan per side, interval {} s",
         a.url(),
@@ -370,18 +370,6 @@ fn run() -> Result<(), String> {
     eprintln!("idle A→B: {ab_idle}");
     eprintln!("idle B→A: {ba_idle}");
     Ok(())
-}
-
-/// `from` trusts `to` at `url` (the proxy in front of it).
-fn introduce(from: &TestNode, to: &TestNode, url: &str) {
-    let identity = to.get_anon("/federation/v1/identity");
-    let sam = from.login(SUPERVISOR);
-    from.post(
-        "/v1/admin/peers",
-        &sam,
-        &json!({"id": to.node_id(), "url": url, "public_key": identity.json["public_key"]}),
-    )
-    .assert_status(201);
 }
 
 /// User + system CPU seconds of a process so far (Linux `/proc`).
