@@ -277,6 +277,7 @@ impl Plans {
                     super::peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta);
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
                     .await?;
+                self.confirm_if_level(entry, peer, &state.doc, &sync_state);
             }
         }
         let reply = state
@@ -294,6 +295,31 @@ impl Plans {
         ));
         self.keep_sync_state(&device, &entry.id, sync_state);
         Ok(reply)
+    }
+
+    /// After a peer's changes: if the peer holds everything this node now
+    /// holds of the plan (its heads, as its message says, are ours), it is
+    /// recorded as confirmed, so this node does not push the peer's own
+    /// changes back to it.
+    fn confirm_if_level(
+        &self,
+        entry: &PlanEntry,
+        peer: &str,
+        doc: &Automerge,
+        sync_state: &sync::State,
+    ) {
+        let mut ours = doc.get_heads();
+        ours.sort();
+        let mut theirs = sync_state.their_heads.clone().unwrap_or_default();
+        theirs.sort();
+        if ours != theirs {
+            return;
+        }
+        let heads: Vec<String> = ours.iter().map(|h| h.to_string()).collect();
+        let (peer, plan, heads) = (peer.to_string(), entry.id.clone(), heads.join(","));
+        self.writer.write_detached(move |conn| {
+            crate::store::plans::set_peer_heads(conn, &peer, &plan, &heads, now_ms())
+        });
     }
 
     /// Stores changes a round brought (already checked) and makes `scratch`
@@ -508,6 +534,7 @@ impl Plans {
                 );
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
                     .await?;
+                self.confirm_if_level(entry, peer, &state.doc, &sync_state);
             }
         }
         let reply = state.doc.generate_sync_message(&mut sync_state);
