@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod incoming;
+pub mod indicators;
 pub mod ops;
 pub mod plan;
 pub mod roles;

@@ -83,6 +83,7 @@ pub const WRITE_RULES: &[(&str, &[Role])] = &[
     // Approving flexible funds is a supervisor's call.
     ("/strategies/*/flex/status", &[]),
     ("/strategies/*/flex/approved_by", &[]),
+    ("/strategies/*/flex/paid_on", &[]),
     // Anyone may mark the action steps they are responsible for done (see
     // `OWN_STEP_FIELDS`); facilitators and advocates keep every step current.
     ("/strategies", &[Facilitator, FamilyAdvocate]),

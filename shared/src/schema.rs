@@ -208,6 +208,8 @@ const FLEX_REQUEST: &[Field] = &[
         Kind::Enum(&["requested", "approved", "denied", "paid"]),
     ),
     id("approved_by", SHORT),
+    // When it was paid: flexible funds are reported by the month paid.
+    id("paid_on", Kind::Date),
 ];
 
 const ACTION_STEP: &[Field] = &[

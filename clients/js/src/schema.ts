@@ -97,6 +97,7 @@ const FLEX_REQUEST: Field[] = [
   f("amount_cents", int(0, 100_000_000)),
   f("status", oneOf("requested", "approved", "denied", "paid")),
   f("approved_by", SHORT),
+  f("paid_on", DATE),
 ];
 
 const ACTION_STEP: Field[] = [
