@@ -5,6 +5,7 @@ use crate::ops::{Op, OpResult};
 use crate::roles::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +234,34 @@ pub struct SyncBatchResult {
     /// are unaffected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+}
+
+/// `POST /federation/v1/sync`: one round of the sync protocol for many
+/// shared plans, node to node (CBOR, signed like every peer request: the
+/// signature covers the whole body, so each plan's authors ride in it). The
+/// answer is a [`SyncBatchReply`], one entry per plan, in the order asked;
+/// each plan's round is checked, run and audited as if it came alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSyncBatch {
+    pub plans: Vec<PeerSyncItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSyncItem {
+    pub plan: String,
+    /// The sender's sync message; `null` when it has nothing to say.
+    #[serde(default, with = "crate::wire_bytes")]
+    pub message: Option<Vec<u8>>,
+    /// Who made the changes the message carries: Automerge actor (hex) →
+    /// the sender's username for that person.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authors: BTreeMap<String, String>,
+    /// For a plan that moved to the sender: the chain of transfer
+    /// certificates, as in the `Wrapsync-Transfers` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<String>,
 }
 
 /// `POST /v1/plans/{id}/shares`: record a family's consent to share the

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use wrapsync_shared::api::{PeerSyncBatch, PeerSyncItem, SyncBatchReply};
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::Automerge;
 use wrapsync_shared::plan::render;
@@ -275,6 +276,67 @@ fn consented_plans_sync_to_a_signed_peer_and_nothing_else_does(backend: Backend)
         assert_eq!(
             reply.problem_type(),
             Some("/problems/unauthorized"),
+            "{what}"
+        );
+    }
+
+    // Many plans in one signed round (`POST /federation/v1/sync`): each
+    // answered as if it came alone; the unshared and the made-up plan get a
+    // 404 entry and nothing of theirs, and a bad batch is refused whole.
+    let batch_path = "/federation/v1/sync";
+    let made_up = "no-such-plan";
+    let batch = |plans: &[&str]| {
+        let items: Vec<PeerSyncItem> = plans
+            .iter()
+            .map(|plan| PeerSyncItem {
+                plan: plan.to_string(),
+                message: Some(body.clone()),
+                authors: Default::default(),
+                transfers: None,
+            })
+            .collect();
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&PeerSyncBatch { plans: items }, &mut cbor).expect("cbor");
+        cbor
+    };
+    let post_batch = |cbor: Vec<u8>, authorization: Option<String>| {
+        let mut request = node
+            .request(Method::POST, batch_path)
+            .header("content-type", "application/cbor")
+            .body(cbor);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        node.send(request)
+    };
+    let cbor = batch(&[&shared, &unshared, made_up]);
+    let signed = b.sign(&aud, "POST", batch_path, &cbor, now(), now() + 60);
+    let reply = post_batch(cbor.clone(), Some(signed));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer: SyncBatchReply = ciborium::from_reader(&reply.body[..]).expect("a batch reply");
+    let plans: Vec<&str> = answer.plans.iter().map(|p| p.plan.as_str()).collect();
+    assert_eq!(plans, [shared.as_str(), unshared.as_str(), made_up]);
+    assert!(answer.plans[0].problem.is_none());
+    assert!(answer.plans[0].message.is_some());
+    for refused in &answer.plans[1..] {
+        assert_eq!(refused.problem.as_ref().map(|p| p.status), Some(404));
+        assert!(refused.message.is_none());
+    }
+    assert!(!reply.text().contains("Staying family"));
+    let unsigned = post_batch(cbor.clone(), None);
+    assert_eq!(unsigned.status, 401);
+    let other_body = b.sign(&aud, "POST", batch_path, b"other", now(), now() + 60);
+    assert_eq!(post_batch(cbor, Some(other_body)).status, 401);
+    for (what, bad) in [
+        ("not CBOR", b"{\"plans\":[]}".to_vec()),
+        ("a plan twice", batch(&[&shared, &shared])),
+    ] {
+        let signed = b.sign(&aud, "POST", batch_path, &bad, now(), now() + 60);
+        let reply = post_batch(bad, Some(signed));
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+        assert_eq!(
+            reply.problem_type(),
+            Some("/problems/invalid-request"),
             "{what}"
         );
     }

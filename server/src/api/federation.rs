@@ -12,7 +12,11 @@ use crate::store::consent;
 use crate::store::plans as stored_plans;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use wrapsync_shared::api::Handover;
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashSet};
+use wrapsync_shared::api::{
+    Handover, PeerSyncBatch, SyncBatchReply, SyncBatchResult, MAX_SYNC_BATCH,
+};
 
 /// This node's id and public key, for operators configuring it as a peer.
 pub async fn identity(app: web::Data<App>) -> HttpResponse {
@@ -24,10 +28,7 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
     }))
 }
 
-/// One Automerge sync round with a peer node: for a plan homed here that
-/// the family consented to share with it (else `404`, exactly as for a plan
-/// that does not exist), or for a plan homed at that peer, which this node
-/// keeps a replica of (made on the first changes the home sends).
+/// One Automerge sync round with a peer node (see [`peer_round`]).
 pub async fn plan_sync(
     app: web::Data<App>,
     req: HttpRequest,
@@ -37,54 +38,159 @@ pub async fn plan_sync(
     let meta = request_meta(&req);
     let body = body?;
     let SignedBy { peer, authors } = verified_peer(&app, &req, &body.0, &meta)?;
+    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
+    let certificates = req
+        .headers()
+        .get(transfer::CERTIFICATES_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let round = Round {
+        peer: &peer,
+        plan: &id,
+        authors: &authors,
+        message,
+        certificates,
+    };
+    Ok(match peer_round(&app, round, &meta).await? {
+        Some(reply) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(reply),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+/// One round for many shared plans (`PeerSyncBatch`, CBOR): a partition
+/// heals with a thousand plans to exchange in a few requests, not two
+/// thousand. Each plan's round is run and audited as if it came alone; one
+/// plan's refusal is reported in its entry.
+pub async fn sync_batch(
+    app: web::Data<App>,
+    req: HttpRequest,
+    body: Result<RawBody, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let meta = request_meta(&req);
+    let body = body?;
+    let SignedBy { peer, .. } = verified_peer(&app, &req, &body.0, &meta)?;
+    let batch: PeerSyncBatch = ciborium::from_reader(&body.0[..])
+        .map_err(|e| ApiError::InvalidRequest(format!("not a peer sync batch: {e}")))?;
+    if batch.plans.len() > MAX_SYNC_BATCH {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {MAX_SYNC_BATCH} plans per request"
+        )));
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = batch.plans.iter().find(|item| !seen.insert(&item.plan)) {
+        return Err(ApiError::InvalidRequest(format!(
+            "plan {} appears twice",
+            twice.plan
+        )));
+    }
+    let (app, peer, meta) = (&app, &peer, &meta);
+    // Many at once: each round that stores changes commits durably, and
+    // the writer commits concurrent rounds together.
+    let plans: Vec<SyncBatchResult> = futures_util::stream::iter(&batch.plans)
+        .map(|item| async move {
+            let round = Round {
+                peer,
+                plan: &item.plan,
+                authors: &item.authors,
+                message: item.message.as_deref(),
+                certificates: item.transfers.as_deref(),
+            };
+            let (message, problem) = match peer_round(app, round, meta).await {
+                Ok(message) => (message, None),
+                Err(e) => (None, Some(e.problem())),
+            };
+            SyncBatchResult {
+                plan: item.plan.clone(),
+                message,
+                changes: None,
+                heads: None,
+                problem,
+            }
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut reply = Vec::new();
+    ciborium::into_writer(&SyncBatchReply { plans }, &mut reply)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/cbor")
+        .body(reply))
+}
+
+/// Plans of one batch whose rounds run at once.
+const BATCH_CONCURRENCY: usize = 32;
+
+/// One plan's round as a peer sent it.
+struct Round<'a> {
+    peer: &'a str,
+    plan: &'a str,
+    authors: &'a BTreeMap<String, String>,
+    message: Option<&'a [u8]>,
+    certificates: Option<&'a str>,
+}
+
+/// One Automerge sync round with a peer node: for a plan homed here that
+/// the family consented to share with it (else `404`, exactly as for a plan
+/// that does not exist), or for a plan homed at that peer, which this node
+/// keeps a replica of (made on the first changes the home sends). Refusals
+/// are audited.
+async fn peer_round(
+    app: &App,
+    round: Round<'_>,
+    meta: &RequestMeta,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let Round {
+        peer,
+        plan: id,
+        authors,
+        message,
+        certificates,
+    } = round;
+    let audited = |e: ApiError| {
+        app.plans.audit(peer_audit(
+            peer,
+            Some(id),
+            "peer.sync",
+            e.audit_outcome(),
+            Some(e.to_string()),
+            meta,
+        ));
+        e
+    };
     let home = {
         let plan = id.to_string();
         app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
             .await?
     };
-    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
-    let audited = |e: ApiError| {
-        app.plans.audit(peer_audit(
-            &peer,
-            Some(&id),
-            "peer.sync",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            &meta,
-        ));
-        e
-    };
-    let reply = match home {
+    match home {
         // Homed here: the peer gets it only with the family's consent.
         Some(None) => {
             let grant = {
-                let (plan, node) = (id.to_string(), peer.clone());
+                let (plan, node) = (id.to_string(), peer.to_string());
                 app.blocking(move |conn| consent::find(conn, &plan, &node))
                     .await?
             };
             let entry = match grant.filter(|g| g.is_live(now_ms())) {
-                Some(_) => app.plans.get(&id).await?,
+                Some(_) => app.plans.get(id).await?,
                 None => None,
             };
             let Some(entry) = entry else {
                 return Err(audited(ApiError::NotFound));
             };
             app.plans
-                .sync_peer(&entry, &peer, &authors, message, meta.clone())
+                .sync_peer(&entry, peer, authors, message, meta.clone())
                 .await
-                .map_err(audited)?
+                .map_err(audited)
         }
         // A replica of the peer's own plan, or one it now shares with us;
         // or of a plan that moved to the peer, if its certificates say so.
         Some(Some(home)) => {
-            let entry = app.plans.get(&id).await?.ok_or(ApiError::NotFound)?;
-            let certificates = req
-                .headers()
-                .get(transfer::CERTIFICATES_HEADER)
-                .and_then(|v| v.to_str().ok());
+            let entry = app.plans.get(id).await?.ok_or(ApiError::NotFound)?;
             let followed = match certificates {
                 Some(certificates) if home != peer => {
-                    transfer::follow(&app, &entry, &home, &peer, certificates, &meta).await?
+                    transfer::follow(app, &entry, &home, peer, certificates, meta).await?
                 }
                 _ => false,
             };
@@ -92,28 +198,20 @@ pub async fn plan_sync(
                 return Err(audited(ApiError::NotFound));
             }
             app.plans
-                .sync_from_home(Some(&entry), &id, &peer, &authors, message, meta.clone())
+                .sync_from_home(Some(&entry), id, peer, authors, message, meta.clone())
                 .await
-                .map_err(audited)?
+                .map_err(audited)
         }
         // A plan this node gave away is not made again from a replica
         // holder's push.
-        None if wrapsync_shared::plan::is_item_id(&id)
-            && !transfer::given_away(&app, &id).await? =>
-        {
+        None if wrapsync_shared::plan::is_item_id(id) && !transfer::given_away(app, id).await? => {
             app.plans
-                .sync_from_home(None, &id, &peer, &authors, message, meta.clone())
+                .sync_from_home(None, id, peer, authors, message, meta.clone())
                 .await
-                .map_err(audited)?
+                .map_err(audited)
         }
-        None => return Err(audited(ApiError::NotFound)),
-    };
-    Ok(match reply {
-        Some(reply) => HttpResponse::Ok()
-            .content_type("application/octet-stream")
-            .body(reply),
-        None => HttpResponse::NoContent().finish(),
-    })
+        None => Err(audited(ApiError::NotFound)),
+    }
 }
 
 /// A plan moving its home here: the old home's signed handover (CBOR, see
@@ -162,7 +260,7 @@ fn verified_peer(
         .path_and_query()
         .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
     let federation = &app.federation;
-    federation
+    let signed = federation
         .verifier
         .verify(
             authorization,
@@ -185,5 +283,9 @@ fn verified_peer(
                 )
             });
             ApiError::Unauthorized(e.to_string())
-        })
+        })?;
+    if federation.outbound.heard_from(&signed.peer) {
+        app.plans.notify_changed();
+    }
+    Ok(signed)
 }

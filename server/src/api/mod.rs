@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/federation/v1")
                 .route("/identity", web::get().to(federation::identity))
+                .route("/sync", web::post().to(federation::sync_batch))
                 .route("/plans/{id}/sync", web::post().to(federation::plan_sync))
                 .route(
                     "/plans/{id}/transfer",

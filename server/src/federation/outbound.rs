@@ -7,8 +7,8 @@
 //! log past the peer's cursor says something moved); every
 //! `federation_interval_secs` an anti-entropy pass looks anyway, and hourly
 //! every shared plan is sent, in case a peer lost what it had. An idle peer
-//! costs no request. Plans go several at a time, each by the Automerge
-//! sync protocol, signed (see `signing`); an unreachable peer is retried
+//! costs no request. Plans go by the Automerge sync protocol, a hundred per
+//! signed request (see `signing`), one round of each per request; an unreachable peer is retried
 //! with exponential back-off and jitter.
 
 use super::Peer;
@@ -19,14 +19,23 @@ use crate::metrics::PeerLabel;
 use crate::store::plans as stored;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use wrapsync_shared::api::PeerStatus;
+use wrapsync_shared::api::{
+    PeerStatus, PeerSyncBatch, PeerSyncItem, SyncBatchReply, SyncBatchResult,
+};
 
 /// Longest wait between attempts to reach a failing peer.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
-/// Plans pushed to one peer at once.
-const PUSH_CONCURRENCY: usize = 32;
+/// Plans per request to a peer (each is one sync round of one plan).
+const BATCH_PLANS: usize = 100;
+/// Requests in flight to one peer at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// A request stops growing once its messages reach this size; the peer's
+/// `max_sync_bytes` (32 MiB by default) must take it.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Rounds after which a session that is not yet quiet gives up.
+const MAX_ROUNDS: usize = 20;
 /// How soon plans that failed in a pass that otherwise went are retried.
 const RETRY_SOON_MS: i64 = 1000;
 
@@ -94,6 +103,23 @@ impl Outbound {
         track.status.reachable = Some(false);
         track.status.last_error = Some(error);
         track.status.plans_behind = behind;
+        // The cursor moved past what failed: the retry must look at heads.
+        track.retry_stale = true;
+    }
+
+    /// `peer` just reached this node with a signed request, so it is up:
+    /// if it was backed off, it is due now (a healed partition need not
+    /// wait out the back-off built up while it lasted). Answers whether it
+    /// was backed off, so the caller wakes the sending loop.
+    pub fn heard_from(&self, peer: &str) -> bool {
+        let mut tracks = self.tracks.lock();
+        match tracks.get_mut(peer) {
+            Some(track) if track.failures > 0 && track.next_attempt > now_ms() => {
+                track.next_attempt = 0;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Some plans went and some failed: the peer is there, so the failed
@@ -238,23 +264,12 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
         Ok(found) => found,
         Err(e) => return app.federation.outbound.failed(&peer.id, e.to_string(), 0),
     };
-    // Several plans at once: the peer commits each round durably, and its
-    // group commit takes concurrent rounds together.
-    let failures: Vec<String> = futures_util::stream::iter(&plans)
-        .map(|plan| async move {
-            let pushed = push_plan(app, http, peer, plan).await;
-            if pushed.is_ok() {
-                app.federation
-                    .outbound
-                    .metrics
-                    .plans_sent
-                    .get_or_create(&PeerLabel::of(&peer.id))
-                    .inc();
-            }
-            pushed.err().map(|e| format!("plan {plan}: {e}"))
-        })
-        .buffer_unordered(PUSH_CONCURRENCY)
-        .filter_map(std::future::ready)
+    // Many plans per request, a few requests at once: the peer runs a
+    // batch's rounds together and commits them together.
+    let failures: Vec<String> = futures_util::stream::iter(plans.chunks(BATCH_PLANS))
+        .map(|batch| push_batch(app, http, peer, batch))
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .flat_map(futures_util::stream::iter)
         .collect()
         .await;
     // A failed plan stays unconfirmed, so the next pass sends it again:
@@ -287,95 +302,257 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
     }
 }
 
-/// Sync rounds with `peer` for one plan until both sides are quiet.
-async fn push_plan(
+/// One plan's push session.
+struct Session {
+    entry: std::sync::Arc<crate::plans::PlanEntry>,
+    authors: BTreeMap<String, String>,
+    /// What the peer holds once this session ends quietly (newer changes
+    /// made meanwhile leave the heads stale, so a later pass sends them).
+    heads: String,
+    transfers: Option<String>,
+    /// The peer's last reply (`None`: it had nothing to say).
+    reply: Option<Vec<u8>>,
+}
+
+/// Sync rounds with `peer` for `plans` until each is quiet, all plans'
+/// rounds in one request. Answers the failures, one line per plan; a
+/// failed plan stays unconfirmed, so the next pass sends it again.
+async fn push_batch(
     app: &App,
     http: &reqwest::Client,
     peer: &Peer,
-    plan: &str,
-) -> Result<(), String> {
-    let Some(entry) = app.plans.get(plan).await.map_err(|e| e.to_string())? else {
-        return Ok(());
+    plans: &[String],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut sessions = Vec::new();
+    for plan in plans {
+        match open_session(app, plan).await {
+            Ok(Some(session)) => sessions.push(session),
+            Ok(None) => {}
+            Err(e) => failures.push(format!("plan {plan}: {e}")),
+        }
+    }
+    let mut confirmed: Vec<(String, String)> = Vec::new();
+    for round in 0..MAX_ROUNDS {
+        let mut items = Vec::new();
+        let mut waiting = Vec::new();
+        let messages = futures_util::future::join_all(sessions.iter().map(|session| {
+            app.plans
+                .outbound_round(&session.entry, &peer.id, round, session.reply.as_deref())
+        }))
+        .await;
+        for (session, message) in sessions.into_iter().zip(messages) {
+            let plan = session.entry.id().to_string();
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    failures.push(format!("plan {plan}: {e}"));
+                    continue;
+                }
+            };
+            // Done once the peer needs nothing more from here: a session
+            // only delivers this node's changes (the peer pushes its own).
+            let decoded = message
+                .as_deref()
+                .and_then(|m| automerge::sync::Message::decode(m).ok());
+            if crate::plans::push_done(round, decoded.as_ref()) {
+                confirmed.push((plan, session.heads));
+                continue;
+            }
+            items.push(PeerSyncItem {
+                plan,
+                message,
+                authors: session.authors.clone(),
+                transfers: session.transfers.clone(),
+            });
+            waiting.push(session);
+        }
+        sessions = Vec::new();
+        let answers = send_round(app, http, peer, items).await;
+        for (mut session, answer) in waiting.into_iter().zip(answers) {
+            let plan = session.entry.id().to_string();
+            match answer {
+                Ok(SyncBatchResult {
+                    problem: None,
+                    message,
+                    ..
+                }) => {
+                    session.reply = message;
+                    sessions.push(session);
+                }
+                // The home refused a change made here (it may not be made by
+                // its author there): it stays here, and it must not hold up
+                // every other plan bound for this peer. Or the plan is not
+                // (or no longer) shared between the two: nothing to send.
+                Ok(SyncBatchResult {
+                    problem: Some(problem),
+                    ..
+                }) if matches!(problem.status, 404 | 422) => {
+                    if problem.status == 422 {
+                        tracing::warn!(peer = %peer.id, %plan, detail = ?problem.detail, "federation: the peer refused changes");
+                    }
+                    confirmed.push((plan, session.heads));
+                }
+                Ok(SyncBatchResult {
+                    problem: Some(problem),
+                    ..
+                }) => failures.push(format!(
+                    "plan {plan}: the peer answered {}: {}",
+                    problem.status,
+                    problem.detail.unwrap_or(problem.title)
+                )),
+                Err(e) => failures.push(format!("plan {plan}: {e}")),
+            }
+        }
+        if sessions.is_empty() {
+            break;
+        }
+    }
+    for session in &sessions {
+        failures.push(format!(
+            "plan {}: no quiet after {MAX_ROUNDS} rounds",
+            session.entry.id()
+        ));
+    }
+    if !confirmed.is_empty() {
+        let sent = confirmed.len() as u64;
+        let peer_id = peer.id.clone();
+        let saved = app
+            .writer
+            .write(move |conn| {
+                confirmed.iter().try_for_each(|(plan, heads)| {
+                    stored::set_peer_heads(conn, &peer_id, plan, heads, now_ms())
+                })
+            })
+            .await;
+        match saved {
+            Ok(()) => {
+                app.federation
+                    .outbound
+                    .metrics
+                    .plans_sent
+                    .get_or_create(&PeerLabel::of(&peer.id))
+                    .inc_by(sent);
+            }
+            Err(e) => failures.push(format!("recording what the peer holds: {e}")),
+        }
+    }
+    failures
+}
+
+/// A push session for `plan`, or `None` if the plan is gone.
+async fn open_session(app: &App, plan: &str) -> Result<Option<Session>, ApiError> {
+    let Some(entry) = app.plans.get(plan).await? else {
+        return Ok(None);
     };
-    let path = format!("/federation/v1/plans/{plan}/sync");
-    let url = format!("{}{path}", peer.url.trim_end_matches('/'));
     let authors = app.plans.local_authors(&entry).await;
-    // What the peer holds once this session ends quietly (newer changes
-    // made meanwhile leave the heads stale, so a later pass sends them).
     let heads = entry.view().version.join(",");
-    let confirmed = || async {
-        let (peer, plan) = (peer.id.clone(), plan.to_string());
-        app.writer
-            .write(move |conn| stored::set_peer_heads(conn, &peer, &plan, &heads, now_ms()))
-            .await
-            .map_err(|e| e.to_string())
-    };
     // A plan that moved here: its certificates let replica holders that
     // knew the old home follow the move.
-    let certificates = match entry.view().home {
-        None => super::transfer::certificates(app, plan)
-            .await
-            .map_err(|e| e.to_string())?,
+    let transfers = match entry.view().home {
+        None => super::transfer::certificates(app, plan).await?,
         Some(_) => None,
     };
-    let mut reply: Option<Vec<u8>> = None;
-    for round in 0..20 {
-        let message = app
-            .plans
-            .outbound_round(&entry, &peer.id, round, reply.as_deref())
-            .await
-            .map_err(|e: ApiError| e.to_string())?;
-        // Done once the peer needs nothing more from here: this session
-        // only delivers this node's changes (the peer pushes its own).
-        let decoded = message
-            .as_deref()
-            .and_then(|m| automerge::sync::Message::decode(m).ok());
-        if crate::plans::push_done(round, decoded.as_ref()) {
-            return confirmed().await;
+    Ok(Some(Session {
+        entry,
+        authors,
+        heads,
+        transfers,
+        reply: None,
+    }))
+}
+
+/// Sends one round's messages, as few signed requests as the size cap
+/// allows; answers each item's result, in order.
+async fn send_round(
+    app: &App,
+    http: &reqwest::Client,
+    peer: &Peer,
+    items: Vec<PeerSyncItem>,
+) -> Vec<Result<SyncBatchResult, String>> {
+    let mut answers = Vec::with_capacity(items.len());
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let mut items = items.into_iter().peekable();
+    while let Some(item) = items.next() {
+        bytes += item.message.as_ref().map_or(0, Vec::len);
+        batch.push(item);
+        let full = items
+            .peek()
+            .is_none_or(|next| bytes + next.message.as_ref().map_or(0, Vec::len) > BATCH_BYTES);
+        if full {
+            let count = batch.len();
+            match post_batch(app, http, peer, std::mem::take(&mut batch)).await {
+                Ok(results) => answers.extend(results.into_iter().map(Ok)),
+                Err(e) => answers.extend(std::iter::repeat_n(Err(e), count)),
+            }
+            bytes = 0;
         }
-        let body = message.unwrap_or_default();
-        let authorization = app.federation.signer.sign(
-            &peer.id,
-            "POST",
-            &path,
-            &body,
-            authors.clone(),
-            now_ms() / 1000,
-        )?;
-        let mut request = http.post(&url);
-        if let Some(certificates) = &certificates {
-            request = request.header(super::transfer::CERTIFICATES_HEADER, certificates);
-        }
-        let response = request
-            .header("authorization", authorization)
-            .header("content-type", "application/octet-stream")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| describe(&e))?;
-        reply = match status {
-            200 if !bytes.is_empty() => Some(bytes.to_vec()),
-            200 | 204 => None,
-            // The home refused a change made here (it may not be made by
-            // its author there): it stays here, and it must not hold up
-            // every other plan bound for this peer.
-            422 => {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-                tracing::warn!(peer = %peer.id, %plan, %text, "federation: the peer refused changes");
-                return confirmed().await;
-            }
-            // Not (or no longer) shared between the two: nothing to send.
-            404 => {
-                tracing::debug!(peer = %peer.id, %plan, "federation: the peer does not share this plan");
-                return confirmed().await;
-            }
-            _ => {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-                return Err(format!("the peer answered {status}: {text}"));
-            }
-        };
     }
-    Err("no quiet after 20 rounds".into())
+    answers
+}
+
+/// One signed `POST /federation/v1/sync`.
+async fn post_batch(
+    app: &App,
+    http: &reqwest::Client,
+    peer: &Peer,
+    plans: Vec<PeerSyncItem>,
+) -> Result<Vec<SyncBatchResult>, String> {
+    const PATH: &str = "/federation/v1/sync";
+    let count = plans.len();
+    let mut body = Vec::new();
+    ciborium::into_writer(&PeerSyncBatch { plans }, &mut body).map_err(|e| e.to_string())?;
+    let authorization = app.federation.signer.sign(
+        &peer.id,
+        "POST",
+        PATH,
+        &body,
+        BTreeMap::new(),
+        now_ms() / 1000,
+    )?;
+    let response = http
+        .post(format!("{}{PATH}", peer.url.trim_end_matches('/')))
+        .header("authorization", authorization)
+        .header("content-type", "application/cbor")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+    if status != 200 {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+        return Err(format!("the peer answered {status}: {text}"));
+    }
+    let reply: SyncBatchReply = ciborium::from_reader(&bytes[..])
+        .map_err(|e| format!("the peer's answer is not a sync batch reply: {e}"))?;
+    if reply.plans.len() != count {
+        return Err(format!(
+            "the peer answered {} plans for {count}",
+            reply.plans.len()
+        ));
+    }
+    Ok(reply.plans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backed_off_peer_that_calls_is_due_at_once() {
+        let outbound = Outbound::default();
+        assert!(!outbound.heard_from("county-b"), "never failed");
+        for _ in 0..6 {
+            outbound.failed("county-b", "down".into(), 3);
+        }
+        assert!(!outbound.due("county-b", now_ms()));
+        assert!(outbound.take_retry("county-b"), "the retry looks at heads");
+        assert!(outbound.heard_from("county-b"));
+        assert!(outbound.due("county-b", now_ms()));
+        assert!(!outbound.heard_from("county-b"), "wakes the loop once");
+        outbound.succeeded("county-b", 0);
+        assert!(!outbound.heard_from("county-b"));
+    }
 }
