@@ -240,7 +240,9 @@ pub struct SyncBatchResult {
 /// shared plans, node to node (CBOR, signed like every peer request: the
 /// signature covers the whole body, so each plan's authors ride in it). The
 /// answer is a [`SyncBatchReply`], one entry per plan, in the order asked;
-/// each plan's round is checked, run and audited as if it came alone.
+/// each plan's round is checked, run and audited as if it came alone. A
+/// batch round is a push: the replies carry no changes (each node sends its
+/// own in its own pushes, signed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSyncBatch {
