@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use wrapsync_shared::api::{PeerSyncBatch, PeerSyncItem, SyncBatchReply};
+use wrapsync_shared::api::{Handover, PeerSyncBatch, PeerSyncItem, SyncBatchReply};
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::Automerge;
 use wrapsync_shared::plan::render;
@@ -340,6 +340,40 @@ fn consented_plans_sync_to_a_signed_peer_and_nothing_else_does(backend: Backend)
             "{what}"
         );
     }
+
+    // A handover the peer makes up is refused and changes nothing: not
+    // CBOR, or with a certificate that is not the home's signed word.
+    let handover_path = format!("/federation/v1/plans/{unshared}/transfer");
+    let forged = Handover {
+        document: Some(Automerge::new().save()),
+        grants: Vec::new(),
+        certificate: "not.a.certificate".into(),
+        keeps_copy: false,
+    };
+    let mut forged_cbor = Vec::new();
+    ciborium::into_writer(&forged, &mut forged_cbor).expect("cbor");
+    for (what, bad) in [
+        ("not CBOR", b"garbage".to_vec()),
+        ("forged certificate", forged_cbor),
+    ] {
+        let signed = b.sign(&aud, "POST", &handover_path, &bad, now(), now() + 60);
+        let reply = node.send(
+            node.request(Method::POST, &handover_path)
+                .header("content-type", "application/cbor")
+                .header("authorization", signed)
+                .body(bad),
+        );
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+        assert_eq!(
+            reply.problem_type(),
+            Some("/problems/invalid-request"),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        node.read_plan(&fran, &unshared).plan["title"],
+        "Staying family"
+    );
 
     // Changes made on the peer: refused unless the peer vouches for their
     // author, the author is on the team as name@peer, and the role allows
@@ -1036,4 +1070,29 @@ fn peers_speak_https_and_an_untrusted_certificate_gets_nothing() {
     assert_eq!(plan_status(&b, &cody, &untrusted), 404);
     let a_sam = a.login(SUPERVISOR);
     assert_eq!(status(&a, &a_sam)["reachable"], true);
+}
+
+/// A CA file that cannot be read or holds no certificate stops the node at
+/// start, naming the file, rather than leaving it unable to reach its peers.
+#[test]
+fn an_unreadable_federation_ca_file_stops_the_node_at_start() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(
+        &not_pem,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .expect("the file");
+    for path in [dir.path().join("missing.pem"), not_pem] {
+        let mut config = toml::Table::new();
+        config.insert(
+            "federation_ca_file".into(),
+            path.to_string_lossy().to_string().into(),
+        );
+        let error = match TestNode::try_spawn_with(Backend::Sqlite, config) {
+            Ok(_) => panic!("the node started with {}", path.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("federation_ca_file"), "{error}");
+    }
 }
