@@ -4,6 +4,7 @@
 //! role, with some plans shared between them by the families' consent;
 //! described in `DIR/demo.json` for people and test tools.
 
+mod caseload;
 use crate::app::{self, App};
 use crate::config::Config;
 use crate::db::blocking;
@@ -624,6 +625,13 @@ async fn seed(app: &App, county: &County) -> Result<Seeded, ApiError> {
         let family = seed_family(app, &facilitator, county, n).await?;
         seeded.families.push(family);
     }
+    caseload::seed(
+        app,
+        &seeded.actor("facilitator1")?,
+        &seeded.actor("supervisor")?,
+        county.digit as u64,
+    )
+    .await?;
     Ok(seeded)
 }
 
