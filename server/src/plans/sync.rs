@@ -200,6 +200,24 @@ fn check_by_author(
     Ok(())
 }
 
+/// Who sent a peer round's changes, and so how they are checked.
+enum Sender<'a> {
+    /// The peer's own people on a plan homed here, by the peer's signed
+    /// word (actor → username): each must be on the team as `name@peer`,
+    /// and each change is checked against that member's role.
+    Member(&'a BTreeMap<String, String>),
+    /// The plan's home: it holds the family's roster and checked its own
+    /// people's roles, so its changes are held to the schema and the
+    /// no-removal rule, and attributed as it vouches.
+    Home(&'a BTreeMap<String, String>),
+}
+
+/// How the home's changes are checked at a replica (see [`Sender::Home`]).
+const HOME_EDITOR: Editor = Editor {
+    role: wrapsync_shared::roles::Role::Supervisor,
+    member_id: None,
+};
+
 impl Plans {
     /// A round with `peer` about a plan homed at `peer`: the replica here
     /// (`entry`), or, with no entry yet, a plan the home has just shared
@@ -216,11 +234,6 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(decode).transpose()?;
-        let device = format!("peer:{peer}");
-        let home_editor = Editor {
-            role: wrapsync_shared::roles::Role::Supervisor,
-            member_id: None,
-        };
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
             let mut doc = Automerge::new();
@@ -231,7 +244,7 @@ impl Plans {
                     .map(sync::Message::encode)),
                 Received::WaitingForDependencies(reply) => Ok(reply),
                 Received::Changes(scratch) => {
-                    check_incoming(&scratch, &[], &home_editor)
+                    check_incoming(&scratch, &[], &HOME_EDITOR)
                         .map_err(ApiError::RefusedChanges)?;
                     self.bind_home_authors(peer, authors, &scratch, &[]).await?;
                     let audit =
@@ -252,49 +265,13 @@ impl Plans {
                         .generate_sync_message(&mut state)
                         .map(sync::Message::encode);
                     drop(guard);
-                    self.keep_sync_state(&device, plan_id, state);
+                    self.keep_sync_state(&format!("peer:{peer}"), plan_id, state);
                     Ok(reply)
                 }
             };
         };
-        let mut state = entry.state.lock().await;
-        self.catch_up(entry, &mut state).await?;
-        let mut sync_state = self.sync_state(&device, &entry.id).await?;
-        let before = state.doc.get_heads();
-        match receive_round(&mut state.doc, &mut sync_state, message)? {
-            Received::Nothing => {}
-            Received::WaitingForDependencies(reply) => {
-                drop(state);
-                self.keep_sync_state(&device, &entry.id, sync_state);
-                return Ok(reply);
-            }
-            Received::Changes(scratch) => {
-                check_incoming(&scratch, &before, &home_editor)
-                    .map_err(ApiError::RefusedChanges)?;
-                self.bind_home_authors(peer, authors, &scratch, &before)
-                    .await?;
-                let audit =
-                    super::peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta);
-                self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
-                    .await?;
-                self.confirm_if_level(entry, peer, &state.doc, &sync_state);
-            }
-        }
-        let reply = state
-            .doc
-            .generate_sync_message(&mut sync_state)
-            .map(sync::Message::encode);
-        drop(state);
-        self.writer.audit(super::peer_audit(
-            peer,
-            Some(&entry.id),
-            "peer.sync",
-            "ok",
-            None,
-            &meta,
-        ));
-        self.keep_sync_state(&device, &entry.id, sync_state);
-        Ok(reply)
+        self.peer_round(entry, peer, Sender::Home(authors), message, meta)
+            .await
     }
 
     /// After a peer's changes: if the peer holds everything this node now
@@ -502,6 +479,22 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(decode).transpose()?;
+        self.peer_round(entry, peer, Sender::Member(authors), message, meta)
+            .await
+    }
+
+    /// One round with `peer` for a plan this node holds: its changes are
+    /// checked as `sender` says, kept with the peer's signed word for who
+    /// made them, and answered with this node's next message. Every round
+    /// is audited.
+    async fn peer_round(
+        &self,
+        entry: &PlanEntry,
+        peer: &str,
+        sender: Sender<'_>,
+        message: Option<sync::Message>,
+        meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         let device = format!("peer:{peer}");
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
@@ -515,23 +508,34 @@ impl Plans {
                 return Ok(reply);
             }
             Received::Changes(scratch) => {
-                let team = entry.view().plan["team"].clone();
-                let editors = self
-                    .peer_authors(peer, authors, &team, &scratch, &before)
-                    .await?;
-                check_by_author(&state.doc, &scratch, &before, &editors)?;
-                let summary = format!(
-                    "{} changes from node {peer}",
-                    scratch.get_changes(&before).len()
-                );
-                let audit = super::peer_audit(
-                    peer,
-                    Some(&entry.id),
-                    "peer.sync",
-                    "ok",
-                    Some(summary),
-                    &meta,
-                );
+                let audit = match sender {
+                    Sender::Member(authors) => {
+                        let team = entry.view().plan["team"].clone();
+                        let editors = self
+                            .peer_authors(peer, authors, &team, &scratch, &before)
+                            .await?;
+                        check_by_author(&state.doc, &scratch, &before, &editors)?;
+                        let summary = format!(
+                            "{} changes from node {peer}",
+                            scratch.get_changes(&before).len()
+                        );
+                        peer_audit(
+                            peer,
+                            Some(&entry.id),
+                            "peer.sync",
+                            "ok",
+                            Some(summary),
+                            &meta,
+                        )
+                    }
+                    Sender::Home(authors) => {
+                        check_incoming(&scratch, &before, &HOME_EDITOR)
+                            .map_err(ApiError::RefusedChanges)?;
+                        self.bind_home_authors(peer, authors, &scratch, &before)
+                            .await?;
+                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta)
+                    }
+                };
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
                     .await?;
                 self.confirm_if_level(entry, peer, &state.doc, &sync_state);
