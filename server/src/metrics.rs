@@ -1,6 +1,6 @@
 //! Prometheus metrics at `GET /metrics` (OpenMetrics text): how sending to
-//! each peer goes, and how many plans are held in memory. Counts and ids of
-//! nodes only; nothing about a family.
+//! each peer and reports to the state hub goes, and how many plans are held
+//! in memory. Counts and ids of nodes only; nothing about a family.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,9 +31,19 @@ pub struct PeerMetrics {
     pub plans_sent: Family<PeerLabel, Counter>,
 }
 
+/// How sending reports to the state hub goes, updated by `report::send`.
+#[derive(Clone, Default)]
+pub struct ReportMetrics {
+    pub last_success_seconds: Gauge,
+    pub last_failure_seconds: Gauge,
+    pub failures: Counter,
+    pub cells: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
     plans_cached: Gauge,
+    pub report: ReportMetrics,
 }
 
 impl Metrics {
@@ -66,9 +76,31 @@ impl Metrics {
             "Plan sync sessions with the peer that completed",
             peers.plans_sent.clone(),
         );
+        let report = ReportMetrics::default();
+        registry.register(
+            "hub_report_last_success_seconds",
+            "When reports last reached the state hub (Unix seconds)",
+            report.last_success_seconds.clone(),
+        );
+        registry.register(
+            "hub_report_last_failure_seconds",
+            "When a pass sending reports to the state hub last failed (Unix seconds; the log says why)",
+            report.last_failure_seconds.clone(),
+        );
+        registry.register(
+            "hub_report_failures",
+            "Passes sending reports to the state hub that failed",
+            report.failures.clone(),
+        );
+        registry.register(
+            "hub_report_cells",
+            "Cells in the reports last sent to the state hub",
+            report.cells.clone(),
+        );
         Metrics {
             registry,
             plans_cached,
+            report,
         }
     }
 
