@@ -113,3 +113,25 @@ impl Metrics {
         Ok(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reporting_to_the_hub_shows_in_the_metrics() {
+        let metrics = Metrics::new(&PeerMetrics::default());
+        metrics.report.last_success_seconds.set(1_795_000_000);
+        metrics.report.failures.inc();
+        let text = metrics.render(3).unwrap_or_else(|e| panic!("{e}"));
+        for line in [
+            "wrapsync_hub_report_last_success_seconds 1795000000",
+            "wrapsync_hub_report_last_failure_seconds 0",
+            "wrapsync_hub_report_failures_total 1",
+            "wrapsync_hub_report_cells 0",
+            "wrapsync_plans_cached 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+        }
+    }
+}
