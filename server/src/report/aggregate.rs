@@ -57,11 +57,11 @@ struct Payment {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Youth {
     birth_date: Option<Date>,
+    /// Neither date when the discharge comes before the enrollment: the
+    /// dates contradict each other, and the plan counts nowhere but in
+    /// flexible funds.
     enrolled_on: Option<Date>,
-    /// Only a discharge on or after enrollment; an earlier one contradicts
-    /// the enrollment and the plan counts nowhere but in flexible funds.
     discharged_on: Option<Date>,
-    contradictory: bool,
     discharge_reason: Option<Category>,
     plan_adopted_on: Option<Date>,
     /// Recorded snapshots, by date (creation order among the same date).
@@ -88,29 +88,29 @@ fn items(value: &Value) -> impl Iterator<Item = &Value> {
     value.as_array().into_iter().flatten()
 }
 
-/// An item's status, or the schema's default (its first value, which the
-/// plan operations set when none is given).
-fn status_is(item: &Value, default: &str, wanted: &[&str]) -> bool {
-    let status = match &item["status"] {
-        Value::Null => default,
-        Value::String(s) => s.as_str(),
-        _ => return false,
-    };
-    wanted.contains(&status)
+/// Whether an item's status is `wanted`; a missing one is `default`, the
+/// schema's first value, which the plan operations set when none is given.
+fn status_is(item: &Value, default: &str, wanted: &str) -> bool {
+    match &item["status"] {
+        Value::Null => default == wanted,
+        Value::String(status) => status == wanted,
+        _ => false,
+    }
 }
 
 impl Youth {
     /// Reads a rendered plan (`plans::view`, `wrapsync_shared::plan::render`).
     pub fn from_plan(plan: &Value) -> Youth {
         let enrollment = &plan["enrollment"];
-        let enrolled_on = date(&enrollment["enrolled_on"]);
-        let mut discharged_on = date(&enrollment["discharged_on"]);
-        let contradictory = matches!((enrolled_on, discharged_on), (Some(e), Some(d)) if d < e);
-        if contradictory {
-            discharged_on = None;
-        }
+        let (enrolled_on, discharged_on) = match (
+            date(&enrollment["enrolled_on"]),
+            date(&enrollment["discharged_on"]),
+        ) {
+            (Some(enrolled), Some(discharged)) if discharged < enrolled => (None, None),
+            dates => dates,
+        };
         let mut statuses: Vec<Status> = items(&plan["status"])
-            .filter(|s| status_is(s, "recorded", &["recorded"]))
+            .filter(|s| status_is(s, "recorded", "recorded"))
             .filter_map(|s| {
                 Some(Status {
                     as_of: date(&s["as_of"])?,
@@ -123,7 +123,7 @@ impl Youth {
             .collect();
         statuses.sort_by_key(|s| s.as_of);
         let mut cans: Vec<Cans> = items(&plan["cans"])
-            .filter(|c| status_is(c, "final", &["final"]))
+            .filter(|c| status_is(c, "final", "final"))
             .filter_map(|c| {
                 let ratings = c["ratings"]
                     .as_object()
@@ -139,7 +139,7 @@ impl Youth {
             .collect();
         cans.sort_by_key(|c| c.assessed_on);
         let natural_support = items(&plan["team"])
-            .filter(|m| status_is(m, "active", &["active"]))
+            .filter(|m| status_is(m, "active", "active"))
             .any(|m| {
                 m["role"] == "natural_support"
                     || m["support"] == "informal"
@@ -147,7 +147,7 @@ impl Youth {
             });
         let payments = items(&plan["strategies"])
             .map(|s| &s["flex"])
-            .filter(|flex| status_is(flex, "requested", &["paid"]))
+            .filter(|flex| status_is(flex, "requested", "paid"))
             .filter_map(|flex| {
                 Some(Payment {
                     paid_on: date(&flex["paid_on"])?,
@@ -161,14 +161,13 @@ impl Youth {
             })
             .collect();
         let meetings_held = items(&plan["meetings"])
-            .filter(|m| status_is(m, "scheduled", &["held"]))
+            .filter(|m| status_is(m, "scheduled", "held"))
             .filter_map(|m| date(&m["held_on"]))
             .collect();
         Youth {
             birth_date: date(&plan["youth"]["birth_date"]),
             enrolled_on,
             discharged_on,
-            contradictory,
             discharge_reason: enrollment["discharge_reason"]
                 .as_str()
                 .and_then(Category::from_schema)
@@ -190,27 +189,22 @@ impl Youth {
         Some(day.year() - birth.year() - i32::from(before_birthday))
     }
 
-    /// The enrollment, when it has a date and no contradicting discharge.
-    fn enrolled(&self) -> Option<Date> {
-        self.enrolled_on.filter(|_| !self.contradictory)
-    }
-
     /// Enrolled on or before the last day, not discharged before the first.
     fn served(&self, period: Period) -> bool {
-        self.enrolled().is_some_and(|e| e <= period.last_day())
+        self.enrolled_on.is_some_and(|e| e <= period.last_day())
             && self.discharged_on.is_none_or(|d| d >= period.first_day())
     }
 
     /// Enrolled on or before the last day, not discharged on or before it.
     fn active_at_end(&self, period: Period) -> bool {
         let last = period.last_day();
-        self.enrolled().is_some_and(|e| e <= last) && self.discharged_on.is_none_or(|d| d > last)
+        self.enrolled_on.is_some_and(|e| e <= last) && self.discharged_on.is_none_or(|d| d > last)
     }
 
-    /// The discharge date, if it falls in the period.
-    fn discharged_in(&self, period: Period) -> Option<Date> {
-        self.enrolled()?;
-        self.discharged_on.filter(|d| in_period(*d, period))
+    /// Enrollment and discharge dates, if the discharge falls in the period.
+    fn discharged_in(&self, period: Period) -> Option<(Date, Date)> {
+        let discharged = self.discharged_on.filter(|d| in_period(*d, period))?;
+        Some((self.enrolled_on?, discharged))
     }
 
     /// Recorded snapshots dated by `day`.
@@ -277,20 +271,17 @@ impl Tally {
     /// Counts one youth into every cell they belong to, once each.
     pub fn add(&mut self, youth: &Youth) {
         let period = self.period;
-        let (first, last) = (period.first_day(), period.last_day());
+        let last = period.last_day();
         let band = AgeBand::of_age(youth.age_on(last));
-        let served = youth.served(period);
-        let statuses = youth.statuses_by(last);
-
-        if served {
+        if youth.served(period) {
             self.count(Indicator::YouthServed, band, None);
             self.rate(Indicator::NaturalSupport, band, youth.natural_support);
-            self.served_statuses(youth, statuses, band);
+            self.served_statuses(youth, youth.statuses_by(last), band);
         }
-        if youth.enrolled().is_some_and(|e| in_period(e, period)) {
+        if youth.enrolled_on.is_some_and(|e| in_period(e, period)) {
             self.count(Indicator::NewEnrollments, band, None);
         }
-        if let Some(enrolled) = youth.enrolled() {
+        if let Some(enrolled) = youth.enrolled_on {
             let deadline = enrolled
                 .checked_add(Duration::days(ADOPTION_DAYS))
                 .unwrap_or(Date::MAX);
@@ -300,8 +291,7 @@ impl Tally {
                 self.rate(Indicator::PlanAdoptedWithin30Days, band, adopted);
             }
         }
-        if let (Some(discharged), Some(enrolled)) = (youth.discharged_in(period), youth.enrolled())
-        {
+        if let Some((enrolled, discharged)) = youth.discharged_in(period) {
             let days = (discharged - enrolled).whole_days();
             self.count(
                 Indicator::DaysInService,
@@ -328,13 +318,13 @@ impl Tally {
             self.rate(Indicator::TeamMet, band, met);
         }
         self.cans(youth, band);
-        self.payments(youth, band, first, last);
+        self.payments(youth, band);
     }
 
     /// The indicators read from status snapshots, for a youth served.
     fn served_statuses(&mut self, youth: &Youth, statuses: &[Status], band: AgeBand) {
         let last = self.period.last_day();
-        let enrolled = youth.enrolled().unwrap_or(Date::MIN);
+        let enrolled = youth.enrolled_on.unwrap_or(Date::MIN);
         let end = youth.discharged_on.map_or(last, |d| d.min(last));
         let during: Vec<&str> = statuses
             .iter()
@@ -406,10 +396,10 @@ impl Tally {
     }
 
     /// Cents paid in the period by category; the youth once per category.
-    fn payments(&mut self, youth: &Youth, band: AgeBand, first: Date, last: Date) {
+    fn payments(&mut self, youth: &Youth, band: AgeBand) {
         let mut by_category: BTreeMap<Category, u64> = BTreeMap::new();
         for payment in &youth.payments {
-            if (first..=last).contains(&payment.paid_on) {
+            if in_period(payment.paid_on, self.period) {
                 let cents = by_category.entry(payment.category).or_default();
                 *cents = cents.saturating_add(payment.cents);
             }
