@@ -136,6 +136,7 @@ pub async fn serve(
     .listen(listener)?
     .run();
     actix_web::rt::spawn(crate::federation::outbound::run(app.clone()));
+    actix_web::rt::spawn(crate::report::send::run(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {

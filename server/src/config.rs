@@ -65,6 +65,18 @@ pub struct Config {
     /// this node deletes its copy once the new home holds the plan.
     #[serde(default = "default_true")]
     pub transfer_keeps_copy: bool,
+    /// Base URL of the state hub this node reports its indicators to
+    /// (`https://hub.example.org`); none: the node does not report.
+    #[serde(default)]
+    pub hub_url: Option<String>,
+    /// The hub's node id: the audience its signed reports name. Required
+    /// with `hub_url`.
+    #[serde(default)]
+    pub hub_id: Option<String>,
+    /// Seconds between sending this month's and last month's reports to
+    /// the hub (the first goes at start).
+    #[serde(default = "default_report_interval")]
+    pub report_interval_secs: u64,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -94,6 +106,9 @@ fn default_true() -> bool {
 fn default_federation_interval() -> u64 {
     30
 }
+fn default_report_interval() -> u64 {
+    3600
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -116,6 +131,9 @@ const KEYS: &[&str] = &[
     "federation_interval_secs",
     "transfer_keeps_copy",
     "federation_ca_file",
+    "hub_url",
+    "hub_id",
+    "report_interval_secs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +209,36 @@ impl Config {
                 "cors_origins: `{bad}` is not an origin like https://app.example.org"
             )));
         }
-        Ok(())
+        self.check_hub()
+    }
+
+    /// A hub needs both its URL and its id; an id alone means nothing.
+    fn check_hub(&self) -> Result<(), ConfigError> {
+        match (&self.hub_url, &self.hub_id) {
+            (None, None) => Ok(()),
+            (Some(url), Some(id)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "hub_url: `{url}` must be http(s)://…"
+                    )));
+                }
+                if !is_node_id(id) {
+                    return Err(ConfigError::Invalid(
+                        "hub_id must be 1-64 letters, digits, - or _".into(),
+                    ));
+                }
+                if self.report_interval_secs == 0 {
+                    return Err(ConfigError::Invalid(
+                        "report_interval_secs must be positive".into(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(ConfigError::Invalid(
+                "hub_url and hub_id go together: set both to report to a hub, neither not to"
+                    .into(),
+            )),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -256,5 +303,37 @@ mod tests {
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
         let file = write("node_id = \"bad id!\"\ndata_dir = \"/tmp/x\"\n");
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
+    }
+
+    #[test]
+    fn a_hub_needs_its_url_and_its_id() {
+        let load = |extra: &str| {
+            let file = write(&format!(
+                "node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\n{extra}"
+            ));
+            Config::load(Some(file.path()), std::iter::empty())
+        };
+        let none = load("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((none.hub_url, none.report_interval_secs), (None, 3600));
+        let both = load("hub_url = \"https://hub.example.org\"\nhub_id = \"state\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(both.hub_id.as_deref(), Some("state"));
+        for bad in [
+            "hub_url = \"https://hub.example.org\"\n",
+            "hub_id = \"state\"\n",
+            "hub_url = \"hub.example.org\"\nhub_id = \"state\"\n",
+            "hub_url = \"https://hub.example.org\"\nhub_id = \"a hub\"\n",
+            "hub_url = \"https://h\"\nhub_id = \"s\"\nreport_interval_secs = 0\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+        let env = [(
+            "WRAPSYNC_REPORT_INTERVAL_SECS".to_string(),
+            "60".to_string(),
+        )];
+        let file = write("node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\n");
+        let config =
+            Config::load(Some(file.path()), env.into_iter()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.report_interval_secs, 60);
     }
 }

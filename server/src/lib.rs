@@ -12,5 +12,6 @@ pub mod error;
 pub mod federation;
 pub mod metrics;
 pub mod plans;
+pub mod report;
 pub mod store;
 pub mod users;

@@ -10,6 +10,7 @@ use wrapsync_server::db::{self, Backend};
 use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
 use wrapsync_server::users::add_user;
+use wrapsync_shared::indicators::Period;
 use wrapsync_shared::roles::Role;
 
 #[derive(Parser)]
@@ -52,6 +53,18 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Make this node's indicator report for one month from the plans homed
+    /// here and print it (JSON); with --send, also submit it to the hub
+    /// (`hub_url`) and print the hub's answer.
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: Period,
+        #[arg(long)]
+        send: bool,
     },
     /// Run three seeded demo nodes (county-a, -b, -c) on SQLite under DIR, on
     /// ports BASE_PORT, +1 and +2, peers sharing some plans; describe them in
@@ -231,7 +244,40 @@ fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
         Command::Demo { dir, base_port } => demo::run(&dir, base_port),
+        Command::Report {
+            config,
+            period,
+            send,
+        } => report(load_config(&config)?, period, send),
     }
+}
+
+/// Makes (and with `send` submits) one month's report, then lets the
+/// writer store the audit row before exiting.
+fn report(config: Config, period: Period, send: bool) -> Result<(), BoxError> {
+    if send && config.hub_url.is_none() {
+        return Err("--send needs hub_url and hub_id in the config".into());
+    }
+    let (app, writer_thread) = App::open(config)?;
+    let runtime = actix_web::rt::System::new();
+    let result = runtime.block_on(async {
+        let reports = wrapsync_server::report::generate(&app, &[period], "cli")
+            .await
+            .map_err(|e| wrapsync_server::report::describe(&e))?;
+        for report in &reports {
+            println!("{}", serde_json::to_string_pretty(report)?);
+            if send {
+                let http = app.federation.http_client()?;
+                let answer = wrapsync_server::report::send::submit(&app, &http, report).await?;
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            }
+        }
+        Ok::<(), BoxError>(())
+    });
+    drop(app);
+    drop(runtime);
+    let _ = writer_thread.join();
+    result
 }
 
 /// Runs a node until SIGINT/SIGTERM.

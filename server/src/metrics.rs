@@ -1,6 +1,6 @@
 //! Prometheus metrics at `GET /metrics` (OpenMetrics text): how sending to
-//! each peer goes, and how many plans are held in memory. Counts and ids of
-//! nodes only; nothing about a family.
+//! each peer and reports to the state hub goes, and how many plans are held
+//! in memory. Counts and ids of nodes only; nothing about a family.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,9 +31,19 @@ pub struct PeerMetrics {
     pub plans_sent: Family<PeerLabel, Counter>,
 }
 
+/// How sending reports to the state hub goes, updated by `report::send`.
+#[derive(Clone, Default)]
+pub struct ReportMetrics {
+    pub last_success_seconds: Gauge,
+    pub last_failure_seconds: Gauge,
+    pub failures: Counter,
+    pub cells: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
     plans_cached: Gauge,
+    pub report: ReportMetrics,
 }
 
 impl Metrics {
@@ -66,9 +76,31 @@ impl Metrics {
             "Plan sync sessions with the peer that completed",
             peers.plans_sent.clone(),
         );
+        let report = ReportMetrics::default();
+        registry.register(
+            "hub_report_last_success_seconds",
+            "When reports last reached the state hub (Unix seconds)",
+            report.last_success_seconds.clone(),
+        );
+        registry.register(
+            "hub_report_last_failure_seconds",
+            "When a pass sending reports to the state hub last failed (Unix seconds; the log says why)",
+            report.last_failure_seconds.clone(),
+        );
+        registry.register(
+            "hub_report_failures",
+            "Passes sending reports to the state hub that failed",
+            report.failures.clone(),
+        );
+        registry.register(
+            "hub_report_cells",
+            "Cells in the reports last sent to the state hub",
+            report.cells.clone(),
+        );
         Metrics {
             registry,
             plans_cached,
+            report,
         }
     }
 
@@ -79,5 +111,27 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reporting_to_the_hub_shows_in_the_metrics() {
+        let metrics = Metrics::new(&PeerMetrics::default());
+        metrics.report.last_success_seconds.set(1_795_000_000);
+        metrics.report.failures.inc();
+        let text = metrics.render(3).unwrap_or_else(|e| panic!("{e}"));
+        for line in [
+            "wrapsync_hub_report_last_success_seconds 1795000000",
+            "wrapsync_hub_report_last_failure_seconds 0",
+            "wrapsync_hub_report_failures_total 1",
+            "wrapsync_hub_report_cells 0",
+            "wrapsync_plans_cached 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+        }
     }
 }

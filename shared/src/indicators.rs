@@ -341,9 +341,18 @@ pub struct Definition {
 
 /// "Served in the period": enrolled on or before its last day and not
 /// discharged before its first. "Active at the end": enrolled on or before
-/// the last day and not discharged on or before it. Statuses are the plan's
-/// recorded status snapshots (withdrawn ones ignored); "intake" is the
-/// earliest, "latest" the last one dated by the period's end.
+/// the last day and not discharged on or before it. A plan with no
+/// enrollment date, or discharged before it was enrolled, is neither.
+/// Statuses are the plan's recorded status snapshots (withdrawn ones
+/// ignored); "intake" is the earliest, "latest" the last one dated by the
+/// period's end; a snapshot is read as a whole (a field it leaves out is
+/// not looked up in an earlier one). "Out of home" is foster care, a group
+/// home, residential treatment, detention or a psychiatric hospital (not
+/// home, kin or `other`). "The N days up to" a day include it. Age is full
+/// years on the period's last day. Items with a status count only with
+/// the status that makes them so (CANS `final`, meetings `held`, flex
+/// requests `paid`, team members `active`); a missing status is the
+/// schema's first value, as the plan operations set it.
 pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::YouthServed,
@@ -368,10 +377,13 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::PlanAdoptedWithin30Days,
         title: "Plan adopted within 30 days",
-        definition: "Of the youth whose first 30 days of enrollment ended in the period, \
-                     the share whose plan was adopted by then.",
+        definition: "Of the youth whose 30th day after enrollment falls in the period and \
+                     who were not discharged before it, the share whose plan was adopted \
+                     by that day.",
         numerator: "of those, youth with a plan adopted within 30 days of enrollment",
-        denominator: Some("youth whose 30th day of enrollment falls in the period"),
+        denominator: Some(
+            "youth whose 30th day after enrollment falls in the period, still enrolled then",
+        ),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -390,7 +402,8 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::DischargeReason,
         title: "Discharge reasons",
-        definition: "Youth discharged in the period, by the reason recorded.",
+        definition: "Youth discharged in the period, by the reason recorded (none \
+                     recorded counts as other).",
         numerator: "youth discharged in the period for this reason",
         denominator: Some("youth discharged in the period"),
         measure: Measure::Count,
@@ -400,10 +413,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::HomeAtDischarge,
         title: "Living at home at discharge",
-        definition: "Of the youth discharged in the period with a status recorded by \
-                     discharge, the share whose last one says they live at home.",
+        definition: "Of the youth discharged in the period whose last status recorded by \
+                     discharge gives their living situation, the share living at home.",
         numerator: "of those, youth living at home",
-        denominator: Some("youth discharged in the period with a status recorded"),
+        denominator: Some(
+            "youth discharged in the period whose last status gives a living situation",
+        ),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -411,11 +426,11 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::OutOfHomePlacement,
         title: "Out-of-home placement during enrollment",
-        definition: "Of the youth served in the period with a status recorded, the share \
-                     with any status during enrollment (to the period's end) that places \
-                     them out of home (not home or kin).",
+        definition: "Of the youth served in the period with a living situation recorded \
+                     during enrollment (to the period's end), the share with any such status \
+                     that places them out of home.",
         numerator: "of those, youth with any out-of-home status",
-        denominator: Some("youth served with a status recorded"),
+        denominator: Some("youth served with a living situation recorded during enrollment"),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -423,10 +438,10 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::PsychAdmissionAtIntake,
         title: "Psychiatric admission in the 180 days before intake",
-        definition: "Of the youth served in the period with an intake status, the share \
-                     whose intake status records a psychiatric admission in the prior 180 days.",
+        definition: "Of the youth served in the period whose intake status records \
+                     psychiatric admissions, the share with one in the prior 180 days.",
         numerator: "of those, youth with an admission at intake",
-        denominator: Some("youth served with an intake status"),
+        denominator: Some("youth served whose intake status records admissions"),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -434,10 +449,11 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::PsychAdmissionLatest,
         title: "Psychiatric admission in the prior 180 days, latest status",
-        definition: "Of the youth served in the period with a status after intake, the share \
-                     whose latest status records a psychiatric admission in the prior 180 days.",
+        definition: "Of the youth served in the period whose latest status is not their \
+                     intake and records psychiatric admissions, the share with one in the \
+                     prior 180 days.",
         numerator: "of those, youth with an admission at the latest status",
-        denominator: Some("youth served with a status after intake"),
+        denominator: Some("youth served with a later status than intake recording admissions"),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -445,10 +461,10 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::ArrestAtIntake,
         title: "Arrest or detention in the 30 days before intake",
-        definition: "Of the youth served in the period with an intake status, the share \
-                     whose intake status records an arrest in the prior 30 days.",
+        definition: "Of the youth served in the period whose intake status records \
+                     arrests, the share with one in the prior 30 days.",
         numerator: "of those, youth with an arrest at intake",
-        denominator: Some("youth served with an intake status"),
+        denominator: Some("youth served whose intake status records arrests"),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -456,10 +472,10 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::ArrestLatest,
         title: "Arrest or detention in the prior 30 days, latest status",
-        definition: "Of the youth served in the period with a status after intake, the share \
-                     whose latest status records an arrest in the prior 30 days.",
+        definition: "Of the youth served in the period whose latest status is not their \
+                     intake and records arrests, the share with one in the prior 30 days.",
         numerator: "of those, youth with an arrest at the latest status",
-        denominator: Some("youth served with a status after intake"),
+        denominator: Some("youth served with a later status than intake recording arrests"),
         measure: Measure::Rate,
         unit: Unit::Youth,
         categories: &[],
@@ -479,8 +495,8 @@ pub const DEFINITIONS: &[Definition] = &[
         indicator: Indicator::CansNeedsResolved,
         title: "CANS actionable needs resolved",
         definition: "Items rated actionable (2 or 3) on the first final CANS of youth \
-                     reassessed in the period, and of those, the ones rated 0 or 1 on the \
-                     reassessment.",
+                     reassessed in the period (a later final CANS dated in it; the last \
+                     such), and of those, the ones rated 0 or 1 on the reassessment.",
         numerator: "actionable items resolved at reassessment",
         denominator: Some("items actionable at the first assessment"),
         measure: Measure::Rate,
@@ -491,7 +507,7 @@ pub const DEFINITIONS: &[Definition] = &[
         indicator: Indicator::NaturalSupport,
         title: "Teams with a natural or informal support",
         definition: "Of the youth served in the period, the share whose team has an active \
-                     member who is a natural support or an informal or natural support.",
+                     member in the natural support role or giving informal or natural support.",
         numerator: "of those, youth whose team has such a member",
         denominator: Some("youth served in the period"),
         measure: Measure::Rate,
@@ -501,10 +517,11 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         indicator: Indicator::FlexFunds,
         title: "Flexible funds spent",
-        definition: "Flexible funds paid in the period (cents), by category, and the youth \
-                     they were paid for; per youth is the first over the second.",
+        definition: "Flexible funds paid in the period (cents, by the day paid), by \
+                     category, and the youth they were paid for, once per category whether \
+                     or not still enrolled; per youth is the first over the second.",
         numerator: "cents paid in the period",
-        denominator: Some("youth with a payment in the period"),
+        denominator: Some("youth with a payment in the period in the category"),
         measure: Measure::Amount,
         unit: Unit::Cents,
         categories: FLEX_CATEGORIES,
@@ -524,7 +541,7 @@ pub const DEFINITIONS: &[Definition] = &[
         indicator: Indicator::TeamMet,
         title: "Team met within 30 days",
         definition: "Of the youth active at the end of the period, the share whose team held \
-                     a meeting in the 30 days up to that day.",
+                     a meeting (status held) in the 30 days up to that day.",
         numerator: "of those, youth whose team met",
         denominator: Some("youth active at the end of the period"),
         measure: Measure::Rate,

@@ -52,6 +52,8 @@ mod many;
 mod plans;
 #[path = "node_core/replica.rs"]
 mod replica;
+#[path = "node_core/report.rs"]
+mod report;
 #[path = "node_core/sync.rs"]
 mod sync;
 

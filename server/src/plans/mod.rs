@@ -4,6 +4,7 @@
 //!
 //! Returns [`ApiError`] so handlers stay thin; knows nothing of actix types.
 
+mod bulk;
 mod consent;
 #[cfg(test)]
 mod sim;
@@ -11,6 +12,7 @@ mod sync;
 mod transfer;
 mod view;
 
+pub use bulk::BatchRead;
 pub use consent::MAY_SHARE;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;

@@ -212,6 +212,37 @@ pub fn list_plans(
     Ok(query.load(conn)?)
 }
 
+/// The plans homed at this node (`me`), oldest first: not replicas of
+/// other nodes' plans, nor plans being given away (a move certified but
+/// not yet acknowledged, which the new home may count already). What the
+/// aggregator reads.
+pub fn home_plan_ids(conn: &mut DbConnection, me: &str) -> Result<Vec<String>, StoreError> {
+    use crate::db::schema::plan_transfers;
+    let leaving = plan_transfers::table
+        .filter(plan_transfers::from_node.eq(me))
+        .filter(plan_transfers::state.eq(crate::store::transfers::PENDING))
+        .select(plan_transfers::plan_id);
+    Ok(plans::table
+        .filter(plans::home_node.is_null())
+        .filter(plans::id.ne_all(leaving))
+        .order(plans::id)
+        .select(plans::id)
+        .load(conn)?)
+}
+
+/// Every chunk of each of `plan_ids`, as `(plan, seq, data)` ordered by
+/// plan then sequence: many plans loaded in one query.
+pub fn chunks_of(
+    conn: &mut DbConnection,
+    plan_ids: &[String],
+) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+    Ok(plan_chunks::table
+        .filter(plan_chunks::plan_id.eq_any(plan_ids))
+        .order((plan_chunks::plan_id.asc(), plan_chunks::seq.asc()))
+        .select((plan_chunks::plan_id, plan_chunks::seq, plan_chunks::data))
+        .load(conn)?)
+}
+
 /// Sequence numbers of a plan's stored chunks.
 pub fn chunk_seqs(conn: &mut DbConnection, plan_id: &str) -> Result<Vec<i64>, StoreError> {
     Ok(plan_chunks::table

@@ -1,0 +1,151 @@
+//! The node's indicator report for the state hub: de-identified counts
+//! made from the plans homed at this node ([`aggregate`]), and sending
+//! them to the hub ([`send`]).
+//!
+//! Only numbers and fixed vocabularies leave (`wrapsync_shared::indicators`
+//! types cannot hold anything else); suppression of small cells is the
+//! hub's, on the statewide figures.
+//!
+//! Returns [`ApiError`] like the plan service it reads through.
+
+pub mod aggregate;
+pub mod send;
+
+use crate::app::App;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::store::audit::{insert_audit, AuditRecord};
+use crate::store::plans as stored;
+use aggregate::{Tally, Youth};
+use wrapsync_shared::indicators::{Period, Report, VOCABULARY_VERSION};
+
+/// Plans loaded from storage at once: bounds the memory a pass over
+/// thousands of plans holds.
+const BATCH: usize = 64;
+
+/// The audit action of making a report.
+pub const AUDIT_ACTION: &str = "report.generate";
+
+/// Makes this node's reports for `periods`, reading every plan homed here
+/// once for all of them. `trigger` says who asked (`cli`, `schedule`), for
+/// the audit trail.
+///
+/// The aggregator reads every plan, and that read is audited like any
+/// other, but with one row per report (action `report.generate`, the
+/// period and how many plans were read in `detail`, no plan id) rather
+/// than one per plan: what it takes from each plan is the same fixed set
+/// of fields, and a row per plan per hour would bury every other access.
+/// The rows are stored before the reports are handed back.
+pub async fn generate(
+    app: &App,
+    periods: &[Period],
+    trigger: &str,
+) -> Result<Vec<Report>, ApiError> {
+    if periods.is_empty() {
+        // No report, so no read (and nothing to audit).
+        return Ok(Vec::new());
+    }
+    let made = tally(app, periods).await;
+    let now = now_ms();
+    let records: Vec<AuditRecord> = periods
+        .iter()
+        .map(|period| {
+            let (outcome, detail) = match &made {
+                Ok((_, read)) => (
+                    "ok",
+                    format!(
+                        "period {period}: {} plans read, {} unreadable ({trigger})",
+                        read.read, read.unreadable
+                    ),
+                ),
+                Err(e) => (
+                    "error",
+                    format!("period {period}: {} ({trigger})", describe(e)),
+                ),
+            };
+            audit_record(&app.config.node_id, now, outcome, detail)
+        })
+        .collect();
+    app.writer
+        .write(move |conn| insert_audit(conn, &records))
+        .await?;
+    let (reports, _) = made?;
+    Ok(reports)
+}
+
+/// One pass over the home plans, a [`Tally`] per period.
+async fn tally(
+    app: &App,
+    periods: &[Period],
+) -> Result<(Vec<Report>, crate::plans::BatchRead), ApiError> {
+    let me = app.config.node_id.clone();
+    let ids = app
+        .blocking(move |conn| stored::home_plan_ids(conn, &me))
+        .await?;
+    let mut tallies: Vec<Tally> = periods.iter().map(|p| Tally::new(*p)).collect();
+    let mut total = crate::plans::BatchRead::default();
+    for batch in ids.chunks(BATCH) {
+        let read = app
+            .plans
+            .read_each(batch.to_vec(), |plan| {
+                let youth = Youth::from_plan(plan);
+                for tally in &mut tallies {
+                    tally.add(&youth);
+                }
+            })
+            .await?;
+        total.read += read.read;
+        total.unreadable += read.unreadable;
+    }
+    // Milliseconds since the epoch: a later report replaces an earlier one.
+    let version = u64::try_from(now_ms()).unwrap_or_default();
+    let reports = tallies
+        .iter()
+        .map(|tally| Report {
+            vocabulary: VOCABULARY_VERSION,
+            period: tally.period(),
+            version,
+            cells: tally.cells(),
+        })
+        .collect::<Vec<_>>();
+    for report in &reports {
+        report.validate().map_err(|e| {
+            ApiError::Internal(format!("the report for {} is invalid: {e}", report.period))
+        })?;
+    }
+    Ok((reports, total))
+}
+
+/// The audit row of one report: the node itself read its plans.
+fn audit_record(node_id: &str, at: i64, outcome: &str, detail: String) -> AuditRecord {
+    AuditRecord {
+        at,
+        user_id: None,
+        username: Some(format!("node:{node_id}")),
+        role: Some("node".into()),
+        plan_id: None,
+        action: AUDIT_ACTION.into(),
+        outcome: outcome.into(),
+        detail: Some(detail),
+        remote: None,
+        request_id: None,
+    }
+}
+
+/// An error as an operator needs to read it (an internal error's cause is
+/// kept from HTTP clients, not from the node's own log or CLI).
+pub fn describe(error: &ApiError) -> String {
+    match error {
+        ApiError::Internal(cause) => cause.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The month `now_ms` falls in (UTC).
+pub fn period_at(now_ms: i64) -> Option<Period> {
+    let at = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000)).ok()?;
+    Period::of(at.date())
+}
+
+#[cfg(test)]
+mod tests;
