@@ -9,6 +9,7 @@
 //! Returns [`ApiError`] like the plan service it reads through.
 
 pub mod aggregate;
+pub mod privacy;
 pub mod send;
 
 use crate::app::App;
