@@ -55,7 +55,10 @@ impl Period {
     }
     /// The last day of the month.
     pub fn last_day(self) -> time::Date {
-        self.next().first_day().previous_day().unwrap_or(time::Date::MIN)
+        self.next()
+            .first_day()
+            .previous_day()
+            .unwrap_or(time::Date::MIN)
     }
     pub fn next(self) -> Period {
         if self.month == 12 {
@@ -639,6 +642,7 @@ impl Report {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -673,7 +677,15 @@ mod tests {
         assert_eq!(p.next().previous(), p);
         assert_eq!(p.last_day().to_string(), "2026-12-31");
         assert_eq!("2026-02".parse::<Period>().unwrap().last_day().day(), 28);
-        for bad in ["2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "x", ""] {
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-01",
+            "2026-01-01",
+            "x",
+            "",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad}");
         }
         assert_eq!(
