@@ -30,10 +30,16 @@ pub fn decide(kept: Option<&Report>, incoming: &Report) -> SubmissionOutcome {
     let Some(kept) = kept else {
         return SubmissionOutcome::Stored;
     };
-    let order = kept
-        .version
-        .cmp(&incoming.version)
-        .then_with(|| encoding(kept).cmp(&encoding(incoming)));
+    let order = kept.version.cmp(&incoming.version).then_with(|| {
+        // The usual tie is a resend: the same cells, found without
+        // encoding either report.
+        let (kept, incoming) = (canonical(kept), canonical(incoming));
+        if kept == incoming {
+            std::cmp::Ordering::Equal
+        } else {
+            encoding(&kept).cmp(&encoding(&incoming))
+        }
+    });
     match order {
         std::cmp::Ordering::Less => SubmissionOutcome::Stored,
         std::cmp::Ordering::Equal => SubmissionOutcome::Unchanged,

@@ -126,9 +126,13 @@ impl Hub {
             })
             .await?;
         let publication = Arc::new(publication);
-        self.releases
-            .lock()
-            .insert(period, (generation, publication.clone()));
+        // Only periods with reports are kept: asking for every other month
+        // of the millennium costs no memory.
+        if !publication.nodes.is_empty() {
+            self.releases
+                .lock()
+                .insert(period, (generation, publication.clone()));
+        }
         Ok(publication)
     }
 }

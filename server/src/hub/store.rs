@@ -262,6 +262,11 @@ pub fn release<T>(
         let reports = period_reports(conn, period, vocab)?;
         let earlier = ledger(conn, period, vocab)?;
         let (release, entries) = make(&reports, &earlier);
+        if reports.is_empty() {
+            // Nothing reported: all zeros, nothing to protect. Recording
+            // them would let anyone grow the ledger by asking for periods.
+            return Ok(release);
+        }
         let known: HashSet<(&str, u64, bool)> = earlier
             .iter()
             .map(|e| (e.figure.as_str(), e.value, e.withheld))
