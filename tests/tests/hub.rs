@@ -189,6 +189,32 @@ fn reports_merge_in_any_order_and_publish_suppressed(backend: Backend) {
     let mut first = first;
     first.restart();
     assert_eq!(release(&first), published);
+
+    // A second release of the period: county-b corrects its report, three
+    // more youth aged 12-17. Showing 53 after 50 (and 114 after 111, 285
+    // after 282) would reveal a group of three: those figures are now
+    // withheld, with complements; what did not move still shows.
+    let correction = report(2, [30, 31, 53], [44, 50, 70]);
+    assert_eq!(
+        submit(&first, &b, &correction).outcome,
+        SubmissionOutcome::Stored
+    );
+    let next = release(&first);
+    let new = next
+        .indicators
+        .iter()
+        .find(|f| f.indicator == Indicator::NewEnrollments)
+        .unwrap();
+    let county_b = &new.communities[1].figures;
+    assert_eq!(county_b.by_age_band[2].figure.value, None);
+    assert_eq!(county_b.total.value, None);
+    assert_eq!(new.statewide.total.value, None);
+    assert_eq!(new.statewide.by_age_band[2].figure.value, None);
+    assert_eq!(county_b.by_age_band[0].figure.value, Some(30));
+    // And what the first release withheld stays withheld.
+    let county_a = &new.communities[0].figures;
+    assert_eq!(county_a.by_age_band[0].figure.value, None);
+    assert_eq!(county_a.by_age_band[1].figure.value, None);
 }
 
 #[test]
