@@ -139,7 +139,22 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
-    let (_, entries) = publish(period, VOCABULARY_VERSION, &reports, &Ledger::default());
+    let (publication, entries) = publish(period, VOCABULARY_VERSION, &reports, &Ledger::default());
+    let (mut figures, mut withheld) = (0, 0);
+    for indicator in &publication.indicators {
+        let places = std::iter::once(&indicator.statewide)
+            .chain(indicator.communities.iter().map(|c| &c.figures));
+        for b in places {
+            let all = std::iter::once(&b.total)
+                .chain(b.by_age_band.iter().map(|a| &a.figure))
+                .chain(b.by_category.iter().map(|c| &c.figure));
+            for f in all {
+                figures += 1;
+                withheld += usize::from(f.suppressed);
+            }
+        }
+    }
+    eprintln!("one period: {figures} figures, {withheld} withheld");
     let ledger = Ledger::from_entries(entries);
     group.bench_function("publish it again against the ledger", |b| {
         b.iter(|| black_box(publish(period, VOCABULARY_VERSION, &reports, &ledger)))
