@@ -2,7 +2,7 @@
 //! de-identified reports (numbers and fixed vocabularies only); it keeps
 //! each node's latest report per period (`merge`), publishes statewide and
 //! per-community figures with small cells withheld (`publish`,
-//! `suppress`, `linear`), and lists the enrolled nodes for peers to find
+//! `suppress`, `linear`, `ledger`), and lists the enrolled nodes for peers to find
 //! each other.
 //!
 //! Layers as in the node: `api` (HTTP, thin) → the sans-IO core (`merge`,
@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod csv;
+pub mod ledger;
 pub mod linear;
 pub mod merge;
 pub mod publish;

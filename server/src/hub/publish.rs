@@ -22,13 +22,14 @@
 //! Sans-IO: the caller loads the reports and the ledger and records what
 //! this answers as newly published.
 
+pub use super::ledger::{Ledger, LedgerEntry};
 use super::linear::Relation;
 use super::suppress::{complete, is_small};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use wrapsync_shared::hub::{
     AgeFigure, Breakdown, CategoryFigure, CommunityFigures, Figure, IndicatorFigures, Publication,
-    SMALL_CELL_MAX, STABLE_NUMERATOR_MIN,
+    STABLE_NUMERATOR_MIN,
 };
 use wrapsync_shared::indicators::{
     AgeBand, Category, Definition, Indicator, Measure, Period, Report, DAY_BANDS, DEFINITIONS,
@@ -67,62 +68,6 @@ const SAME_YOUTH: &[&[(Indicator, Quantity)]] = &[
         (Indicator::TeamMet, Quantity::Base),
     ],
 ];
-
-/// What earlier releases of a period published, and what they withheld:
-/// figure key → values.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Ledger {
-    pub published: HashMap<String, Vec<u64>>,
-    pub withheld: HashMap<String, Vec<u64>>,
-}
-
-impl Ledger {
-    pub fn from_entries(entries: impl IntoIterator<Item = LedgerEntry>) -> Ledger {
-        let mut ledger = Ledger::default();
-        ledger.record(entries);
-        ledger
-    }
-
-    pub fn record(&mut self, entries: impl IntoIterator<Item = LedgerEntry>) {
-        for entry in entries {
-            let map = if entry.withheld {
-                &mut self.withheld
-            } else {
-                &mut self.published
-            };
-            let values = map.entry(entry.figure).or_default();
-            if !values.contains(&entry.value) {
-                values.push(entry.value);
-            }
-        }
-    }
-
-    /// Whether `value` for `figure` must stay withheld: it differs by a
-    /// small count from a value an earlier release published (the
-    /// difference would reveal a small group), or it is within a small
-    /// count of a value an earlier release withheld (showing it now would
-    /// give that value away, or nearly).
-    fn keeps_withheld(&self, figure: &str, value: u64) -> bool {
-        self.published
-            .get(figure)
-            .is_some_and(|old| old.iter().any(|&w| is_small(w.abs_diff(value))))
-            || self
-                .withheld
-                .get(figure)
-                .is_some_and(|old| old.iter().any(|&w| w.abs_diff(value) <= SMALL_CELL_MAX))
-    }
-}
-
-/// One number of a release, published or withheld: recorded so later
-/// releases of the period are checked against it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LedgerEntry {
-    /// `indicator|scope|stratum|quantity`, scope `*` for the state: node
-    /// ids and vocabulary values only.
-    pub figure: String,
-    pub value: u64,
-    pub withheld: bool,
-}
 
 /// Where a number sits: the state (scope 0) or a community, and its
 /// stratum: 0 the total, 1–5 the age bands, then the categories.

@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::hub::suppress::tests::{leak, Rng};
+use std::collections::HashMap;
+use wrapsync_shared::hub::SMALL_CELL_MAX;
 use wrapsync_shared::indicators::{Cell, Unit, FLEX_CATEGORIES, VOCABULARY_VERSION};
 
 fn period() -> Period {
