@@ -12,7 +12,9 @@
 //!   service; the bases two rates share) are withheld together wherever
 //!   they coincide;
 //! - a rate's numerator is withheld where its complement (base minus
-//!   numerator: those *without* the outcome) is a small count;
+//!   numerator: those *without* the outcome) is a small count, and a count
+//!   of youth who are all among another's (`SUBSETS`) where the rest of
+//!   the larger one is;
 //! - a figure whose value moved by 1 to 10 since a release of the same
 //!   period published it is withheld (the [`Ledger`]), so two releases
 //!   cannot be subtracted to find a small group; and one an earlier
@@ -44,9 +46,12 @@ pub enum Quantity {
     Base,
 }
 
+/// One indicator's values or bases.
+type Figures = (Indicator, Quantity);
+
 /// Numbers that count the same youth under two indicators: withheld
 /// together wherever both have them (total and age bands).
-const SAME_YOUTH: &[&[(Indicator, Quantity)]] = &[
+const SAME_YOUTH: &[&[Figures]] = &[
     &[
         (Indicator::YouthServed, Quantity::Value),
         (Indicator::NaturalSupport, Quantity::Base),
@@ -67,6 +72,47 @@ const SAME_YOUTH: &[&[(Indicator, Quantity)]] = &[
         (Indicator::CrisisPlanReviewed, Quantity::Base),
         (Indicator::TeamMet, Quantity::Base),
     ],
+];
+
+/// Youth counted under one indicator (the second) who are all among those
+/// of another (the first): served ⊇ newly enrolled, served ⊇ those with a
+/// status, intake status ⊇ a status after intake, active at the end ⊆
+/// served, discharged ⊇ discharged with a status. Where both show, their
+/// difference is a count of people too; the subset is withheld where it is
+/// 1 to 10.
+const SUBSETS: &[(Figures, Figures)] = &[
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::NewEnrollments, Quantity::Value),
+    ),
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::OutOfHomePlacement, Quantity::Base),
+    ),
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::PsychAdmissionAtIntake, Quantity::Base),
+    ),
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::PsychAdmissionLatest, Quantity::Base),
+    ),
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::RegularSchoolAttendance, Quantity::Base),
+    ),
+    (
+        (Indicator::YouthServed, Quantity::Value),
+        (Indicator::CrisisPlanReviewed, Quantity::Base),
+    ),
+    (
+        (Indicator::PsychAdmissionAtIntake, Quantity::Base),
+        (Indicator::PsychAdmissionLatest, Quantity::Base),
+    ),
+    (
+        (Indicator::DischargeReason, Quantity::Value),
+        (Indicator::HomeAtDischarge, Quantity::Base),
+    ),
 ];
 
 /// Where a number sits: the state (scope 0) or a community, and its
@@ -238,6 +284,27 @@ pub fn publish(
                 let bases = sums(&grid, def, &reports, |c| c.base.unwrap_or(0));
                 for (i, f) in forced.iter_mut().enumerate() {
                     *f |= is_small(bases[i].saturating_sub(values[i]));
+                }
+            }
+            for (whole, _) in SUBSETS
+                .iter()
+                .filter(|(_, part)| *part == (def.indicator, quantity))
+            {
+                let whole_def = whole.0.definition();
+                let whole_grid = grid_of(whole_def);
+                let whole_values = match whole.1 {
+                    Quantity::Value => sums(&whole_grid, whole_def, &reports, |c| c.value),
+                    Quantity::Base => {
+                        sums(&whole_grid, whole_def, &reports, |c| c.base.unwrap_or(0))
+                    }
+                };
+                for scope in 0..grid.scopes {
+                    for k in 0..=AGES {
+                        let i = grid.index(scope, k);
+                        let rest =
+                            whole_values[whole_grid.index(scope, k)].saturating_sub(values[i]);
+                        forced[i] |= is_small(rest);
+                    }
                 }
             }
             let relations = grid.relations();

@@ -191,6 +191,26 @@ fn attack(reports: &[(String, Report)], publication: &Publication) -> Result<(),
             }
         }
     }
+    // Nor the rest of a larger group beside a subset of it.
+    for ((whole, wq), (part, pq)) in SUBSETS {
+        let (wg, _) = truth(reports, *whole, *wq);
+        let (pg, _) = truth(reports, *part, *pq);
+        let (w, p) = (
+            shown(publication, *whole, *wq),
+            shown(publication, *part, *pq),
+        );
+        for scope in 0..wg.scopes {
+            for k in 0..=AGES {
+                if let (Some(w), Some(p)) = (w[wg.index(scope, k)], p[pg.index(scope, k)]) {
+                    if is_small(w.saturating_sub(p)) {
+                        return Err(format!(
+                            "{whole:?} ⊇ {part:?} at ({scope}, {k}): {w} and {p}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
     // Rates, medians and amounts only where their counts show.
     for figures in &publication.indicators {
         let all = std::iter::once(&figures.statewide)
