@@ -49,6 +49,14 @@ pub enum ApiError {
     /// Bytes that are not a saved Automerge document.
     #[error("not a readable Automerge document: {0}")]
     MalformedDocument(String),
+    /// A hub submission that is not a report: unknown fields, unknown
+    /// vocabulary values, negative or non-integer counts.
+    #[error("not a report: {0}")]
+    InvalidReport(String),
+    /// A well-formed report that breaks the report rules
+    /// (`Report::validate`): absurd counts, wrong categories, duplicates.
+    #[error("report refused: {0}")]
+    ReportRefused(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -73,6 +81,8 @@ impl ApiError {
             ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
             ApiError::RefusedChanges(error) => error.code(),
+            ApiError::InvalidReport(_) => "invalid-report",
+            ApiError::ReportRefused(_) => "report-refused",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -102,6 +112,8 @@ impl ApiError {
             ApiError::MalformedSync(_) => "Malformed sync message",
             ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
+            ApiError::InvalidReport(_) => "Invalid report",
+            ApiError::ReportRefused(_) => "Report refused",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -146,7 +158,8 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest(_)
             | ApiError::MalformedSync(_)
-            | ApiError::MalformedDocument(_) => StatusCode::BAD_REQUEST,
+            | ApiError::MalformedDocument(_)
+            | ApiError::InvalidReport(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_)
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
@@ -160,7 +173,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) | ApiError::TransferRefused(_) => StatusCode::CONFLICT,
-            ApiError::RefusedChanges(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

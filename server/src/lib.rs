@@ -1,6 +1,6 @@
 //! wrapsync: a federated sync server for children's behavioral-health
-//! family team plans. This crate is the county node (and later the state
-//! hub): storage, plan service, JSON API.
+//! family team plans. This crate is the county node and the state hub
+//! (`hub`): storage, plan service, JSON API.
 
 pub mod api;
 pub mod app;
@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod hub;
 pub mod metrics;
 pub mod plans;
 pub mod report;

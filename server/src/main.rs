@@ -31,6 +31,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the state hub: enrolled nodes' de-identified reports in,
+    /// statewide figures with small cells withheld out.
+    Hub {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Create or upgrade the node's database, then exit.
     Migrate {
         #[arg(long)]
@@ -151,6 +157,10 @@ fn run(command: Command) -> Result<(), BoxError> {
         Command::Node { config } => {
             let config = load_config(&config)?;
             serve(config)
+        }
+        Command::Hub { config } => {
+            let config = wrapsync_server::hub::HubConfig::load(Some(&config), std::env::vars())?;
+            serve_hub(config)
         }
         Command::Migrate { config } => {
             let config = load_config(&config)?;
@@ -300,4 +310,29 @@ fn serve(config: Config) -> Result<(), BoxError> {
     drop(runtime);
     let _ = writer_thread.join();
     Ok(())
+}
+
+/// Runs the hub until SIGINT/SIGTERM.
+fn serve_hub(config: wrapsync_server::hub::HubConfig) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(config.listen)?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let hub_id = config.hub_id.clone();
+    let hub = wrapsync_server::hub::Hub::open(config)?;
+    let public_key = hub.key.public_key().to_string();
+    let runtime = actix_web::rt::System::new();
+    runtime.block_on(async {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "listening",
+                "url": url,
+                "node_id": hub_id,
+                "hub_id": hub_id,
+                "public_key": public_key,
+            })
+        );
+        wrapsync_server::hub::serve(listener, actix_web::web::Data::new(hub), app::stop_signal())
+            .await?;
+        Ok::<(), BoxError>(())
+    })
 }

@@ -3,6 +3,7 @@
 //! server, the clients and the tests all build on this crate.
 
 pub mod api;
+pub mod hub;
 pub mod incoming;
 pub mod indicators;
 pub mod ops;

@@ -25,6 +25,25 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends `request` and reads the whole answer; a transport failure is
+    /// the error.
+    pub fn read(request: RequestBuilder) -> Result<Reply, String> {
+        let response = request.send().map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .map_err(|e| format!("reading a response failed: {e}"))?
+            .to_vec();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            json,
+        })
+    }
+
     /// A header's value, if present and ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -109,25 +128,9 @@ impl TestNode {
     /// Sends a request built with [`TestNode::request`].
     #[track_caller]
     pub fn send(&self, request: RequestBuilder) -> Reply {
-        let response = match request.send() {
-            Ok(response) => response,
-            Err(e) => panic!("request failed: {e}\n--- node log ---\n{}", self.log()),
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = match response.bytes() {
-            Ok(body) => body.to_vec(),
-            Err(e) => panic!(
-                "reading a response failed: {e}\n--- node log ---\n{}",
-                self.log()
-            ),
-        };
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            json,
+        match Reply::read(request) {
+            Ok(reply) => reply,
+            Err(e) => panic!("{e}\n--- node log ---\n{}", self.log()),
         }
     }
 

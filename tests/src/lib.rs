@@ -14,6 +14,7 @@
 mod accounts;
 mod demo;
 mod http;
+mod hub;
 mod node;
 mod postgres;
 mod process;
@@ -24,6 +25,7 @@ mod tokens;
 pub use accounts::{password_of, users, TestUser, USERS};
 pub use demo::{free_ports, Demo};
 pub use http::{encode_query, Reply};
+pub use hub::{unix_now, NodeSigner, TestHub, HUB_ID};
 pub use node::{Backend, TestNode};
 pub use proxy::{proxy_seed, Faults, Proxy, Stats};
 pub use tls::{TestCa, TlsFront};

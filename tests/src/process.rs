@@ -108,19 +108,25 @@ pub(crate) struct Process {
 impl Process {
     /// Starts the node and waits for its `listening` line.
     pub(crate) fn start(binary: &Path, config: &Path, log: &Path) -> Result<Self> {
+        Self::start_as(binary, "node", config, log)
+    }
+
+    /// Starts `wrapsync <role>` (`node`, `hub`) and waits for its
+    /// `listening` line.
+    pub(crate) fn start_as(binary: &Path, role: &str, config: &Path, log: &Path) -> Result<Self> {
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .context(|| format!("opening {}", log.display()))?;
         let mut child = command(binary)
-            .arg("node")
+            .arg(role)
             .arg("--config")
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .context(|| format!("starting {} node", binary.display()))?;
+            .context(|| format!("starting {} {role}", binary.display()))?;
         let listening = stdout_lines(&mut child);
         let mut process = Process {
             child,

@@ -254,13 +254,26 @@ fn read_body(
     types: &'static [&'static str],
     limit: fn(&crate::config::Config, &str) -> usize,
 ) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
-    let checked = check_headers(req, types).and_then(|content_type| {
+    let limit = check_headers(req, types).map(|content_type| {
         let limit = req
             .app_data::<web::Data<App>>()
             .map(|app| limit(&app.config, &content_type))
             .unwrap_or(1024 * 1024);
-        check_length(req, limit).map(|()| (content_type, limit))
+        (content_type, limit)
     });
+    read_limited(req, payload, limit)
+}
+
+/// Reads a body whose content type `checked` already found acceptable
+/// (with the limit for it): refuses an oversized body before reading more
+/// than the limit. For the hub, whose limits are its own.
+pub fn read_limited(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    checked: Result<(String, usize), ApiError>,
+) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
+    let checked = checked
+        .and_then(|(content_type, limit)| check_length(req, limit).map(|()| (content_type, limit)));
     let mut payload = payload.take();
     async move {
         let (content_type, limit) = checked?;
@@ -277,7 +290,8 @@ fn read_body(
     }
 }
 
-fn check_headers(req: &HttpRequest, types: &[&str]) -> Result<String, ApiError> {
+/// The body's content type if it is one of `types` and not compressed.
+pub fn check_headers(req: &HttpRequest, types: &[&str]) -> Result<String, ApiError> {
     if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
         if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
             return Err(ApiError::UnsupportedMediaType(

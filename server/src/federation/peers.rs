@@ -38,19 +38,34 @@ impl Peers {
             if !(peer.url.starts_with("https://") || peer.url.starts_with("http://")) {
                 return Err(format!("peer {}: `url` must be http(s)://…", peer.id));
             }
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(&peer.public_key)
-                .ok()
-                .filter(|k| k.len() == 32)
-                .ok_or_else(|| {
-                    format!(
-                        "peer {}: public_key is not a base64url Ed25519 key",
-                        peer.id
-                    )
-                })?;
-            let key = DecodingKey::from_ed_der(&raw);
+            let key = decoding_key(&peer.id, &peer.public_key)?;
             if by_id.insert(peer.id.clone(), (peer.clone(), key)).is_some() {
                 return Err(format!("peer {} is listed twice", peer.id));
+            }
+        }
+        Ok(Peers { by_id })
+    }
+
+    /// Nodes known by id and key only, as the state hub enrolls them: their
+    /// signatures are checked like a peer's; they have no URL here (`""`).
+    pub fn enrolled<'a>(
+        nodes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Peers, String> {
+        let mut by_id = HashMap::new();
+        for (id, public_key) in nodes {
+            if !crate::config::is_node_id(id) {
+                return Err(format!(
+                    "node `{id}`: an id is 1-64 letters, digits, - or _"
+                ));
+            }
+            let key = decoding_key(id, public_key)?;
+            let peer = Peer {
+                id: id.to_string(),
+                url: String::new(),
+                public_key: public_key.to_string(),
+            };
+            if by_id.insert(id.to_string(), (peer, key)).is_some() {
+                return Err(format!("node {id} is listed twice"));
             }
         }
         Ok(Peers { by_id })
@@ -67,4 +82,14 @@ impl Peers {
     pub fn all(&self) -> impl Iterator<Item = &Peer> {
         self.by_id.values().map(|(peer, _)| peer)
     }
+}
+
+/// An Ed25519 public key, base64url (32 bytes), ready to check signatures.
+fn decoding_key(id: &str, public_key: &str) -> Result<DecodingKey, String> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(public_key)
+        .ok()
+        .filter(|k| k.len() == 32)
+        .ok_or_else(|| format!("peer {id}: public_key is not a base64url Ed25519 key"))?;
+    Ok(DecodingKey::from_ed_der(&raw))
 }

@@ -1,0 +1,310 @@
+//! `/hub/v1`: what nodes and the public call. Submissions and URL
+//! registrations are signed by an enrolled node exactly as node-to-node
+//! requests are (`federation::signing`, destination: the hub's id);
+//! publications and the directory are public. Handlers are thin: read,
+//! verify, call the core or the store, map the error.
+
+use super::{store, Hub};
+use crate::api::extract::{check_headers, read_limited};
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::federation::SignedBy;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use std::future::Future;
+use std::pin::Pin;
+use wrapsync_shared::hub::{
+    Directory, DirectoryEntry, NodeRegistration, SubmissionOutcome, INDICATORS_PATH, NODES_PATH,
+    REPORTS_PATH,
+};
+use wrapsync_shared::indicators::{Period, Report};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/hub/v1/identity", web::get().to(identity))
+        .route(REPORTS_PATH, web::post().to(submit))
+        .route(INDICATORS_PATH, web::get().to(indicators))
+        .route(NODES_PATH, web::get().to(directory))
+        .route(NODES_PATH, web::post().to(register))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// The hub's id and public key, for nodes configuring it.
+async fn identity(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "hub_id": hub.config.hub_id,
+        "public_key": hub.key.public_key(),
+        "algorithm": "EdDSA",
+        "curve": "Ed25519",
+    }))
+}
+
+/// A JSON body of at most the hub's `max_body_bytes`, kept as sent: the
+/// signature covers its exact bytes.
+pub struct SignedJson(pub Vec<u8>);
+
+impl FromRequest for SignedJson {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<Hub>>()
+            .map_or(512 * 1024, |hub| hub.config.max_body_bytes);
+        let checked = check_headers(req, &["application/json"]).map(|t| (t, limit));
+        let body = read_limited(req, payload, checked);
+        Box::pin(async move { Ok(SignedJson(body.await?.1.to_vec())) })
+    }
+}
+
+/// The enrolled node that signed this request, or `401`.
+fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
+    hub.verifier
+        .verify(
+            authorization,
+            &hub.nodes,
+            req.method().as_str(),
+            &path,
+            body,
+            now_ms() / 1000,
+        )
+        .map(|SignedBy { peer, .. }| peer)
+        .map_err(|e| {
+            tracing::info!(reason = %e, "hub request refused");
+            ApiError::Unauthorized(e.to_string())
+        })
+}
+
+/// The report in a body: a JSON object of exactly the report's shape
+/// (`400 invalid-report` otherwise), that keeps the report rules (`422
+/// report-refused` otherwise).
+fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidReport(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let report: Report =
+        serde_json::from_value(value).map_err(|e| ApiError::InvalidReport(e.to_string()))?;
+    report
+        .validate()
+        .map_err(|e| ApiError::ReportRefused(e.to_string()))?;
+    if i64::try_from(report.version).is_err() {
+        return Err(ApiError::ReportRefused(format!(
+            "version {} is beyond {}",
+            report.version,
+            i64::MAX
+        )));
+    }
+    Ok(report)
+}
+
+/// `POST /hub/v1/reports`: an enrolled node's report for one period,
+/// merged into what the hub keeps. Answers the receipt (`200` whether or
+/// not it was kept: a resend is not an error).
+async fn submit(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    body: Result<SignedJson, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body?;
+    let node = signed_by(&hub, &req, &body.0)?;
+    let report = parse_report(&body.0)?;
+    let receipt = {
+        let node = node.clone();
+        hub.writing(move |conn| store::submit(conn, &node, &report))
+            .await?
+    };
+    if receipt.outcome == SubmissionOutcome::Stored {
+        hub.changed();
+    }
+    tracing::info!(
+        node = %node,
+        period = %receipt.period,
+        version = receipt.version,
+        outcome = ?receipt.outcome,
+        "report received"
+    );
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndicatorsQuery {
+    period: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /hub/v1/indicators?period=YYYY-MM`: the release of a period, JSON
+/// or (`format=csv`, or `Accept: text/csv`) CSV.
+async fn indicators(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    query: web::Query<IndicatorsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let period: Period = query.period.parse().map_err(ApiError::InvalidRequest)?;
+    let csv = match query.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "format must be json or csv, not {other:?}"
+            )))
+        }
+        None => req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv")),
+    };
+    let publication = hub.release(period).await?;
+    Ok(if csv {
+        HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(super::csv::render(&publication))
+    } else {
+        HttpResponse::Ok().json(&*publication)
+    })
+}
+
+/// `GET /hub/v1/nodes`: every enrolled node, its key and (once it
+/// registered) its URL, for nodes to find and trust peers.
+async fn directory(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    let urls = hub.blocking(store::node_urls).await?;
+    let mut nodes: Vec<DirectoryEntry> = hub
+        .config
+        .nodes
+        .iter()
+        .map(|n| DirectoryEntry {
+            id: n.id.clone(),
+            // A URL registered under a key since replaced is not vouched
+            // for by the node now enrolled.
+            url: urls
+                .get(&n.id)
+                .filter(|(_, key)| *key == n.public_key)
+                .map(|(url, _)| url.clone()),
+            public_key: n.public_key.clone(),
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(HttpResponse::Ok().json(Directory {
+        hub_id: hub.config.hub_id.clone(),
+        nodes,
+    }))
+}
+
+/// A base URL a node may register: http(s), a host, no spaces, no query.
+fn is_base_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && url.len() <= 2048
+        && !rest.is_empty()
+        && !rest.starts_with('/')
+        && !rest.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+}
+
+/// `POST /hub/v1/nodes {"url"}`: the signing node says where it is.
+async fn register(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    body: Result<SignedJson, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body?;
+    let node = signed_by(&hub, &req, &body.0)?;
+    let registration: NodeRegistration = crate::api::extract::parse_json(&body.0)?;
+    let url = registration.url.trim_end_matches('/').to_string();
+    if !is_base_url(&url) {
+        return Err(ApiError::InvalidRequest(
+            "url must be a base URL like https://county-a.example.org".into(),
+        ));
+    }
+    let public_key = hub
+        .nodes
+        .get(&node)
+        .map(|n| n.public_key.clone())
+        .unwrap_or_default();
+    let entry = DirectoryEntry {
+        id: node.clone(),
+        url: Some(url.clone()),
+        public_key: public_key.clone(),
+    };
+    hub.writing(move |conn| store::register_node(conn, &node, &url, &public_key))
+        .await?;
+    Ok(HttpResponse::Ok().json(entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_told_apart_from_non_reports() {
+        let good = br#"{"vocabulary":1,"period":"2026-10","version":1,"cells":[{"indicator":"youth_served","age_band":"6-11","value":3}]}"#;
+        assert!(parse_report(good).is_ok());
+        let bad = |body: &[u8]| parse_report(body).map(|_| ()).map_err(|e| e.code());
+        assert_eq!(bad(b"{"), Err("malformed-json"));
+        assert_eq!(bad(b"[]"), Err("invalid-report"));
+        assert_eq!(
+            bad(br#"{"vocabulary":1,"period":"2026-10","version":1,"cells":[],"name":"Ada"}"#),
+            Err("invalid-report")
+        );
+        assert_eq!(
+            bad(br#"{"vocabulary":1,"period":"2026-10","version":1,"cells":[{"indicator":"youth_served","age_band":"6-11","value":-3}]}"#),
+            Err("invalid-report")
+        );
+        assert_eq!(
+            bad(br#"{"vocabulary":1,"period":"2026-10","version":1,"cells":[{"indicator":"youth_served","age_band":"6-11","value":99999999}]}"#),
+            Err("report-refused")
+        );
+        assert_eq!(
+            bad(
+                br#"{"vocabulary":1,"period":"2026-10","version":18446744073709551615,"cells":[]}"#
+            ),
+            Err("report-refused")
+        );
+    }
+
+    #[test]
+    fn only_base_urls_are_registered() {
+        for good in ["https://county-a.example.org", "http://127.0.0.1:7400"] {
+            assert!(is_base_url(good), "{good}");
+        }
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https:///x",
+            "https://a b",
+            "https://a?x=1",
+            "a",
+        ] {
+            assert!(!is_base_url(bad), "{bad}");
+        }
+    }
+}
