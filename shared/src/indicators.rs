@@ -507,7 +507,8 @@ pub const DEFINITIONS: &[Definition] = &[
         indicator: Indicator::NaturalSupport,
         title: "Teams with a natural or informal support",
         definition: "Of the youth served in the period, the share whose team has an active \
-                     member in the natural support role or giving informal or natural support.",
+                     member other than the youth and caregivers in the natural support role or \
+                     giving informal or natural support.",
         numerator: "of those, youth whose team has such a member",
         denominator: Some("youth served in the period"),
         measure: Measure::Rate,

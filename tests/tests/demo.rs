@@ -104,7 +104,40 @@ fn check_nodes_and_shared(
     base_port: u16,
     log: &dyn Fn() -> String,
 ) {
-    assert_eq!(manifest["hub"], Value::Null);
+    // The state hub: its data where demo.json says, every county's reports
+    // of the last 24 months, published, and its dashboard.
+    let hub = &manifest["hub"];
+    assert_eq!(hub["id"], "state-hub");
+    assert_eq!(
+        text(&hub["url"]),
+        format!("http://127.0.0.1:{}", base_port + 3)
+    );
+    assert_eq!(
+        Path::new(text(&hub["data_dir"])),
+        dir.canonicalize().unwrap().join("state-hub")
+    );
+    assert!(Path::new(text(&hub["data_dir"])).join("hub.db").exists());
+    let hub_url = text(&hub["url"]);
+    let (status, periods) = client.get(hub_url, "/hub/v1/periods", "");
+    assert_eq!(status, 200, "{}", log());
+    let periods = periods["periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 24, "{periods:?}");
+    let latest = text(periods.last().unwrap());
+    let (status, published) =
+        client.get(hub_url, &format!("/hub/v1/indicators?period={latest}"), "");
+    assert_eq!(status, 200);
+    assert_eq!(published["nodes"], serde_json::json!(NODES));
+    let served = &published["indicators"][0]["statewide"]["total"];
+    assert!(
+        served["value"].as_u64().is_some_and(|n| n > 100),
+        "{served}"
+    );
+    let page = client.http.get(format!("{hub_url}/")).send().unwrap();
+    assert!(page
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.to_str().unwrap().starts_with("text/html")));
+
     let nodes = manifest["nodes"].as_array().unwrap();
     let ids: Vec<&str> = nodes.iter().map(|n| text(&n["id"])).collect();
     assert_eq!(ids, NODES);
@@ -176,9 +209,18 @@ fn check_nodes_and_shared(
     let mut own: HashMap<&str, Vec<String>> = HashMap::new();
     for node in NODES {
         let sam = token(node, "supervisor");
-        let (status, list) = client.get(url_of(manifest, node), "/v1/plans?limit=200", &sam);
-        assert_eq!(status, 200);
-        for plan in list["plans"].as_array().unwrap() {
+        let mut plans = Vec::new();
+        let mut path = "/v1/plans?limit=200".to_string();
+        loop {
+            let (status, list) = client.get(url_of(manifest, node), &path, &sam);
+            assert_eq!(status, 200);
+            plans.extend(list["plans"].as_array().unwrap().iter().cloned());
+            match list["next"].as_str() {
+                Some(cursor) => path = format!("/v1/plans?limit=200&cursor={cursor}"),
+                None => break,
+            }
+        }
+        for plan in &plans {
             let id = text(&plan["id"]).to_string();
             let holders = shared
                 .iter()
@@ -200,8 +242,8 @@ fn check_nodes_and_shared(
         let unshared = own.get(node).map_or(0, Vec::len);
         let shared_from_here = homes.values().filter(|home| **home == node).count();
         assert!(unshared > 0, "{node} keeps some plans to itself");
-        // Six hand-written families and a caseload of 90 generated ones.
-        assert_eq!(unshared + shared_from_here, 96, "{node}'s own families");
+        // Six hand-written families and a caseload of 250 generated ones.
+        assert_eq!(unshared + shared_from_here, 256, "{node}'s own families");
     }
 
     for share in shared {
@@ -298,7 +340,7 @@ fn the_demo_runs_three_county_nodes_sharing_consented_plans_and_keeps_them() {
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let client = Client::new();
 
-    let port = free_ports(3).unwrap();
+    let port = free_ports(4).unwrap();
     let demo = Demo::start(&dir, port, &log_path);
     let first = demo.manifest.clone();
     assert_eq!(
@@ -389,7 +431,7 @@ fn the_demo_runs_three_county_nodes_sharing_consented_plans_and_keeps_them() {
     // Killed outright, then run again on the same directory (at other
     // ports): the same data, keys and passwords.
     demo.kill().unwrap();
-    let port = free_ports(3).unwrap();
+    let port = free_ports(4).unwrap();
     let demo = Demo::start(&dir, port, &log_path);
     let again = demo.manifest.clone();
     assert_eq!(again["shared"], first["shared"]);

@@ -15,7 +15,7 @@ use time::{Date, Duration};
 use wrapsync_shared::ops::Op;
 
 /// Generated families per county.
-pub const FAMILIES: usize = 90;
+pub const FAMILIES: usize = 250;
 
 const FIRST: &[&str] = &[
     "Ash", "Bay", "Cove", "Dale", "Eden", "Fern", "Glen", "Hale", "Isle", "Jay", "Kit", "Lane",
@@ -162,7 +162,7 @@ impl Family {
                 json!({"name": format!("{} {}", self.youth, self.surname), "role": "youth", "support": "natural"}),
             ),
         ];
-        if rng.random_bool(0.7) {
+        if rng.random_bool(0.6) {
             ops.push(op("add", "/team", json!({"name": format!("Neighbor of the {}s", self.surname), "role": "natural_support", "support": "informal"})));
         }
         let adopted = self.enrolled + Duration::days(rng.random_range(10..50));

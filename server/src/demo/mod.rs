@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::blocking;
 use crate::error::ApiError;
 use crate::federation::{identity, NodeKey, Peer};
+use crate::hub::{Hub, HubConfig};
 use crate::plans::{Actor, RequestMeta};
 use crate::users::add_user;
 use actix_web::web;
@@ -37,7 +38,10 @@ pub struct DemoManifest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoHub {
+    pub id: String,
+    /// Its dashboard is at this URL's `/`.
     pub url: String,
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +77,11 @@ pub struct DemoHolder {
 
 /// The demo's nodes, listening on `--base-port`, +1 and +2.
 pub const NODE_IDS: [&str; 3] = ["county-a", "county-b", "county-c"];
+/// The demo's state hub, on `--base-port` + 3, in `DIR/hub`.
+pub const HUB_ID: &str = "state-hub";
+/// Months of reports each node sends the hub when the demo is made, so the
+/// dashboard has a history to draw.
+const BACKFILL_MONTHS: u8 = 24;
 
 /// How long the demo waits for every shared plan to reach its holders.
 const ARRIVAL_SECS: u64 = 30;
@@ -194,16 +203,16 @@ pub fn run(dir: &Path, base_port: u16) -> Result<(), BoxError> {
     if existing.is_none() {
         // A half-made earlier demo (or one of another shape) starts afresh.
         std::fs::remove_file(dir.join("demo.json")).or_else(not_found_ok)?;
-        for id in NODE_IDS {
+        for id in NODE_IDS.iter().chain([&HUB_ID]) {
             std::fs::remove_dir_all(dir.join(id)).or_else(not_found_ok)?;
         }
     }
     let mut listeners = Vec::new();
-    for i in 0..NODE_IDS.len() {
+    for i in 0..=NODE_IDS.len() {
         let port = u16::try_from(i)
             .ok()
             .and_then(|i| base_port.checked_add(i))
-            .ok_or("--base-port is too high for three nodes")?;
+            .ok_or("--base-port is too high for three nodes and a hub")?;
         let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
             format!("cannot listen on 127.0.0.1:{port}: {e} (try another --base-port)")
         })?;
@@ -213,7 +222,11 @@ pub fn run(dir: &Path, base_port: u16) -> Result<(), BoxError> {
         .iter()
         .map(TcpListener::local_addr)
         .collect::<std::io::Result<Vec<_>>>()?;
-    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let mut urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let (hub_listener, hub_url) = match (listeners.pop(), urls.pop()) {
+        (Some(listener), Some(url)) => (listener, url),
+        _ => return Err("no listener for the hub".into()),
+    };
     // Every node's key first: each node's config names the other two's.
     let mut keys = Vec::new();
     for id in NODE_IDS {
@@ -235,13 +248,20 @@ pub fn run(dir: &Path, base_port: u16) -> Result<(), BoxError> {
                 public_key: keys[j].clone(),
             })
             .collect();
-        let config = node_config(&dir, id, addrs[i], peers)?;
+        let config = node_config(&dir, id, addrs[i], peers, &hub_url)?;
         let (app, writer) = App::open(config)?;
         apps.push(web::Data::new(app));
         writers.push(writer);
     }
+    let hub = web::Data::new(Hub::open(hub_config(&dir, addrs[NODE_IDS.len()], &keys)?)?);
+    let hub = DemoHub {
+        id: HUB_ID.to_string(),
+        url: hub_url,
+        data_dir: dir.join(HUB_ID),
+    }
+    .serving(hub, hub_listener);
     let runtime = actix_web::rt::System::new();
-    let result = runtime.block_on(run_nodes(&dir, listeners, apps, urls, existing));
+    let result = runtime.block_on(run_nodes(&dir, listeners, apps, urls, hub, existing));
     // The writers drain what is queued once every handle to them is gone,
     // including those of tasks the runtime still holds: end it first.
     drop(runtime);
@@ -266,6 +286,7 @@ fn node_config(
     id: &str,
     listen: SocketAddr,
     peers: Vec<Peer>,
+    hub_url: &str,
 ) -> Result<Config, BoxError> {
     #[derive(Serialize)]
     struct DemoConfig {
@@ -273,6 +294,8 @@ fn node_config(
         listen: String,
         data_dir: String,
         peers: Vec<Peer>,
+        hub_url: String,
+        hub_id: String,
     }
     let data_dir = dir.join(id);
     let text = toml::to_string(&DemoConfig {
@@ -280,6 +303,8 @@ fn node_config(
         listen: listen.to_string(),
         data_dir: data_dir.to_string_lossy().into_owned(),
         peers,
+        hub_url: hub_url.to_string(),
+        hub_id: HUB_ID.to_string(),
     })?;
     let path = dir.join(format!("{id}.toml"));
     std::fs::write(&path, text)?;
@@ -294,6 +319,77 @@ fn node_config(
     Ok(Config::load(Some(&path), env)?)
 }
 
+/// The hub's config: the three nodes enrolled with their keys.
+fn hub_config(dir: &Path, listen: SocketAddr, keys: &[String]) -> Result<HubConfig, BoxError> {
+    let nodes: Vec<toml::Value> = NODE_IDS
+        .iter()
+        .zip(keys)
+        .map(|(id, key)| {
+            let mut node = toml::Table::new();
+            node.insert("id".into(), id.to_string().into());
+            node.insert("public_key".into(), key.clone().into());
+            toml::Value::Table(node)
+        })
+        .collect();
+    let mut table = toml::Table::new();
+    table.insert("hub_id".into(), HUB_ID.into());
+    table.insert("listen".into(), listen.to_string().into());
+    let data_dir = dir.join(HUB_ID).to_string_lossy().into_owned();
+    table.insert("data_dir".into(), data_dir.into());
+    table.insert("nodes".into(), toml::Value::Array(nodes));
+    let path = dir.join(format!("{HUB_ID}.toml"));
+    std::fs::write(&path, toml::to_string(&table)?)?;
+    const PER_HUB: &[&str] = &[
+        "WRAPSYNC_HUB_ID",
+        "WRAPSYNC_LISTEN",
+        "WRAPSYNC_DATA_DIR",
+        "WRAPSYNC_DATABASE_URL",
+        "WRAPSYNC_KEY_FILE",
+    ];
+    let env = std::env::vars().filter(|(name, _)| !PER_HUB.contains(&name.as_str()));
+    Ok(HubConfig::load(Some(&path), env)?)
+}
+
+/// The demo's hub, with what serving it takes.
+struct ServedHub {
+    about: DemoHub,
+    hub: web::Data<Hub>,
+    listener: TcpListener,
+}
+
+impl DemoHub {
+    fn serving(self, hub: web::Data<Hub>, listener: TcpListener) -> ServedHub {
+        ServedHub {
+            about: self,
+            hub,
+            listener,
+        }
+    }
+}
+
+/// Each node's reports of the last [`BACKFILL_MONTHS`] months, sent to the
+/// hub now (the nodes' own schedule sends this month's and last month's).
+async fn backfill_reports(apps: &[web::Data<App>]) -> Result<(), String> {
+    let this = crate::report::period_at(crate::db::now_ms()).ok_or("the clock is off")?;
+    let mut periods = vec![this];
+    while periods.len() < usize::from(BACKFILL_MONTHS) {
+        let earlier = periods.last().map_or(this, |p| p.previous());
+        periods.push(earlier);
+    }
+    for app in apps {
+        let http = app.federation.http_client().map_err(|e| e.to_string())?;
+        let reports = crate::report::generate(app, &periods, "demo")
+            .await
+            .map_err(|e| format!("{}: reports: {e}", app.config.node_id))?;
+        for report in &reports {
+            crate::report::send::submit(app, &http, report)
+                .await
+                .map_err(|e| format!("{}: sending {}: {e}", app.config.node_id, report.period))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads an earlier run's manifest, if it describes this demo's nodes and
 /// their data is still there.
 pub fn existing_manifest(dir: &Path) -> Option<DemoManifest> {
@@ -305,7 +401,9 @@ pub fn existing_manifest(dir: &Path) -> Option<DemoManifest> {
             .iter()
             .zip(NODE_IDS)
             .all(|(n, id)| n.id == id && dir.join(id).join("node.db").exists())
-        && !manifest.shared.is_empty();
+        && !manifest.shared.is_empty()
+        && manifest.hub.as_ref().is_some_and(|hub| hub.id == HUB_ID)
+        && dir.join(HUB_ID).join("hub.db").exists();
     complete.then_some(manifest)
 }
 
@@ -317,8 +415,10 @@ async fn run_nodes(
     listeners: Vec<TcpListener>,
     apps: Vec<web::Data<App>>,
     urls: Vec<String>,
+    hub: ServedHub,
     existing: Option<DemoManifest>,
 ) -> Result<(), BoxError> {
+    let fresh = existing.is_none();
     let mut manifest = match existing {
         Some(manifest) => manifest,
         None => seed_all(&apps)
@@ -329,6 +429,12 @@ async fn run_nodes(
         node.url = url.clone();
         node.data_dir = dir.join(&node.id);
     }
+    let ServedHub {
+        about,
+        hub,
+        listener: hub_listener,
+    } = hub;
+    manifest.hub = Some(about);
     let (stop, _) = watch::channel(false);
     let stop = Arc::new(stop);
     let stopped = |stop: &watch::Sender<bool>| {
@@ -356,11 +462,26 @@ async fn run_nodes(
             }
         });
     let servers = futures_util::future::join_all(servers);
+    let hub_server = {
+        let (until, stop) = (stopped(&stop), stop.clone());
+        async move {
+            let served = crate::hub::serve(hub_listener, hub, until).await;
+            stop.send_replace(true);
+            served
+        }
+    };
     let ready = async {
         // The last handles to the apps outside their servers: dropped here.
         let apps = apps;
+        let made = async {
+            wait_for_shared(&apps, &manifest.shared).await?;
+            if fresh {
+                backfill_reports(&apps).await?;
+            }
+            Ok::<(), String>(())
+        };
         let announced = tokio::select! {
-            arrived = wait_for_shared(&apps, &manifest.shared) => match arrived {
+            made = made => match made {
                 Ok(()) => announce(dir, &manifest),
                 Err(e) => Err(e.into()),
             },
@@ -371,11 +492,12 @@ async fn run_nodes(
         }
         announced
     };
-    let (served, ready) = tokio::join!(servers, ready);
+    let (served, hub_served, ready) = tokio::join!(servers, hub_server, ready);
     ready?;
     for served in served {
         served?;
     }
+    hub_served?;
     Ok(())
 }
 
@@ -390,14 +512,23 @@ fn announce(dir: &Path, manifest: &DemoManifest) -> Result<(), BoxError> {
         .map(|n| format!("  node {}: {}\n", n.id, n.url))
         .collect();
     let first = manifest.nodes.first().map_or("", |n| n.url.as_str());
+    let hub = manifest.hub.as_ref().map_or(String::new(), |hub| {
+        format!("  state hub {}: {} (its dashboard)\n", hub.id, hub.url)
+    });
     eprintln!(
-        "\nwrapsync demo is running.\n{nodes}  users, passwords and shared plans: {}\n  try: curl -s {first}/healthz\n  stop with Ctrl-C\n",
+        "\nwrapsync demo is running.\n{nodes}{hub}  users, passwords and shared plans: {}\n  try: curl -s {first}/healthz\n  stop with Ctrl-C\n",
         path.display()
     );
     for node in &manifest.nodes {
         println!(
             "{}",
             json!({"event": "listening", "url": node.url, "node_id": node.id})
+        );
+    }
+    if let Some(hub) = &manifest.hub {
+        println!(
+            "{}",
+            json!({"event": "listening", "url": hub.url, "hub_id": hub.id, "dashboard": format!("{}/", hub.url)})
         );
     }
     println!(
@@ -855,7 +986,11 @@ mod tests {
 
     fn manifest(ids: &[&str], shared: bool) -> DemoManifest {
         DemoManifest {
-            hub: None,
+            hub: Some(DemoHub {
+                id: HUB_ID.into(),
+                url: "http://127.0.0.1:4".into(),
+                data_dir: PathBuf::from(HUB_ID),
+            }),
             nodes: ids
                 .iter()
                 .map(|id| DemoNode {
@@ -894,6 +1029,18 @@ mod tests {
             std::fs::write(dir.join(id).join("node.db"), b"").unwrap_or_else(|e| panic!("{e}"));
         }
         write(dir, &manifest(&NODE_IDS, true));
+        assert!(existing_manifest(dir).is_none(), "no hub database");
+        std::fs::create_dir_all(dir.join(HUB_ID)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(HUB_ID).join("hub.db"), b"").unwrap_or_else(|e| panic!("{e}"));
+        assert!(existing_manifest(dir).is_some());
+        let mut hubless = manifest(&NODE_IDS, true);
+        hubless.hub = None;
+        write(dir, &hubless);
+        assert!(
+            existing_manifest(dir).is_none(),
+            "the three-node demo of before"
+        );
+        write(dir, &manifest(&NODE_IDS, true));
         assert!(existing_manifest(dir).is_some());
         // The one-node demo of before, a manifest without shared plans, and
         // a node whose database is gone all start afresh.
@@ -914,7 +1061,7 @@ mod tests {
         assert_eq!(
             value,
             json!({
-                "hub": null,
+                "hub": {"id": "state-hub", "url": "http://127.0.0.1:4", "data_dir": "state-hub"},
                 "nodes": [{"id": "county-a", "url": "http://127.0.0.1:1", "data_dir": "county-a", "users": []}],
                 "shared": [{"plan": "01JB0000000000000000000000", "holders": [{"node": "county-b", "username": "provider1"}]}],
             })

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod csv;
+pub mod dashboard;
 pub mod ledger;
 pub mod linear;
 pub mod merge;
@@ -154,6 +155,7 @@ pub async fn serve(
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .configure(dashboard::routes)
             .configure(api::routes)
     })
     .workers(workers)

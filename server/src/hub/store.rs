@@ -326,6 +326,23 @@ pub fn node_urls(
         .collect())
 }
 
+/// The periods some node reported in vocabulary `vocab`, oldest first.
+pub fn periods(conn: &mut DbConnection, vocab: u32) -> Result<Vec<Period>, StoreError> {
+    let texts: Vec<String> = hub_reports::table
+        .filter(hub_reports::vocabulary.eq(vocabulary(vocab)?))
+        .select(hub_reports::period)
+        .distinct()
+        .order(hub_reports::period)
+        .load(conn)?;
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e: String| StoreError::Corrupt(format!("a stored period: {e}")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,6 +140,9 @@ impl Youth {
         cans.sort_by_key(|c| c.assessed_on);
         let natural_support = items(&plan["team"])
             .filter(|m| status_is(m, "active", "active"))
+            // The family itself is not its own support (the plan marks
+            // caregivers and the youth `natural` by default).
+            .filter(|m| m["role"] != "caregiver" && m["role"] != "youth")
             .any(|m| {
                 m["role"] == "natural_support"
                     || m["support"] == "informal"

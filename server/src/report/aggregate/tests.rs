@@ -468,11 +468,15 @@ fn natural_support_needs_an_active_natural_or_informal_member() {
             {"id": "b", "name": "Therapist", "role": "provider", "support": "formal"},
         ])),
         team(json!([])),
+        team(json!([
+            {"id": "a", "name": "Mum", "role": "caregiver", "support": "natural"},
+            {"id": "b", "name": "Kid", "role": "youth", "support": "natural"},
+        ])),
     ];
     let cells = run(&plans);
     assert_eq!(
         cell(&cells, Indicator::NaturalSupport, TEEN, None),
-        Some((2, Some(4)))
+        Some((2, Some(5)))
     );
 }
 
