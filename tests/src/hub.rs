@@ -104,6 +104,24 @@ impl TestHub {
 
     /// [`TestHub::spawn`], reporting failure instead of panicking.
     pub fn try_spawn(backend: Backend, nodes: &[&NodeSigner]) -> Result<Self> {
+        let nodes: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.id.as_str(), n.public_key.as_str()))
+            .collect();
+        Self::try_spawn_enrolling(backend, &nodes)
+    }
+
+    /// Starts a hub that has enrolled the nodes `(id, public key)` (real
+    /// nodes: their `GET /federation/v1/identity`).
+    #[track_caller]
+    pub fn spawn_enrolling(backend: Backend, nodes: &[(&str, &str)]) -> Self {
+        match Self::try_spawn_enrolling(backend, nodes) {
+            Ok(hub) => hub,
+            Err(e) => panic!("cannot start a test hub: {e}"),
+        }
+    }
+
+    fn try_spawn_enrolling(backend: Backend, nodes: &[(&str, &str)]) -> Result<Self> {
         let binary = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wrapsync-hub-test-")
@@ -121,7 +139,7 @@ impl TestHub {
             database_url: database.as_ref().map(PgDatabase::url),
             nodes: nodes
                 .iter()
-                .map(|n| json!({"id": n.id, "public_key": n.public_key}))
+                .map(|(id, key)| json!({"id": id, "public_key": key}))
                 .collect(),
         };
         let config_path = dir.path().join("hub.toml");
@@ -166,6 +184,30 @@ impl TestHub {
         if let Err(e) = self.try_start() {
             panic!("cannot restart the hub: {e}");
         }
+    }
+
+    /// Every byte the hub stores: each file under its data directory
+    /// (the SQLite database with its WAL, the key) and, on PostgreSQL, a
+    /// `pg_dump` of its database.
+    pub fn stored_bytes(&self) -> Result<Vec<u8>> {
+        fn read_all(dir: &std::path::Path, out: &mut Vec<u8>) -> Result<()> {
+            let entries = fs::read_dir(dir).context(|| format!("listing {}", dir.display()))?;
+            for entry in entries {
+                let path = entry.context(|| "a directory entry".to_string())?.path();
+                if path.is_dir() {
+                    read_all(&path, out)?;
+                } else {
+                    out.extend(fs::read(&path).context(|| format!("reading {}", path.display()))?);
+                }
+            }
+            Ok(())
+        }
+        let mut bytes = Vec::new();
+        read_all(&self._dir.path().join("data"), &mut bytes)?;
+        if let Some(database) = &self._database {
+            bytes.extend(database.dump()?);
+        }
+        Ok(bytes)
     }
 
     /// The storage this hub runs on.

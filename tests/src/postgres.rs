@@ -22,6 +22,26 @@ impl PgDatabase {
     pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
     }
+
+    /// Everything the database holds, as `pg_dump` writes it (schema and
+    /// data, as text).
+    pub(crate) fn dump(&self) -> Result<Vec<u8>> {
+        let out = Command::new("pg_dump")
+            .arg(self.url())
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null())
+            .output()
+            .context(|| "running pg_dump".to_string())?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(HarnessError::new(format!(
+                "pg_dump exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
 }
 
 impl Drop for PgDatabase {

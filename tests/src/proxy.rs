@@ -219,6 +219,8 @@ struct Inner {
     rng: Locked<StdRng>,
     client: reqwest::Client,
     counters: Counters,
+    /// Every request and reply delivered, as bytes, while recording.
+    recording: Locked<Option<Vec<u8>>>,
 }
 
 impl Proxy {
@@ -256,6 +258,7 @@ impl Proxy {
             rng: Locked::new(StdRng::seed_from_u64(seed)),
             client,
             counters: Counters::default(),
+            recording: Locked::new(None),
         });
         runtime.spawn(accept(inner.clone(), listener));
         Ok(Proxy {
@@ -303,6 +306,17 @@ impl Proxy {
     /// The counts so far.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// From now on, keeps every request and reply it delivers (method,
+    /// path, headers and body), for a test to search.
+    pub fn record(&self) {
+        self.inner.recording.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// What it kept since [`Proxy::record`].
+    pub fn recorded(&self) -> Vec<u8> {
+        self.inner.recording.lock().clone().unwrap_or_default()
     }
 
     /// Requests held back (or late copies) not yet delivered.
@@ -554,6 +568,19 @@ impl Inner {
             bump(&c.upstream_errors);
             return None;
         };
+        if let Some(kept) = self.recording.lock().as_mut() {
+            kept.extend_from_slice(format!("{} {}\n", request.method, request.path).as_bytes());
+            for (name, value) in request.headers.iter().chain(&headers) {
+                kept.extend_from_slice(name.as_str().as_bytes());
+                kept.extend_from_slice(b": ");
+                kept.extend_from_slice(value.as_bytes());
+                kept.push(b'\n');
+            }
+            kept.extend_from_slice(&request.body);
+            kept.push(b'\n');
+            kept.extend_from_slice(&body);
+            kept.push(b'\n');
+        }
         let head = reply_head_len(status, &headers);
         c.reply_bytes
             .fetch_add(head + body.len() as u64, Ordering::Relaxed);
