@@ -3,10 +3,12 @@
 //! withheld may be worked out.
 
 use super::*;
+use crate::hub::suppress::is_small;
 use crate::hub::suppress::tests::{leak, Rng};
+use crate::hub::tables::{sums, SAME_YOUTH, SUBSETS};
 use std::collections::HashMap;
 use wrapsync_shared::hub::SMALL_CELL_MAX;
-use wrapsync_shared::indicators::{Cell, Unit, FLEX_CATEGORIES, VOCABULARY_VERSION};
+use wrapsync_shared::indicators::{Cell, Indicator, Unit, FLEX_CATEGORIES, VOCABULARY_VERSION};
 
 fn period() -> Period {
     Period::new(2026, 10).unwrap_or_else(|| panic!("period"))
