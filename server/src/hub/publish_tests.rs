@@ -3,6 +3,7 @@
 //! withheld may be worked out.
 
 use super::*;
+use crate::hub::linear;
 use crate::hub::suppress::is_small;
 use crate::hub::suppress::tests::{leak, Rng};
 use crate::hub::tables::{sums, SAME_YOUTH, SUBSETS};
@@ -297,6 +298,28 @@ fn attack_across(
                 return Err(format!(
                     "{indicator:?} {quantity:?} {place:?}: {shown_before:?} (truly {was}), then {now}"
                 ));
+            }
+        }
+        // The changes between the releases obey the same relations: where
+        // a change is known (shown both times) it is a constant, and no
+        // combination may isolate an unknown change of 1 to 10.
+        if before.1.nodes == after.1.nodes {
+            let (grid, was) = truth(before.0, indicator, quantity);
+            let (_, now) = truth(after.0, indicator, quantity);
+            let first = shown(before.1, indicator, quantity);
+            let second = shown(after.1, indicator, quantity);
+            let unknown: Vec<bool> = first
+                .iter()
+                .zip(&second)
+                .map(|(a, b)| a.is_none() || b.is_none())
+                .collect();
+            for cell in linear::determined(&unknown, &grid.relations()) {
+                if is_small(was[cell].abs_diff(now[cell])) {
+                    return Err(format!(
+                        "{indicator:?} {quantity:?} [{cell}]: its change ({} to {}) follows from the two releases",
+                        was[cell], now[cell]
+                    ));
+                }
             }
         }
     }
