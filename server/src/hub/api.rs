@@ -292,6 +292,61 @@ mod tests {
     }
 
     #[test]
+    fn a_node_signs_reports_the_way_the_hub_checks_them() {
+        use crate::federation::{NodeKey, Peers, RequestSigner, Verifier};
+        use std::sync::Arc;
+        let key = Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}")));
+        let nodes =
+            Peers::enrolled([("county-a", key.public_key())]).unwrap_or_else(|e| panic!("{e}"));
+        let signer = RequestSigner::new("county-a".into(), key.clone());
+        let now = 1_800_000_000;
+        let hub = Verifier::new("state-hub".into(), now - 10);
+        let body = b"{}";
+        let sign = |to: &str| {
+            signer
+                .sign(to, "POST", REPORTS_PATH, body, Default::default(), now)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let verified = hub.verify(
+            Some(&sign("state-hub")),
+            &nodes,
+            "POST",
+            REPORTS_PATH,
+            body,
+            now,
+        );
+        assert_eq!(verified.map(|s| s.peer), Ok("county-a".to_string()));
+        assert!(hub
+            .verify(
+                Some(&sign("county-b")),
+                &nodes,
+                "POST",
+                REPORTS_PATH,
+                body,
+                now
+            )
+            .is_err());
+        // Not enrolled: refused, whatever it signs.
+        let stranger = RequestSigner::new(
+            "county-z".into(),
+            Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}"))),
+        );
+        let token = stranger
+            .sign(
+                "state-hub",
+                "POST",
+                REPORTS_PATH,
+                body,
+                Default::default(),
+                now,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(hub
+            .verify(Some(&token), &nodes, "POST", REPORTS_PATH, body, now)
+            .is_err());
+    }
+
+    #[test]
     fn only_base_urls_are_registered() {
         for good in ["https://county-a.example.org", "http://127.0.0.1:7400"] {
             assert!(is_base_url(good), "{good}");

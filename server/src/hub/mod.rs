@@ -20,6 +20,7 @@ pub mod publish;
 pub mod schema;
 pub mod store;
 pub mod suppress;
+pub mod tables;
 
 use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
