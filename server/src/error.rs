@@ -49,6 +49,10 @@ pub enum ApiError {
     /// Bytes that are not a saved Automerge document.
     #[error("not a readable Automerge document: {0}")]
     MalformedDocument(String),
+    /// A differentially private release that would spend more of the
+    /// year's privacy budget (`dp_epsilon_per_year`) than is left.
+    #[error("{0}")]
+    PrivacyBudgetSpent(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
             ApiError::RefusedChanges(error) => error.code(),
+            ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::MalformedSync(_) => "Malformed sync message",
             ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
+            ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -159,7 +165,9 @@ impl ResponseError for ApiError {
             },
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Conflict(_) | ApiError::TransferRefused(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::TransferRefused(_)
+            | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
