@@ -1,9 +1,11 @@
 //! Node configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
 //! overrides, checked once at start and passed down (no process globals).
 
+use crate::report::privacy::{Bounds, Privacy};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use wrapsync_shared::indicators::MAX_CENTS;
 
 /// Everything a node needs to run. Unknown keys are refused, so a typo in a
 /// config file is an error rather than a silently ignored setting.
@@ -77,6 +79,20 @@ pub struct Config {
     /// the hub (the first goes at start).
     #[serde(default = "default_report_interval")]
     pub report_interval_secs: u64,
+    /// Differential privacy for the reports (see `report::privacy`): the
+    /// privacy loss ε this node may spend on a calendar year of months, a
+    /// twelfth per month, each month released once after it ends. None:
+    /// reports carry exact counts. A positive, finite number.
+    #[serde(default)]
+    pub dp_epsilon_per_year: Option<f64>,
+    /// With privacy on, the CANS actionable items one youth counts for at
+    /// most in a month (default 10): what bounds the noise CANS needs.
+    #[serde(default)]
+    pub dp_cans_items_per_youth: Option<u64>,
+    /// With privacy on, the flexible-fund cents one youth counts for at
+    /// most in a month, over all categories (default 500000, $5,000).
+    #[serde(default)]
+    pub dp_flex_cents_per_youth: Option<u64>,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -134,7 +150,13 @@ const KEYS: &[&str] = &[
     "hub_url",
     "hub_id",
     "report_interval_secs",
+    "dp_epsilon_per_year",
+    "dp_cans_items_per_youth",
+    "dp_flex_cents_per_youth",
 ];
+
+/// Overridable keys whose values are fractions (`WRAPSYNC_DP_EPSILON_PER_YEAR=0.5`).
+const FLOAT_KEYS: &[&str] = &["dp_epsilon_per_year"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -171,6 +193,13 @@ impl Config {
                     .map(|o| toml::Value::String(o.into()))
                     .collect();
                 table.insert(key, toml::Value::Array(origins));
+            } else if FLOAT_KEYS.contains(&key.as_str()) {
+                // A number that is not one stays text, for serde to refuse.
+                let parsed = value
+                    .parse::<f64>()
+                    .map(toml::Value::Float)
+                    .unwrap_or(toml::Value::String(value));
+                table.insert(key, parsed);
             } else if KEYS.contains(&key.as_str()) {
                 // Numbers stay numbers; anything else is a string.
                 let parsed = value
@@ -209,7 +238,57 @@ impl Config {
                 "cors_origins: `{bad}` is not an origin like https://app.example.org"
             )));
         }
-        self.check_hub()
+        self.check_hub()?;
+        self.check_privacy()
+    }
+
+    /// ε must be a positive, finite number, the bounds positive; bounds
+    /// without ε would do nothing, which is refused like any dead setting.
+    fn check_privacy(&self) -> Result<(), ConfigError> {
+        let Some(epsilon) = self.dp_epsilon_per_year else {
+            if self.dp_cans_items_per_youth.is_some() || self.dp_flex_cents_per_youth.is_some() {
+                return Err(ConfigError::Invalid(
+                    "dp_cans_items_per_youth and dp_flex_cents_per_youth need dp_epsilon_per_year"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        };
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(ConfigError::Invalid(format!(
+                "dp_epsilon_per_year must be a positive number, not {epsilon}"
+            )));
+        }
+        if self.dp_cans_items_per_youth == Some(0) {
+            return Err(ConfigError::Invalid(
+                "dp_cans_items_per_youth must be at least 1".into(),
+            ));
+        }
+        match self.dp_flex_cents_per_youth {
+            Some(0) => Err(ConfigError::Invalid(
+                "dp_flex_cents_per_youth must be at least 1".into(),
+            )),
+            Some(cents) if cents > MAX_CENTS => Err(ConfigError::Invalid(format!(
+                "dp_flex_cents_per_youth must be at most {MAX_CENTS} (what a report cell holds)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Differential privacy as configured; `None` when it is off.
+    pub fn privacy(&self) -> Option<Privacy> {
+        let defaults = Bounds::default();
+        self.dp_epsilon_per_year.map(|epsilon_per_year| Privacy {
+            epsilon_per_year,
+            bounds: Bounds {
+                cans_items_per_youth: self
+                    .dp_cans_items_per_youth
+                    .unwrap_or(defaults.cans_items_per_youth),
+                flex_cents_per_youth: self
+                    .dp_flex_cents_per_youth
+                    .unwrap_or(defaults.flex_cents_per_youth),
+            },
+        })
     }
 
     /// A hub needs both its URL and its id; an id alone means nothing.
@@ -335,5 +414,76 @@ mod tests {
         let config =
             Config::load(Some(file.path()), env.into_iter()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.report_interval_secs, 60);
+    }
+
+    #[test]
+    fn privacy_needs_a_positive_epsilon_and_takes_bounds_only_with_it() {
+        let load = |extra: &str, env: &[(&str, &str)]| {
+            let file = write(&format!(
+                "node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\n{extra}"
+            ));
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Config::load(Some(file.path()), env.collect::<Vec<_>>().into_iter())
+        };
+        let off = load("", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.privacy(), None);
+        let on = load("dp_epsilon_per_year = 1.5\n", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            on.privacy(),
+            Some(Privacy {
+                epsilon_per_year: 1.5,
+                bounds: Bounds::default()
+            })
+        );
+        // A whole number is a number too; the bounds override the defaults.
+        let bounded = load(
+            "dp_epsilon_per_year = 2\ndp_cans_items_per_youth = 4\ndp_flex_cents_per_youth = 90000\n",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            bounded.privacy(),
+            Some(Privacy {
+                epsilon_per_year: 2.0,
+                bounds: Bounds {
+                    cans_items_per_youth: 4,
+                    flex_cents_per_youth: 90_000
+                }
+            })
+        );
+        // From the environment, fractions included.
+        let env = load(
+            "",
+            &[
+                ("WRAPSYNC_DP_EPSILON_PER_YEAR", "0.25"),
+                ("WRAPSYNC_DP_CANS_ITEMS_PER_YOUTH", "6"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            env.privacy()
+                .map(|p| (p.epsilon_per_year, p.bounds.cans_items_per_youth)),
+            Some((0.25, 6))
+        );
+        for bad in [
+            "dp_epsilon_per_year = 0.0\n",
+            "dp_epsilon_per_year = -1.0\n",
+            "dp_epsilon_per_year = nan\n",
+            "dp_epsilon_per_year = inf\n",
+            "dp_epsilon_per_year = \"1\"\n",
+            "dp_epsilon_per_year = 1.0\ndp_cans_items_per_youth = 0\n",
+            "dp_epsilon_per_year = 1.0\ndp_flex_cents_per_youth = 0\n",
+            "dp_epsilon_per_year = 1.0\ndp_flex_cents_per_youth = 10000000001\n",
+            "dp_cans_items_per_youth = 5\n",
+            "dp_flex_cents_per_youth = 5\n",
+        ] {
+            assert!(load(bad, &[]).is_err(), "{bad}");
+        }
+        for bad in ["nan", "-0.5", "0", "one"] {
+            assert!(
+                load("", &[("WRAPSYNC_DP_EPSILON_PER_YEAR", bad)]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -57,6 +57,10 @@ pub enum ApiError {
     /// (`Report::validate`): absurd counts, wrong categories, duplicates.
     #[error("report refused: {0}")]
     ReportRefused(String),
+    /// A differentially private release that would spend more of the
+    /// year's privacy budget (`dp_epsilon_per_year`) than is left.
+    #[error("{0}")]
+    PrivacyBudgetSpent(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::RefusedChanges(error) => error.code(),
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
+            ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -114,6 +119,7 @@ impl ApiError {
             ApiError::RefusedChanges(_) => "Changes refused",
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
+            ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -172,7 +178,9 @@ impl ResponseError for ApiError {
             },
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Conflict(_) | ApiError::TransferRefused(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::TransferRefused(_)
+            | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -62,7 +62,10 @@ enum Command {
     },
     /// Make this node's indicator report for one month from the plans homed
     /// here and print it (JSON); with --send, also submit it to the hub
-    /// (`hub_url`) and print the hub's answer.
+    /// (`hub_url`) and print the hub's answer. With `dp_epsilon_per_year`
+    /// set: the month's differentially private release, made (spending
+    /// budget) the first time and the same stored report after; only a
+    /// month that is over.
     Report {
         #[arg(long)]
         config: PathBuf,
@@ -262,8 +265,8 @@ fn run(command: Command) -> Result<(), BoxError> {
     }
 }
 
-/// Makes (and with `send` submits) one month's report, then lets the
-/// writer store the audit row before exiting.
+/// Makes (and with `send` submits) one month's report (its release, with
+/// privacy on), then lets the writer store the audit row before exiting.
 fn report(config: Config, period: Period, send: bool) -> Result<(), BoxError> {
     if send && config.hub_url.is_none() {
         return Err("--send needs hub_url and hub_id in the config".into());
@@ -271,16 +274,14 @@ fn report(config: Config, period: Period, send: bool) -> Result<(), BoxError> {
     let (app, writer_thread) = App::open(config)?;
     let runtime = actix_web::rt::System::new();
     let result = runtime.block_on(async {
-        let reports = wrapsync_server::report::generate(&app, &[period], "cli")
+        let report = wrapsync_server::report::release::report_for(&app, period, "cli")
             .await
             .map_err(|e| wrapsync_server::report::describe(&e))?;
-        for report in &reports {
-            println!("{}", serde_json::to_string_pretty(report)?);
-            if send {
-                let http = app.federation.http_client()?;
-                let answer = wrapsync_server::report::send::submit(&app, &http, report).await?;
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            }
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if send {
+            let http = app.federation.http_client()?;
+            let answer = wrapsync_server::report::send::submit(&app, &http, &report).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Ok::<(), BoxError>(())
     });

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabel {
@@ -31,13 +32,21 @@ pub struct PeerMetrics {
     pub plans_sent: Family<PeerLabel, Counter>,
 }
 
-/// How sending reports to the state hub goes, updated by `report::send`.
+/// A calendar year, for the privacy budget spent on its months.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct YearLabel {
+    pub year: i32,
+}
+
+/// How sending reports to the state hub goes, updated by `report::send`
+/// (and the privacy budget spent, by `report::release`).
 #[derive(Clone, Default)]
 pub struct ReportMetrics {
     pub last_success_seconds: Gauge,
     pub last_failure_seconds: Gauge,
     pub failures: Counter,
     pub cells: Gauge,
+    pub privacy_spent: Family<YearLabel, Gauge<f64, AtomicU64>>,
 }
 
 pub struct Metrics {
@@ -97,6 +106,11 @@ impl Metrics {
             "Cells in the reports last sent to the state hub",
             report.cells.clone(),
         );
+        registry.register(
+            "dp_epsilon_spent",
+            "Privacy loss (epsilon) spent on the released months of a year, out of dp_epsilon_per_year",
+            report.privacy_spent.clone(),
+        );
         Metrics {
             registry,
             plans_cached,
@@ -123,6 +137,11 @@ mod tests {
         let metrics = Metrics::new(&PeerMetrics::default());
         metrics.report.last_success_seconds.set(1_795_000_000);
         metrics.report.failures.inc();
+        metrics
+            .report
+            .privacy_spent
+            .get_or_create(&YearLabel { year: 2026 })
+            .set(0.25);
         let text = metrics.render(3).unwrap_or_else(|e| panic!("{e}"));
         for line in [
             "wrapsync_hub_report_last_success_seconds 1795000000",
@@ -130,6 +149,7 @@ mod tests {
             "wrapsync_hub_report_failures_total 1",
             "wrapsync_hub_report_cells 0",
             "wrapsync_plans_cached 3",
+            "wrapsync_dp_epsilon_spent{year=\"2026\"} 0.25",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in {text}");
         }

@@ -93,7 +93,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     peers,
     peer_cursors,
     peer_plan_heads,
-    plan_transfers
+    plan_transfers,
+    dp_releases
 );
 
 diesel::table! {
@@ -159,6 +160,16 @@ diesel::table! {
         to_node -> Text,
         certificate -> Text,
         state -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dp_releases (period) {
+        period -> Text,
+        year -> Integer,
+        epsilon -> Double,
+        report -> Text,
         created_at -> BigInt,
     }
 }

@@ -12,6 +12,7 @@
 //! held are left out. What each indicator counts is written in
 //! `wrapsync_shared::indicators::DEFINITIONS`; this file follows it.
 
+use super::privacy::Bounds;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use time::{Date, Duration};
@@ -234,14 +235,30 @@ fn within(day: Date, last: Date, days: i64) -> bool {
 #[derive(Debug, Clone)]
 pub struct Tally {
     period: Period,
+    /// What one youth may add, when privacy is on (the noise is scaled to
+    /// it); `None`: every item and cent counts.
+    bounds: Option<Bounds>,
     cells: BTreeMap<(Indicator, AgeBand, Option<Category>), (u64, u64)>,
 }
 
 impl Tally {
+    /// Exact counts: every actionable item and every cent paid.
     pub fn new(period: Period) -> Tally {
         Tally {
             period,
+            bounds: None,
             cells: BTreeMap::new(),
+        }
+    }
+
+    /// Counts for a differentially private release: one youth adds at most
+    /// `bounds.cans_items_per_youth` CANS items (value and base) and
+    /// `bounds.flex_cents_per_youth` cents over all categories, so what one
+    /// youth can change is what `privacy::Sensitivity` says.
+    pub fn bounded(period: Period, bounds: Bounds) -> Tally {
+        Tally {
+            bounds: Some(bounds),
+            ..Tally::new(period)
         }
     }
 
@@ -374,17 +391,25 @@ impl Tally {
         else {
             return;
         };
+        // Bounded: the first items by code, the same ones at every
+        // reassessment, so the rate stays the rate of a fixed set.
+        let most = self.bounds.map_or(usize::MAX, |b| {
+            usize::try_from(b.cans_items_per_youth).unwrap_or(usize::MAX)
+        });
         let (mut actionable, mut resolved) = (0u64, 0u64);
-        for (code, rating) in &first.ratings {
-            if *rating >= 2 && *rating <= 3 {
-                actionable += 1;
-                if reassessment
-                    .ratings
-                    .get(code)
-                    .is_some_and(|r| (0..=1).contains(r))
-                {
-                    resolved += 1;
-                }
+        for (code, _) in first
+            .ratings
+            .iter()
+            .filter(|(_, rating)| (2..=3).contains(*rating))
+            .take(most)
+        {
+            actionable += 1;
+            if reassessment
+                .ratings
+                .get(code)
+                .is_some_and(|r| (0..=1).contains(r))
+            {
+                resolved += 1;
             }
         }
         if actionable > 0 {
@@ -406,6 +431,9 @@ impl Tally {
                 let cents = by_category.entry(payment.category).or_default();
                 *cents = cents.saturating_add(payment.cents);
             }
+        }
+        if let Some(bounds) = self.bounds {
+            clip(&mut by_category, bounds.flex_cents_per_youth);
         }
         for (category, cents) in by_category {
             self.add_to(Indicator::FlexFunds, band, Some(category), cents, 1);
@@ -429,6 +457,20 @@ impl Tally {
                 }
             })
             .collect()
+    }
+}
+
+/// Scales one youth's cents by category down, in proportion, so they add
+/// up to at most `most` (rounded down: never over): the mix of categories
+/// stays what was paid.
+fn clip(by_category: &mut BTreeMap<Category, u64>, most: u64) {
+    let total: u128 = by_category.values().map(|c| u128::from(*c)).sum();
+    if total <= u128::from(most) {
+        return;
+    }
+    for cents in by_category.values_mut() {
+        let scaled = u128::from(*cents) * u128::from(most) / total;
+        *cents = u64::try_from(scaled).unwrap_or(most);
     }
 }
 

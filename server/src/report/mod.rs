@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod privacy;
+pub mod release;
 pub mod send;
 
 use crate::app::App;
@@ -27,8 +28,9 @@ const BATCH: usize = 64;
 /// The audit action of making a report.
 pub const AUDIT_ACTION: &str = "report.generate";
 
-/// Makes this node's reports for `periods`, reading every plan homed here
-/// once for all of them. `trigger` says who asked (`cli`, `schedule`), for
+/// Makes this node's reports for `periods` with exact counts, reading
+/// every plan homed here once for all of them. With differential privacy
+/// on, what is shown or sent goes through [`release::report_for`] instead. `trigger` says who asked (`cli`, `schedule`), for
 /// the audit trail.
 ///
 /// The aggregator reads every plan, and that read is audited like any
@@ -46,7 +48,7 @@ pub async fn generate(
         // No report, so no read (and nothing to audit).
         return Ok(Vec::new());
     }
-    let made = tally(app, periods).await;
+    let made = tally(app, periods, None).await;
     let now = now_ms();
     let records: Vec<AuditRecord> = periods
         .iter()
@@ -74,16 +76,24 @@ pub async fn generate(
     Ok(reports)
 }
 
-/// One pass over the home plans, a [`Tally`] per period.
+/// One pass over the home plans, a [`Tally`] per period (each youth's
+/// contribution bounded by `bounds`, if given).
 async fn tally(
     app: &App,
     periods: &[Period],
+    bounds: Option<privacy::Bounds>,
 ) -> Result<(Vec<Report>, crate::plans::BatchRead), ApiError> {
     let me = app.config.node_id.clone();
     let ids = app
         .blocking(move |conn| stored::home_plan_ids(conn, &me))
         .await?;
-    let mut tallies: Vec<Tally> = periods.iter().map(|p| Tally::new(*p)).collect();
+    let mut tallies: Vec<Tally> = periods
+        .iter()
+        .map(|p| match bounds {
+            Some(bounds) => Tally::bounded(*p, bounds),
+            None => Tally::new(*p),
+        })
+        .collect();
     let mut total = crate::plans::BatchRead::default();
     for batch in ids.chunks(BATCH) {
         let read = app

@@ -11,15 +11,26 @@
 //! fresh draws can wash the noise out. The hub then suppresses on the
 //! noisy counts, as on any.
 //!
-//! The price is accuracy: with ε = 1 a year, a month's counts carry noise of
-//! a standard deviation in the hundreds (see [`Sensitivity`]), which swamps
-//! a county's figures and only averages out statewide over many nodes. It
-//! is off by default and meant for states that accept that trade.
+//! The price is accuracy: with ε = 1 a year, a month's count cells carry
+//! noise of a standard deviation about 1,040 (see [`Sensitivity`]), which
+//! swamps a county's figures; a statewide sum over N nodes carries √N times
+//! that, and N times the upward bias of clamping small cells at zero. It
+//! is off by default and meant for states that accept that trade (the
+//! README has the figures).
 
 use rand::Rng;
 use wrapsync_shared::indicators::{
     AgeBand, Category, Cell, Measure, Report, Unit, DEFINITIONS, MAX_CENTS, MAX_COUNT,
 };
+
+/// Differential privacy as a node is configured for it
+/// (`dp_epsilon_per_year` and the bounds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Privacy {
+    /// The privacy loss the node may spend on one calendar year's months.
+    pub epsilon_per_year: f64,
+    pub bounds: Bounds,
+}
 
 /// How much one youth may add to a report, as the aggregator enforces when
 /// privacy is on: without a bound, one family's payments or one long CANS
@@ -176,6 +187,17 @@ pub fn monthly_epsilon(epsilon_per_year: f64) -> f64 {
     epsilon_per_year / 12.0
 }
 
+/// Relative slack in budget sums: twelve twelfths of a budget may add up
+/// to a hair over it in floating point, and the twelfth month must fit.
+const BUDGET_SLACK: f64 = 1e-9;
+
+/// What is left of a year's `budget` after `spent` and a release spending
+/// `epsilon`, or `None` if that release does not fit: the budget is spent.
+pub fn left_after(budget: f64, spent: f64, epsilon: f64) -> Option<f64> {
+    let after = spent + epsilon;
+    (after <= budget * (1.0 + BUDGET_SLACK)).then(|| (budget - after).max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +226,50 @@ mod tests {
             "{variance} vs {expected}"
         );
         assert!(samples.iter().any(|s| *s < 0) && samples.iter().any(|s| *s > 0));
+    }
+
+    #[test]
+    fn a_yearly_budget_pays_for_twelve_months_and_no_more() {
+        for budget in [1.0, 0.1, 3.0, 0.7, 1e-6, 1234.5] {
+            let month = monthly_epsilon(budget);
+            let mut spent = 0.0;
+            for _ in 0..12 {
+                let left = left_after(budget, spent, month);
+                assert!(left.is_some(), "{budget}: {spent} spent");
+                spent += month;
+            }
+            assert_eq!(left_after(budget, spent, month), None, "{budget}");
+            assert!(left_after(budget, spent, 0.0).is_some_and(|l| l < month * 1e-6));
+        }
+        // What is left, after one month of a budget of 1.2.
+        let left = left_after(1.2, 0.0, monthly_epsilon(1.2)).unwrap_or(-1.0);
+        assert!((left - 1.1).abs() < 1e-12, "{left}");
+    }
+
+    #[test]
+    fn a_budget_lowered_during_the_year_refuses_once_what_was_spent_reaches_it() {
+        // A month released under 1 a year spent 1/12; lowered to 0.09, the
+        // next month (0.0075) would pass it, lowered to 0.1 it fits.
+        let spent = monthly_epsilon(1.0);
+        assert_eq!(left_after(0.09, spent, monthly_epsilon(0.09)), None);
+        assert!(left_after(0.1, spent, monthly_epsilon(0.1)).is_some());
+        // Already over a lowered budget: nothing fits, not even a little.
+        assert_eq!(left_after(0.05, spent, 1e-12), None);
+    }
+
+    #[test]
+    fn the_default_bounds_give_the_sensitivity_the_readme_states() {
+        let s = Sensitivity::of(&Bounds::default());
+        assert_eq!((s.counts, s.cents), (55.0, 500_000.0));
+        // ε = 1 a year: a month spends 1/12, 90 % of it on counts; the
+        // discrete Laplace variance is 2q / (1 - q)^2, q = exp(-1/scale).
+        let scale = s.counts / (monthly_epsilon(1.0) * (1.0 - CENTS_SHARE));
+        let q = (-1.0 / scale).exp();
+        let sd = (2.0 * q).sqrt() / (1.0 - q);
+        assert!((scale - 733.3).abs() < 0.1, "{scale}");
+        assert!((sd - 1037.0).abs() < 1.0, "{sd}");
+        let cents_scale = s.cents / (monthly_epsilon(1.0) * CENTS_SHARE);
+        assert!((cents_scale - 60_000_000.0).abs() < 1.0, "{cents_scale}");
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! back-off and jitter, capped. Nothing is queued: each pass makes the
 //! reports afresh from the plans, and a later report replaces an earlier
 //! one at the hub, so a pass that never went loses nothing.
+//!
+//! With differential privacy on, a pass sends last month's release only
+//! (made by the first pass that needs it, the same stored report after;
+//! see [`super::release`]): this month is not over, so it is not released.
 
+use super::release::release;
 use super::{describe, generate, period_at};
 use crate::app::App;
 use crate::db::now_ms;
@@ -115,13 +120,19 @@ pub async fn run(app: actix_web::web::Data<App>) {
     }
 }
 
-/// Makes and sends last month's and this month's reports; answers how many
-/// cells went.
+/// Makes and sends last month's and this month's reports (with privacy
+/// on, last month's release only); answers how many cells went.
 async fn pass(app: &App, http: &reqwest::Client) -> Result<usize, String> {
-    let this = period_at(now_ms()).ok_or("the clock is outside the years a period spans")?;
-    let reports = generate(app, &[this.previous(), this], "schedule")
-        .await
-        .map_err(|e| describe(&e))?;
+    let now = now_ms();
+    let this = period_at(now).ok_or("the clock is outside the years a period spans")?;
+    let reports = match app.config.privacy() {
+        Some(privacy) => vec![release(app, &privacy, this.previous(), "schedule", now)
+            .await
+            .map_err(|e| describe(&e))?],
+        None => generate(app, &[this.previous(), this], "schedule")
+            .await
+            .map_err(|e| describe(&e))?,
+    };
     // Each goes whether or not the other did; the pass fails if one did not.
     let mut cells = 0;
     let mut failed = Vec::new();

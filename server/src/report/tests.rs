@@ -18,7 +18,7 @@ fn open(test: &TestDb, dir: &std::path::Path) -> (App, std::thread::JoinHandle<(
 }
 
 /// A node `county-a` on `test`'s database, with more config from `extra`.
-fn open_with(
+pub(super) fn open_with(
     test: &TestDb,
     dir: &std::path::Path,
     extra: &[(&str, &str)],
@@ -42,7 +42,7 @@ fn open_with(
     App::open(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,7 +55,7 @@ fn ops(value: serde_json::Value) -> Vec<Op> {
 
 /// Starts a plan enrolled on `enrolled` for a youth with a distinctive
 /// name; answers its id.
-async fn plan(app: &App, actor: &Actor, enrolled: &str, name: &str) -> String {
+pub(super) async fn plan(app: &App, actor: &Actor, enrolled: &str, name: &str) -> String {
     let view = app
         .plans
         .create(
@@ -89,7 +89,7 @@ async fn plan(app: &App, actor: &Actor, enrolled: &str, name: &str) -> String {
     view.id.clone()
 }
 
-fn served(report: &Report) -> u64 {
+pub(super) fn served(report: &Report) -> u64 {
     report
         .cells
         .iter()
@@ -222,14 +222,14 @@ fn the_month_is_taken_in_utc() {
 /// signature as a hub would (the node as a known peer, the hub as the
 /// audience), takes a valid `Report` and answers JSON, and refuses a
 /// report for the month `refused` with a problem.
-struct FakeHub {
-    verifier: crate::federation::Verifier,
-    peers: crate::federation::Peers,
-    taken: parking_lot::Mutex<Vec<Report>>,
-    refused: std::sync::atomic::AtomicU8,
+pub(super) struct FakeHub {
+    pub(super) verifier: crate::federation::Verifier,
+    pub(super) peers: crate::federation::Peers,
+    pub(super) taken: parking_lot::Mutex<Vec<Report>>,
+    pub(super) refused: std::sync::atomic::AtomicU8,
 }
 
-async fn hub_take(
+pub(super) async fn hub_take(
     req: actix_web::HttpRequest,
     body: actix_web::web::Bytes,
     hub: actix_web::web::Data<FakeHub>,

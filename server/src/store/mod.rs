@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod consent;
+pub mod dp_releases;
 pub mod peers;
 pub mod plans;
 #[cfg(test)]

@@ -145,6 +145,10 @@ fn migrations_create_every_column_diesel_knows() {
             .select(peer_cursors::all_columns)
             .load::<(String, i64, i64)>(&mut conn)
             .unwrap_or_else(|e| panic!("{e}"));
+        dp_releases::table
+            .select(dp_releases::all_columns)
+            .load::<(String, i32, f64, String, i64)>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
         // Migrating twice is a no-op.
         db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -791,3 +791,211 @@ fn a_tally_per_period_matches_aggregate() {
     assert_eq!(b.cells(), run(&plans));
     assert_ne!(a.cells(), b.cells());
 }
+
+// Contribution bounds (differential privacy on).
+
+fn bounded(plans: &[Value], bounds: Bounds) -> Vec<Cell> {
+    let mut tally = Tally::bounded(nov(), bounds);
+    for plan in plans {
+        tally.add(&Youth::from_plan(plan));
+    }
+    tally.cells()
+}
+
+const BOUNDS: Bounds = Bounds {
+    cans_items_per_youth: 3,
+    flex_cents_per_youth: 100_000,
+};
+
+#[test]
+fn bounded_a_youth_counts_at_most_so_many_cans_items_the_same_ones_each_time() {
+    // Five actionable items (codes a..e), then a, c and e resolved; the
+    // 1-rated item is not actionable and takes no place.
+    let plans = [with(
+        enrolled(),
+        "cans",
+        json!([
+            cans(
+                "x",
+                "2026-02-01",
+                Some("final"),
+                json!({"a": 3, "b": 2, "c": 2, "d": 3, "e": 2, "aa": 1})
+            ),
+            cans(
+                "y",
+                "2026-11-10",
+                Some("final"),
+                json!({"a": 0, "b": 2, "c": 1, "d": 3, "e": 0, "aa": 0})
+            ),
+        ]),
+    )];
+    assert_eq!(
+        cell(&run(&plans), Indicator::CansNeedsResolved, TEEN, None),
+        Some((3, Some(5)))
+    );
+    // Bounded: the first three by code (a, b, c), of which a and c resolved.
+    assert_eq!(
+        cell(
+            &bounded(&plans, BOUNDS),
+            Indicator::CansNeedsResolved,
+            TEEN,
+            None
+        ),
+        Some((2, Some(3)))
+    );
+    // A youth under the bound counts whole.
+    let few = Bounds {
+        cans_items_per_youth: 5,
+        ..BOUNDS
+    };
+    assert_eq!(
+        cell(
+            &bounded(&plans, few),
+            Indicator::CansNeedsResolved,
+            TEEN,
+            None
+        ),
+        Some((3, Some(5)))
+    );
+}
+
+#[test]
+fn bounded_a_youths_flexible_funds_are_scaled_to_the_bound_over_all_categories() {
+    let plans = [
+        // 1,500.00 paid: scaled by 2/3, the mix of categories kept.
+        with(
+            enrolled(),
+            "strategies",
+            json!([
+                flex("housing", 90_000, "paid", Some("2026-11-01")),
+                flex("housing", 30_000, "paid", Some("2026-11-20")),
+                flex("respite", 30_000, "paid", Some("2026-11-15")),
+            ]),
+        ),
+        // Under the bound: whole.
+        with(
+            enrolled(),
+            "strategies",
+            json!([flex("housing", 40_000, "paid", Some("2026-11-05"))]),
+        ),
+        // Three categories in thirds: rounded down, never over the bound.
+        with(
+            enrolled(),
+            "strategies",
+            json!([
+                flex("utilities", 100_000, "paid", Some("2026-11-02")),
+                flex("health", 100_000, "paid", Some("2026-11-02")),
+                flex("education", 100_000, "paid", Some("2026-11-02")),
+            ]),
+        ),
+    ];
+    let plain = run(&plans);
+    assert_eq!(
+        cell(&plain, Indicator::FlexFunds, TEEN, Some(Category::Housing)),
+        Some((160_000, Some(2)))
+    );
+    let cells = bounded(&plans, BOUNDS);
+    let flex = |c| cell(&cells, Indicator::FlexFunds, TEEN, Some(c));
+    assert_eq!(flex(Category::Housing), Some((80_000 + 40_000, Some(2))));
+    assert_eq!(flex(Category::Respite), Some((20_000, Some(1))));
+    for c in [Category::Utilities, Category::Health, Category::Education] {
+        assert_eq!(flex(c), Some((33_333, Some(1))), "{c:?}");
+    }
+}
+
+#[test]
+fn bounds_change_nothing_else() {
+    let plans: Vec<Value> = (0..12).map(identifying_plan).collect();
+    let plain = run(&plans);
+    let cells = bounded(&plans, Bounds::default());
+    assert_eq!(plain, cells);
+}
+
+/// A youth in as many cells as one youth can be: discharged in the month
+/// (or still enrolled at its end), many statuses, a long CANS, payments
+/// in every category, big ones.
+fn heavy(discharged: Option<&str>) -> Value {
+    let mut plan = plan(Some("2014-05-01"), Some("2026-10-20"), discharged);
+    plan["enrollment"]["discharge_reason"] = json!("placed");
+    plan["enrollment"]["plan_adopted_on"] = json!("2026-11-01");
+    plan["crisis_plan"]["reviewed_on"] = json!("2026-11-10");
+    plan["team"] =
+        json!([{"id": "t", "name": "Gran", "role": "natural_support", "status": "active"}]);
+    plan["meetings"] = json!([{"id": "m", "held_on": "2026-11-09", "status": "held"}]);
+    let worst = json!({"living": "residential", "school_days_missed_30d": 9, "arrests_30d": 2, "psych_admissions_180d": 1});
+    plan["status"] = json!([
+        status("s1", "2026-10-20", worst.clone()),
+        status("s2", "2026-11-05", worst.clone()),
+        status(
+            "s3",
+            "2026-11-08",
+            json!({"living": "home", "school_days_missed_30d": 0})
+        ),
+    ]);
+    let first: serde_json::Map<String, Value> =
+        (0..40).map(|i| (format!("item{i:02}"), json!(3))).collect();
+    let later: serde_json::Map<String, Value> =
+        (0..40).map(|i| (format!("item{i:02}"), json!(0))).collect();
+    plan["cans"] = json!([
+        cans("c1", "2026-10-21", Some("final"), Value::Object(first)),
+        cans("c2", "2026-11-07", Some("final"), Value::Object(later)),
+    ]);
+    plan["strategies"] = Value::Array(
+        wrapsync_shared::indicators::FLEX_CATEGORIES
+            .iter()
+            .map(|c| {
+                let name = serde_json::to_value(c).unwrap_or_else(|e| panic!("{e}"));
+                let name = name.as_str().unwrap_or_else(|| panic!("{c:?}"));
+                flex(name, 7_654_321, "paid", Some("2026-11-06"))
+            })
+            .collect(),
+    );
+    plan
+}
+
+/// L1 distance of two sets of cells, apart for counts and cents (as
+/// `privacy::Sensitivity` has it).
+fn distance(a: &[Cell], b: &[Cell]) -> (u64, u64) {
+    let key = |c: &Cell| (c.indicator, c.age_band, c.category);
+    let keys: std::collections::BTreeSet<_> = a.iter().chain(b).map(key).collect();
+    let find = |cells: &[Cell], k| {
+        cells
+            .iter()
+            .find(|c| key(c) == k)
+            .map_or((0, 0), |c| (c.value, c.base.unwrap_or(0)))
+    };
+    let (mut counts, mut cents) = (0, 0);
+    for k in keys {
+        let ((va, ba), (vb, bb)) = (find(a, k), find(b, k));
+        counts += ba.abs_diff(bb);
+        if k.0.definition().unit == wrapsync_shared::indicators::Unit::Cents {
+            cents += va.abs_diff(vb);
+        } else {
+            counts += va.abs_diff(vb);
+        }
+    }
+    (counts, cents)
+}
+
+#[test]
+fn bounded_one_youth_changes_a_report_by_no_more_than_the_sensitivity() {
+    let others: Vec<Value> = (0..6).map(identifying_plan).collect();
+    let sensitivity = super::super::privacy::Sensitivity::of(&Bounds::default());
+    for youth in [heavy(None), heavy(Some("2026-11-20"))] {
+        let with_youth: Vec<Value> = others.iter().cloned().chain([youth.clone()]).collect();
+        let (counts, cents) = distance(
+            &bounded(&others, Bounds::default()),
+            &bounded(&with_youth, Bounds::default()),
+        );
+        assert!(counts > 15, "the youth is in many cells: {counts}");
+        assert!(counts as f64 <= sensitivity.counts, "{counts}");
+        // Clipped to the bound, rounded down in each of nine categories.
+        assert!(
+            cents as f64 <= sensitivity.cents && cents as f64 > sensitivity.cents - 9.0,
+            "{cents}"
+        );
+        // Unbounded, the same youth moves the report far more.
+        let (counts, cents) = distance(&run(&others), &run(&with_youth));
+        assert!(counts as f64 > sensitivity.counts || cents as f64 > sensitivity.cents);
+    }
+}

@@ -1,0 +1,3 @@
+DROP TRIGGER dp_releases_no_delete;
+DROP TRIGGER dp_releases_no_update;
+DROP TABLE dp_releases;
