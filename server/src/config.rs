@@ -75,6 +75,11 @@ pub struct Config {
     /// with `hub_url`.
     #[serde(default)]
     pub hub_id: Option<String>,
+    /// Where peers reach this node (`https://county-a.example.org`). With
+    /// `hub_url`, the node registers it in the hub's directory at start,
+    /// where other nodes find it (`wrapsync peer add --from-hub`).
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Seconds between sending this month's and last month's reports to
     /// the hub (the first goes at start).
     #[serde(default = "default_report_interval")]
@@ -148,6 +153,7 @@ const KEYS: &[&str] = &[
     "transfer_keeps_copy",
     "federation_ca_file",
     "hub_url",
+    "public_url",
     "hub_id",
     "report_interval_secs",
     "dp_epsilon_per_year",
@@ -293,6 +299,13 @@ impl Config {
 
     /// A hub needs both its URL and its id; an id alone means nothing.
     fn check_hub(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "public_url: `{url}` must be http(s)://…"
+                )));
+            }
+        }
         match (&self.hub_url, &self.hub_id) {
             (None, None) => Ok(()),
             (Some(url), Some(id)) => {

@@ -88,17 +88,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PeerCommand {
-    /// Add a peer, or replace one's URL or key.
+    /// Add a peer, or replace one's URL or key: given here, or (with
+    /// --from-hub) as the hub's node directory lists it.
     Add {
         #[arg(long)]
         config: PathBuf,
         #[arg(long)]
         id: String,
-        #[arg(long)]
-        url: String,
+        #[arg(long, required_unless_present = "from_hub")]
+        url: Option<String>,
         /// Its public key, from its `GET /federation/v1/identity`.
-        #[arg(long)]
-        public_key: String,
+        #[arg(long, required_unless_present = "from_hub")]
+        public_key: Option<String>,
+        /// Take its URL and key from the directory of the hub this node
+        /// reports to (`hub_url`): trust the hub, over HTTPS, to vouch.
+        #[arg(long, conflicts_with_all = ["url", "public_key"])]
+        from_hub: bool,
     },
     /// List every peer (config file and added).
     List {
@@ -129,6 +134,35 @@ enum UserCommand {
         #[arg(long, env = "WRAPSYNC_PASSWORD", hide_env_values = true)]
         password: String,
     },
+}
+
+/// Peer `id` as the hub's directory lists it (`GET {hub_url}/hub/v1/nodes`).
+fn from_directory(config: &wrapsync_server::config::Config, id: &str) -> Result<Peer, BoxError> {
+    let hub_url = config
+        .hub_url
+        .as_deref()
+        .ok_or("--from-hub needs hub_url in the config")?;
+    let http = wrapsync_server::federation::Federation::blocking_client(config)?;
+    let url = format!(
+        "{}{}",
+        hub_url.trim_end_matches('/'),
+        wrapsync_shared::hub::NODES_PATH
+    );
+    let directory: wrapsync_shared::hub::Directory =
+        http.get(&url).send()?.error_for_status()?.json()?;
+    let entry = directory
+        .nodes
+        .into_iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| format!("the hub's directory has no node {id}"))?;
+    let url = entry
+        .url
+        .ok_or_else(|| format!("{id} has not registered its URL with the hub yet"))?;
+    Ok(Peer {
+        id: entry.id,
+        url,
+        public_key: entry.public_key,
+    })
 }
 
 fn main() -> ExitCode {
@@ -222,15 +256,20 @@ fn run(command: Command) -> Result<(), BoxError> {
                     id,
                     url,
                     public_key,
+                    from_hub,
                     ..
                 } => {
                     if configured(&id) || id == config.node_id {
                         return Err(format!("{id} is this node or in its config file").into());
                     }
-                    let peer = Peer {
-                        id,
-                        url,
-                        public_key,
+                    let peer = match (from_hub, url, public_key) {
+                        (true, _, _) => from_directory(&config, &id)?,
+                        (false, Some(url), Some(public_key)) => Peer {
+                            id,
+                            url,
+                            public_key,
+                        },
+                        _ => return Err("give --url and --public-key, or --from-hub".into()),
                     };
                     Peers::new(std::slice::from_ref(&peer))?;
                     wrapsync_server::store::peers::put(&mut conn, &peer, db::now_ms())?;

@@ -29,24 +29,38 @@ pub struct Federation {
     roots: Vec<reqwest::Certificate>,
 }
 
+/// The authorities in `federation_ca_file`, besides the web PKI's.
+fn roots(config: &Config) -> Result<Vec<reqwest::Certificate>, String> {
+    let Some(path) = &config.federation_ca_file else {
+        return Ok(Vec::new());
+    };
+    std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+        .map_err(|e| format!("federation_ca_file {}: {e}", path.display()))
+}
+
 impl Federation {
+    /// A blocking client trusting what [`Federation::http_client`] trusts,
+    /// for the command line.
+    pub fn blocking_client(config: &Config) -> Result<reqwest::blocking::Client, String> {
+        roots(config)?
+            .into_iter()
+            .fold(reqwest::blocking::Client::builder(), |builder, root| {
+                builder.add_root_certificate(root)
+            })
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
     /// Loads the node key from `data_dir` (making it on first start) and
     /// the peers of the config file and of `stored` (added at run time).
     pub fn open(config: &Config, stored: Vec<Peer>) -> Result<Federation, StoreError> {
         let key = NodeKey::load_or_create(&config.data_dir.join(identity::KEY_FILE))
             .map_err(|e| StoreError::Connection(e.to_string()))?;
         let key = Arc::new(key);
-        let roots = match &config.federation_ca_file {
-            Some(path) => std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
-                })
-                .map_err(|e| {
-                    StoreError::Connection(format!("federation_ca_file {}: {e}", path.display()))
-                })?,
-            None => Vec::new(),
-        };
+        let roots = roots(config).map_err(StoreError::Connection)?;
         let federation = Federation {
             signer: RequestSigner::new(config.node_id.clone(), key.clone()),
             verifier: Verifier::new(config.node_id.clone(), now_ms() / 1000),

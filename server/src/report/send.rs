@@ -22,6 +22,7 @@ use crate::federation::outbound::describe as describe_http;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wrapsync_shared::api::Problem;
+use wrapsync_shared::hub::{NodeRegistration, NODES_PATH};
 use wrapsync_shared::indicators::Report;
 
 /// Where the hub takes reports (and what the signature names).
@@ -38,19 +39,30 @@ pub async fn submit(
     http: &reqwest::Client,
     report: &Report,
 ) -> Result<serde_json::Value, String> {
+    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+    post_signed(app, http, REPORTS_PATH, body).await
+}
+
+/// Signs `body` for the hub and posts it to `path`; answers the hub's JSON
+/// answer, or why it was refused.
+async fn post_signed(
+    app: &App,
+    http: &reqwest::Client,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, String> {
     let (Some(hub_url), Some(hub_id)) = (&app.config.hub_url, &app.config.hub_id) else {
         return Err("no hub_url and hub_id are configured".into());
     };
-    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
     let authorization = app.federation.signer.sign(
         hub_id,
         "POST",
-        REPORTS_PATH,
+        path,
         &body,
         BTreeMap::new(),
         now_ms() / 1000,
     )?;
-    let url = format!("{}{REPORTS_PATH}", hub_url.trim_end_matches('/'));
+    let url = format!("{}{path}", hub_url.trim_end_matches('/'));
     let response = http
         .post(&url)
         .header("authorization", authorization)
@@ -76,6 +88,19 @@ pub async fn submit(
     Err(format!("the hub answered {}: {why}", status.as_u16()))
 }
 
+/// Registers `public_url` in the hub's directory (`POST /hub/v1/nodes`,
+/// signed), so other nodes can find this one.
+pub async fn register(app: &App, http: &reqwest::Client) -> Result<(), String> {
+    let Some(public_url) = &app.config.public_url else {
+        return Ok(());
+    };
+    let body = serde_json::to_vec(&NodeRegistration {
+        url: public_url.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    post_signed(app, http, NODES_PATH, body).await.map(|_| ())
+}
+
 /// Runs until the node stops; returns at once when no hub is configured.
 pub async fn run(app: actix_web::web::Data<App>) {
     if app.config.hub_url.is_none() {
@@ -90,7 +115,16 @@ pub async fn run(app: actix_web::web::Data<App>) {
     let interval = Duration::from_secs(app.config.report_interval_secs.max(1));
     let mut stopping = app.plans.stopping();
     let mut failures = 0u32;
+    let mut registered = app.config.public_url.is_none();
     loop {
+        if !registered {
+            match register(&app, &http).await {
+                Ok(()) => registered = true,
+                Err(error) => {
+                    tracing::warn!(%error, "hub directory: not registered; retried with the next pass")
+                }
+            }
+        }
         let passed = tokio::select! {
             passed = pass(&app, &http) => passed,
             _ = stopping.wait_for(|stop| *stop) => return,
