@@ -173,6 +173,23 @@ impl TestHub {
         Ok(())
     }
 
+    /// Keeps only the nodes `ids` enrolled in the config file and restarts
+    /// the hub on the same data (the state office withdrew the others).
+    #[track_caller]
+    pub fn enroll_only(&mut self, ids: &[&str]) {
+        let text = fs::read_to_string(&self.config_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        if let Some(toml::Value::Array(nodes)) = config.get_mut("nodes") {
+            nodes.retain(|n| {
+                n.get("id")
+                    .and_then(|id| id.as_str())
+                    .is_some_and(|id| ids.contains(&id))
+            });
+        }
+        fs::write(&self.config_path, config.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        self.restart();
+    }
+
     /// SIGKILL, then start again on the same data.
     #[track_caller]
     pub fn restart(&mut self) {

@@ -375,3 +375,29 @@ fn only_enrolled_nodes_submit_and_only_reports_are_taken_sqlite() {
 fn only_enrolled_nodes_submit_and_only_reports_are_taken_postgres() {
     only_enrolled_nodes_submit_and_only_reports_are_taken(Backend::Postgres);
 }
+
+/// A community the state office withdraws is no longer published; its
+/// reports stay, should it be enrolled again.
+#[test]
+fn a_withdrawn_node_is_no_longer_published() {
+    let nodes = nodes();
+    let mut hub = TestHub::spawn(Backend::Sqlite, &[&nodes[0], &nodes[1], &nodes[2]]);
+    for (i, report) in submissions() {
+        submit(&hub, &nodes[i], &report);
+    }
+    assert_eq!(release(&hub).nodes, ["county-a", "county-b", "county-c"]);
+    hub.enroll_only(&["county-a", "county-b"]);
+    let published = release(&hub);
+    assert_eq!(published.nodes, ["county-a", "county-b"]);
+    assert!(published
+        .indicators
+        .iter()
+        .all(|i| i.communities.iter().all(|c| c.node != "county-c")));
+    // It can no longer submit either.
+    let refused = hub.post_signed(
+        Some(&nodes[2]),
+        REPORTS,
+        &body(&report(9, [1, 1, 1], [1, 1, 1])),
+    );
+    assert_eq!(refused.status, 401);
+}

@@ -120,11 +120,19 @@ impl Hub {
             }
         }
         let vocabulary = wrapsync_shared::indicators::VOCABULARY_VERSION;
+        let enrolled: Vec<String> = self.config.nodes.iter().map(|n| n.id.clone()).collect();
         let publication = self
             .writing(move |conn| {
                 store::release(conn, period, vocabulary, |reports, earlier| {
+                    // A node the state office no longer enrolls is no longer
+                    // published (its reports stay, should it return).
+                    let reports: Vec<_> = reports
+                        .iter()
+                        .filter(|(node, _)| enrolled.iter().any(|id| id == node))
+                        .cloned()
+                        .collect();
                     let ledger = publish::Ledger::from_entries(earlier.iter().cloned());
-                    publish::publish(period, vocabulary, reports, &ledger)
+                    publish::publish(period, vocabulary, &reports, &ledger)
                 })
             })
             .await?;
