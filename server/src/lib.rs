@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod fuzz;
 pub mod hub;
 pub mod metrics;
 pub mod plans;

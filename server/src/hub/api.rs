@@ -100,7 +100,7 @@ fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiErr
 /// The report in a body: a JSON object of exactly the report's shape
 /// (`400 invalid-report` otherwise), that keeps the report rules (`422
 /// report-refused` otherwise).
-fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
+pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     if !value.is_object() {

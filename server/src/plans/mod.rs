@@ -8,7 +8,7 @@ mod bulk;
 mod consent;
 #[cfg(test)]
 mod sim;
-mod sync;
+pub(crate) mod sync;
 mod transfer;
 mod view;
 

@@ -21,7 +21,7 @@ use wrapsync_shared::plan::PlanError;
 
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
-fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
     // The size is capped by `max_sync_bytes` before the bytes arrive here.
     if bytes.is_empty() {
         return Err(ApiError::MalformedSync("empty sync message".into()));
@@ -34,7 +34,7 @@ fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
 }
 
 /// Loads a whole saved document; like `decode`, never panics on bad bytes.
-pub(super) fn load_document(bytes: &[u8]) -> Result<Automerge, ApiError> {
+pub(crate) fn load_document(bytes: &[u8]) -> Result<Automerge, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::MalformedDocument("empty document".into()));
     }

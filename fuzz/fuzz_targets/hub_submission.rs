@@ -1,0 +1,9 @@
+#![no_main]
+//! See `wrapsync_server::fuzz::hub_submission`.
+
+libfuzzer_sys::fuzz_target!(
+    init: wrapsync_server::fuzz::quiet_caught_panics(),
+    |data: &[u8]| {
+        wrapsync_server::fuzz::hub_submission(data);
+    }
+);
