@@ -12,6 +12,7 @@ pub mod error;
 pub mod federation;
 pub mod hub;
 pub mod metrics;
+pub mod observe;
 pub mod plans;
 pub mod report;
 pub mod store;
