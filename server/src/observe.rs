@@ -64,7 +64,9 @@ where
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = method_label(req.method());
-    let span = tracing::info_span!("request", request_id = %id);
+    // At error level the span is on whenever any line is logged, so a
+    // warning still carries the request id under `WRAPSYNC_LOG=warn`.
+    let span = tracing::error_span!("request", request_id = %id);
     let fut = span.in_scope(|| srv.call(req));
     let metrics = metrics.clone();
     async move {
