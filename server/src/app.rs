@@ -123,11 +123,12 @@ pub async fn serve(
     let data = app.clone();
     let origins = app.config.cors_origins.clone();
     let server = HttpServer::new(move || {
+        let http = data.metrics.http.clone();
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(cors(&origins))
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(api::request_id_middleware)
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
             .configure(api::routes)
     })
     .workers(workers)
@@ -169,8 +170,14 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::IF_MATCH,
             header::HeaderName::from_static("last-event-id"),
             header::HeaderName::from_static("device-id"),
+            header::HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
         .max_age(600)
         // Answer other origins without CORS headers (the browser blocks
         // them) rather than with an error: same-origin pages send `Origin`

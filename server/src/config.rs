@@ -98,6 +98,9 @@ pub struct Config {
     /// most in a month, over all categories (default 500000, $5,000).
     #[serde(default)]
     pub dp_flex_cents_per_youth: Option<u64>,
+    /// `text` (default) or `json` log lines on stderr.
+    #[serde(default)]
+    pub log_format: crate::observe::LogFormat,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -147,6 +150,7 @@ const KEYS: &[&str] = &[
     "max_sync_bytes",
     "cache_plans",
     "workers",
+    "log_format",
     "compact_after_chunks",
     "cors_origins",
     "federation_interval_secs",
@@ -395,6 +399,18 @@ mod tests {
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
         let file = write("node_id = \"bad id!\"\ndata_dir = \"/tmp/x\"\n");
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
+    }
+
+    #[test]
+    fn logs_are_text_unless_json_is_asked_for() {
+        let file = write("node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\n");
+        let load = |env: Vec<(String, String)>| Config::load(Some(file.path()), env.into_iter());
+        let text = load(vec![]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text.log_format, crate::observe::LogFormat::Text);
+        let json = load(vec![("WRAPSYNC_LOG_FORMAT".into(), "json".into())]);
+        let json = json.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json.log_format, crate::observe::LogFormat::Json);
+        assert!(load(vec![("WRAPSYNC_LOG_FORMAT".into(), "xml".into())]).is_err());
     }
 
     #[test]

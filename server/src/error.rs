@@ -61,6 +61,9 @@ pub enum ApiError {
     /// year's privacy budget (`dp_epsilon_per_year`) than is left.
     #[error("{0}")]
     PrivacyBudgetSpent(String),
+    /// The database did not answer a trivial query in time (`/readyz`).
+    #[error("the database is not answering")]
+    NotReady,
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
+            ApiError::NotReady => "not-ready",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
+            ApiError::NotReady => "Not ready",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -137,7 +142,7 @@ impl ApiError {
                 error: PlanError::Forbidden(_),
                 ..
             } => "denied",
-            ApiError::Internal(_) => "error",
+            ApiError::Internal(_) | ApiError::NotReady => "error",
             _ => "refused",
         }
     }
@@ -184,6 +189,7 @@ impl ResponseError for ApiError {
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

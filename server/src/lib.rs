@@ -13,6 +13,7 @@ pub mod federation;
 pub mod fuzz;
 pub mod hub;
 pub mod metrics;
+pub mod observe;
 pub mod plans;
 pub mod report;
 pub mod store;

@@ -9,6 +9,7 @@ use wrapsync_server::config::Config;
 use wrapsync_server::db::{self, Backend};
 use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
+use wrapsync_server::observe::{init_logging, LogFormat};
 use wrapsync_server::users::add_user;
 use wrapsync_shared::indicators::Period;
 use wrapsync_shared::roles::Role;
@@ -166,13 +167,6 @@ fn from_directory(config: &wrapsync_server::config::Config, id: &str) -> Result<
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WRAPSYNC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -193,12 +187,25 @@ fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Node { config } => {
             let config = load_config(&config)?;
+            init_logging(config.log_format);
             serve(config)
         }
         Command::Hub { config } => {
             let config = wrapsync_server::hub::HubConfig::load(Some(&config), std::env::vars())?;
+            init_logging(config.log_format);
             serve_hub(config)
         }
+        other => {
+            init_logging(LogFormat::Text);
+            run_tool(other)
+        }
+    }
+}
+
+/// The commands that do one thing and exit.
+fn run_tool(command: Command) -> Result<(), BoxError> {
+    match command {
+        Command::Node { .. } | Command::Hub { .. } => Err("not a tool command".into()),
         Command::Migrate { config } => {
             let config = load_config(&config)?;
             std::fs::create_dir_all(&config.data_dir)?;

@@ -1,13 +1,192 @@
-//! Prometheus metrics at `GET /metrics` (OpenMetrics text): how sending to
-//! each peer and reports to the state hub goes, and how many plans are held
-//! in memory. Counts and ids of nodes only; nothing about a family.
+//! Prometheus metrics at `GET /metrics` (OpenMetrics text): requests by
+//! route pattern and status, refusals by problem type, the database pool,
+//! how sending to each peer and reports to the state hub goes, and how many
+//! plans are held in memory. Counts, route patterns and ids of nodes only;
+//! nothing about a family, never a concrete path (which holds plan ids).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// One answered request: the route *pattern* (`/v1/plans/{id}`, or
+/// `unmatched`), never the concrete path.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+/// Why a request was refused: the problem `type` code (`not-found`,
+/// `unauthorized`, …) of the 4xx/5xx answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// What the HTTP middleware (`observe`) records of every request; shared by
+/// the node and the hub.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Latency,
+    refused: Family<ReasonLabel, Counter>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            refused: Family::default(),
+        }
+    }
+}
+
+impl HttpMetrics {
+    /// Counts one answered request; `refused` is the problem code of a
+    /// 4xx/5xx answer.
+    pub fn record(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        refused: Option<&str>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if let Some(reason) = refused {
+            self.refused
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_requests",
+            "Requests answered, by route pattern, method and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route pattern and method",
+            self.duration.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "Requests answered 4xx or 5xx, by problem type",
+            self.refused.clone(),
+        );
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolStateLabel {
+    pub state: &'static str,
+}
+
+/// The database read pool's connections (idle, in use, and the most it
+/// opens), read at scrape time.
+#[derive(Clone, Default)]
+pub struct PoolMetrics {
+    connections: Family<PoolStateLabel, Gauge>,
+    max: Gauge,
+}
+
+impl PoolMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "db_pool_connections",
+            "Open connections of the database read pool, idle or in use",
+            self.connections.clone(),
+        );
+        registry.register(
+            "db_pool_max_connections",
+            "Connections the database read pool opens at most",
+            self.max.clone(),
+        );
+    }
+
+    /// Sets the figures from the pool as it is now.
+    pub fn set(&self, pool: &crate::db::Pool) {
+        let state = pool.state();
+        let idle = i64::from(state.idle_connections);
+        let open = i64::from(state.connections);
+        self.connections
+            .get_or_create(&PoolStateLabel { state: "idle" })
+            .set(idle);
+        self.connections
+            .get_or_create(&PoolStateLabel { state: "in_use" })
+            .set(open.saturating_sub(idle));
+        self.max.set(i64::from(pool.max_size()));
+    }
+}
+
+/// The hub's metrics: its HTTP figures and database pool.
+pub struct HubMetrics {
+    registry: Registry,
+    pub http: HttpMetrics,
+    pool: PoolMetrics,
+}
+
+impl Default for HubMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wrapsync");
+        let http = HttpMetrics::default();
+        http.register(&mut registry);
+        let pool = PoolMetrics::default();
+        pool.register(&mut registry);
+        HubMetrics {
+            registry,
+            http,
+            pool,
+        }
+    }
+}
+
+impl HubMetrics {
+    /// The OpenMetrics text, with the pool read now.
+    pub fn render(&self, pool: &crate::db::Pool) -> Result<String, std::fmt::Error> {
+        self.pool.set(pool);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabel {
@@ -30,6 +209,8 @@ pub struct PeerMetrics {
     pub plans_behind: Family<PeerLabel, Gauge>,
     pub failures: Family<PeerLabel, Counter>,
     pub plans_sent: Family<PeerLabel, Counter>,
+    /// Seconds since the last completed pass, set at scrape time.
+    pub sync_lag_seconds: Family<PeerLabel, Gauge>,
 }
 
 /// A calendar year, for the privacy budget spent on its months.
@@ -49,9 +230,21 @@ pub struct ReportMetrics {
     pub privacy_spent: Family<YearLabel, Gauge<f64, AtomicU64>>,
 }
 
+/// The figures read at scrape time rather than kept up to date.
+pub struct Scrape<'a> {
+    pub plans_cached: usize,
+    pub pool: &'a crate::db::Pool,
+    /// Each peer's last completed pass (Unix milliseconds), if any.
+    pub peer_successes: Vec<(String, i64)>,
+    pub now_ms: i64,
+}
+
 pub struct Metrics {
     registry: Registry,
     plans_cached: Gauge,
+    peers: PeerMetrics,
+    pool: PoolMetrics,
+    pub http: HttpMetrics,
     pub report: ReportMetrics,
 }
 
@@ -85,6 +278,15 @@ impl Metrics {
             "Plan sync sessions with the peer that completed",
             peers.plans_sent.clone(),
         );
+        registry.register(
+            "peer_sync_lag_seconds",
+            "Seconds since a pass to the peer last completed (peers never reached are absent)",
+            peers.sync_lag_seconds.clone(),
+        );
+        let http = HttpMetrics::default();
+        http.register(&mut registry);
+        let pool = PoolMetrics::default();
+        pool.register(&mut registry);
         let report = ReportMetrics::default();
         registry.register(
             "hub_report_last_success_seconds",
@@ -114,14 +316,26 @@ impl Metrics {
         Metrics {
             registry,
             plans_cached,
+            peers: peers.clone(),
+            pool,
+            http,
             report,
         }
     }
 
     /// The OpenMetrics text, with the figures read at scrape time set.
-    pub fn render(&self, plans_cached: usize) -> Result<String, std::fmt::Error> {
+    pub fn render(&self, scrape: Scrape<'_>) -> Result<String, std::fmt::Error> {
         self.plans_cached
-            .set(i64::try_from(plans_cached).unwrap_or(i64::MAX));
+            .set(i64::try_from(scrape.plans_cached).unwrap_or(i64::MAX));
+        self.pool.set(scrape.pool);
+        // A peer removed since drops out rather than lagging forever.
+        self.peers.sync_lag_seconds.clear();
+        for (peer, last_success_ms) in &scrape.peer_successes {
+            self.peers
+                .sync_lag_seconds
+                .get_or_create(&PeerLabel::of(peer))
+                .set(scrape.now_ms.saturating_sub(*last_success_ms).max(0) / 1000);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -142,7 +356,17 @@ mod tests {
             .privacy_spent
             .get_or_create(&YearLabel { year: 2026 })
             .set(0.25);
-        let text = metrics.render(3).unwrap_or_else(|e| panic!("{e}"));
+        let pool = crate::db::pool(&crate::db::Backend::Sqlite(":memory:".into()), 2)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _held = pool.get().unwrap_or_else(|e| panic!("{e}"));
+        let text = metrics
+            .render(Scrape {
+                plans_cached: 3,
+                pool: &pool,
+                peer_successes: vec![("county-b".into(), 1_795_000_000_000)],
+                now_ms: 1_795_000_042_500,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         for line in [
             "wrapsync_hub_report_last_success_seconds 1795000000",
             "wrapsync_hub_report_last_failure_seconds 0",
@@ -150,6 +374,9 @@ mod tests {
             "wrapsync_hub_report_cells 0",
             "wrapsync_plans_cached 3",
             "wrapsync_dp_epsilon_spent{year=\"2026\"} 0.25",
+            "wrapsync_peer_sync_lag_seconds{peer=\"county-b\"} 42",
+            "wrapsync_db_pool_connections{state=\"in_use\"} 1",
+            "wrapsync_db_pool_max_connections 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in {text}");
         }

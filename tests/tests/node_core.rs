@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end tests of one county node: auth, plans, ops, membership,
-//! listing, history, audit, bad input and durability, against the real
+//! listing, history, audit, bad input, durability and observability, against the real
 //! `wrapsync` binary (build it first: `cargo build -p wrapsync-server`).
 //!
 //! Every test starts its own node, so they run in parallel. Tests that touch
@@ -48,6 +48,8 @@ mod durability;
 mod listing;
 #[path = "node_core/many.rs"]
 mod many;
+#[path = "node_core/observe.rs"]
+mod observe;
 #[path = "node_core/plans.rs"]
 mod plans;
 #[path = "node_core/replica.rs"]

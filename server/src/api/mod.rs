@@ -11,13 +11,11 @@ pub mod plans;
 pub mod shares;
 
 use crate::error::ApiError;
-use actix_web::dev::Service;
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{web, HttpMessage, HttpResponse};
-use extract::RequestId;
+use actix_web::{web, HttpResponse};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .service(
             web::scope("/federation/v1")
@@ -65,15 +63,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// Liveness: the process answers. Never touches the database.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers a trivial query in time (else 503
+/// `not-ready`), so a load balancer stops sending requests it would fail.
+async fn readyz(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
+    ready(&app.pool).await
+}
+
+/// The readiness answer for a node or hub reading from `pool`.
+pub async fn ready(pool: &crate::db::Pool) -> Result<HttpResponse, ApiError> {
+    crate::db::check_ready(pool, crate::db::READY_TIMEOUT)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::NotReady
+        })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }
 
 /// Prometheus metrics: node ids and counts, nothing about a family.
 async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
     let text = app
         .metrics
-        .render(app.plans.cached_count())
+        .render(crate::metrics::Scrape {
+            plans_cached: app.plans.cached_count(),
+            pool: &app.pool,
+            peer_successes: app.federation.outbound.last_successes(),
+            now_ms: crate::db::now_ms(),
+        })
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
@@ -82,31 +103,4 @@ async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiErr
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-/// Gives every request an id (the caller's `X-Request-Id` if it is sane),
-/// kept in the audit trail and echoed in the response.
-pub fn request_id_middleware<S, B>(
-    req: actix_web::dev::ServiceRequest,
-    srv: &S,
-) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
-where
-    S: Service<
-        actix_web::dev::ServiceRequest,
-        Response = actix_web::dev::ServiceResponse<B>,
-        Error = actix_web::Error,
-    >,
-{
-    let id = extract::header_token(req.request(), "x-request-id")
-        .unwrap_or_else(|| ulid::Ulid::new().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let fut = srv.call(req);
-    async move {
-        let mut res = fut.await?;
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            res.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), value);
-        }
-        Ok(res)
-    }
 }

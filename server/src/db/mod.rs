@@ -190,14 +190,43 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// How long `/readyz` waits for the database.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the database answers `SELECT 1` on a pooled connection within
+/// `timeout` (waiting for a free connection counts).
+pub async fn check_ready(pool: &Pool, timeout: Duration) -> Result<(), StoreError> {
+    let pool = pool.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        let mut conn = pool
+            .get_timeout(timeout)
+            .map_err(|e| StoreError::Connection(e.to_string()))?;
+        conn.batch_execute("SELECT 1")?;
+        Ok::<(), StoreError>(())
+    });
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(StoreError::Connection(format!(
+            "readiness check failed: {e}"
+        ))),
+        Err(_) => Err(StoreError::Connection(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 /// Runs synchronous diesel work on the blocking pool, never on an async
-/// worker thread.
+/// worker thread (inside the caller's tracing span, so its log lines keep
+/// the request id).
 pub async fn blocking<T: Send + 'static>(
     pool: &Pool,
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let pool = pool.clone();
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut conn = pool
             .get()
             .map_err(|e| StoreError::Connection(e.to_string()))?;
@@ -205,4 +234,26 @@ pub async fn blocking<T: Send + 'static>(
     })
     .await
     .map_err(|e| StoreError::Connection(format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod ready_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_that_answers_is_ready_and_one_that_does_not_is_not() {
+        let up = pool(&Backend::Sqlite(":memory:".into()), 1).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_ready(&up, READY_TIMEOUT).await.is_ok());
+        // Nothing listens on port 1: connecting fails, well within the time.
+        let down = r2d2::Pool::builder()
+            .max_size(1)
+            .build_unchecked(Manager(Backend::Postgres(
+                "postgres://postgres@127.0.0.1:1/none".into(),
+            )));
+        let started = std::time::Instant::now();
+        assert!(check_ready(&down, Duration::from_millis(500))
+            .await
+            .is_err());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }

@@ -60,6 +60,16 @@ impl Outbound {
         self.tracks.lock().get(peer).map(|t| t.status.clone())
     }
 
+    /// Each peer's last completed pass (Unix milliseconds), for the sync
+    /// lag the metrics show.
+    pub fn last_successes(&self) -> Vec<(String, i64)> {
+        self.tracks
+            .lock()
+            .iter()
+            .filter_map(|(peer, t)| t.status.last_success_at.map(|at| (peer.clone(), at)))
+            .collect()
+    }
+
     fn succeeded(&self, peer: &str, behind: usize) {
         let label = PeerLabel::of(peer);
         self.metrics.reachable.get_or_create(&label).set(1);

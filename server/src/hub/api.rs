@@ -23,6 +23,8 @@ use wrapsync_shared::indicators::{Period, Report};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
         .route("/hub/v1/identity", web::get().to(identity))
         .route(REPORTS_PATH, web::post().to(submit))
         .route(INDICATORS_PATH, web::get().to(indicators))
@@ -37,6 +39,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the hub's database answers (see the node's `/readyz`).
+async fn readyz(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    crate::api::ready(&hub.pool).await
+}
+
+/// Prometheus metrics: requests and the database pool; no report figures.
+async fn metrics(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+    let text = hub
+        .metrics
+        .render(&hub.pool)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -44,6 +44,9 @@ pub struct HubConfig {
     /// HTTP worker threads; default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// `text` (default) or `json` log lines on stderr.
+    #[serde(default)]
+    pub log_format: crate::observe::LogFormat,
     /// The communities enrolled (`[[nodes]]` with `id`, `public_key`).
     #[serde(default)]
     pub nodes: Vec<EnrolledNode>,
@@ -66,6 +69,7 @@ const KEYS: &[&str] = &[
     "key_file",
     "max_body_bytes",
     "workers",
+    "log_format",
 ];
 
 impl HubConfig {

@@ -43,6 +43,7 @@ pub struct Hub {
     /// The enrolled nodes, with their keys ready to check signatures.
     pub nodes: Peers,
     pub verifier: Verifier,
+    pub metrics: crate::metrics::HubMetrics,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -79,6 +80,7 @@ impl Hub {
             pool,
             key,
             nodes,
+            metrics: crate::metrics::HubMetrics::default(),
             writes: Arc::new(Mutex::new(())),
             generation: AtomicU64::new(0),
             releases: Mutex::new(HashMap::new()),
@@ -161,9 +163,11 @@ pub async fn serve(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let data = hub.clone();
     let server = HttpServer::new(move || {
+        let http = data.metrics.http.clone();
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
             .configure(dashboard::routes)
             .configure(api::routes)
     })

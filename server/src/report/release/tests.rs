@@ -114,7 +114,15 @@ fn a_month_is_released_once_after_it_ends_within_the_years_budget() {
             dp_releases::spent(conn, 2026).unwrap_or_else(|e| panic!("{e}"))
         };
         assert!((spent(&mut test.connect()) - 0.1).abs() < 1e-12);
-        let text = app.metrics.render(0).unwrap_or_else(|e| panic!("{e}"));
+        let text = app
+            .metrics
+            .render(crate::metrics::Scrape {
+                plans_cached: 0,
+                pool: &app.pool,
+                peer_successes: vec![],
+                now_ms: 0,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         let shown = text
             .lines()
             .find_map(|l| l.strip_prefix("wrapsync_dp_epsilon_spent{year=\"2026\"} "))
