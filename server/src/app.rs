@@ -51,7 +51,8 @@ impl App {
             writer.clone(),
             config.cache_plans,
             config.compact_after_chunks,
-        );
+        )
+        .with_max_document_bytes(config.max_document_bytes);
         Ok((
             App {
                 config,

@@ -39,6 +39,11 @@ pub struct Config {
     /// `max_body_bytes`.
     #[serde(default = "default_max_sync")]
     pub max_sync_bytes: usize,
+    /// The most a sync message's changes, an imported plan or a handed-over
+    /// plan may decode to, in bytes: compressed changes inflate, so the
+    /// body caps alone do not bound memory.
+    #[serde(default = "default_max_document")]
+    pub max_document_bytes: usize,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -130,6 +135,11 @@ fn default_federation_interval() -> u64 {
 fn default_report_interval() -> u64 {
     3600
 }
+/// 64 MiB: far above a real plan, far below what hurts a node.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 << 20;
+fn default_max_document() -> usize {
+    DEFAULT_MAX_DOCUMENT_BYTES
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -145,6 +155,7 @@ const KEYS: &[&str] = &[
     "refresh_token_ttl_secs",
     "max_body_bytes",
     "max_sync_bytes",
+    "max_document_bytes",
     "cache_plans",
     "workers",
     "compact_after_chunks",

@@ -32,6 +32,10 @@ pub enum ApiError {
     },
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// Automerge bytes that would decode to more than `max_document_bytes`
+    /// (compressed changes inflate: the wire size says little).
+    #[error("the document would exceed the limit of {0} bytes once decoded")]
+    DocumentTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::Plan { error, .. } => error.code(),
             ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::DocumentTooLarge(_) => "document-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
             ApiError::TransferRefused(_) => "transfer-refused",
@@ -111,6 +116,7 @@ impl ApiError {
                 PlanError::UnknownVersion(_) => "Unknown version",
             },
             ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::DocumentTooLarge(_) => "Document too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::TransferRefused(_) => "Transfer refused",
@@ -176,7 +182,9 @@ impl ResponseError for ApiError {
                 PlanError::TestFailed(_) | PlanError::UnknownVersion(_) => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::DocumentTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)
