@@ -24,6 +24,8 @@ pub struct App {
     pub plans: Plans,
     pub federation: Federation,
     pub metrics: crate::metrics::Metrics,
+    /// Per-user, per-peer and per-address request budgets.
+    pub limits: crate::limits::RateLimits,
 }
 
 impl App {
@@ -53,6 +55,11 @@ impl App {
             config.compact_after_chunks,
         )
         .with_max_document_bytes(config.max_document_bytes);
+        let limits = crate::limits::RateLimits {
+            per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
+            per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
+            login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
+        };
         Ok((
             App {
                 config,
@@ -62,6 +69,7 @@ impl App {
                 tokens,
                 plans,
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
+                limits,
                 federation,
             },
             writer_thread,

@@ -1,6 +1,7 @@
 //! Node configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
 //! overrides, checked once at start and passed down (no process globals).
 
+use crate::limits::{Buckets, RateLimit};
 use crate::report::privacy::{Bounds, Privacy};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -44,6 +45,19 @@ pub struct Config {
     /// body caps alone do not bound memory.
     #[serde(default = "default_max_document")]
     pub max_document_bytes: usize,
+    /// Requests per authenticated user (`{ per_second, burst }`); over it,
+    /// `429` with `Retry-After`. Default 500/s, burst 1000: far above any
+    /// person or the load tool's few users at thousands of requests/s.
+    #[serde(default = "default_user_rate")]
+    pub rate_limit_per_user: RateLimit,
+    /// Signed requests per peer node. Default 200/s, burst 400 (a healing
+    /// peer sends a few dozen batched requests).
+    #[serde(default = "default_peer_rate")]
+    pub rate_limit_per_peer: RateLimit,
+    /// Login attempts per client address, before anyone is known: what
+    /// slows password guessing. Default 5/s, burst 50.
+    #[serde(default = "default_login_rate")]
+    pub rate_limit_login_per_ip: RateLimit,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -139,6 +153,24 @@ fn default_report_interval() -> u64 {
 pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 << 20;
 fn default_max_document() -> usize {
     DEFAULT_MAX_DOCUMENT_BYTES
+}
+fn default_user_rate() -> RateLimit {
+    RateLimit {
+        per_second: 500.0,
+        burst: 1000.0,
+    }
+}
+fn default_peer_rate() -> RateLimit {
+    RateLimit {
+        per_second: 200.0,
+        burst: 400.0,
+    }
+}
+fn default_login_rate() -> RateLimit {
+    RateLimit {
+        per_second: 5.0,
+        burst: 50.0,
+    }
 }
 fn default_compact_after() -> usize {
     64
@@ -248,6 +280,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "ttl and cache sizes must be positive".into(),
             ));
+        }
+        for (key, limit) in [
+            ("rate_limit_per_user", self.rate_limit_per_user),
+            ("rate_limit_per_peer", self.rate_limit_per_peer),
+            ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
+        ] {
+            if Buckets::new(limit).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: per_second must be positive and burst at least 1"
+                )));
+            }
         }
         crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {

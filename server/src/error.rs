@@ -65,6 +65,9 @@ pub enum ApiError {
     /// year's privacy budget (`dp_epsilon_per_year`) than is left.
     #[error("{0}")]
     PrivacyBudgetSpent(String),
+    /// Over a rate limit; `Retry-After` says how many seconds to wait.
+    #[error("too many requests: retry in {0} s")]
+    RateLimited(u64),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
+            ApiError::RateLimited(_) => "Too many requests",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -192,6 +197,7 @@ impl ResponseError for ApiError {
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -201,6 +207,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::RateLimited(secs) = self {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
     }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod plans;
 pub mod report;

@@ -74,15 +74,36 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         Some(token) => app.tokens.verify(token.trim()),
     };
     match result {
-        Ok(claims) => Ok(AuthUser {
-            actor: Actor {
-                user_id: claims.sub,
-                username: claims.name,
-                role: claims.role,
-            },
-            session_id: claims.sid,
-            meta,
-        }),
+        Ok(claims) => {
+            if let Err(e) = crate::limits::admit(app.limits.per_user.as_ref(), &claims.sub) {
+                app.plans.audit(AuditRecord {
+                    at: crate::db::now_ms(),
+                    user_id: Some(claims.sub.clone()),
+                    username: Some(claims.name.clone()),
+                    role: Some(claims.role.to_string()),
+                    plan_id: req.match_info().get("id").map(str::to_string),
+                    action: format!(
+                        "{} {}",
+                        req.method(),
+                        req.match_pattern().unwrap_or_default()
+                    ),
+                    outcome: e.audit_outcome().into(),
+                    detail: Some(e.to_string()),
+                    remote: meta.remote,
+                    request_id: meta.request_id,
+                });
+                return Err(e);
+            }
+            Ok(AuthUser {
+                actor: Actor {
+                    user_id: claims.sub,
+                    username: claims.name,
+                    role: claims.role,
+                },
+                session_id: claims.sid,
+                meta,
+            })
+        }
         Err(reason) => {
             // Refusals are audited too: who tried what, from where.
             app.plans.audit(AuditRecord {
