@@ -131,6 +131,7 @@ pub async fn serve(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let data = app.clone();
     let origins = app.config.cors_origins.clone();
+    let request_timeout = std::time::Duration::from_secs(app.config.request_timeout_secs);
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
@@ -140,6 +141,12 @@ pub async fn serve(
             .configure(api::routes)
     })
     .workers(workers)
+    // Headers must arrive within the timeout (else 408), a closing client
+    // gets a few seconds to acknowledge, and idle connections are closed
+    // after the same time. Bodies are timed in `api::extract`.
+    .client_request_timeout(request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(5))
+    .keep_alive(request_timeout)
     .shutdown_timeout(30)
     .disable_signals()
     .listen(listener)?

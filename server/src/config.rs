@@ -58,6 +58,11 @@ pub struct Config {
     /// slows password guessing. Default 5/s, burst 50.
     #[serde(default = "default_login_rate")]
     pub rate_limit_login_per_ip: RateLimit,
+    /// Seconds a client has to send a request's headers, and again its
+    /// body; over either, `408`. Also the keep-alive of idle connections.
+    /// Default 30.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -172,6 +177,9 @@ fn default_login_rate() -> RateLimit {
         burst: 50.0,
     }
 }
+fn default_request_timeout() -> u64 {
+    30
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -188,6 +196,7 @@ const KEYS: &[&str] = &[
     "max_body_bytes",
     "max_sync_bytes",
     "max_document_bytes",
+    "request_timeout_secs",
     "cache_plans",
     "workers",
     "compact_after_chunks",
@@ -291,6 +300,11 @@ impl Config {
                     "{key}: per_second must be positive and burst at least 1"
                 )));
             }
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "request_timeout_secs must be positive".into(),
+            ));
         }
         crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// year's privacy budget (`dp_epsilon_per_year`) than is left.
     #[error("{0}")]
     PrivacyBudgetSpent(String),
+    /// The client took longer than `request_timeout_secs` to send its body.
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// Over a rate limit; `Retry-After` says how many seconds to wait.
     #[error("too many requests: retry in {0} s")]
     RateLimited(u64),
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
+            ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
@@ -130,6 +134,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
+            ApiError::RequestTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) => "Too many requests",
             ApiError::Internal(_) => "Internal error",
         }
@@ -197,6 +202,7 @@ impl ResponseError for ApiError {
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
