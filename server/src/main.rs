@@ -42,6 +42,26 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Snapshot a SQLite node, running or not, into `--out` (never
+    /// overwritten), with its key and token secret beside it
+    /// (`OUT.node_key.pem`, `OUT.jwt_secret`). On PostgreSQL, prints the
+    /// `pg_dump` command to use and fails.
+    Backup {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a backup as the database (and key, secret) of a stopped
+    /// SQLite node. Refuses to replace existing files without `--force`.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the node's Ed25519 key (data_dir/node_key.pem) and print its id
     /// and public key, for the operators of its peers. Never replaces a key.
     Keygen {
@@ -205,6 +225,24 @@ fn run(command: Command) -> Result<(), BoxError> {
             let mut conn = Backend::from_url(&config.database_url()).connect()?;
             db::migrate(&mut conn)?;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Backup { config, out } => {
+            let config = load_config(&config)?;
+            for file in wrapsync_server::backup::backup(&config, &out)? {
+                eprintln!("wrote {}", file.display());
+            }
+            Ok(())
+        }
+        Command::Restore {
+            config,
+            from,
+            force,
+        } => {
+            let config = load_config(&config)?;
+            for file in wrapsync_server::backup::restore(&config, &from, force)? {
+                eprintln!("installed {}", file.display());
+            }
             Ok(())
         }
         Command::Keygen { config } => {
