@@ -58,9 +58,9 @@ pub struct Config {
     /// slows password guessing. Default 5/s, burst 50.
     #[serde(default = "default_login_rate")]
     pub rate_limit_login_per_ip: RateLimit,
-    /// Seconds a client has to send a request's headers, and again its
-    /// body; over either, `408`. Also the keep-alive of idle connections.
-    /// Default 30.
+    /// Seconds a client has to send a request's headers, and the most its
+    /// body may pause; over either, `408`. Also the keep-alive of idle
+    /// connections. Default 30.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
     /// Plans kept loaded in memory (least recently used are dropped).

@@ -65,8 +65,8 @@ pub enum ApiError {
     /// year's privacy budget (`dp_epsilon_per_year`) than is left.
     #[error("{0}")]
     PrivacyBudgetSpent(String),
-    /// The client took longer than `request_timeout_secs` to send its body.
-    #[error("the request body did not arrive within {0} s")]
+    /// The client's body stopped arriving for `request_timeout_secs`.
+    #[error("the request body stopped arriving for {0} s")]
     RequestTimeout(u64),
     /// Over a rate limit; `Retry-After` says how many seconds to wait.
     #[error("too many requests: retry in {0} s")]

@@ -297,28 +297,28 @@ pub fn read_limited(
         .and_then(|(content_type, limit)| check_length(req, limit).map(|()| (content_type, limit)));
     let mut payload = payload.take();
     // actix times out only the headers (`client_request_timeout`): a body
-    // trickled a byte a minute would hold a connection for ever. The node's
-    // `request_timeout_secs`; 30 s for the hub.
+    // that stops arriving would hold a connection for ever. Each piece of
+    // it must come within the node's `request_timeout_secs` (30 s for the
+    // hub) of the last: an idle limit, not a total, so a whole plan sent
+    // over a slow phone link still gets through.
     let timeout = req
         .app_data::<web::Data<App>>()
         .map_or(30, |app| app.config.request_timeout_secs);
     async move {
         let (content_type, limit) = checked?;
         let mut body = web::BytesMut::new();
-        let read = async {
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(())
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(timeout), read)
+        let idle = std::time::Duration::from_secs(timeout);
+        while let Some(chunk) = tokio::time::timeout(idle, payload.next())
             .await
-            .map_err(|_| ApiError::RequestTimeout(timeout))??;
+            .map_err(|_| ApiError::RequestTimeout(timeout))?
+        {
+            let chunk =
+                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok((content_type, body))
     }
 }
