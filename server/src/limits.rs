@@ -64,10 +64,20 @@ impl Buckets {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
             });
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        // Looked up before inserting: the key is copied once per caller,
+        // not once per request.
+        if !buckets.contains_key(key) {
+            buckets.insert(
+                key.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(key) else {
+            return Ok(());
+        };
         let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
         bucket.tokens = (bucket.tokens + refilled).min(burst);
         bucket.at = now;
