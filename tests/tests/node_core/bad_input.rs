@@ -191,6 +191,39 @@ fn a_body_that_does_not_arrive_in_time_is_408() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// A plan document a few kilobytes on the wire that inflates past
+/// `max_document_bytes` is refused with 413 before it is loaded.
+#[test]
+fn a_document_that_inflates_past_the_cap_is_413() {
+    use wrapsync_shared::automerge::transaction::Transactable;
+    let mut extra = toml::Table::new();
+    extra.insert("max_document_bytes".into(), 100_000.into());
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let fran = node.login(FACILITATOR);
+    let mut doc = wrapsync_shared::automerge::AutoCommit::new();
+    doc.put(
+        wrapsync_shared::automerge::ROOT,
+        "notes",
+        "a".repeat(1 << 20),
+    )
+    .unwrap();
+    let bytes = doc.save();
+    assert!(bytes.len() < 50_000, "{} bytes on the wire", bytes.len());
+    let reply = node.send(
+        node.request(Method::POST, "/v1/plans")
+            .bearer_auth(&fran)
+            .header("content-type", "application/octet-stream")
+            .body(bytes),
+    );
+    reply.assert_status(413);
+    assert_eq!(
+        reply.json["type"],
+        "/problems/document-too-large",
+        "{}",
+        reply.text()
+    );
+}
+
 #[test]
 fn compressed_or_non_json_bodies_are_415() {
     let node = TestNode::spawn(Backend::Sqlite);
