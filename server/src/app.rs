@@ -24,6 +24,8 @@ pub struct App {
     pub plans: Plans,
     pub federation: Federation,
     pub metrics: crate::metrics::Metrics,
+    /// Per-user, per-peer and per-address request budgets.
+    pub limits: crate::limits::RateLimits,
 }
 
 impl App {
@@ -51,7 +53,13 @@ impl App {
             writer.clone(),
             config.cache_plans,
             config.compact_after_chunks,
-        );
+        )
+        .with_max_document_bytes(config.max_document_bytes);
+        let limits = crate::limits::RateLimits {
+            per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
+            per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
+            login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
+        };
         Ok((
             App {
                 config,
@@ -61,6 +69,7 @@ impl App {
                 tokens,
                 plans,
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
+                limits,
                 federation,
             },
             writer_thread,
@@ -122,6 +131,7 @@ pub async fn serve(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let data = app.clone();
     let origins = app.config.cors_origins.clone();
+    let request_timeout = std::time::Duration::from_secs(app.config.request_timeout_secs);
     let server = HttpServer::new(move || {
         let http = data.metrics.http.clone();
         actix_web::App::new()
@@ -132,6 +142,12 @@ pub async fn serve(
             .configure(api::routes)
     })
     .workers(workers)
+    // Headers must arrive within the timeout (else 408), a closing client
+    // gets a few seconds to acknowledge, and idle connections are closed
+    // after the same time. Bodies are timed in `api::extract`.
+    .client_request_timeout(request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(5))
+    .keep_alive(request_timeout)
     .shutdown_timeout(30)
     .disable_signals()
     .listen(listener)?

@@ -1,6 +1,7 @@
 //! Node configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
 //! overrides, checked once at start and passed down (no process globals).
 
+use crate::limits::{Buckets, RateLimit};
 use crate::report::privacy::{Bounds, Privacy};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -39,6 +40,31 @@ pub struct Config {
     /// `max_body_bytes`.
     #[serde(default = "default_max_sync")]
     pub max_sync_bytes: usize,
+    /// The most a sync message's changes, an imported plan or a handed-over
+    /// plan may decode to, in bytes: compressed changes inflate, so the
+    /// body caps alone do not bound memory.
+    #[serde(default = "default_max_document")]
+    pub max_document_bytes: usize,
+    /// Requests per authenticated user (`{ per_second, burst }`); over it,
+    /// `429` with `Retry-After`. Default 25,000/s, burst 50,000: the load
+    /// benchmarks drive one user at up to 10,000 req/s (`wrk`, 21,000), and
+    /// must never be throttled; a node serving only people can set it far
+    /// lower (500/s, burst 1,000 is still more than any person).
+    #[serde(default = "default_user_rate")]
+    pub rate_limit_per_user: RateLimit,
+    /// Signed requests per peer node. Default 200/s, burst 400 (a healing
+    /// peer sends a few dozen batched requests).
+    #[serde(default = "default_peer_rate")]
+    pub rate_limit_per_peer: RateLimit,
+    /// Login attempts per client address, before anyone is known: what
+    /// slows password guessing. Default 5/s, burst 50.
+    #[serde(default = "default_login_rate")]
+    pub rate_limit_login_per_ip: RateLimit,
+    /// Seconds a client has to send a request's headers, and the most its
+    /// body may pause; over either, `408`. Also the keep-alive of idle
+    /// connections. Default 30.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -133,6 +159,32 @@ fn default_federation_interval() -> u64 {
 fn default_report_interval() -> u64 {
     3600
 }
+/// 64 MiB: far above a real plan, far below what hurts a node.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 << 20;
+fn default_max_document() -> usize {
+    DEFAULT_MAX_DOCUMENT_BYTES
+}
+fn default_user_rate() -> RateLimit {
+    RateLimit {
+        per_second: 25_000.0,
+        burst: 50_000.0,
+    }
+}
+fn default_peer_rate() -> RateLimit {
+    RateLimit {
+        per_second: 200.0,
+        burst: 400.0,
+    }
+}
+fn default_login_rate() -> RateLimit {
+    RateLimit {
+        per_second: 5.0,
+        burst: 50.0,
+    }
+}
+fn default_request_timeout() -> u64 {
+    30
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -148,6 +200,8 @@ const KEYS: &[&str] = &[
     "refresh_token_ttl_secs",
     "max_body_bytes",
     "max_sync_bytes",
+    "max_document_bytes",
+    "request_timeout_secs",
     "cache_plans",
     "workers",
     "log_format",
@@ -240,6 +294,22 @@ impl Config {
         if self.access_token_ttl_secs == 0 || self.cache_plans == 0 {
             return Err(ConfigError::Invalid(
                 "ttl and cache sizes must be positive".into(),
+            ));
+        }
+        for (key, limit) in [
+            ("rate_limit_per_user", self.rate_limit_per_user),
+            ("rate_limit_per_peer", self.rate_limit_per_peer),
+            ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
+        ] {
+            if Buckets::new(limit).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: per_second must be positive and burst at least 1"
+                )));
+            }
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "request_timeout_secs must be positive".into(),
             ));
         }
         crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;

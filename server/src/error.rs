@@ -32,6 +32,10 @@ pub enum ApiError {
     },
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// Automerge bytes that would decode to more than `max_document_bytes`
+    /// (compressed changes inflate: the wire size says little).
+    #[error("the document would exceed the limit of {0} bytes once decoded")]
+    DocumentTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -64,6 +68,12 @@ pub enum ApiError {
     /// The database did not answer a trivial query in time (`/readyz`).
     #[error("the database is not answering")]
     NotReady,
+    /// The client's body stopped arriving for `request_timeout_secs`.
+    #[error("the request body stopped arriving for {0} s")]
+    RequestTimeout(u64),
+    /// Over a rate limit; `Retry-After` says how many seconds to wait.
+    #[error("too many requests: retry in {0} s")]
+    RateLimited(u64),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -81,6 +91,7 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::Plan { error, .. } => error.code(),
             ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::DocumentTooLarge(_) => "document-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
             ApiError::TransferRefused(_) => "transfer-refused",
@@ -92,6 +103,8 @@ impl ApiError {
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
             ApiError::NotReady => "not-ready",
+            ApiError::RequestTimeout(_) => "request-timeout",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -115,6 +128,7 @@ impl ApiError {
                 PlanError::UnknownVersion(_) => "Unknown version",
             },
             ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::DocumentTooLarge(_) => "Document too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::TransferRefused(_) => "Transfer refused",
@@ -125,6 +139,8 @@ impl ApiError {
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
             ApiError::NotReady => "Not ready",
+            ApiError::RequestTimeout(_) => "Request timeout",
+            ApiError::RateLimited(_) => "Too many requests",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -181,7 +197,9 @@ impl ResponseError for ApiError {
                 PlanError::TestFailed(_) | PlanError::UnknownVersion(_) => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::DocumentTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)
@@ -190,6 +208,8 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -199,6 +219,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::RateLimited(secs) = self {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
     }

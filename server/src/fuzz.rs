@@ -25,6 +25,10 @@ use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::plan::{init_plan, render};
 use wrapsync_shared::roles::Role;
 
+/// What incoming Automerge bytes may decode to, as a node's default
+/// `max_document_bytes` allows (the fuzzer's memory limit is lower).
+const LIMIT: usize = 64 * 1024 * 1024;
+
 fn editor(role: Role) -> Editor {
     Editor {
         role,
@@ -48,7 +52,9 @@ pub fn sync_message(data: &[u8]) {
     let Some(mut doc) = plan() else { return };
     let before = doc.get_heads();
     let mut state = sync::State::new();
-    let Ok(message) = decode(data) else { return };
+    let Ok(message) = decode(data, LIMIT) else {
+        return;
+    };
     if let Ok(Received::Changes(scratch)) = receive_round(&mut doc, &mut state, Some(message)) {
         let _ = check_incoming(&scratch, &before, &editor(Role::Caregiver));
         let _ = render(&*scratch);
@@ -83,7 +89,7 @@ pub fn plan_ops(data: &[u8]) {
 /// caught and refused: `cargo fuzz` found such inputs), and checked from
 /// empty as the schema demands.
 pub fn plan_document(data: &[u8]) {
-    let Ok(doc) = load_document(data) else {
+    let Ok(doc) = load_document(data, LIMIT) else {
         return;
     };
     let _ = check_incoming(&doc, &[], &editor(Role::Supervisor));
@@ -175,6 +181,6 @@ mod tests {
             0xf8,
         ];
         assert!(std::panic::catch_unwind(|| Automerge::load(CRASH)).is_err());
-        assert!(load_document(CRASH).is_err());
+        assert!(load_document(CRASH, LIMIT).is_err());
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod federation;
 pub mod fuzz;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod plans;

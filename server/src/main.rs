@@ -43,6 +43,26 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Snapshot a SQLite node, running or not, into `--out` (never
+    /// overwritten), with its key and token secret beside it
+    /// (`OUT.node_key.pem`, `OUT.jwt_secret`). On PostgreSQL, prints the
+    /// `pg_dump` command to use and fails.
+    Backup {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a backup as the database (and key, secret) of a stopped
+    /// SQLite node. Refuses to replace existing files without `--force`.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Make the node's Ed25519 key (data_dir/node_key.pem) and print its id
     /// and public key, for the operators of its peers. Never replaces a key.
     Keygen {
@@ -98,8 +118,9 @@ enum PeerCommand {
         id: String,
         #[arg(long, required_unless_present = "from_hub")]
         url: Option<String>,
-        /// Its public key, from its `GET /federation/v1/identity`.
-        #[arg(long, required_unless_present = "from_hub")]
+        /// Its public key, from its `GET /federation/v1/identity` (base64url,
+        /// so it may start with `-`).
+        #[arg(long, required_unless_present = "from_hub", allow_hyphen_values = true)]
         public_key: Option<String>,
         /// Take its URL and key from the directory of the hub this node
         /// reports to (`hub_url`): trust the hub, over HTTPS, to vouch.
@@ -212,6 +233,24 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             let mut conn = Backend::from_url(&config.database_url()).connect()?;
             db::migrate(&mut conn)?;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Backup { config, out } => {
+            let config = load_config(&config)?;
+            for file in wrapsync_server::backup::backup(&config, &out)? {
+                eprintln!("wrote {}", file.display());
+            }
+            Ok(())
+        }
+        Command::Restore {
+            config,
+            from,
+            force,
+        } => {
+            let config = load_config(&config)?;
+            for file in wrapsync_server::backup::restore(&config, &from, force)? {
+                eprintln!("installed {}", file.display());
+            }
             Ok(())
         }
         Command::Keygen { config } => {

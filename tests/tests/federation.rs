@@ -1096,3 +1096,97 @@ fn an_unreadable_federation_ca_file_stops_the_node_at_start() {
         assert!(error.contains("federation_ca_file"), "{error}");
     }
 }
+
+/// A node with tiny rate limits, trusting `peer`.
+fn node_with_tiny_limits(peer: &PeerKey) -> TestNode {
+    let limit = |per_second: f64, burst: f64| {
+        let mut t = toml::Table::new();
+        t.insert("per_second".into(), per_second.into());
+        t.insert("burst".into(), burst.into());
+        toml::Value::Table(t)
+    };
+    let mut peers = toml::Table::new();
+    peers.insert("id".into(), peer.id.clone().into());
+    peers.insert("url".into(), "http://127.0.0.1:9".into());
+    peers.insert("public_key".into(), peer.public_key.clone().into());
+    let mut extra = toml::Table::new();
+    extra.insert(
+        "peers".into(),
+        toml::Value::Array(vec![toml::Value::Table(peers)]),
+    );
+    extra.insert("rate_limit_per_user".into(), limit(1.0, 2.0));
+    extra.insert("rate_limit_per_peer".into(), limit(1.0, 2.0));
+    extra.insert("rate_limit_login_per_ip".into(), limit(1.0, 3.0));
+    TestNode::spawn_with(Backend::Sqlite, extra)
+}
+
+/// Asserts `reply` is the `rate-limited` problem with a `Retry-After` of
+/// one second (the limits above refill one token a second).
+#[track_caller]
+fn assert_rate_limited(reply: &Reply) {
+    reply.assert_status(429);
+    assert_eq!(
+        reply.json["type"],
+        "/problems/rate-limited",
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn over_a_rate_limit_is_429_with_retry_after_then_served_again() {
+    let b = PeerKey::new(PEER);
+    let node = node_with_tiny_limits(&b);
+
+    // Logins from one address: a burst of three, then 429 (audited).
+    let fran = node.login(FACILITATOR);
+    let sam = node.login(SUPERVISOR);
+    node.try_login(CAREGIVER, "wrong password")
+        .assert_status(401);
+    assert_rate_limited(&node.try_login(YOUTH, "any"));
+
+    // Requests per user: a burst of two, then 429; another user is not
+    // held back; after the wait the first is served again.
+    node.get("/v1/plans", &fran).assert_status(200);
+    node.get("/v1/plans", &fran).assert_status(200);
+    assert_rate_limited(&node.get("/v1/plans", &fran));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    node.get("/v1/plans", &fran).assert_status(200);
+
+    // Signed requests per peer: the same.
+    let path = "/federation/v1/plans/01HZZZZZZZZZZZZZZZZZZZZZZZ/sync";
+    let signed = |node: &TestNode| {
+        let auth = b.sign(node.node_id(), "POST", path, b"", now(), now() + 60);
+        post_signed(node, path, Some(&auth), Vec::new())
+    };
+    assert_ne!(signed(&node).status, 429);
+    assert_ne!(signed(&node).status, 429);
+    assert_rate_limited(&signed(&node));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_ne!(signed(&node).status, 429);
+
+    // The refusals are in the audit trail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = node.audit(&sam, "");
+        let refused = |action: &str| {
+            page.entries.iter().any(|e| {
+                e.action.starts_with(action)
+                    && e.outcome == "refused"
+                    && e.detail
+                        .as_deref()
+                        .is_some_and(|d| d.contains("too many requests"))
+            })
+        };
+        if refused("auth.login") && refused("GET") && refused("peer.request") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refusals not audited: {:?}",
+            page.entries
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+}

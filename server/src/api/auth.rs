@@ -22,6 +22,16 @@ pub async fn login(
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
+    // Before the password is even hashed: this is what slows guessing.
+    let address = meta.remote.clone().unwrap_or_default();
+    if let Err(e) = crate::limits::admit(app.limits.login_per_ip.as_ref(), &address) {
+        app.plans.audit(AuditRecord {
+            outcome: e.audit_outcome().into(),
+            detail: Some(e.to_string()),
+            ..login_audit(None, Some(body.username.clone()), meta)
+        });
+        return Err(e);
+    }
     let username = body.username.clone();
     let refresh = new_refresh_token();
     let refresh_hash = hash_token(&refresh);
@@ -101,17 +111,25 @@ fn audit_auth(
     meta: RequestMeta,
 ) {
     app.plans.audit(AuditRecord {
+        action: action.into(),
+        ..login_audit(user, tried, meta)
+    });
+}
+
+/// The audit record of an `auth.login`: `ok` for `user`, else `denied`.
+fn login_audit(user: Option<&User>, tried: Option<String>, meta: RequestMeta) -> AuditRecord {
+    AuditRecord {
         at: now_ms(),
         user_id: user.map(|u| u.id.clone()),
         username: user.map(|u| u.username.clone()).or(tried),
         role: user.map(|u| u.role.clone()),
         plan_id: None,
-        action: action.into(),
+        action: "auth.login".into(),
         outcome: if user.is_some() { "ok" } else { "denied" }.into(),
         detail: None,
         remote: meta.remote,
         request_id: meta.request_id,
-    });
+    }
 }
 
 fn tokens(

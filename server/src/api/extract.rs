@@ -74,15 +74,36 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         Some(token) => app.tokens.verify(token.trim()),
     };
     match result {
-        Ok(claims) => Ok(AuthUser {
-            actor: Actor {
-                user_id: claims.sub,
-                username: claims.name,
-                role: claims.role,
-            },
-            session_id: claims.sid,
-            meta,
-        }),
+        Ok(claims) => {
+            if let Err(e) = crate::limits::admit(app.limits.per_user.as_ref(), &claims.sub) {
+                app.plans.audit(AuditRecord {
+                    at: crate::db::now_ms(),
+                    user_id: Some(claims.sub.clone()),
+                    username: Some(claims.name.clone()),
+                    role: Some(claims.role.to_string()),
+                    plan_id: req.match_info().get("id").map(str::to_string),
+                    action: format!(
+                        "{} {}",
+                        req.method(),
+                        req.match_pattern().unwrap_or_default()
+                    ),
+                    outcome: e.audit_outcome().into(),
+                    detail: Some(e.to_string()),
+                    remote: meta.remote,
+                    request_id: meta.request_id,
+                });
+                return Err(e);
+            }
+            Ok(AuthUser {
+                actor: Actor {
+                    user_id: claims.sub,
+                    username: claims.name,
+                    role: claims.role,
+                },
+                session_id: claims.sid,
+                meta,
+            })
+        }
         Err(reason) => {
             // Refusals are audited too: who tried what, from where.
             app.plans.audit(AuditRecord {
@@ -275,10 +296,22 @@ pub fn read_limited(
     let checked = checked
         .and_then(|(content_type, limit)| check_length(req, limit).map(|()| (content_type, limit)));
     let mut payload = payload.take();
+    // actix times out only the headers (`client_request_timeout`): a body
+    // that stops arriving would hold a connection for ever. Each piece of
+    // it must come within the node's `request_timeout_secs` (30 s for the
+    // hub) of the last: an idle limit, not a total, so a whole plan sent
+    // over a slow phone link still gets through.
+    let timeout = req
+        .app_data::<web::Data<App>>()
+        .map_or(30, |app| app.config.request_timeout_secs);
     async move {
         let (content_type, limit) = checked?;
         let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
+        let idle = std::time::Duration::from_secs(timeout);
+        while let Some(chunk) = tokio::time::timeout(idle, payload.next())
+            .await
+            .map_err(|_| ApiError::RequestTimeout(timeout))?
+        {
             let chunk =
                 chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
             if body.len() + chunk.len() > limit {

@@ -298,6 +298,20 @@ fn verified_peer(
             });
             ApiError::Unauthorized(e.to_string())
         })?;
+    if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &signed.peer) {
+        app.plans.audit(AuditRecord {
+            role: Some("peer".into()),
+            ..peer_audit(
+                &signed.peer,
+                None,
+                "peer.request",
+                e.audit_outcome(),
+                Some(e.to_string()),
+                meta,
+            )
+        });
+        return Err(e);
+    }
     if federation.outbound.heard_from(&signed.peer) {
         app.plans.notify_changed();
     }

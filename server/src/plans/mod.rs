@@ -8,6 +8,7 @@ mod bulk;
 mod consent;
 #[cfg(test)]
 mod sim;
+mod size;
 pub(crate) mod sync;
 mod transfer;
 mod view;
@@ -82,6 +83,8 @@ pub struct Plans {
     pool: Pool,
     writer: Writer,
     compact_after: usize,
+    /// The most one sync message or document may decode to (`size`).
+    max_document_bytes: usize,
     /// Usernames of bound actors, for showing who set a conflicting value.
     actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Distinguishes this process's actors from any other process's, so two
@@ -115,6 +118,7 @@ impl Plans {
             pool,
             writer,
             compact_after: compact_after.max(2),
+            max_document_bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
@@ -124,6 +128,13 @@ impl Plans {
                 NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
             )),
         }
+    }
+
+    /// Sets the decoded-size cap on incoming Automerge bytes
+    /// (`max_document_bytes`).
+    pub fn with_max_document_bytes(mut self, limit: usize) -> Self {
+        self.max_document_bytes = limit;
+        self
     }
 
     pub fn cached_count(&self) -> usize {
@@ -275,7 +286,7 @@ impl Plans {
         bytes: &[u8],
         meta: RequestMeta,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let doc = sync::load_document(bytes)?;
+        let doc = sync::load_document(bytes, self.max_document_bytes)?;
         let editor = Editor {
             role: actor.role,
             member_id: None,

@@ -5,6 +5,7 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
+use super::size::{check_added_size, check_incoming_size};
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -21,25 +22,34 @@ use wrapsync_shared::plan::PlanError;
 
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
-pub(crate) fn decode(bytes: &[u8]) -> Result<sync::Message, ApiError> {
+/// The changes it carries may decode to at most `limit` bytes (see `size`).
+pub(crate) fn decode(bytes: &[u8], limit: usize) -> Result<sync::Message, ApiError> {
     // The size is capped by `max_sync_bytes` before the bytes arrive here.
     if bytes.is_empty() {
         return Err(ApiError::MalformedSync("empty sync message".into()));
     }
     match catch_unwind(|| sync::Message::decode(bytes)) {
-        Ok(Ok(message)) => Ok(message),
+        Ok(Ok(message)) => {
+            check_incoming_size(message.changes.iter(), limit)?;
+            Ok(message)
+        }
         Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
         Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
     }
 }
 
-/// Loads a whole saved document; like `decode`, never panics on bad bytes.
-pub(crate) fn load_document(bytes: &[u8]) -> Result<Automerge, ApiError> {
+/// Loads a whole saved document; like `decode`, never panics on bad bytes,
+/// and refuses one that decodes to more than `limit` bytes (see `size`).
+pub(crate) fn load_document(bytes: &[u8], limit: usize) -> Result<Automerge, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::MalformedDocument("empty document".into()));
     }
+    check_incoming_size([bytes], limit)?;
     match catch_unwind(|| Automerge::load(bytes)) {
-        Ok(Ok(doc)) => Ok(doc),
+        Ok(Ok(doc)) => {
+            check_added_size(&doc, &[], limit)?;
+            Ok(doc)
+        }
         Ok(Err(e)) => Err(ApiError::MalformedDocument(e.to_string())),
         Err(_) => Err(ApiError::MalformedDocument("undecodable document".into())),
     }
@@ -233,7 +243,9 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(decode).transpose()?;
+        let message = message
+            .map(|m| decode(m, self.max_document_bytes))
+            .transpose()?;
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
             let mut doc = Automerge::new();
@@ -244,6 +256,7 @@ impl Plans {
                     .map(sync::Message::encode)),
                 Received::WaitingForDependencies(reply) => Ok(reply),
                 Received::Changes(scratch) => {
+                    check_added_size(&scratch, &[], self.max_document_bytes)?;
                     check_incoming(&scratch, &[], &HOME_EDITOR)
                         .map_err(ApiError::RefusedChanges)?;
                     self.bind_home_authors(peer, authors, &scratch, &[]).await?;
@@ -364,7 +377,7 @@ impl Plans {
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let input = match (round, reply) {
             (0, _) => PushInput::Start,
-            (_, Some(reply)) => PushInput::Reply(decode(reply)?),
+            (_, Some(reply)) => PushInput::Reply(decode(reply, self.max_document_bytes)?),
             (_, None) => PushInput::Quiet,
         };
         let device = format!("out:{peer}");
@@ -387,7 +400,9 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(decode).transpose()?;
+        let message = message
+            .map(|m| decode(m, self.max_document_bytes))
+            .transpose()?;
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let view = entry.view();
@@ -402,6 +417,7 @@ impl Plans {
             match receive_round(&mut state.doc, &mut sync_state, message)? {
                 Received::Nothing => {}
                 Received::Changes(scratch) => {
+                    check_added_size(&scratch, &before, self.max_document_bytes)?;
                     if view.editing_role_of(actor).is_none() {
                         return Err(super::replica_of_others());
                     }
@@ -478,7 +494,9 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(decode).transpose()?;
+        let message = message
+            .map(|m| decode(m, self.max_document_bytes))
+            .transpose()?;
         self.peer_round(entry, peer, Sender::Member(authors), message, meta)
             .await
     }
@@ -508,6 +526,7 @@ impl Plans {
                 return Ok(reply);
             }
             Received::Changes(scratch) => {
+                check_added_size(&scratch, &before, self.max_document_bytes)?;
                 let audit = match sender {
                     Sender::Member(authors) => {
                         let team = entry.view().plan["team"].clone();

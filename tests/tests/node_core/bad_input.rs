@@ -162,6 +162,68 @@ fn bodies_over_one_mebibyte_are_413() {
     node.get_anon("/healthz").assert_status(200);
 }
 
+/// A client that sends its headers and then trickles (here: never sends)
+/// its body is answered `408` once `request_timeout_secs` passes, rather
+/// than holding the connection for ever.
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_408() {
+    use std::io::{Read, Write};
+    let mut extra = toml::Table::new();
+    extra.insert("request_timeout_secs".into(), 1.into());
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let address = node.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    stream
+        .write_all(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: node\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request-timeout"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A plan document a few kilobytes on the wire that inflates past
+/// `max_document_bytes` is refused with 413 before it is loaded.
+#[test]
+fn a_document_that_inflates_past_the_cap_is_413() {
+    use wrapsync_shared::automerge::transaction::Transactable;
+    let mut extra = toml::Table::new();
+    extra.insert("max_document_bytes".into(), 100_000.into());
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let fran = node.login(FACILITATOR);
+    let mut doc = wrapsync_shared::automerge::AutoCommit::new();
+    doc.put(
+        wrapsync_shared::automerge::ROOT,
+        "notes",
+        "a".repeat(1 << 20),
+    )
+    .unwrap();
+    let bytes = doc.save();
+    assert!(bytes.len() < 50_000, "{} bytes on the wire", bytes.len());
+    let reply = node.send(
+        node.request(Method::POST, "/v1/plans")
+            .bearer_auth(&fran)
+            .header("content-type", "application/octet-stream")
+            .body(bytes),
+    );
+    reply.assert_status(413);
+    assert_eq!(
+        reply.json["type"],
+        "/problems/document-too-large",
+        "{}",
+        reply.text()
+    );
+}
+
 #[test]
 fn compressed_or_non_json_bodies_are_415() {
     let node = TestNode::spawn(Backend::Sqlite);

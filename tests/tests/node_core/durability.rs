@@ -149,3 +149,99 @@ fn sigterm_stops_the_node_cleanly_and_keeps_its_data(backend: Backend) {
         "both reads (before the stop and after the start) are audited"
     );
 }
+
+/// `wrapsync backup` while the node serves writes, then `wrapsync restore`
+/// into an emptied data dir: the node comes back as itself (same key), with
+/// the plans and audit trail as of the backup and nothing later.
+#[test]
+fn a_backup_taken_while_serving_restores_the_node() {
+    let mut node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    let sam = node.login(SUPERVISOR);
+    let mut plans = BTreeSet::new();
+    for n in 0..3 {
+        let plan = node.create_plan(&fran, &format!("Family {n}")).id;
+        node.apply_ops(
+            &fran,
+            &plan,
+            json!([{ "op": "replace", "path": "/vision", "value": format!("Vision {n}") }]),
+        );
+        plans.insert(plan);
+    }
+    let identity = node.get_anon("/federation/v1/identity").json["public_key"].clone();
+    let audited = all_audit(&node, &sam, "");
+    assert!(!audited.is_empty());
+
+    // Writes go on while the backup is taken.
+    let out = node.data_dir().parent().unwrap().join("backup.db");
+    let out_arg = out.to_string_lossy().into_owned();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let plan = plans.first().unwrap();
+            for n in 0..20 {
+                node.apply_ops(
+                    &fran,
+                    plan,
+                    json!([{ "op": "replace", "path": "/mission", "value": format!("m{n}") }]),
+                );
+            }
+        });
+        node.cli(&["backup", "--out", &out_arg]).unwrap();
+        writer.join().unwrap();
+    });
+    assert!(out.exists());
+    // A backup never overwrites.
+    assert!(node.cli(&["backup", "--out", &out_arg]).is_err());
+    let later = node.create_plan(&fran, "After the backup").id;
+    assert!(node.stop().success());
+
+    // Restore refuses an existing database without --force, and a file
+    // that is not a node database at all.
+    let refused = node.cli(&["restore", "--from", &out_arg]).unwrap_err();
+    assert!(refused.to_string().contains("--force"), "{refused}");
+    let junk = node.data_dir().parent().unwrap().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let refused = node
+        .cli(&["restore", "--from", &junk.to_string_lossy(), "--force"])
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not a wrapsync node backup"),
+        "{refused}"
+    );
+
+    // A fresh data dir: nothing of the old node left.
+    std::fs::remove_dir_all(node.data_dir()).unwrap();
+    std::fs::create_dir_all(node.data_dir()).unwrap();
+    node.cli(&["restore", "--from", &out_arg]).unwrap();
+    node.start();
+
+    assert_eq!(
+        node.get_anon("/federation/v1/identity").json["public_key"],
+        identity,
+        "the node key came back with the backup"
+    );
+    let fran = node.login(FACILITATOR);
+    let listed: BTreeSet<String> = node
+        .list_all_plans(&fran)
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(listed, plans, "the plans at the backup, not {later}");
+    for (n, plan) in plans.iter().enumerate() {
+        assert_eq!(
+            node.read_plan(&fran, plan).plan["vision"],
+            format!("Vision {n}")
+        );
+    }
+    let sam = node.login(SUPERVISOR);
+    let restored: BTreeSet<(i64, String, String)> = all_audit(&node, &sam, "")
+        .into_iter()
+        .map(|e| (e.id, e.action, e.outcome))
+        .collect();
+    for e in &audited {
+        assert!(
+            restored.contains(&(e.id, e.action.clone(), e.outcome.clone())),
+            "audit entry {e:?} survives the restore"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Rate limits: a token bucket per key (a user id, a peer node id, a client
+//! address), kept in memory. A node restart refills every bucket, which is
+//! fine for a limit whose job is to keep one caller from crowding out the
+//! rest, not to meter anyone.
+//!
+//! Written here rather than taken from `governor`: a keyed map of two
+//! numbers per caller, with time passed in so tests need no sleeps, is less
+//! than that crate's keyed-store and clock plumbing would take.
+
+use crate::error::ApiError;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet spell (the bucket's size).
+    pub burst: f64,
+}
+
+impl RateLimit {
+    fn valid(&self) -> bool {
+        self.per_second > 0.0 && self.burst >= 1.0
+    }
+}
+
+/// A bucket: tokens left as of `at`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Buckets this many keys and over are swept of full ones (callers quiet
+/// long enough that forgetting them changes nothing).
+const SWEEP_AT: usize = 10_000;
+
+/// One limit applied per key.
+pub struct Buckets {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Buckets {
+    /// Buckets for `limit`; `None` when it is not a usable limit.
+    pub fn new(limit: RateLimit) -> Option<Self> {
+        limit.valid().then(|| Buckets {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a token for `key` at `now`, or says how long until one is
+    /// there.
+    pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let RateLimit { per_second, burst } = self.limit;
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= SWEEP_AT {
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
+            });
+        }
+        // Looked up before inserting: the key is copied once per caller,
+        // not once per request.
+        if !buckets.contains_key(key) {
+            buckets.insert(
+                key.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(key) else {
+            return Ok(());
+        };
+        let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
+        bucket.tokens = (bucket.tokens + refilled).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+        }
+    }
+}
+
+/// The node's three limits.
+pub struct RateLimits {
+    pub per_user: Option<Buckets>,
+    pub per_peer: Option<Buckets>,
+    pub login_per_ip: Option<Buckets>,
+}
+
+/// Takes a token from `buckets` (none: no limit) for `key`: over the limit
+/// is `429` with the seconds to wait. Callers audit the refusal, as they
+/// know who was refused.
+pub fn admit(buckets: Option<&Buckets>, key: &str) -> Result<(), ApiError> {
+    match buckets {
+        None => Ok(()),
+        Some(buckets) => buckets
+            .take(key, Instant::now())
+            .map_err(|wait| ApiError::RateLimited(retry_after_secs(wait))),
+    }
+}
+
+/// Whole seconds for `Retry-After`, never 0 (a client told 0 retries at
+/// once and is refused again).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_sustained_rate() {
+        let buckets = Buckets::new(RateLimit {
+            per_second: 2.0,
+            burst: 3.0,
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            buckets.take("ana", t0).unwrap();
+        }
+        let wait = buckets.take("ana", t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(retry_after_secs(wait), 1);
+        buckets.take("ben", t0).unwrap();
+        buckets
+            .take("ana", t0 + Duration::from_millis(500))
+            .unwrap();
+        assert!(buckets
+            .take("ana", t0 + Duration::from_millis(500))
+            .is_err());
+    }
+
+    #[test]
+    fn unusable_limits_are_none() {
+        assert!(Buckets::new(RateLimit {
+            per_second: 0.0,
+            burst: 5.0
+        })
+        .is_none());
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+}
