@@ -230,21 +230,34 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The TOML table of config file `path` (empty without one), before the
+/// environment's overrides: the node's and the hub's config alike.
+pub(crate) fn read_table(path: Option<&Path>) -> Result<toml::Table, ConfigError> {
+    let Some(path) = path else {
+        return Ok(toml::Table::new());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// A `WRAPSYNC_*` override's value: numbers stay numbers; anything else is
+/// a string (for serde to refuse where a number is wanted).
+pub(crate) fn env_value(value: String) -> toml::Value {
+    value
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .unwrap_or(toml::Value::String(value))
+}
+
 impl Config {
     /// Reads `path` (if given) and applies `WRAPSYNC_*` overrides from `env`.
     pub fn load(
         path: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            }
-            None => toml::Table::new(),
-        };
+        let mut table = read_table(path)?;
         for (name, value) in env {
             let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
                 continue;
@@ -265,12 +278,7 @@ impl Config {
                     .unwrap_or(toml::Value::String(value));
                 table.insert(key, parsed);
             } else if KEYS.contains(&key.as_str()) {
-                // Numbers stay numbers; anything else is a string.
-                let parsed = value
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .unwrap_or(toml::Value::String(value));
-                table.insert(key, parsed);
+                table.insert(key, env_value(value));
             }
         }
         let config: Config = toml::Value::Table(table)

@@ -78,25 +78,13 @@ impl HubConfig {
         path: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<HubConfig, ConfigError> {
-        let mut table = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            }
-            None => toml::Table::new(),
-        };
+        let mut table = crate::config::read_table(path)?;
         for (name, value) in env {
             let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
                 continue;
             };
             if KEYS.contains(&key.as_str()) {
-                let parsed = value
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .unwrap_or(toml::Value::String(value));
-                table.insert(key, parsed);
+                table.insert(key, crate::config::env_value(value));
             }
         }
         let config: HubConfig = toml::Value::Table(table)
