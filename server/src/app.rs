@@ -54,7 +54,7 @@ impl App {
             config.cache_plans,
             config.compact_after_chunks,
         )
-        .with_max_document_bytes(config.max_document_bytes);
+        .with_document_bounds(config.max_document_bytes, config.max_document_ops);
         let limits = crate::limits::RateLimits {
             per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),

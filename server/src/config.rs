@@ -45,6 +45,10 @@ pub struct Config {
     /// body caps alone do not bound memory.
     #[serde(default = "default_max_document")]
     pub max_document_bytes: usize,
+    /// The most operations the same may declare: run-length encoding lets
+    /// a few bytes declare millions, and loading materializes them.
+    #[serde(default = "default_max_document_ops")]
+    pub max_document_ops: u64,
     /// Requests per authenticated user (`{ per_second, burst }`); over it,
     /// `429` with `Retry-After`. Default 25,000/s, burst 50,000: the load
     /// benchmarks drive one user at up to 10,000 req/s (`wrk`, 21,000), and
@@ -164,6 +168,12 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 << 20;
 fn default_max_document() -> usize {
     DEFAULT_MAX_DOCUMENT_BYTES
 }
+/// A million: a plan with years of notes holds tens of thousands. Rendering
+/// materializes every operation (about 100 bytes each), which this bounds.
+pub const DEFAULT_MAX_DOCUMENT_OPS: u64 = 1_000_000;
+fn default_max_document_ops() -> u64 {
+    DEFAULT_MAX_DOCUMENT_OPS
+}
 fn default_user_rate() -> RateLimit {
     RateLimit {
         per_second: 25_000.0,
@@ -201,6 +211,7 @@ const KEYS: &[&str] = &[
     "max_body_bytes",
     "max_sync_bytes",
     "max_document_bytes",
+    "max_document_ops",
     "request_timeout_secs",
     "cache_plans",
     "workers",

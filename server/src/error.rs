@@ -32,10 +32,11 @@ pub enum ApiError {
     },
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    /// Automerge bytes that would decode to more than `max_document_bytes`
-    /// (compressed changes inflate: the wire size says little).
-    #[error("the document would exceed the limit of {0} bytes once decoded")]
-    DocumentTooLarge(usize),
+    /// Automerge bytes that would decode past `max_document_bytes` or
+    /// declare more than `max_document_ops` operations (compression and
+    /// run-length encoding: the wire size says little). Says which.
+    #[error("{0}")]
+    DocumentTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]

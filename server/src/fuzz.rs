@@ -17,6 +17,7 @@ pub fn quiet_caught_panics() {
 
 use crate::federation::{Peers, Verifier};
 use crate::plans::sync::{decode, load_document, receive_round, Received};
+use crate::plans::Bounds;
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
 use base64::Engine;
@@ -25,9 +26,12 @@ use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::plan::{init_plan, render};
 use wrapsync_shared::roles::Role;
 
-/// What incoming Automerge bytes may decode to, as a node's default
-/// `max_document_bytes` allows (the fuzzer's memory limit is lower).
-const LIMIT: usize = 64 * 1024 * 1024;
+/// What incoming Automerge bytes may amount to: a node's defaults
+/// (`max_document_bytes`, `max_document_ops`).
+const LIMIT: Bounds = Bounds {
+    bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
+    ops: crate::config::DEFAULT_MAX_DOCUMENT_OPS,
+};
 
 fn editor(role: Role) -> Editor {
     Editor {

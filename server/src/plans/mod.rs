@@ -15,6 +15,7 @@ mod view;
 
 pub use bulk::BatchRead;
 pub use consent::MAY_SHARE;
+pub(crate) use size::Bounds;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;
 pub use view::{PlanView, Viewer};
@@ -83,8 +84,8 @@ pub struct Plans {
     pool: Pool,
     writer: Writer,
     compact_after: usize,
-    /// The most one sync message or document may decode to (`size`).
-    max_document_bytes: usize,
+    /// What one sync message or document may decode to (`size`).
+    bounds: size::Bounds,
     /// Usernames of bound actors, for showing who set a conflicting value.
     actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Distinguishes this process's actors from any other process's, so two
@@ -118,7 +119,10 @@ impl Plans {
             pool,
             writer,
             compact_after: compact_after.max(2),
-            max_document_bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
+            bounds: size::Bounds {
+                bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
+                ops: crate::config::DEFAULT_MAX_DOCUMENT_OPS,
+            },
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
@@ -130,10 +134,11 @@ impl Plans {
         }
     }
 
-    /// Sets the decoded-size cap on incoming Automerge bytes
-    /// (`max_document_bytes`).
-    pub fn with_max_document_bytes(mut self, limit: usize) -> Self {
-        self.max_document_bytes = limit;
+    /// Sets the bounds on incoming Automerge bytes: what they may decode
+    /// to (`max_document_bytes`) and the operations they may declare
+    /// (`max_document_ops`).
+    pub fn with_document_bounds(mut self, bytes: usize, ops: u64) -> Self {
+        self.bounds = size::Bounds { bytes, ops };
         self
     }
 
@@ -286,7 +291,7 @@ impl Plans {
         bytes: &[u8],
         meta: RequestMeta,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let doc = sync::load_document(bytes, self.max_document_bytes)?;
+        let doc = sync::load_document(bytes, self.bounds)?;
         let editor = Editor {
             role: actor.role,
             member_id: None,

@@ -5,7 +5,7 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
-use super::size::{check_added_size, check_incoming_size};
+use super::size::{check_added_size, check_incoming_size, Bounds};
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -22,15 +22,15 @@ use wrapsync_shared::plan::PlanError;
 
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
-/// The changes it carries may decode to at most `limit` bytes (see `size`).
-pub(crate) fn decode(bytes: &[u8], limit: usize) -> Result<sync::Message, ApiError> {
+/// The changes it carries are checked against `bounds` first (see `size`).
+pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiError> {
     // The size is capped by `max_sync_bytes` before the bytes arrive here.
     if bytes.is_empty() {
         return Err(ApiError::MalformedSync("empty sync message".into()));
     }
     match catch_unwind(|| sync::Message::decode(bytes)) {
         Ok(Ok(message)) => {
-            check_incoming_size(message.changes.iter(), limit)?;
+            check_incoming_size(message.changes.iter(), bounds, ApiError::MalformedSync)?;
             Ok(message)
         }
         Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
@@ -39,15 +39,15 @@ pub(crate) fn decode(bytes: &[u8], limit: usize) -> Result<sync::Message, ApiErr
 }
 
 /// Loads a whole saved document; like `decode`, never panics on bad bytes,
-/// and refuses one that decodes to more than `limit` bytes (see `size`).
-pub(crate) fn load_document(bytes: &[u8], limit: usize) -> Result<Automerge, ApiError> {
+/// and refuses one past `bounds` before loading it (see `size`).
+pub(crate) fn load_document(bytes: &[u8], bounds: Bounds) -> Result<Automerge, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::MalformedDocument("empty document".into()));
     }
-    check_incoming_size([bytes], limit)?;
+    check_incoming_size([bytes], bounds, ApiError::MalformedDocument)?;
     match catch_unwind(|| Automerge::load(bytes)) {
         Ok(Ok(doc)) => {
-            check_added_size(&doc, &[], limit)?;
+            check_added_size(&doc, &[], bounds.bytes)?;
             Ok(doc)
         }
         Ok(Err(e)) => Err(ApiError::MalformedDocument(e.to_string())),
@@ -243,9 +243,7 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message
-            .map(|m| decode(m, self.max_document_bytes))
-            .transpose()?;
+        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
             let mut doc = Automerge::new();
@@ -256,7 +254,7 @@ impl Plans {
                     .map(sync::Message::encode)),
                 Received::WaitingForDependencies(reply) => Ok(reply),
                 Received::Changes(scratch) => {
-                    check_added_size(&scratch, &[], self.max_document_bytes)?;
+                    check_added_size(&scratch, &[], self.bounds.bytes)?;
                     check_incoming(&scratch, &[], &HOME_EDITOR)
                         .map_err(ApiError::RefusedChanges)?;
                     self.bind_home_authors(peer, authors, &scratch, &[]).await?;
@@ -377,7 +375,7 @@ impl Plans {
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let input = match (round, reply) {
             (0, _) => PushInput::Start,
-            (_, Some(reply)) => PushInput::Reply(decode(reply, self.max_document_bytes)?),
+            (_, Some(reply)) => PushInput::Reply(decode(reply, self.bounds)?),
             (_, None) => PushInput::Quiet,
         };
         let device = format!("out:{peer}");
@@ -400,9 +398,7 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message
-            .map(|m| decode(m, self.max_document_bytes))
-            .transpose()?;
+        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let view = entry.view();
@@ -417,7 +413,7 @@ impl Plans {
             match receive_round(&mut state.doc, &mut sync_state, message)? {
                 Received::Nothing => {}
                 Received::Changes(scratch) => {
-                    check_added_size(&scratch, &before, self.max_document_bytes)?;
+                    check_added_size(&scratch, &before, self.bounds.bytes)?;
                     if view.editing_role_of(actor).is_none() {
                         return Err(super::replica_of_others());
                     }
@@ -494,9 +490,7 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message
-            .map(|m| decode(m, self.max_document_bytes))
-            .transpose()?;
+        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
         self.peer_round(entry, peer, Sender::Member(authors), message, meta)
             .await
     }
@@ -526,7 +520,7 @@ impl Plans {
                 return Ok(reply);
             }
             Received::Changes(scratch) => {
-                check_added_size(&scratch, &before, self.max_document_bytes)?;
+                check_added_size(&scratch, &before, self.bounds.bytes)?;
                 let audit = match sender {
                     Sender::Member(authors) => {
                         let team = entry.view().plan["team"].clone();

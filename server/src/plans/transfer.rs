@@ -74,7 +74,7 @@ impl Plans {
         audit: AuditRecord,
         also: AlsoWrite,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let mut incoming = load_document(document, self.max_document_bytes)?;
+        let mut incoming = load_document(document, self.bounds)?;
         let home_editor = Editor {
             role: Role::Supervisor,
             member_id: None,

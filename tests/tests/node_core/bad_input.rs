@@ -224,6 +224,36 @@ fn a_document_that_inflates_past_the_cap_is_413() {
     );
 }
 
+/// A document whose run-length-encoded columns declare more operations
+/// than `max_document_ops` is refused with 413 before it is loaded: a few
+/// hundred bytes on the wire, thousands of operations once materialized.
+#[test]
+fn a_document_declaring_too_many_operations_is_413() {
+    use wrapsync_shared::automerge::transaction::Transactable;
+    use wrapsync_shared::automerge::{AutoCommit, ObjType, ROOT};
+    let mut extra = toml::Table::new();
+    extra.insert("max_document_ops".into(), 1_000.into());
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let fran = node.login(FACILITATOR);
+    let mut doc = AutoCommit::new();
+    let list = doc.put_object(ROOT, "strengths", ObjType::List).unwrap();
+    for i in 0..5_000 {
+        doc.insert(&list, i, "same").unwrap();
+    }
+    let bytes = doc.save();
+    assert!(bytes.len() < 1_000, "{} bytes on the wire", bytes.len());
+    let reply = node.send(
+        node.request(Method::POST, "/v1/plans")
+            .bearer_auth(&fran)
+            .header("content-type", "application/octet-stream")
+            .body(bytes),
+    );
+    reply.assert_status(413);
+    assert_eq!(reply.json["type"], "/problems/document-too-large");
+    let detail = reply.json["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("max_document_ops"), "{}", reply.text());
+}
+
 #[test]
 fn compressed_or_non_json_bodies_are_415() {
     let node = TestNode::spawn(Backend::Sqlite);

@@ -1,0 +1,259 @@
+use super::*;
+use automerge::sync::SyncDoc;
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
+use sha2::{Digest, Sha256};
+
+fn bounds(bytes: usize, ops: u64) -> Bounds {
+    Bounds { bytes, ops }
+}
+
+fn check(bytes: &[u8], bounds: Bounds) -> Result<(), ApiError> {
+    check_incoming_size([bytes], bounds, ApiError::MalformedDocument)
+}
+
+fn code(result: Result<(), ApiError>) -> &'static str {
+    result.err().map_or("ok", |e| e.code())
+}
+
+/// A document of `chars` characters typed one by one into a text: one
+/// operation each, and (past a few hundred) compressed columns.
+fn typed(chars: usize) -> AutoCommit {
+    let mut doc = AutoCommit::new();
+    let text = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+    for i in 0..chars {
+        doc.splice_text(&text, i, 0, "a").unwrap();
+        if i % 500 == 0 {
+            doc.commit();
+        }
+    }
+    doc.commit();
+    doc
+}
+
+fn uleb(mut value: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn sleb(mut value: i64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        let done = (value == 0 && byte & 0x40 == 0) || (value == -1 && byte & 0x40 != 0);
+        out.push(if done { byte } else { byte | 0x80 });
+        if done {
+            return;
+        }
+    }
+}
+
+/// Wraps `data` as a chunk of `kind` with a valid checksum, as an
+/// attacker would.
+fn chunk(kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut header = vec![kind];
+    uleb(data.len() as u64, &mut header);
+    let hash = Sha256::new()
+        .chain_update(&header)
+        .chain_update(data)
+        .finalize();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&hash[..4]);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    out
+}
+
+/// `saved` (an uncompressed document chunk) with the op column `spec`'s
+/// data replaced by `column`.
+fn with_op_column(saved: &[u8], spec: u64, column: &[u8]) -> Vec<u8> {
+    let mut reader = Reader::new(saved);
+    reader.take(9).unwrap();
+    let len = reader.uleb().unwrap();
+    let data = reader.take(len).unwrap();
+    let mut reader = Reader::new(data);
+    reader.skip_actors().unwrap();
+    let heads = reader.uleb().unwrap();
+    reader.skip_fixed(heads, 32).unwrap();
+    let prefix = &data[..data.len() - reader.bytes.len()];
+    let change_columns = reader.columns().unwrap();
+    let op_columns = reader.columns().unwrap();
+    assert!(
+        op_columns.iter().any(|&(s, _)| s == spec),
+        "no column {spec:#x}"
+    );
+    let mut out = prefix.to_vec();
+    for columns in [&change_columns, &op_columns] {
+        uleb(columns.len() as u64, &mut out);
+        for &(s, len) in columns.iter() {
+            uleb(s, &mut out);
+            let len = if columns == &op_columns && s == spec {
+                column.len() as u64
+            } else {
+                len
+            };
+            uleb(len, &mut out);
+        }
+    }
+    for &(_, len) in &change_columns {
+        out.extend_from_slice(reader.take(len).unwrap());
+    }
+    for &(s, len) in &op_columns {
+        let original = reader.take(len).unwrap();
+        out.extend_from_slice(if s == spec { column } else { original });
+    }
+    out.extend_from_slice(reader.bytes);
+    chunk(DOCUMENT, &out)
+}
+
+/// A small document's action column (id 4, unsigned integers) made into
+/// one run of `rows` copies: a few bytes that declare `rows` operations.
+fn declaring(rows: i64) -> Vec<u8> {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "a", 1).unwrap();
+    let saved = doc.save();
+    let mut run = Vec::new();
+    sleb(rows, &mut run);
+    uleb(1, &mut run);
+    with_op_column(&saved, 0x42, &run)
+}
+
+#[test]
+fn real_documents_pass_and_count_one_op_per_character() {
+    let mut doc = typed(5_000);
+    let saved = doc.save();
+    assert!(
+        saved.len() < 5_000,
+        "{} bytes: columns compressed",
+        saved.len()
+    );
+    assert_eq!(code(check(&saved, bounds(1 << 20, 5_010))), "ok");
+    assert_eq!(
+        code(check(&saved, bounds(1 << 20, 4_999))),
+        "document-too-large"
+    );
+    // A saved document and the changes after it, as storage holds them.
+    let heads = doc.get_heads();
+    let text = doc.get(ROOT, "notes").unwrap().unwrap().1;
+    doc.splice_text(&text, 0, 0, "later").unwrap();
+    let mut both = saved.clone();
+    both.extend(doc.save_after(&heads));
+    assert_eq!(code(check(&both, bounds(1 << 20, 5_020))), "ok");
+    assert!(Automerge::load(&both).is_ok());
+}
+
+#[test]
+fn sync_messages_of_either_version_pass() {
+    let mut doc = typed(2_000);
+    let mut state = automerge::sync::State::new();
+    let mut peer = Automerge::new();
+    let mut peer_state = automerge::sync::State::new();
+    let mut seen = 0;
+    for _ in 0..6 {
+        if let Some(message) = doc.sync().generate_sync_message(&mut state) {
+            seen += message.changes.iter().count();
+            let encoded = message.encode();
+            let decoded = crate::plans::sync::decode(&encoded, bounds(1 << 20, 5_000)).unwrap();
+            peer.receive_sync_message(&mut peer_state, decoded).unwrap();
+        }
+        if let Some(message) = peer.generate_sync_message(&mut peer_state) {
+            doc.sync()
+                .receive_sync_message(&mut state, message)
+                .unwrap();
+        }
+    }
+    assert!(seen > 0);
+    assert_eq!(peer.get_heads(), doc.get_heads());
+}
+
+#[test]
+fn a_run_declaring_millions_of_operations_is_refused_before_loading() {
+    // One run rewritten declares 2^40 operations in a few bytes.
+    let bomb = declaring(1 << 40);
+    assert!(bomb.len() < 200, "{} bytes", bomb.len());
+    let err = check(&bomb, bounds(1 << 20, 1_000_000)).unwrap_err();
+    assert_eq!(err.code(), "document-too-large");
+    assert!(err.to_string().contains("max_document_ops"), "{err}");
+    assert_eq!(code(check(&declaring(500), bounds(1 << 20, 1_000))), "ok");
+    assert_eq!(
+        code(check(&declaring(1_001), bounds(1 << 20, 1_000))),
+        "document-too-large"
+    );
+}
+
+#[test]
+fn a_group_declaring_more_rows_than_it_holds_is_refused() {
+    // The successor group column (id 8): one op with 2^40 successors.
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "a", 1).unwrap();
+    doc.put(ROOT, "a", 2).unwrap();
+    let saved = doc.save();
+    let mut run = Vec::new();
+    sleb(1, &mut run);
+    uleb(1 << 40, &mut run);
+    let bomb = with_op_column(&saved, 0x80, &run);
+    assert_eq!(
+        code(check(&bomb, bounds(1 << 20, 1_000_000))),
+        "document-too-large"
+    );
+}
+
+#[test]
+fn a_small_body_that_inflates_past_the_cap_is_refused_before_loading() {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "notes", "a".repeat(4 << 20)).unwrap();
+    let mut change = doc.get_last_local_change().unwrap();
+    let compressed = change.bytes().into_owned();
+    assert!(compressed.len() < 64 * 1024, "{} bytes", compressed.len());
+    assert_eq!(compressed[8], COMPRESSED_CHANGE);
+    let err = check(&compressed, bounds(1 << 20, 1_000)).unwrap_err();
+    assert_eq!(err.code(), "document-too-large");
+    assert!(err.to_string().contains("max_document_bytes"), "{err}");
+    assert_eq!(code(check(&compressed, bounds(8 << 20, 1_000))), "ok");
+    // The same text saved whole hides it in a compressed column.
+    let saved = doc.save();
+    assert!(saved.len() < 64 * 1024);
+    assert_eq!(
+        code(check(&saved, bounds(1 << 20, 1_000))),
+        "document-too-large"
+    );
+    assert_eq!(code(check(&saved, bounds(8 << 20, 1_000))), "ok");
+}
+
+#[test]
+fn the_added_changes_are_counted_uncompressed() {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "notes", "a".repeat(2 << 20)).unwrap();
+    let doc = Automerge::load(&doc.save()).unwrap();
+    let err = check_added_size(&doc, &[], 1 << 20).unwrap_err();
+    assert_eq!(err.code(), "document-too-large");
+    check_added_size(&doc, &[], 4 << 20).unwrap();
+    check_added_size(&doc, &doc.get_heads(), 1).unwrap();
+}
+
+#[test]
+fn bytes_that_are_not_chunks_we_accept_are_malformed() {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "a", 1).unwrap();
+    let saved = doc.save();
+    let heads = doc.get_heads();
+    let bundle = doc.bundle(heads).unwrap().bytes().to_vec();
+    for bad in [
+        b"not automerge".to_vec(),
+        saved[..saved.len() - 1].to_vec(),
+        chunk(9, b""),
+        bundle,
+    ] {
+        assert_eq!(
+            code(check(&bad, bounds(1 << 20, 1_000))),
+            "malformed-document"
+        );
+    }
+}
