@@ -136,6 +136,9 @@ pub async fn serve(
         let http = data.metrics.http.clone();
         actix_web::App::new()
             .app_data(data.clone())
+            // Innermost: sees every refusal, after `observe` gave the
+            // request its id.
+            .wrap_fn(api::refusals::audit)
             .wrap(cors(&origins))
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))

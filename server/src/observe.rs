@@ -102,7 +102,7 @@ where
 }
 
 /// The method as a label, from a fixed set (a made-up method is `other`).
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::blocking::RequestBuilder;
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::PathBuf;
@@ -46,16 +46,39 @@ impl NodeSigner {
     /// The `Authorization` value for `method path` with `body`, to `aud`,
     /// issued at `iat` (Unix seconds), valid for a minute.
     pub fn sign(&self, aud: &str, method: &str, path: &str, body: &[u8], iat: i64) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.id.clone());
+        let claims = self.claims(aud, method, path, body, iat);
+        format!("Bearer {}", self.sign_claims(&self.id, &claims))
+    }
+
+    /// The claims [`NodeSigner::sign`] signs, for tests that alter them
+    /// and sign them with [`NodeSigner::sign_claims`].
+    pub fn claims(
+        &self,
+        aud: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        iat: i64,
+    ) -> Map<String, Value> {
         let claims = json!({
             "iss": self.id, "aud": aud, "iat": iat, "exp": iat + 60,
             "jti": format!("{:032x}", rand::random::<u128>()),
             "htm": method, "htu": path,
             "bdy": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(body)),
         });
-        match jsonwebtoken::encode(&header, &claims, &self.encoding) {
-            Ok(token) => format!("Bearer {token}"),
+        match claims {
+            Value::Object(claims) => claims,
+            _ => Map::new(),
+        }
+    }
+
+    /// `claims` signed with this key (EdDSA) under key id `kid`: the bare
+    /// token, without `Bearer `.
+    pub fn sign_claims(&self, kid: &str, claims: &Map<String, Value>) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_string());
+        match jsonwebtoken::encode(&header, claims, &self.encoding) {
+            Ok(token) => token,
             Err(e) => panic!("signing a test request: {e}"),
         }
     }

@@ -29,7 +29,9 @@ pub use hub::{unix_now, NodeSigner, TestHub, HUB_ID};
 pub use node::{Backend, TestNode};
 pub use proxy::{proxy_seed, Faults, Proxy, Stats};
 pub use tls::{TestCa, TlsFront};
-pub use tokens::{decode_claims, forge_alg_none, sign_hs256};
+pub use tokens::{
+    decode_claims, flip_signature, forge_alg_none, sign_hmac, sign_hs256, with_header,
+};
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -118,6 +118,8 @@ fn audit_auth(
 
 /// The audit record of an `auth.login`: `ok` for `user`, else `denied`.
 fn login_audit(user: Option<&User>, tried: Option<String>, meta: RequestMeta) -> AuditRecord {
+    let outcome = if user.is_some() { "ok" } else { "denied" };
+    meta.refusal.note(outcome);
     AuditRecord {
         at: now_ms(),
         user_id: user.map(|u| u.id.clone()),
@@ -125,7 +127,7 @@ fn login_audit(user: Option<&User>, tried: Option<String>, meta: RequestMeta) ->
         role: user.map(|u| u.role.clone()),
         plan_id: None,
         action: "auth.login".into(),
-        outcome: if user.is_some() { "ok" } else { "denied" }.into(),
+        outcome: outcome.into(),
         detail: None,
         remote: meta.remote,
         request_id: meta.request_id,

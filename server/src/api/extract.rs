@@ -1,10 +1,10 @@
 //! Extractors that every handler relies on: the authenticated caller, and
 //! JSON bodies read with the node's limits and clear errors.
 
+use crate::api::refusals::Caller;
 use crate::app::App;
 use crate::error::ApiError;
-use crate::plans::{Actor, RequestMeta};
-use crate::store::audit::AuditRecord;
+use crate::plans::{Actor, RefusalMark, RequestMeta};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -37,6 +37,11 @@ pub fn request_meta(req: &HttpRequest) -> RequestMeta {
     RequestMeta {
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         remote: req.peer_addr().map(|a| a.ip().to_string()),
+        refusal: req
+            .extensions()
+            .get::<RefusalMark>()
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -60,7 +65,6 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let app = req
         .app_data::<web::Data<App>>()
         .ok_or_else(|| ApiError::Internal("no app state".into()))?;
-    let meta = request_meta(req);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -73,58 +77,21 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         None => Err("a bearer token is required".to_string()),
         Some(token) => app.tokens.verify(token.trim()),
     };
-    match result {
-        Ok(claims) => {
-            if let Err(e) = crate::limits::admit(app.limits.per_user.as_ref(), &claims.sub) {
-                app.plans.audit(AuditRecord {
-                    at: crate::db::now_ms(),
-                    user_id: Some(claims.sub.clone()),
-                    username: Some(claims.name.clone()),
-                    role: Some(claims.role.to_string()),
-                    plan_id: req.match_info().get("id").map(str::to_string),
-                    action: format!(
-                        "{} {}",
-                        req.method(),
-                        req.match_pattern().unwrap_or_default()
-                    ),
-                    outcome: e.audit_outcome().into(),
-                    detail: Some(e.to_string()),
-                    remote: meta.remote,
-                    request_id: meta.request_id,
-                });
-                return Err(e);
-            }
-            Ok(AuthUser {
-                actor: Actor {
-                    user_id: claims.sub,
-                    username: claims.name,
-                    role: claims.role,
-                },
-                session_id: claims.sid,
-                meta,
-            })
-        }
-        Err(reason) => {
-            // Refusals are audited too: who tried what, from where.
-            app.plans.audit(AuditRecord {
-                at: crate::db::now_ms(),
-                user_id: None,
-                username: None,
-                role: None,
-                plan_id: req.match_info().get("id").map(str::to_string),
-                action: format!(
-                    "{} {}",
-                    req.method(),
-                    req.match_pattern().unwrap_or_default()
-                ),
-                outcome: "denied".into(),
-                detail: Some(format!("token refused: {reason}")),
-                remote: meta.remote,
-                request_id: meta.request_id,
-            });
-            Err(ApiError::Unauthorized(format!("token refused: {reason}")))
-        }
-    }
+    // A refusal here is audited by `refusals::audit`, as every refusal is.
+    let claims =
+        result.map_err(|reason| ApiError::Unauthorized(format!("token refused: {reason}")))?;
+    let actor = Actor {
+        user_id: claims.sub,
+        username: claims.name,
+        role: claims.role,
+    };
+    req.extensions_mut().insert(Caller::user(&actor));
+    crate::limits::admit(app.limits.per_user.as_ref(), &actor.user_id)?;
+    Ok(AuthUser {
+        actor,
+        session_id: claims.sid,
+        meta: request_meta(req),
+    })
 }
 
 /// A JSON body: `Content-Type: application/json`, no `Content-Encoding`

@@ -2,6 +2,7 @@
 //! other route is signed by a peer (see `federation::signing`).
 
 use super::extract::{request_meta, RawBody};
+use super::refusals::Caller;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -11,7 +12,7 @@ use crate::store::audit::AuditRecord;
 use crate::store::consent;
 use crate::store::plans as stored_plans;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use wrapsync_shared::api::{
@@ -298,6 +299,7 @@ fn verified_peer(
             });
             ApiError::Unauthorized(e.to_string())
         })?;
+    req.extensions_mut().insert(Caller::peer(&signed.peer));
     if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &signed.peer) {
         app.plans.audit(AuditRecord {
             role: Some("peer".into()),

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod extract;
 pub mod federation;
 pub mod plans;
+pub mod refusals;
 pub mod shares;
 
 use crate::error::ApiError;

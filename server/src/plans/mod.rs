@@ -22,7 +22,7 @@ pub use view::{PlanView, Viewer};
 
 use crate::db::{now_ms, Pool, StoreError};
 use crate::error::ApiError;
-use crate::store::audit::{insert_audit, AuditRecord};
+use crate::store::audit::{cut, insert_audit, AuditRecord, MAX_DETAIL, MAX_PLAN_ID};
 use crate::store::plans::{self as stored, Membership, PlanRow};
 use crate::store::users::{actor_users, bind_actor};
 use crate::store::writer::Writer;
@@ -77,6 +77,27 @@ impl PlanEntry {
 pub struct RequestMeta {
     pub request_id: Option<String>,
     pub remote: Option<String>,
+    /// The request's mark, set by any refusal audited for it.
+    pub refusal: RefusalMark,
+}
+
+/// Shared by a request and everything auditing for it: set once a refusal
+/// of the request has its audit row, so `api::refusals` (which audits
+/// every refused request) does not write a second, vaguer one.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalMark(Arc<std::sync::atomic::AtomicBool>);
+
+impl RefusalMark {
+    /// Notes an audit row with `outcome`; anything but `ok` is a refusal.
+    pub fn note(&self, outcome: &str) {
+        if outcome != "ok" {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 pub struct Plans {
@@ -755,15 +776,16 @@ pub fn audit_record(
     detail: Option<String>,
     meta: &RequestMeta,
 ) -> AuditRecord {
+    meta.refusal.note(outcome);
     AuditRecord {
         at: now_ms(),
         user_id: Some(actor.user_id.clone()),
         username: Some(actor.username.clone()),
         role: Some(actor.role.to_string()),
-        plan_id: plan.map(str::to_string),
+        plan_id: plan.map(|id| cut(id, MAX_PLAN_ID)),
         action: action.to_string(),
         outcome: outcome.to_string(),
-        detail,
+        detail: detail.map(|d| cut(&d, MAX_DETAIL)),
         remote: meta.remote.clone(),
         request_id: meta.request_id.clone(),
     }
@@ -778,15 +800,16 @@ pub fn peer_audit(
     detail: Option<String>,
     meta: &RequestMeta,
 ) -> AuditRecord {
+    meta.refusal.note(outcome);
     AuditRecord {
         at: now_ms(),
         user_id: None,
         username: Some(format!("peer:{peer}")),
         role: Some("peer".into()),
-        plan_id: plan.map(str::to_string),
+        plan_id: plan.map(|id| cut(id, MAX_PLAN_ID)),
         action: action.to_string(),
         outcome: outcome.to_string(),
-        detail,
+        detail: detail.map(|d| cut(&d, MAX_DETAIL)),
         remote: meta.remote.clone(),
         request_id: meta.request_id.clone(),
     }

@@ -23,6 +23,20 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
 }
 
+/// Longest plan id a row keeps: ids are 26-character ULIDs, but one a
+/// caller made up (in a path) could be kilobytes, and a refusal must not
+/// cost more to record than a fixed amount.
+pub const MAX_PLAN_ID: usize = 64;
+
+/// Longest detail a row keeps: a refusal's message can quote what the
+/// caller sent (serde quotes a string of the wrong type whole).
+pub const MAX_DETAIL: usize = 300;
+
+/// At most `max` characters of `text`.
+pub fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
 pub fn insert_audit(conn: &mut DbConnection, records: &[AuditRecord]) -> Result<(), StoreError> {
     // SQLite caps bound parameters per statement; 10 columns × 500 rows fits.
     for chunk in records.chunks(500) {
