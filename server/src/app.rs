@@ -231,6 +231,23 @@ async fn reload_on_hangup(app: web::Data<App>) {
             if let Err(e) = app.reload_keys() {
                 tracing::error!(error = %e, "keys not reloaded: the keys in force are kept");
             }
+            // Peer keys other processes on this database learnt meanwhile.
+            let stored = app
+                .blocking(|conn| {
+                    Ok((
+                        crate::store::peers::list(conn)?,
+                        crate::store::peers::rotations(conn)?,
+                    ))
+                })
+                .await;
+            let reloaded = stored
+                .map_err(|e| e.to_string())
+                .and_then(|(peers, rotations)| {
+                    app.federation.set_stored_and_rotations(peers, rotations)
+                });
+            if let Err(e) = reloaded {
+                tracing::error!(error = %e, "peers not reloaded: the peers in force are kept");
+            }
         }
     }
     #[cfg(not(unix))]

@@ -172,8 +172,19 @@ impl Federation {
     /// Replaces the peers added at run time; a stored peer with the id of a
     /// configured one is ignored.
     pub fn set_stored(&self, stored: Vec<Peer>) -> Result<(), String> {
+        let rotations = self.peers.read().rotations().to_vec();
+        self.set_stored_and_rotations(stored, rotations)
+    }
+
+    /// Replaces the peers added at run time and the keys learnt from
+    /// rotations, as another process sharing the database may have stored
+    /// them (a reload).
+    pub fn set_stored_and_rotations(
+        &self,
+        stored: Vec<Peer>,
+        rotations: Vec<KeyRotation>,
+    ) -> Result<(), String> {
         let mut peers = self.peers.write();
-        let rotations = peers.rotations().to_vec();
         *peers = Arc::new(Peers::new(&self.all_peers(stored.clone()))?.with_rotations(rotations));
         *self.stored_peers.write() = stored;
         Ok(())
