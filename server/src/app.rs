@@ -26,6 +26,9 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Per-user, per-peer and per-address request budgets.
     pub limits: crate::limits::RateLimits,
+    /// The config file the node was started with, re-read on SIGHUP for
+    /// its token secrets (none: reloads use the config as it was).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -38,15 +41,19 @@ impl App {
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;
+        let rotations = crate::store::peers::rotations(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
         let (writer, writer_thread) = Writer::start(&backend)?;
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone().into_bytes(),
-            None => load_or_make_secret(&config.data_dir.join("jwt_secret"))?,
-        };
-        let tokens = TokenKeys::new(&secret, config.issuer(), config.access_token_ttl_secs);
-        let federation = Federation::open(&config, stored_peers)?;
+        let (secret, previous) =
+            crate::auth::secrets::load(&config).map_err(StoreError::Connection)?;
+        let tokens = TokenKeys::with_previous(
+            &secret,
+            &previous,
+            config.issuer(),
+            config.access_token_ttl_secs,
+        );
+        let federation = Federation::open(&config, stored_peers, rotations)?;
         let plans = Plans::new(
             config.node_id.clone(),
             pool.clone(),
@@ -71,6 +78,7 @@ impl App {
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
                 limits,
                 federation,
+                config_path: None,
             },
             writer_thread,
         ))
@@ -84,18 +92,26 @@ impl App {
     }
 }
 
-/// A secret kept in a file only its owner can read, made on first start.
-fn load_or_make_secret(path: &Path) -> Result<Vec<u8>, StoreError> {
-    if let Ok(secret) = std::fs::read(path) {
-        if secret.len() >= 32 {
-            return Ok(secret);
-        }
+impl App {
+    /// Takes up rotated keys without a restart (SIGHUP): the token secrets
+    /// from the config file (re-read) and `data_dir`, and the node key with
+    /// its rotation statement. What fails to load leaves the keys in force.
+    pub fn reload_keys(&self) -> Result<(), String> {
+        let config = match &self.config_path {
+            Some(path) => Config::load(Some(path), std::env::vars()).map_err(|e| e.to_string())?,
+            None => self.config.clone(),
+        };
+        let (secret, previous) = crate::auth::secrets::load(&config)?;
+        let public_key = self.federation.reload_identity(&self.config.data_dir)?;
+        self.tokens.replace(&secret, &previous);
+        tracing::info!(
+            token_kid = %self.tokens.current_kid(),
+            previous_token_secrets = previous.len(),
+            node_public_key = %public_key,
+            "keys reloaded"
+        );
+        Ok(())
     }
-    let bytes: [u8; 32] = rand::random();
-    let secret = hex::encode(bytes).into_bytes();
-    write_private(path, &secret)
-        .map_err(|e| StoreError::Connection(format!("cannot write {}: {e}", path.display())))?;
-    Ok(secret)
 }
 
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -157,6 +173,7 @@ pub async fn serve(
     .run();
     actix_web::rt::spawn(crate::federation::outbound::run(app.clone()));
     actix_web::rt::spawn(crate::report::send::run(app.clone()));
+    actix_web::rt::spawn(reload_on_hangup(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {
@@ -202,6 +219,42 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         // them) rather than with an error: same-origin pages send `Origin`
         // too.
         .block_on_origin_mismatch(false)
+}
+
+/// Reloads the keys on every SIGHUP, for the node's life.
+async fn reload_on_hangup(app: web::Data<App>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: keys reload only on restart");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(e) = app.reload_keys() {
+                tracing::error!(error = %e, "keys not reloaded: the keys in force are kept");
+            }
+            // Peer keys other processes on this database learnt meanwhile.
+            let stored = app
+                .blocking(|conn| {
+                    Ok((
+                        crate::store::peers::list(conn)?,
+                        crate::store::peers::rotations(conn)?,
+                    ))
+                })
+                .await;
+            let reloaded = stored
+                .map_err(|e| e.to_string())
+                .and_then(|(peers, rotations)| {
+                    app.federation.set_stored_and_rotations(peers, rotations)
+                });
+            if let Err(e) = reloaded {
+                tracing::error!(error = %e, "peers not reloaded: the peers in force are kept");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(app);
 }
 
 /// SIGINT or SIGTERM.

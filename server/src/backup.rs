@@ -9,15 +9,23 @@
 //!
 //! PostgreSQL is backed up with its own tools; these commands print them.
 
+use crate::auth::secrets::{PREVIOUS_FILE, SECRET_FILE};
 use crate::config::Config;
 use crate::db::{Backend, DbConnection};
-use crate::federation::identity::KEY_FILE;
+use crate::federation::identity::{KEY_FILE, ROTATION_FILE};
 use diesel::{Connection, RunQueryDsl};
 use std::path::{Path, PathBuf};
 
 /// The files kept beside the database, by their name in `data_dir` and the
 /// suffix their copy gets after the backup's name.
-const SIDE_FILES: &[(&str, &str)] = &[(KEY_FILE, ".node_key.pem"), ("jwt_secret", ".jwt_secret")];
+/// A key rotation's statement and retired token secrets go too: restored
+/// within their grace, they still vouch and verify.
+const SIDE_FILES: &[(&str, &str)] = &[
+    (KEY_FILE, ".node_key.pem"),
+    (ROTATION_FILE, ".node_key.rotation"),
+    (SECRET_FILE, ".jwt_secret"),
+    (PREVIOUS_FILE, ".jwt_secret.previous"),
+];
 
 /// What went wrong, for the command line.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,12 @@ pub struct Config {
     /// absent.
     #[serde(default)]
     pub jwt_secret: Option<String>,
+    /// Secrets whose tokens are still accepted besides `jwt_secret`'s: the
+    /// one just replaced (until its tokens expire), or the next one, staged
+    /// on every process before any signs with it. Never used to sign.
+    /// `WRAPSYNC_JWT_PREVIOUS_SECRETS` takes them comma-separated.
+    #[serde(default)]
+    pub jwt_previous_secrets: Vec<String>,
     #[serde(default = "default_access_ttl")]
     pub access_token_ttl_secs: u64,
     #[serde(default = "default_refresh_ttl")]
@@ -273,7 +279,7 @@ impl Config {
             let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
                 continue;
             };
-            if key == "cors_origins" {
+            if key == "cors_origins" || key == "jwt_previous_secrets" {
                 let origins = value
                     .split(',')
                     .map(str::trim)

@@ -76,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// Rotate the node's keys; a running node takes them up on SIGHUP.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage the node's users.
     User {
         #[command(subcommand)]
@@ -137,6 +142,28 @@ enum PeerCommand {
         config: PathBuf,
         #[arg(long)]
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the generated access-token secret (`data_dir/jwt_secret`;
+    /// its tokens stay valid until they expire) and make a new one; prints
+    /// the new `kid`.
+    RotateJwt {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Replace the node's Ed25519 key; the old key signs a statement for the
+    /// new one, which the node shows its peers and the hub for the grace
+    /// period (they switch to the new key on it and accept the old one until
+    /// it ends). Prints the node id, the old and the new public key.
+    RotateNode {
+        #[arg(long)]
+        config: PathBuf,
+        /// How long peers still accept the old key (at most 30 days).
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        grace_secs: i64,
     },
 }
 
@@ -206,10 +233,10 @@ fn load_config(path: &Path) -> Result<Config, BoxError> {
 
 fn run(command: Command) -> Result<(), BoxError> {
     match command {
-        Command::Node { config } => {
-            let config = load_config(&config)?;
+        Command::Node { config: path } => {
+            let config = load_config(&path)?;
             init_logging(config.log_format);
-            serve(config)
+            serve(config, path)
         }
         Command::Hub { config } => {
             let config = wrapsync_server::hub::HubConfig::load(Some(&config), std::env::vars())?;
@@ -264,6 +291,38 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             println!(
                 "{}",
                 serde_json::json!({ "node_id": config.node_id, "public_key": key.public_key() })
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::RotateJwt { config },
+        } => {
+            let config = load_config(&config)?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let kid = wrapsync_server::auth::secrets::rotate(&config)?;
+            eprintln!("new token secret written; send SIGHUP to the node to sign with it");
+            println!("{}", serde_json::json!({ "kid": kid }));
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::RotateNode { config, grace_secs },
+        } => {
+            let config = load_config(&config)?;
+            let (old, new) = wrapsync_server::federation::identity::rotate(
+                &config.data_dir,
+                &config.node_id,
+                grace_secs,
+                db::now_ms() / 1000,
+            )?;
+            eprintln!("new node key written; send SIGHUP to the node to sign with it");
+            println!(
+                "{}",
+                serde_json::json!({
+                    "node_id": config.node_id,
+                    "old_public_key": old,
+                    "public_key": new,
+                    "grace_secs": grace_secs,
+                })
             );
             Ok(())
         }
@@ -376,12 +435,13 @@ fn report(config: Config, period: Period, send: bool) -> Result<(), BoxError> {
     result
 }
 
-/// Runs a node until SIGINT/SIGTERM.
-fn serve(config: Config) -> Result<(), BoxError> {
+/// Runs a node until SIGINT/SIGTERM (SIGHUP reloads its keys).
+fn serve(config: Config, path: PathBuf) -> Result<(), BoxError> {
     let listener = TcpListener::bind(config.listen)?;
     let url = format!("http://{}", listener.local_addr()?);
     let node_id = config.node_id.clone();
-    let (app, writer_thread) = App::open(config)?;
+    let (mut app, writer_thread) = App::open(config)?;
+    app.config_path = Some(path);
     let runtime = actix_web::rt::System::new();
     runtime.block_on(async {
         println!(

@@ -43,6 +43,22 @@ impl NodeSigner {
         })
     }
 
+    /// Node `id`'s key as kept in a `node_key.pem` (PKCS#8 PEM).
+    pub fn from_pem(id: &str, pem: &str) -> Result<Self> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| HarnessError::new(format!("not a node key: {e}")))?;
+        let der = signing
+            .to_pkcs8_der()
+            .context(|| "encoding a test key".to_string())?;
+        Ok(NodeSigner {
+            id: id.to_string(),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(signing.verifying_key().as_bytes()),
+        })
+    }
+
     /// The `Authorization` value for `method path` with `body`, to `aud`,
     /// issued at `iat` (Unix seconds), valid for a minute.
     pub fn sign(&self, aud: &str, method: &str, path: &str, body: &[u8], iat: i64) -> String {

@@ -257,6 +257,28 @@ impl TestNode {
         }
     }
 
+    /// Sends `signal` (`HUP`, `TERM`, …) to the running node and returns at
+    /// once (see [`TestNode::wait_exit`]).
+    #[track_caller]
+    pub fn signal(&self, signal: &str) {
+        let Some(process) = &self.process else {
+            panic!("signal: the node is not running");
+        };
+        if let Err(e) = crate::process::send_signal(&process.child, signal) {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits up to `secs` for the node (sent SIGTERM with
+    /// [`TestNode::signal`]) to exit; answers its status, `None` if it is
+    /// still running (it is then killed).
+    pub fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
+        let mut process = self.process.take()?;
+        crate::process::wait_exit(&mut process.child, crate::deadline(secs))
+            .ok()
+            .flatten()
+    }
+
     /// SIGKILL, then start again on the same data directory and database.
     #[track_caller]
     pub fn restart(&mut self) {

@@ -6,7 +6,8 @@ use super::refusals::Caller;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::federation::{transfer, SignedBy};
+use crate::federation::signing::Rotation;
+use crate::federation::{transfer, SignedBy, SignedRequestError};
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
@@ -19,11 +20,15 @@ use wrapsync_shared::api::{
     Handover, PeerSyncBatch, SyncBatchReply, SyncBatchResult, MAX_SYNC_BATCH,
 };
 
-/// This node's id and public key, for operators configuring it as a peer.
+/// This node's id and public key, for operators configuring it as a peer;
+/// after a rotation, within its grace period, the old key's statement
+/// vouching for the new one (`rotation`, else null).
 pub async fn identity(app: web::Data<App>) -> HttpResponse {
+    let identity = app.federation.signer.identity();
     HttpResponse::Ok().json(serde_json::json!({
         "node_id": app.config.node_id,
-        "public_key": app.federation.key.public_key(),
+        "public_key": identity.key.public_key(),
+        "rotation": identity.statement(now_ms() / 1000),
         "algorithm": "EdDSA",
         "curve": "Ed25519",
     }))
@@ -38,7 +43,7 @@ pub async fn plan_sync(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let SignedBy { peer, authors } = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta)?;
     let message = (!body.0.is_empty()).then_some(body.0.as_slice());
     let certificates = req
         .headers()
@@ -239,7 +244,7 @@ pub async fn plan_transfer(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let SignedBy { peer, authors } = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta)?;
     let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
             &peer,
@@ -257,6 +262,41 @@ pub async fn plan_transfer(
         .await
         .map_err(audited)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "plan": id.as_str(), "version": heads })))
+}
+
+/// Keeps the key `peer` rotated to (its old key's statement verified):
+/// in force at once, stored, audited once however many requests carry it.
+fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMeta) {
+    let audit = |outcome: &str, detail: String| {
+        app.plans.audit(peer_audit(
+            peer,
+            None,
+            "peer.key-rotation",
+            outcome,
+            Some(detail),
+            meta,
+        ));
+    };
+    match app
+        .federation
+        .accept_rotation(peer, rotation, now_ms() / 1000)
+    {
+        Ok(None) => {}
+        Ok(Some(row)) => {
+            tracing::info!(%peer, new_key = %row.public_key, old_key_until = row.previous_until,
+                "peer key rotated");
+            audit(
+                "accepted",
+                format!(
+                    "key {} replaces {}, accepted until {}",
+                    row.public_key, row.previous_key, row.previous_until
+                ),
+            );
+            app.writer
+                .write_detached(move |conn| crate::store::peers::put_rotation(conn, &row));
+        }
+        Err(e) => audit("error", e),
+    }
 }
 
 /// The peer that signed this request, or `401` (audited).
@@ -286,12 +326,16 @@ fn verified_peer(
             now_ms() / 1000,
         )
         .map_err(|e| {
+            let action = match e {
+                SignedRequestError::RotationRefused(_) => "peer.key-rotation",
+                _ => "peer.request",
+            };
             app.plans.audit(AuditRecord {
                 role: Some("peer".into()),
                 ..peer_audit(
                     "unverified",
                     None,
-                    "peer.request",
+                    action,
                     "denied",
                     Some(e.to_string()),
                     meta,
@@ -300,6 +344,9 @@ fn verified_peer(
             ApiError::Unauthorized(e.to_string())
         })?;
     req.extensions_mut().insert(Caller::peer(&signed.peer));
+    if let Some(rotation) = &signed.rotation {
+        accept_rotation(app, &signed.peer, rotation, meta);
+    }
     if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &signed.peer) {
         app.plans.audit(AuditRecord {
             role: Some("peer".into()),

@@ -91,6 +91,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_changes,
     consent_grants,
     peers,
+    peer_key_rotations,
     peer_cursors,
     peer_plan_heads,
     plan_transfers,
@@ -133,6 +134,18 @@ diesel::table! {
         url -> Text,
         public_key -> Text,
         added_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    peer_key_rotations (peer_id) {
+        peer_id -> Text,
+        from_key -> Text,
+        public_key -> Text,
+        previous_key -> Text,
+        previous_until -> BigInt,
+        statement -> Text,
+        accepted_at -> BigInt,
     }
 }
 

@@ -9,7 +9,7 @@ pub mod signing;
 pub mod transfer;
 
 pub use identity::NodeKey;
-pub use peers::{Peer, Peers};
+pub use peers::{KeyRotation, Peer, Peers};
 pub use signing::{RequestSigner, SignedBy, SignedRequestError, Verifier};
 
 use crate::config::Config;
@@ -19,10 +19,11 @@ use std::sync::Arc;
 
 /// This node's identity and its peers.
 pub struct Federation {
-    pub key: Arc<NodeKey>,
     pub signer: RequestSigner,
     pub verifier: Verifier,
     config_peers: Vec<Peer>,
+    /// The peers added at run time, as last set.
+    stored_peers: RwLock<Vec<Peer>>,
     peers: RwLock<Arc<Peers>>,
     pub outbound: outbound::Outbound,
     /// Authorities trusted for peers' HTTPS beyond the web PKI.
@@ -55,18 +56,22 @@ impl Federation {
     }
 
     /// Loads the node key from `data_dir` (making it on first start) and
-    /// the peers of the config file and of `stored` (added at run time).
-    pub fn open(config: &Config, stored: Vec<Peer>) -> Result<Federation, StoreError> {
-        let key = NodeKey::load_or_create(&config.data_dir.join(identity::KEY_FILE))
+    /// the peers of the config file and of `stored` (added at run time),
+    /// with the peer keys learnt from rotations.
+    pub fn open(
+        config: &Config,
+        stored: Vec<Peer>,
+        rotations: Vec<KeyRotation>,
+    ) -> Result<Federation, StoreError> {
+        let identity = identity::Identity::load(&config.data_dir, now_ms() / 1000)
             .map_err(|e| StoreError::Connection(e.to_string()))?;
-        let key = Arc::new(key);
         let roots = roots(config).map_err(StoreError::Connection)?;
         let federation = Federation {
-            signer: RequestSigner::new(config.node_id.clone(), key.clone()),
+            signer: RequestSigner::with_identity(config.node_id.clone(), identity),
             verifier: Verifier::new(config.node_id.clone(), now_ms() / 1000),
-            key,
             config_peers: config.peers.clone(),
-            peers: RwLock::new(Arc::new(Peers::default())),
+            stored_peers: RwLock::new(Vec::new()),
+            peers: RwLock::new(Arc::new(Peers::default().with_rotations(rotations))),
             outbound: outbound::Outbound::default(),
             roots,
         };
@@ -74,6 +79,70 @@ impl Federation {
             .set_stored(stored)
             .map_err(StoreError::Connection)?;
         Ok(federation)
+    }
+
+    /// This node's public key now (after a rotation, the new one).
+    pub fn public_key(&self) -> String {
+        self.signer.public_key()
+    }
+
+    /// Signs with the key and rotation statement now in `data_dir` (after
+    /// `wrapsync keys rotate-node`); answers the public key.
+    pub fn reload_identity(&self, data_dir: &std::path::Path) -> Result<String, String> {
+        let identity =
+            identity::Identity::load(data_dir, now_ms() / 1000).map_err(|e| e.to_string())?;
+        let public_key = identity.key.public_key().to_string();
+        self.signer.replace(identity);
+        Ok(public_key)
+    }
+
+    /// Takes `rotation` of `peer` into the peers in force; answers the
+    /// row to store, or `None` if it was already known (many requests may
+    /// carry the same statement at once).
+    pub fn accept_rotation(
+        &self,
+        peer: &str,
+        rotation: &signing::Rotation,
+        now: i64,
+    ) -> Result<Option<KeyRotation>, String> {
+        let mut peers = self.peers.write();
+        let stored = self.stored_peers.read().clone();
+        if peers.current_key(peer) == Some(rotation.to_key.as_str()) {
+            return Ok(None);
+        }
+        let from_key = match peers.rotation(peer) {
+            Some(earlier) => earlier.from_key.clone(),
+            None => peers
+                .get(peer)
+                .map(|p| p.public_key.clone())
+                .unwrap_or_default(),
+        };
+        let row = KeyRotation {
+            peer_id: peer.to_string(),
+            from_key,
+            public_key: rotation.to_key.clone(),
+            previous_key: rotation.from_key.clone(),
+            previous_until: rotation.until,
+            statement: rotation.statement.clone(),
+            accepted_at: now,
+        };
+        let rotations: Vec<KeyRotation> = peers
+            .rotations()
+            .iter()
+            .filter(|r| r.peer_id != peer)
+            .cloned()
+            .chain([row.clone()])
+            .collect();
+        *peers = Arc::new(Peers::new(&self.all_peers(stored))?.with_rotations(rotations));
+        Ok(Some(row))
+    }
+
+    fn all_peers(&self, stored: Vec<Peer>) -> Vec<Peer> {
+        self.config_peers
+            .iter()
+            .cloned()
+            .chain(stored.into_iter().filter(|p| !self.is_configured(&p.id)))
+            .collect()
     }
 
     /// The client for requests to peers: HTTPS by rustls, trusting the web
@@ -103,13 +172,21 @@ impl Federation {
     /// Replaces the peers added at run time; a stored peer with the id of a
     /// configured one is ignored.
     pub fn set_stored(&self, stored: Vec<Peer>) -> Result<(), String> {
-        let all: Vec<Peer> = self
-            .config_peers
-            .iter()
-            .cloned()
-            .chain(stored.into_iter().filter(|p| !self.is_configured(&p.id)))
-            .collect();
-        *self.peers.write() = Arc::new(Peers::new(&all)?);
+        let rotations = self.peers.read().rotations().to_vec();
+        self.set_stored_and_rotations(stored, rotations)
+    }
+
+    /// Replaces the peers added at run time and the keys learnt from
+    /// rotations, as another process sharing the database may have stored
+    /// them (a reload).
+    pub fn set_stored_and_rotations(
+        &self,
+        stored: Vec<Peer>,
+        rotations: Vec<KeyRotation>,
+    ) -> Result<(), String> {
+        let mut peers = self.peers.write();
+        *peers = Arc::new(Peers::new(&self.all_peers(stored.clone()))?.with_rotations(rotations));
+        *self.stored_peers.write() = stored;
         Ok(())
     }
 }

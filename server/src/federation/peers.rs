@@ -17,10 +17,39 @@ pub struct Peer {
     pub public_key: String,
 }
 
+/// A peer's key learnt from its rotation statement (see
+/// `federation::signing`): it applies while the peer's configured key is
+/// still `from_key`, so a key an operator sets by hand always wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRotation {
+    pub peer_id: String,
+    /// The configured key the chain of rotations started from.
+    pub from_key: String,
+    /// The key the peer signs with now.
+    pub public_key: String,
+    /// The key it signed with before, accepted until `previous_until`.
+    pub previous_key: String,
+    pub previous_until: i64,
+    /// The statement, signed by `previous_key`, as received.
+    pub statement: String,
+    pub accepted_at: i64,
+}
+
+/// The keys a peer's signature is checked with.
+struct PeerKeys {
+    /// The key it signs with now (base64url, and ready to check).
+    public_key: String,
+    current: DecodingKey,
+    /// A rotated-away key, until its deadline (Unix seconds).
+    previous: Option<(DecodingKey, i64)>,
+}
+
 /// The peers, with their keys ready to check signatures.
 #[derive(Default)]
 pub struct Peers {
-    by_id: HashMap<String, (Peer, DecodingKey)>,
+    by_id: HashMap<String, (Peer, PeerKeys)>,
+    /// Rotations as stored, including those a configured key overrides.
+    rotations: Vec<KeyRotation>,
 }
 
 impl Peers {
@@ -38,12 +67,64 @@ impl Peers {
             if !(peer.url.starts_with("https://") || peer.url.starts_with("http://")) {
                 return Err(format!("peer {}: `url` must be http(s)://…", peer.id));
             }
-            let key = decoding_key(&peer.id, &peer.public_key)?;
+            let key = PeerKeys::of(&peer.id, &peer.public_key)?;
             if by_id.insert(peer.id.clone(), (peer.clone(), key)).is_some() {
                 return Err(format!("peer {} is listed twice", peer.id));
             }
         }
-        Ok(Peers { by_id })
+        Ok(Peers {
+            by_id,
+            rotations: Vec::new(),
+        })
+    }
+
+    /// These peers, with the keys they rotated to: a rotation applies while
+    /// the peer's configured key is the one its chain started from; a bad
+    /// stored key is skipped (logged), never fatal.
+    pub fn with_rotations(mut self, rotations: Vec<KeyRotation>) -> Peers {
+        for rotation in &rotations {
+            let Some((peer, keys)) = self.by_id.get_mut(&rotation.peer_id) else {
+                continue;
+            };
+            if peer.public_key != rotation.from_key {
+                continue;
+            }
+            let learnt = decoding_key(&peer.id, &rotation.public_key)
+                .and_then(|current| Ok((current, decoding_key(&peer.id, &rotation.previous_key)?)));
+            match learnt {
+                Ok((current, previous)) => {
+                    *keys = PeerKeys {
+                        public_key: rotation.public_key.clone(),
+                        current,
+                        previous: Some((previous, rotation.previous_until)),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.id, error = %e, "stored key rotation skipped")
+                }
+            }
+        }
+        self.rotations = rotations;
+        self
+    }
+
+    /// The stored rotation of `id` that applies now, if any.
+    pub fn rotation(&self, id: &str) -> Option<&KeyRotation> {
+        let (peer, _) = self.by_id.get(id)?;
+        self.rotations
+            .iter()
+            .find(|r| r.peer_id == id && r.from_key == peer.public_key)
+    }
+
+    /// Every stored rotation (the ones overridden too).
+    pub fn rotations(&self) -> &[KeyRotation] {
+        &self.rotations
+    }
+
+    /// The key `id` signs with now: its configured key, or the one it
+    /// rotated to.
+    pub fn current_key(&self, id: &str) -> Option<&str> {
+        self.by_id.get(id).map(|(_, keys)| keys.public_key.as_str())
     }
 
     /// Nodes known by id and key only, as the state hub enrolls them: their
@@ -58,7 +139,7 @@ impl Peers {
                     "node `{id}`: an id is 1-64 letters, digits, - or _"
                 ));
             }
-            let key = decoding_key(id, public_key)?;
+            let key = PeerKeys::of(id, public_key)?;
             let peer = Peer {
                 id: id.to_string(),
                 url: String::new(),
@@ -68,15 +149,28 @@ impl Peers {
                 return Err(format!("node {id} is listed twice"));
             }
         }
-        Ok(Peers { by_id })
+        Ok(Peers {
+            by_id,
+            rotations: Vec::new(),
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Peer> {
         self.by_id.get(id).map(|(peer, _)| peer)
     }
 
+    /// The key `id` signs with now.
     pub(crate) fn key(&self, id: &str) -> Option<&DecodingKey> {
-        self.by_id.get(id).map(|(_, key)| key)
+        self.by_id.get(id).map(|(_, keys)| &keys.current)
+    }
+
+    /// The key `id` rotated away from, while it is still accepted at `now`.
+    pub(crate) fn previous_key(&self, id: &str, now: i64) -> Option<&DecodingKey> {
+        let (_, keys) = self.by_id.get(id)?;
+        keys.previous
+            .as_ref()
+            .filter(|(_, until)| now <= *until)
+            .map(|(key, _)| key)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Peer> {
@@ -84,8 +178,18 @@ impl Peers {
     }
 }
 
+impl PeerKeys {
+    fn of(id: &str, public_key: &str) -> Result<PeerKeys, String> {
+        Ok(PeerKeys {
+            public_key: public_key.to_string(),
+            current: decoding_key(id, public_key)?,
+            previous: None,
+        })
+    }
+}
+
 /// An Ed25519 public key, base64url (32 bytes), ready to check signatures.
-fn decoding_key(id: &str, public_key: &str) -> Result<DecodingKey, String> {
+pub(crate) fn decoding_key(id: &str, public_key: &str) -> Result<DecodingKey, String> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(public_key)
         .ok()

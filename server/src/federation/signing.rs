@@ -6,11 +6,24 @@
 //! with `401`, a request that is unsigned, signed by a key it does not hold
 //! for that peer, stale, replayed, meant for another node, or whose method,
 //! path or body differ from what was signed.
+//!
+//! Key rotation: a node that replaced its key (`wrapsync keys rotate-node`)
+//! signs with the new key and, for the grace period, puts its old key's
+//! statement (`rot`: an EdDSA JWT `{typ, iss, key, iat, exp}` signed by the
+//! old key) in every request. A receiver holding the old key checks the
+//! statement, then the request with the new key; the node keeps the new
+//! key and accepts the old one until the statement's `exp`. Only the key a
+//! receiver holds as current can vouch for a successor, so a stolen old
+//! key cannot rotate a peer that already moved on; a thief who rotates
+//! first locks the owner out (audited refusals), and the operator resets
+//! the key by hand (`peer add`), which overrides anything learnt.
 
+use super::identity::{Identity, RotationClaims, MAX_GRACE_SECS, ROTATION_TYPE};
 use super::{NodeKey, Peers};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +49,9 @@ struct RequestClaims {
     /// person's role.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     act: BTreeMap<String, String>,
+    /// The sender's rotation statement while its grace period lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rot: Option<String>,
 }
 
 /// A verified request: the peer that signed it and the authors it vouches
@@ -44,6 +60,18 @@ struct RequestClaims {
 pub struct SignedBy {
     pub peer: String,
     pub authors: BTreeMap<String, String>,
+    /// The request was signed with a new key its old one vouched for.
+    pub rotation: Option<Rotation>,
+}
+
+/// A peer's key change, verified: the key held for it (`from_key`) signed
+/// `statement`, naming `to_key`; `from_key` stays good until `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    pub from_key: String,
+    pub to_key: String,
+    pub until: i64,
+    pub statement: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -64,22 +92,52 @@ pub enum SignedRequestError {
     Replayed,
     #[error("the request differs from what was signed ({0})")]
     Mismatch(&'static str),
+    #[error("the key rotation statement is refused: {0}")]
+    RotationRefused(String),
 }
 
 fn body_digest(body: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(body))
 }
 
-/// Signs this node's requests to its peers.
+/// Signs this node's requests to its peers, with the identity in force
+/// (swapped on a reload after a key rotation).
 #[derive(Clone)]
 pub struct RequestSigner {
     node_id: String,
-    key: Arc<NodeKey>,
+    identity: Arc<RwLock<Arc<Identity>>>,
 }
 
 impl RequestSigner {
-    pub fn new(node_id: String, key: Arc<NodeKey>) -> Self {
-        RequestSigner { node_id, key }
+    pub fn new(node_id: String, key: NodeKey) -> Self {
+        Self::with_identity(
+            node_id,
+            Identity {
+                key,
+                rotation: None,
+            },
+        )
+    }
+
+    pub fn with_identity(node_id: String, identity: Identity) -> Self {
+        RequestSigner {
+            node_id,
+            identity: Arc::new(RwLock::new(Arc::new(identity))),
+        }
+    }
+
+    /// Signs with `identity` from now on (every clone of this signer).
+    pub fn replace(&self, identity: Identity) {
+        *self.identity.write() = Arc::new(identity);
+    }
+
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.read().clone()
+    }
+
+    /// The public key requests are signed with now.
+    pub fn public_key(&self) -> String {
+        self.identity().key.public_key().to_string()
     }
 
     /// The `Authorization` value for `method path_and_query` with `body`,
@@ -93,6 +151,7 @@ impl RequestSigner {
         authors: BTreeMap<String, String>,
         now: i64,
     ) -> Result<String, String> {
+        let identity = self.identity();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.node_id.clone());
         let claims = RequestClaims {
@@ -105,8 +164,9 @@ impl RequestSigner {
             htu: path_and_query.to_string(),
             bdy: body_digest(body),
             act: authors,
+            rot: identity.statement(now).map(str::to_string),
         };
-        jsonwebtoken::encode(&header, &claims, self.key.encoding_key())
+        jsonwebtoken::encode(&header, &claims, identity.key.encoding_key())
             .map(|token| format!("Bearer {token}"))
             .map_err(|e| e.to_string())
     }
@@ -144,7 +204,7 @@ impl Verifier {
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(SignedRequestError::Unsigned)?;
-        let (sender, claims) = decode_signed::<RequestClaims>(token, peers)?;
+        let (sender, claims, rotation) = decode_signed::<RequestClaims>(token, peers, now)?;
         if claims.iss != sender {
             return Err(SignedRequestError::Malformed(
                 "`iss` and `kid` differ".into(),
@@ -183,17 +243,21 @@ impl Verifier {
         Ok(SignedBy {
             peer: claims.iss,
             authors: claims.act,
+            rotation,
         })
     }
 }
 
 /// Decodes an EdDSA JWT signed by the peer its `kid` names, with that
-/// peer's key; answers the peer and the claims (times, audience and `iss`
-/// are the caller's to check).
+/// peer's key (the current one, a rotated-away one within its grace, or a
+/// new one its current key vouches for in `rot`); answers the peer, the
+/// claims and the rotation if one was shown (times, audience and `iss` are
+/// the caller's to check).
 fn decode_signed<C: serde::de::DeserializeOwned>(
     token: &str,
     peers: &Peers,
-) -> Result<(String, C), SignedRequestError> {
+    now: i64,
+) -> Result<(String, C, Option<Rotation>), SignedRequestError> {
     let header = jsonwebtoken::decode_header(token)
         .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
     if header.alg != Algorithm::EdDSA {
@@ -207,19 +271,93 @@ fn decode_signed<C: serde::de::DeserializeOwned>(
     let key = peers
         .key(&sender)
         .ok_or_else(|| SignedRequestError::UnknownPeer(sender.clone()))?;
+    let bad_signature = || SignedRequestError::BadSignature(sender.clone());
+    match decode_with::<C>(token, key) {
+        Ok(claims) => return Ok((sender, claims, None)),
+        Err(e) if e.kind() != &jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+            return Err(SignedRequestError::Malformed(e.to_string()))
+        }
+        Err(_) => {}
+    }
+    if let Some(previous) = peers.previous_key(&sender, now) {
+        if let Ok(claims) = decode_with::<C>(token, previous) {
+            return Ok((sender, claims, None));
+        }
+    }
+    let Some(statement) = rotation_statement(token) else {
+        return Err(bad_signature());
+    };
+    let from_key = peers.current_key(&sender).unwrap_or_default().to_string();
+    let rotation = verify_rotation(&statement, &sender, key, from_key, now)?;
+    let new_key = super::peers::decoding_key(&sender, &rotation.to_key)
+        .map_err(SignedRequestError::RotationRefused)?;
+    let claims = decode_with::<C>(token, &new_key).map_err(|_| bad_signature())?;
+    Ok((sender, claims, Some(rotation)))
+}
+
+/// The claims of an EdDSA JWT signed with `key` (no claim checked here).
+fn decode_with<C: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &jsonwebtoken::DecodingKey,
+) -> Result<C, jsonwebtoken::errors::Error> {
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<C>(token, key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                SignedRequestError::BadSignature(sender.clone())
-            }
-            _ => SignedRequestError::Malformed(e.to_string()),
-        })?
-        .claims;
-    Ok((sender, claims))
+    jsonwebtoken::decode::<C>(token, key, &validation).map(|data| data.claims)
+}
+
+/// The `rot` claim of a token whose signature is not yet known good: only
+/// ever checked on its own before the token is.
+fn rotation_statement(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Rot {
+        rot: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Rot>(&bytes).ok()?.rot
+}
+
+/// Checks that `sender`'s current key (`key`, base64url `from_key`) signed
+/// `statement`, naming a successor, and that the statement is in force.
+fn verify_rotation(
+    statement: &str,
+    sender: &str,
+    key: &jsonwebtoken::DecodingKey,
+    from_key: String,
+    now: i64,
+) -> Result<Rotation, SignedRequestError> {
+    let refused = |why: &str| SignedRequestError::RotationRefused(why.to_string());
+    let header = jsonwebtoken::decode_header(statement).map_err(|e| refused(&e.to_string()))?;
+    if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(sender) {
+        return Err(refused("not an EdDSA statement by the sender"));
+    }
+    let claims: RotationClaims = decode_with(statement, key).map_err(|_| {
+        refused(&format!(
+            "not signed by the key this node holds for `{sender}`"
+        ))
+    })?;
+    if claims.typ != ROTATION_TYPE || claims.iss != sender {
+        return Err(refused("not a key rotation of the sender"));
+    }
+    if claims.iat > now + CLOCK_SKEW_SECS
+        || claims.exp <= claims.iat
+        || claims.exp - claims.iat > MAX_GRACE_SECS
+    {
+        return Err(refused("its times are out of bounds"));
+    }
+    if claims.exp < now {
+        return Err(refused("its grace period is over"));
+    }
+    Ok(Rotation {
+        from_key,
+        to_key: claims.key,
+        until: claims.exp,
+        statement: statement.to_string(),
+    })
 }
 
 /// The old home's signed word that a plan moved: the new home shows it to
@@ -256,7 +394,8 @@ impl RequestSigner {
             home: to.to_string(),
             iat: now,
         };
-        jsonwebtoken::encode(&header, &claims, self.key.encoding_key()).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&header, &claims, self.identity().key.encoding_key())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -267,7 +406,8 @@ pub fn verify_transfer(
     peers: &Peers,
     plan: &str,
 ) -> Result<Move, SignedRequestError> {
-    let (from, claims) = decode_signed::<TransferClaims>(certificate, peers)?;
+    let now = crate::db::now_ms() / 1000;
+    let (from, claims, _) = decode_signed::<TransferClaims>(certificate, peers, now)?;
     if claims.iss != from {
         return Err(SignedRequestError::Malformed(
             "`iss` and `kid` differ".into(),
@@ -291,7 +431,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn node(id: &str) -> (RequestSigner, Peer) {
-        let key = Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}")));
+        let key = NodeKey::generate().unwrap_or_else(|e| panic!("{e}"));
         let peer = Peer {
             id: id.into(),
             url: format!("http://{id}.example"),
@@ -373,7 +513,7 @@ mod tests {
         );
         let forged = RequestSigner::new(
             "county-b".into(),
-            Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}"))),
+            NodeKey::generate().unwrap_or_else(|e| panic!("{e}")),
         );
         assert_eq!(
             check(&sign(&forged, "county-a", NOW), "POST", path, b"hello"),
@@ -413,6 +553,108 @@ mod tests {
     }
 
     #[test]
+    fn a_new_key_is_taken_on_the_old_keys_word_and_the_old_key_holds_only_through_its_grace() {
+        use crate::federation::identity::{self, Identity};
+        use crate::federation::peers::KeyRotation;
+        let load =
+            |dir: &std::path::Path| Identity::load(dir, NOW).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let before = load(dir.path());
+        let peer_a = Peer {
+            id: "county-a".into(),
+            url: "http://a.example".into(),
+            public_key: before.key.public_key().to_string(),
+        };
+        let (old_key, new_key) =
+            identity::rotate(dir.path(), "county-a", 60, NOW).unwrap_or_else(|e| panic!("{e}"));
+        let old = RequestSigner::with_identity("county-a".into(), before);
+        let new = RequestSigner::with_identity("county-a".into(), load(dir.path()));
+        let bare = RequestSigner::with_identity(
+            "county-a".into(),
+            Identity {
+                key: load(dir.path()).key,
+                rotation: None,
+            },
+        );
+        let b = Verifier::new("county-b".into(), NOW - 100);
+        let path = "/federation/v1/sync";
+        let check = |signer: &RequestSigner, peers: &Peers, at: i64| {
+            let auth = signer
+                .sign("county-b", "POST", path, b"x", BTreeMap::new(), at)
+                .unwrap_or_else(|e| panic!("{e}"));
+            b.verify(Some(&auth), peers, "POST", path, b"x", at)
+        };
+        use SignedRequestError::*;
+        // B holds the old key: the statement carries the new one in.
+        let holding_old =
+            Peers::new(std::slice::from_ref(&peer_a)).unwrap_or_else(|e| panic!("{e}"));
+        let rotation = check(&new, &holding_old, NOW)
+            .map(|s| s.rotation)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no rotation"));
+        assert_eq!(
+            (
+                rotation.from_key.as_str(),
+                rotation.to_key.as_str(),
+                rotation.until
+            ),
+            (old_key.as_str(), new_key.as_str(), NOW + 60)
+        );
+        assert_eq!(
+            check(&bare, &holding_old, NOW),
+            Err(BadSignature("county-a".into()))
+        );
+        assert!(check(&old, &holding_old, NOW).is_ok());
+        // Past its grace the statement is not carried, so it proves nothing.
+        assert_eq!(
+            check(&new, &holding_old, NOW + 61),
+            Err(BadSignature("county-a".into()))
+        );
+        // B learnt the new key: it holds, and the old one until the deadline.
+        let learnt = Peers::new(std::slice::from_ref(&peer_a))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_rotations(vec![KeyRotation {
+                peer_id: "county-a".into(),
+                from_key: old_key.clone(),
+                public_key: new_key.clone(),
+                previous_key: old_key.clone(),
+                previous_until: NOW + 60,
+                statement: rotation.statement.clone(),
+                accepted_at: NOW,
+            }]);
+        assert_eq!(learnt.current_key("county-a"), Some(new_key.as_str()));
+        assert_eq!(check(&new, &learnt, NOW).map(|s| s.rotation), Ok(None));
+        assert!(check(&bare, &learnt, NOW + 61).is_ok());
+        assert!(check(&old, &learnt, NOW + 60).is_ok());
+        assert_eq!(
+            check(&old, &learnt, NOW + 61),
+            Err(BadSignature("county-a".into()))
+        );
+        // An operator who sets the key by hand overrides what was learnt.
+        let reset = Peers::new(&[Peer {
+            public_key: new_key.clone(),
+            ..peer_a.clone()
+        }])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_rotations(learnt.rotations().to_vec());
+        assert!(reset.rotation("county-a").is_none());
+        assert!(check(&old, &reset, NOW).is_err());
+        // A statement another key signed for county-a moves nothing.
+        let mallory = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        load(mallory.path());
+        identity::rotate(mallory.path(), "county-a", 60, NOW).unwrap_or_else(|e| panic!("{e}"));
+        let forged = RequestSigner::with_identity("county-a".into(), load(mallory.path()));
+        assert!(matches!(
+            check(&forged, &holding_old, NOW),
+            Err(RotationRefused(_))
+        ));
+        assert!(matches!(
+            check(&forged, &learnt, NOW),
+            Err(RotationRefused(_))
+        ));
+    }
+
+    #[test]
     fn a_transfer_certificate_verifies_only_for_its_plan_and_its_signer() {
         let (a, peer_a) = node("county-a");
         let (mallory, peer_m) = node("county-m");
@@ -433,9 +675,12 @@ mod tests {
             Err(SignedRequestError::Mismatch("plan"))
         );
         // Mallory signing as county-a (its own key, county-a's kid).
-        let forged = RequestSigner::new("county-a".into(), mallory.key.clone())
-            .certify_transfer("P1", "county-m", NOW)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let forged = RequestSigner {
+            node_id: "county-a".into(),
+            identity: mallory.identity.clone(),
+        }
+        .certify_transfer("P1", "county-m", NOW)
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             verify_transfer(&forged, &peers, "P1"),
             Err(SignedRequestError::BadSignature("county-a".into()))

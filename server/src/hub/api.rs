@@ -108,7 +108,16 @@ fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiErr
             body,
             now_ms() / 1000,
         )
-        .map(|SignedBy { peer, .. }| peer)
+        .map(|SignedBy { peer, rotation, .. }| {
+            // The enrollment is the state office's word: a rotated key is
+            // taken only while its statement is shown; `[[nodes]]` must be
+            // updated within the grace period.
+            if let Some(rotation) = rotation {
+                tracing::warn!(node = %peer, new_key = %rotation.to_key, until = rotation.until,
+                    "accepted a rotated node key on its old key's statement: update [[nodes]]");
+            }
+            peer
+        })
         .map_err(|e| {
             tracing::info!(reason = %e, "hub request refused");
             ApiError::Unauthorized(e.to_string())
@@ -312,11 +321,10 @@ mod tests {
     #[test]
     fn a_node_signs_reports_the_way_the_hub_checks_them() {
         use crate::federation::{NodeKey, Peers, RequestSigner, Verifier};
-        use std::sync::Arc;
-        let key = Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}")));
+        let key = NodeKey::generate().unwrap_or_else(|e| panic!("{e}"));
         let nodes =
             Peers::enrolled([("county-a", key.public_key())]).unwrap_or_else(|e| panic!("{e}"));
-        let signer = RequestSigner::new("county-a".into(), key.clone());
+        let signer = RequestSigner::new("county-a".into(), key);
         let now = 1_800_000_000;
         let hub = Verifier::new("state-hub".into(), now - 10);
         let body = b"{}";
@@ -347,7 +355,7 @@ mod tests {
         // Not enrolled: refused, whatever it signs.
         let stranger = RequestSigner::new(
             "county-z".into(),
-            Arc::new(NodeKey::generate().unwrap_or_else(|e| panic!("{e}"))),
+            NodeKey::generate().unwrap_or_else(|e| panic!("{e}")),
         );
         let token = stranger
             .sign(

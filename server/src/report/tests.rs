@@ -301,7 +301,7 @@ fn reports_reach_the_hub_signed_and_refusals_come_back_as_errors() {
         peers: crate::federation::Peers::new(&[crate::federation::Peer {
             id: "county-a".into(),
             url: "http://county-a.invalid".into(),
-            public_key: app.federation.key.public_key().to_string(),
+            public_key: app.federation.public_key(),
         }])
         .unwrap_or_else(|e| panic!("{e}")),
         taken: parking_lot::Mutex::new(Vec::new()),

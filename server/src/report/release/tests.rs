@@ -313,7 +313,7 @@ fn with_privacy_the_pass_sends_last_months_release_only_and_the_same_each_time()
         peers: crate::federation::Peers::new(&[crate::federation::Peer {
             id: "county-a".into(),
             url: "http://county-a.invalid".into(),
-            public_key: app.federation.key.public_key().to_string(),
+            public_key: app.federation.public_key(),
         }])
         .unwrap_or_else(|e| panic!("{e}")),
         taken: parking_lot::Mutex::new(Vec::new()),
