@@ -444,7 +444,7 @@ impl Plans {
                         "plan.sync",
                         "ok",
                         Some(summary),
-                        &meta,
+                        meta,
                     );
                     self.keep_changes(
                         entry,
@@ -466,7 +466,7 @@ impl Plans {
                         "plan.sync",
                         "ok",
                         Some("changes wait for others; asked for them".into()),
-                        &meta,
+                        meta,
                     ));
                     self.keep_sync_state(device, &entry.id, sync_state).await;
                     return Ok(reply);
@@ -481,7 +481,7 @@ impl Plans {
                 "plan.sync",
                 "ok",
                 None,
-                &meta,
+                meta,
             ));
         }
         let reply = state
@@ -571,7 +571,7 @@ impl Plans {
                             "peer.sync",
                             "ok",
                             Some(summary),
-                            &meta,
+                            meta,
                         )
                     }
                     Sender::Home(authors) => {
@@ -579,7 +579,7 @@ impl Plans {
                             .map_err(ApiError::RefusedChanges)?;
                         self.bind_home_authors(peer, authors, &scratch, &before)
                             .await?;
-                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta)
+                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, meta)
                     }
                 };
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
@@ -595,7 +595,7 @@ impl Plans {
             "peer.sync",
             "ok",
             None,
-            &meta,
+            meta,
         ));
         self.keep_sync_state(&device, &entry.id, sync_state).await;
         Ok(reply.map(sync::Message::encode))
