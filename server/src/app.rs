@@ -61,7 +61,10 @@ impl App {
             config.cache_plans,
             config.compact_after_chunks,
         )
-        .with_document_bounds(config.max_document_bytes, config.max_document_ops);
+        .with_document_bounds(config.max_document_bytes, config.max_document_ops)
+        // PostgreSQL may be shared by several processes of the node (see
+        // `cluster`); a SQLite file has one.
+        .with_shared(!backend.is_sqlite());
         let limits = crate::limits::RateLimits {
             per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
@@ -82,6 +85,20 @@ impl App {
             },
             writer_thread,
         ))
+    }
+
+    /// The peers now. On a database other processes share (PostgreSQL),
+    /// those added or removed at run time are read afresh first, so a peer
+    /// removed through one process is refused by every other one from the
+    /// next request on (one read of a small table).
+    pub async fn peers(&self) -> Result<std::sync::Arc<crate::federation::Peers>, ApiError> {
+        if !self.backend.is_sqlite() {
+            let stored = self.blocking(crate::store::peers::list).await?;
+            self.federation
+                .set_stored(stored)
+                .map_err(ApiError::Internal)?;
+        }
+        Ok(self.federation.peers())
     }
 
     pub async fn blocking<T: Send + 'static>(
@@ -171,8 +188,20 @@ pub async fn serve(
     .disable_signals()
     .listen(listener)?
     .run();
-    actix_web::rt::spawn(crate::federation::outbound::run(app.clone()));
-    actix_web::rt::spawn(crate::report::send::run(app.clone()));
+    // One process of those sharing the database runs the background work.
+    let cluster = crate::cluster::start(
+        &app.backend,
+        app.plans.bell(),
+        app.plans.stopping(),
+        app.metrics.leader.clone(),
+    )?;
+    let (outbound, report) = (app.clone(), app.clone());
+    actix_web::rt::spawn(crate::cluster::while_leading(cluster.leader(), move || {
+        crate::federation::outbound::run(outbound.clone())
+    }));
+    actix_web::rt::spawn(crate::cluster::while_leading(cluster.leader(), move || {
+        crate::report::send::run(report.clone())
+    }));
     actix_web::rt::spawn(reload_on_hangup(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
@@ -186,6 +215,7 @@ pub async fn serve(
         handle.stop(true).await;
     });
     server.await?;
+    drop(cluster);
     app.writer.flush().await;
     Ok(())
 }

@@ -75,6 +75,10 @@ pub enum ApiError {
     /// Over a rate limit; `Retry-After` says how many seconds to wait.
     #[error("too many requests: retry in {0} s")]
     RateLimited(u64),
+    /// Other processes sharing the database kept changing the plan while
+    /// this one tried to store a change (see `Plans::retrying`); retry.
+    #[error("the plan kept changing through other processes; retry")]
+    Contended,
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::NotReady => "not-ready",
             ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Contended => "contended",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -142,6 +147,7 @@ impl ApiError {
             ApiError::NotReady => "Not ready",
             ApiError::RequestTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) => "Too many requests",
+            ApiError::Contended => "Contended",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -159,7 +165,7 @@ impl ApiError {
                 error: PlanError::Forbidden(_),
                 ..
             } => "denied",
-            ApiError::Internal(_) | ApiError::NotReady => "error",
+            ApiError::Internal(_) | ApiError::NotReady | ApiError::Contended => "error",
             _ => "refused",
         }
     }
@@ -167,7 +173,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            StoreError::Stale => ApiError::Contended,
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -208,7 +217,7 @@ impl ResponseError for ApiError {
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,6 +232,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::RateLimited(secs) = self {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let ApiError::Contended = self {
+            response.insert_header((header::RETRY_AFTER, "1"));
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
     }

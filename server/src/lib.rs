@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -246,6 +246,8 @@ pub struct Metrics {
     pool: PoolMetrics,
     pub http: HttpMetrics,
     pub report: ReportMetrics,
+    /// Whether this process runs the node's background work (`cluster`).
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -253,6 +255,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("wrapsync");
         let plans_cached = Gauge::default();
         registry.register("plans_cached", "Plans held in memory", plans_cached.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "background_leader",
+            "Whether this process runs the node's background work (1) or another process sharing its database does (0)",
+            leader.clone(),
+        );
         registry.register(
             "peer_reachable",
             "Whether the last attempt to send to the peer reached it (1) or not (0)",
@@ -320,6 +328,7 @@ impl Metrics {
             pool,
             http,
             report,
+            leader,
         }
     }
 

@@ -45,6 +45,9 @@ enum Database {
     /// The default SQLite file in the data directory.
     Sqlite(PathBuf),
     Postgres(PgDatabase),
+    /// Another process's database (see [`TestNode::sibling`]): its URL;
+    /// dropped with that process's node, not this one.
+    Shared(String),
 }
 
 /// One wrapsync node under test. See the crate docs.
@@ -115,6 +118,7 @@ impl TestNode {
             database_url: match &database {
                 Database::Sqlite(_) => None,
                 Database::Postgres(db) => Some(db.url()),
+                Database::Shared(url) => Some(url.clone()),
             },
             jwt_secret: jwt_secret.clone(),
             extra,
@@ -143,6 +147,54 @@ impl TestNode {
         for user in USERS {
             node.add_user(user)?;
         }
+        node.try_start()?;
+        Ok(node)
+    }
+
+    /// A second `wrapsync node` process of this node, as an operator runs
+    /// several behind a load balancer: the same config (node id, keys,
+    /// secret, data directory, PostgreSQL database) in a copy of its file,
+    /// its own port and log. Keep this node alive as long as the sibling:
+    /// its data directory and database go with it. PostgreSQL only.
+    #[track_caller]
+    pub fn sibling(&self) -> TestNode {
+        match self.try_sibling() {
+            Ok(node) => node,
+            Err(e) => panic!("cannot start a sibling process: {e}"),
+        }
+    }
+
+    /// [`TestNode::sibling`], reporting failure instead of panicking.
+    pub fn try_sibling(&self) -> Result<TestNode> {
+        let url = match &self.database {
+            Database::Postgres(db) => db.url(),
+            Database::Shared(url) => url.clone(),
+            Database::Sqlite(_) => {
+                return Err(HarnessError::new(
+                    "a SQLite node runs as one process: siblings share PostgreSQL",
+                ))
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("wrapsync-sibling-")
+            .tempdir()
+            .context(|| "creating a temp dir".to_string())?;
+        let config_path = dir.path().join("wrapsync.toml");
+        fs::copy(&self.config_path, &config_path)
+            .context(|| format!("copying {}", self.config_path.display()))?;
+        let mut node = TestNode {
+            process: None,
+            http: self.http.clone(),
+            backend: self.backend,
+            binary: self.binary.clone(),
+            node_id: self.node_id.clone(),
+            log_path: dir.path().join("node.log"),
+            config_path,
+            data_dir: self.data_dir.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            database: Database::Shared(url),
+            _dir: dir,
+        };
         node.try_start()?;
         Ok(node)
     }
@@ -334,7 +386,7 @@ impl TestNode {
     pub fn db_path(&self) -> Option<&Path> {
         match &self.database {
             Database::Sqlite(path) => Some(path),
-            Database::Postgres(_) => None,
+            Database::Postgres(_) | Database::Shared(_) => None,
         }
     }
 
@@ -343,6 +395,7 @@ impl TestNode {
         match &self.database {
             Database::Sqlite(path) => path.to_string_lossy().into_owned(),
             Database::Postgres(db) => db.url(),
+            Database::Shared(url) => url.clone(),
         }
     }
 

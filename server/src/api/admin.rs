@@ -48,7 +48,7 @@ fn listed(app: &App, peer: &Peer) -> PeerEntry {
 
 pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     supervisor(&app, &user, "peer.list")?;
-    let peers = app.federation.peers();
+    let peers = app.peers().await?;
     let mut all: Vec<&Peer> = peers.all().collect();
     all.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(HttpResponse::Ok().json(PeerList {

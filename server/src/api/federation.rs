@@ -43,7 +43,7 @@ pub async fn plan_sync(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
     let message = (!body.0.is_empty()).then_some(body.0.as_slice());
     let certificates = req
         .headers()
@@ -75,7 +75,7 @@ pub async fn sync_batch(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let SignedBy { peer, .. } = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
     let batch: PeerSyncBatch = ciborium::from_reader(&body.0[..])
         .map_err(|e| ApiError::InvalidRequest(format!("not a peer sync batch: {e}")))?;
     if batch.plans.len() > MAX_SYNC_BATCH {
@@ -244,7 +244,7 @@ pub async fn plan_transfer(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let body = body?;
-    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta)?;
+    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
     let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
             &peer,
@@ -300,7 +300,7 @@ fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMet
 }
 
 /// The peer that signed this request, or `401` (audited).
-fn verified_peer(
+async fn verified_peer(
     app: &App,
     req: &HttpRequest,
     body: &[u8],
@@ -314,12 +314,13 @@ fn verified_peer(
         .uri()
         .path_and_query()
         .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
-    let federation = &app.federation;
-    let signed = federation
+    let peers = app.peers().await?;
+    let signed = app
+        .federation
         .verifier
         .verify(
             authorization,
-            &federation.peers(),
+            &peers,
             req.method().as_str(),
             &path,
             body,
@@ -361,7 +362,7 @@ fn verified_peer(
         });
         return Err(e);
     }
-    if federation.outbound.heard_from(&signed.peer) {
+    if app.federation.outbound.heard_from(&signed.peer) {
         app.plans.notify_changed();
     }
     Ok(signed)

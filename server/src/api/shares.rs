@@ -74,7 +74,7 @@ pub async fn grant(
         .share(
             &entry,
             &user.actor,
-            &app.federation.peers(),
+            &*app.peers().await?,
             &body.node,
             body.expires_at,
             &user.meta,

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// someone else), rolled back whole.
     #[error("{0}")]
     Conflict(String),
+    /// A plan changed (through another process) since the document a write
+    /// was computed from was read, or another process holds its row: the
+    /// write is rolled back and done again on the newer document.
+    #[error("the plan changed meanwhile")]
+    Stale,
 }
 
 impl StoreError {

@@ -223,7 +223,13 @@ pub async fn run(app: actix_web::web::Data<App>) {
         if pass != Pass::Outbox {
             super::transfer::resume(&app, &http).await;
         }
-        let peers: Vec<Peer> = app.federation.peers().all().cloned().collect();
+        let peers: Vec<Peer> = match app.peers().await {
+            Ok(peers) => peers.all().cloned().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "federation: cannot read the peers; using those known");
+                app.federation.peers().all().cloned().collect()
+            }
+        };
         for peer in peers {
             if app.federation.outbound.due(&peer.id, now_ms()) {
                 let pass = match pass {

@@ -59,7 +59,7 @@ pub async fn start(
             "this plan is homed at another node: it moves from its home".into(),
         ));
     }
-    if to == app.config.node_id || app.federation.peers().get(to).is_none() {
+    if to == app.config.node_id || app.peers().await?.get(to).is_none() {
         return Err(ApiError::InvalidRequest(format!(
             "`{to}` is not a peer of this node"
         )));

@@ -7,8 +7,9 @@
 
 use super::{load_chunks, Plans};
 use crate::error::ApiError;
-use crate::store::plans as stored;
+use crate::store::plans::{self as stored, Revision};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// What a batch read found besides the plans it handed on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +31,11 @@ impl Plans {
     ) -> Result<BatchRead, ApiError> {
         let mut found = BatchRead::default();
         let mut missing = Vec::new();
-        let cached: Vec<_> = {
+        let mut cached: Vec<_> = {
             let cache = self.cache.lock();
             ids.into_iter()
                 .filter_map(|id| match cache.peek(&id) {
-                    Some(entry) => Some(entry.view()),
+                    Some(entry) => Some((id, entry.seen.lock().clone(), entry.view())),
                     None => {
                         missing.push(id);
                         None
@@ -42,7 +43,25 @@ impl Plans {
                 })
                 .collect()
         };
-        for view in cached {
+        if self.shared && !cached.is_empty() {
+            // Another process may have changed them: a cached view whose
+            // row moved on is read from the database like the rest.
+            let ids: Vec<String> = cached.iter().map(|(id, ..)| id.clone()).collect();
+            let now: HashMap<String, Revision> = self
+                .blocking(move |conn| stored::revisions(conn, &ids))
+                .await?
+                .into_iter()
+                .collect();
+            cached.retain(|(id, seen, _)| match now.get(id) {
+                Some(revision) if revision == seen => true,
+                Some(_) => {
+                    missing.push(id.clone());
+                    false
+                }
+                None => false,
+            });
+        }
+        for (_, _, view) in cached {
             each(&view.plan);
             found.read += 1;
         }

@@ -10,6 +10,7 @@ mod consent;
 mod sim;
 mod size;
 pub(crate) mod sync;
+mod sync_state;
 mod transfer;
 mod view;
 
@@ -23,7 +24,7 @@ pub use view::{PlanView, Viewer};
 use crate::db::{now_ms, Pool, StoreError};
 use crate::error::ApiError;
 use crate::store::audit::{cut, insert_audit, AuditRecord, MAX_DETAIL, MAX_PLAN_ID};
-use crate::store::plans::{self as stored, Membership, PlanRow};
+use crate::store::plans::{self as stored, Membership, PlanRow, Revision};
 use crate::store::users::{actor_users, bind_actor};
 use crate::store::writer::Writer;
 use automerge::transaction::CommitOptions;
@@ -31,8 +32,10 @@ use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc};
 use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
 use wrapsync_shared::incoming::check_incoming;
 use wrapsync_shared::ops::{apply_ops, is_summary, summarize, Editor, Op, OpResult};
@@ -60,6 +63,9 @@ pub struct PlanEntry {
     id: String,
     state: tokio::sync::Mutex<PlanState>,
     view: RwLock<Arc<PlanView>>,
+    /// The plan row's revision the document holds at least: a read whose
+    /// row still says this may serve the view. Changed only under `state`.
+    seen: Mutex<Revision>,
 }
 
 impl PlanEntry {
@@ -122,6 +128,33 @@ pub struct Plans {
     sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
     /// This node's id: who on a roster is a user here (`PlanView::localized`).
     node_id: String,
+    /// Other processes may write the database (PostgreSQL): every read
+    /// checks the plan's revision first, and sync states are not cached.
+    shared: bool,
+}
+
+/// How many times a write is computed anew when other processes changed the
+/// plan meanwhile, before it is answered `503 contended`.
+const WRITE_ATTEMPTS: u32 = 20;
+
+/// Runs `attempt` until it does not fail [`ApiError::Contended`] (another
+/// process wrote the plan between catching up and committing), up to
+/// [`WRITE_ATTEMPTS`] times, pausing a few random milliseconds between
+/// attempts so the other process's batch can commit.
+async fn retrying<T, F: Future<Output = Result<T, ApiError>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, ApiError> {
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(ApiError::Contended) if tries < WRITE_ATTEMPTS => {
+                let most = u64::from(tries * 2).min(20);
+                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=most))).await;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 impl Plans {
@@ -152,7 +185,14 @@ impl Plans {
             sync_states: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
             )),
+            shared: false,
         }
+    }
+
+    /// Whether other processes write the same database (see `shared`).
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Sets the bounds on incoming Automerge bytes: what they may decode
@@ -215,20 +255,33 @@ impl Plans {
     }
 
     /// The cached plan, loading it on a miss; `None` if there is no such plan.
+    /// With a shared database, a cached plan is first brought up to what
+    /// the database holds (see [`Plans::current`]).
     pub async fn get(&self, id: &str) -> Result<Option<Arc<PlanEntry>>, ApiError> {
-        if let Some(entry) = self.cache.lock().get(id) {
-            return Ok(Some(entry.clone()));
+        let cached = self.cache.lock().get(id).cloned();
+        if let Some(entry) = cached {
+            if !self.shared {
+                return Ok(Some(entry));
+            }
+            return self.current(entry).await;
         }
         if !wrapsync_shared::plan::is_item_id(id) {
             return Ok(None);
         }
         let plan_id = id.to_string();
-        let (chunks, home) = self
+        let Some((revision, chunks)) = self
             .blocking(move |conn| {
-                let chunks = stored::chunks_after(conn, &plan_id, 0)?;
-                Ok((chunks, stored::plan_home(conn, &plan_id)?))
+                // The row first: whatever commit it shows, its chunks are
+                // there for the next statement.
+                let Some(revision) = stored::revision(conn, &plan_id)? else {
+                    return Ok(None);
+                };
+                Ok(Some((revision, stored::chunks_after(conn, &plan_id, 0)?)))
             })
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
         if chunks.is_empty() {
             return Ok(None);
         }
@@ -236,16 +289,45 @@ impl Plans {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
         let view = PlanView::render(id, &doc, &*self.actor_names().await)
-            .localized(home.flatten(), &self.node_id);
+            .localized(revision.home.clone(), &self.node_id);
         let entry = Arc::new(PlanEntry {
             id: id.to_string(),
             state: tokio::sync::Mutex::new(PlanState { doc, chunks: seqs }),
             view: RwLock::new(Arc::new(view)),
+            seen: Mutex::new(revision),
         });
         let mut cache = self.cache.lock();
         // Another request may have loaded it meanwhile: keep theirs.
         let entry = cache.get_or_insert(id.to_string(), || entry).clone();
         Ok(Some(entry))
+    }
+
+    /// `entry`, caught up if the plan's row says another process changed
+    /// it since; `None` (and out of the cache) if the plan is gone. One
+    /// primary-key read when nothing changed: what makes a change committed
+    /// through any process visible to the next request through this one.
+    async fn current(&self, entry: Arc<PlanEntry>) -> Result<Option<Arc<PlanEntry>>, ApiError> {
+        let id = entry.id.clone();
+        let now = self
+            .blocking(move |conn| stored::revision(conn, &id))
+            .await?;
+        match now {
+            None => {
+                self.cache.lock().pop(&entry.id);
+                Ok(None)
+            }
+            Some(now) if now == *entry.seen.lock() => Ok(Some(entry)),
+            Some(_) => {
+                let mut state = entry.state.lock().await;
+                match self.catch_up(&entry, &mut state).await {
+                    Ok(()) => {}
+                    Err(ApiError::NotFound) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+                drop(state);
+                Ok(Some(entry))
+            }
+        }
     }
 
     /// Starts a new plan. A facilitator who creates it joins its roster.
@@ -360,6 +442,10 @@ impl Plans {
         let members = view.members.clone();
         let user_id = actor.map(|a| a.user_id.clone());
         let binding = actors.clone();
+        let revision = Revision {
+            heads: row.heads.clone(),
+            home: row.home_node.clone(),
+        };
         let seq = self
             .writer
             .write(move |conn| {
@@ -388,6 +474,7 @@ impl Plans {
                 chunks: HashSet::from([seq]),
             }),
             view: RwLock::new(view.clone()),
+            seen: Mutex::new(revision),
         });
         self.cache.lock().put(id, entry);
         let _ = self.changed.send(());
@@ -403,6 +490,18 @@ impl Plans {
         base: Option<Vec<String>>,
         ops: Vec<Op>,
         meta: RequestMeta,
+    ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
+        retrying(|| self.apply_once(entry, actor, base.clone(), &ops, &meta)).await
+    }
+
+    /// [`Plans::apply`], once: the ops on the document as caught up now.
+    async fn apply_once(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        base: Option<Vec<String>>,
+        ops: &[Op],
+        meta: &RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
@@ -431,7 +530,7 @@ impl Plans {
                 .map_err(|e| ApiError::Internal(e.to_string()))?,
             _ => state.doc.transaction(),
         };
-        let results = match apply_ops(&mut tx, &ops, &editor, &mut new_item_id) {
+        let results = match apply_ops(&mut tx, ops, &editor, &mut new_item_id) {
             Ok(results) => results,
             Err(failure) => {
                 tx.rollback();
@@ -441,7 +540,7 @@ impl Plans {
                 });
             }
         };
-        let summary = summarize(&ops);
+        let summary = summarize(ops);
         let (hash, _) = tx.commit_with(
             CommitOptions::default()
                 .with_message(summary.clone())
@@ -453,7 +552,7 @@ impl Plans {
             "plan.ops",
             "ok",
             Some(summary),
-            &meta,
+            meta,
         );
         if hash.is_none() {
             // Only `test` ops: nothing to store, but the access is audited.
@@ -473,8 +572,12 @@ impl Plans {
             }
             Err(e) => {
                 // The document holds a change the database does not: reload.
-                tracing::error!(plan = %entry.id, error = %e, "write failed; reloading plan");
-                let _ = self.reload(&entry.id, &mut state).await;
+                if !matches!(e, ApiError::Contended) {
+                    tracing::error!(plan = %entry.id, error = %e, "write failed; reloading plan");
+                }
+                if let Err(e) = self.reload(entry, &mut state).await {
+                    tracing::error!(plan = %entry.id, error = %e, "reloading the plan failed");
+                }
                 return Err(e);
             }
         }
@@ -520,9 +623,17 @@ impl Plans {
         };
         let user_id = actor.map(|a| a.user_id.clone());
         let newly_bound = unbound.clone();
+        let expected = entry.seen.lock().clone();
+        let revision = Revision {
+            heads: row.heads.clone(),
+            home: expected.home.clone(),
+        };
         let seq = self
             .writer
             .write(move |conn| {
+                // Computed from the document at `expected`: stored only if
+                // no other process wrote the plan since.
+                stored::claim(conn, &row.id, &expected)?;
                 let seq = stored::append_chunk(conn, &row.id, &change, false, now)?;
                 stored::update_plan(conn, &row)?;
                 if let Some(members) = members {
@@ -538,6 +649,7 @@ impl Plans {
                 Ok(seq)
             })
             .await?;
+        *entry.seen.lock() = revision;
         let _ = self.changed.send(());
         if !newly_bound.is_empty() {
             // Names are reloaded when next needed.
@@ -549,12 +661,23 @@ impl Plans {
 
     /// Loads chunks another writer (a restart's, another process's) stored
     /// since this document was loaded, so no edit is made on a stale copy,
-    /// and renders the view anew if anything was loaded.
+    /// and renders the view anew if anything changed. Costs one primary-key
+    /// read when the plan's row is still at the revision last seen.
+    /// `NotFound` (and out of the cache) when the plan is gone.
     async fn catch_up(&self, entry: &PlanEntry, state: &mut PlanState) -> Result<(), ApiError> {
         let plan_id = entry.id.clone();
+        let seen = entry.seen.lock().clone();
         let known: Vec<i64> = state.chunks.iter().copied().collect();
-        let (present, missing) = self
+        let found = self
             .blocking(move |conn| {
+                // The row first: whatever commit it shows, its chunks are
+                // there for the next statements.
+                let Some(revision) = stored::revision(conn, &plan_id)? else {
+                    return Ok(None);
+                };
+                if revision == seen {
+                    return Ok(Some((revision, None)));
+                }
                 let present = stored::chunk_seqs(conn, &plan_id)?;
                 let missing: Vec<i64> = present
                     .iter()
@@ -566,9 +689,16 @@ impl Plans {
                 } else {
                     stored::chunks_by_seq(conn, &plan_id, &missing)?
                 };
-                Ok((present, missing))
+                Ok(Some((revision, Some((present, missing)))))
             })
             .await?;
+        let Some((revision, changed)) = found else {
+            self.cache.lock().pop(&entry.id);
+            return Err(ApiError::NotFound);
+        };
+        let Some((present, missing)) = changed else {
+            return Ok(());
+        };
         for (_, data) in &missing {
             state
                 .doc
@@ -576,22 +706,44 @@ impl Plans {
                 .map_err(|e| ApiError::Internal(format!("stored chunk unreadable: {e}")))?;
         }
         state.chunks = present.into_iter().collect();
-        if !missing.is_empty() {
-            let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
-                .localized(entry.view().home.clone(), &self.node_id);
+        if !missing.is_empty() || revision.home != entry.view().home {
+            let mut view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+                .localized(revision.home.clone(), &self.node_id);
+            let unnamed = view
+                .conflicts
+                .iter()
+                .flat_map(|c| &c.values)
+                .any(|v| v.user.is_none());
+            if unnamed && !missing.is_empty() {
+                // Another process may have bound the actors meanwhile.
+                *self.actor_names.lock() = None;
+                view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+                    .localized(revision.home.clone(), &self.node_id);
+            }
             *entry.view.write() = Arc::new(view);
         }
+        *entry.seen.lock() = revision;
         Ok(())
     }
 
-    async fn reload(&self, id: &str, state: &mut PlanState) -> Result<(), ApiError> {
-        let plan_id = id.to_string();
-        let chunks = self
-            .blocking(move |conn| stored::chunks_after(conn, &plan_id, 0))
+    /// Loads the plan anew from the database (its document held a change
+    /// the database refused).
+    async fn reload(&self, entry: &PlanEntry, state: &mut PlanState) -> Result<(), ApiError> {
+        let plan_id = entry.id.clone();
+        let (revision, chunks) = self
+            .blocking(move |conn| {
+                let revision = stored::revision(conn, &plan_id)?;
+                Ok((revision, stored::chunks_after(conn, &plan_id, 0)?))
+            })
             .await?;
+        let revision = revision.ok_or(ApiError::NotFound)?;
         let (doc, seqs) = load_chunks(chunks)?;
         state.doc = doc;
         state.chunks = seqs;
+        let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+            .localized(revision.home.clone(), &self.node_id);
+        *entry.view.write() = Arc::new(view);
+        *entry.seen.lock() = revision;
         Ok(())
     }
 
@@ -717,6 +869,12 @@ impl Plans {
     /// outbox) that something was stored.
     pub fn notify_changed(&self) {
         let _ = self.changed.send(());
+    }
+
+    /// What rings the change bell: for whoever hears changes made
+    /// elsewhere (`cluster`).
+    pub fn bell(&self) -> tokio::sync::broadcast::Sender<()> {
+        self.changed.clone()
     }
 
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<()> {

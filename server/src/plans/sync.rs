@@ -211,6 +211,7 @@ fn check_by_author(
 }
 
 /// Who sent a peer round's changes, and so how they are checked.
+#[derive(Clone, Copy)]
 enum Sender<'a> {
     /// The peer's own people on a plan homed here, by the peer's signed
     /// word (actor → username): each must be on the team as `name@peer`,
@@ -276,7 +277,8 @@ impl Plans {
                         .generate_sync_message(&mut state)
                         .map(sync::Message::encode);
                     drop(guard);
-                    self.keep_sync_state(&format!("peer:{peer}"), plan_id, state);
+                    self.keep_sync_state(&format!("peer:{peer}"), plan_id, state)
+                        .await;
                     Ok(reply)
                 }
             };
@@ -384,7 +386,7 @@ impl Plans {
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
         let message = push_step(&mut state.doc, &mut sync_state, input)?.map(sync::Message::encode);
         drop(state);
-        self.keep_sync_state(&device, &entry.id, sync_state);
+        self.keep_sync_state(&device, &entry.id, sync_state).await;
         Ok(message)
     }
 
@@ -399,6 +401,18 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(|m| decode(m, self.bounds)).transpose()?;
+        super::retrying(|| self.sync_once(entry, actor, device, message.clone(), &meta)).await
+    }
+
+    /// [`Plans::sync`], once, on the document as caught up now.
+    async fn sync_once(
+        &self,
+        entry: &PlanEntry,
+        actor: &Actor,
+        device: &str,
+        message: Option<sync::Message>,
+        meta: &RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         let view = entry.view();
@@ -426,7 +440,7 @@ impl Plans {
                         "plan.sync",
                         "ok",
                         Some(summary),
-                        &meta,
+                        meta,
                     );
                     self.keep_changes(
                         entry,
@@ -448,9 +462,9 @@ impl Plans {
                         "plan.sync",
                         "ok",
                         Some("changes wait for others; asked for them".into()),
-                        &meta,
+                        meta,
                     ));
-                    self.keep_sync_state(device, &entry.id, sync_state);
+                    self.keep_sync_state(device, &entry.id, sync_state).await;
                     return Ok(reply);
                 }
             }
@@ -463,7 +477,7 @@ impl Plans {
                 "plan.sync",
                 "ok",
                 None,
-                &meta,
+                meta,
             ));
         }
         let reply = state
@@ -471,7 +485,7 @@ impl Plans {
             .generate_sync_message(&mut sync_state)
             .map(sync::Message::encode);
         drop(state);
-        self.keep_sync_state(device, &entry.id, sync_state);
+        self.keep_sync_state(device, &entry.id, sync_state).await;
         Ok(reply)
     }
 
@@ -495,10 +509,8 @@ impl Plans {
             .await
     }
 
-    /// One round with `peer` for a plan this node holds: its changes are
-    /// checked as `sender` says, kept with the peer's signed word for who
-    /// made them, and answered with this node's next message. Every round
-    /// is audited.
+    /// [`Plans::peer_round_once`] until no other process wrote the plan
+    /// between its catching up and its commit.
     async fn peer_round(
         &self,
         entry: &PlanEntry,
@@ -506,6 +518,21 @@ impl Plans {
         sender: Sender<'_>,
         message: Option<sync::Message>,
         meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        super::retrying(|| self.peer_round_once(entry, peer, sender, message.clone(), &meta)).await
+    }
+
+    /// One round with `peer` for a plan this node holds: its changes are
+    /// checked as `sender` says, kept with the peer's signed word for who
+    /// made them, and answered with this node's next message. Every round
+    /// is audited.
+    async fn peer_round_once(
+        &self,
+        entry: &PlanEntry,
+        peer: &str,
+        sender: Sender<'_>,
+        message: Option<sync::Message>,
+        meta: &RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let device = format!("peer:{peer}");
         let mut state = entry.state.lock().await;
@@ -516,7 +543,7 @@ impl Plans {
             Received::Nothing => {}
             Received::WaitingForDependencies(reply) => {
                 drop(state);
-                self.keep_sync_state(&device, &entry.id, sync_state);
+                self.keep_sync_state(&device, &entry.id, sync_state).await;
                 return Ok(reply);
             }
             Received::Changes(scratch) => {
@@ -538,7 +565,7 @@ impl Plans {
                             "peer.sync",
                             "ok",
                             Some(summary),
-                            &meta,
+                            meta,
                         )
                     }
                     Sender::Home(authors) => {
@@ -546,7 +573,7 @@ impl Plans {
                             .map_err(ApiError::RefusedChanges)?;
                         self.bind_home_authors(peer, authors, &scratch, &before)
                             .await?;
-                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, &meta)
+                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, meta)
                     }
                 };
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
@@ -562,9 +589,9 @@ impl Plans {
             "peer.sync",
             "ok",
             None,
-            &meta,
+            meta,
         ));
-        self.keep_sync_state(&device, &entry.id, sync_state);
+        self.keep_sync_state(&device, &entry.id, sync_state).await;
         Ok(reply.map(sync::Message::encode))
     }
 
@@ -751,30 +778,42 @@ impl Plans {
         Ok(actors)
     }
 
+    /// With a shared database it is read from the database every time:
+    /// the device's last round may have gone through another process.
     async fn sync_state(&self, device: &str, plan: &str) -> Result<sync::State, ApiError> {
         let key = (device.to_string(), plan.to_string());
-        if let Some(state) = self.sync_states.lock().get(&key) {
-            return Ok(state.clone());
+        if !self.shared {
+            if let Some(state) = self.sync_states.lock().get(&key) {
+                return Ok(state.clone());
+            }
         }
         let (device, plan) = key;
         let stored = self
             .blocking(move |conn| stored::load_sync_state(conn, &device, &plan))
             .await?;
         Ok(stored
-            .and_then(|bytes| sync::State::decode(&bytes).ok())
+            .and_then(|bytes| super::sync_state::decode(&bytes))
             .unwrap_or_default())
     }
 
-    /// Keeps a device's sync state in memory and, without waiting, on disk:
-    /// losing it only costs the next round some resending.
-    fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
-        let encoded = state.encode();
-        self.sync_states
-            .lock()
-            .put((device.to_string(), plan.to_string()), state);
-        let (device, plan) = (device.to_string(), plan.to_string());
-        self.writer.write_detached(move |conn| {
+    /// Keeps a device's sync state in memory and on disk: without waiting
+    /// when this process alone serves the device (losing it only costs the
+    /// next round some resending), else before answering, so the device's
+    /// next round finds it whichever process takes it.
+    async fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
+        let encoded = super::sync_state::encode(&state);
+        let key = (device.to_string(), plan.to_string());
+        let (device, plan) = key.clone();
+        let save = move |conn: &mut crate::db::DbConnection| {
             stored::save_sync_state(conn, &device, &plan, &encoded, now_ms())
-        });
+        };
+        if self.shared {
+            if let Err(e) = self.writer.write(save).await {
+                tracing::warn!(error = %e, "sync state not saved");
+            }
+        } else {
+            self.sync_states.lock().put(key, state);
+            self.writer.write_detached(save);
+        }
     }
 }

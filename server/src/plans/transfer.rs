@@ -74,7 +74,7 @@ impl Plans {
         audit: AuditRecord,
         also: AlsoWrite,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let mut incoming = load_document(document, self.bounds)?;
+        let incoming = load_document(document, self.bounds)?;
         let home_editor = Editor {
             role: Role::Supervisor,
             member_id: None,
@@ -99,13 +99,13 @@ impl Plans {
                 return self.rehome_by_id(plan_id, None, audit, also).await;
             }
         };
-        {
+        super::retrying(|| async {
             let mut state = entry.state.lock().await;
             self.catch_up(&entry, &mut state).await?;
             let before = state.doc.get_heads();
             let mut scratch = Box::new(state.doc.clone());
             scratch
-                .merge(&mut incoming)
+                .merge(&mut incoming.clone())
                 .map_err(|e| ApiError::MalformedDocument(e.to_string()))?;
             if !scratch.get_changes(&before).is_empty() {
                 check_incoming(&scratch, &before, &home_editor)
@@ -123,7 +123,9 @@ impl Plans {
                 )
                 .await?;
             }
-        }
+            Ok(())
+        })
+        .await?;
         self.rehome(&entry, None, audit, also).await
     }
 
@@ -140,7 +142,8 @@ impl Plans {
 
     /// Moves the plan's home (`None`: this node), so its roster is read
     /// anew (who here is on the team), with `audit` and `also` in the same
-    /// write.
+    /// write. Done again on the newer plan if another process wrote it
+    /// meanwhile (`also` runs only with the write that commits).
     pub async fn rehome(
         &self,
         entry: &PlanEntry,
@@ -148,21 +151,44 @@ impl Plans {
         audit: AuditRecord,
         also: AlsoWrite,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let mut state = entry.state.lock().await;
-        self.catch_up(entry, &mut state).await?;
-        let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
-            .localized(home.clone(), &self.node_id);
-        let (id, members) = (entry.id.clone(), view.members.clone());
-        self.writer
-            .write(move |conn| {
-                stored::set_home(conn, &id, home.as_deref(), &members)?;
-                // In the change log: the outbox sends the plan on from its
-                // new home, and phones see their plan lists change.
-                stored::record_change(conn, &id, now_ms())?;
-                crate::store::audit::insert_audit(conn, &[audit])?;
-                also(conn)
-            })
-            .await?;
+        let also = Arc::new(parking_lot::Mutex::new(Some(also)));
+        let (view, state) = super::retrying(|| {
+            let (home, audit, also) = (home.clone(), audit.clone(), also.clone());
+            async move {
+                let mut state = entry.state.lock().await;
+                self.catch_up(entry, &mut state).await?;
+                let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
+                    .localized(home.clone(), &self.node_id);
+                let (id, members) = (entry.id.clone(), view.members.clone());
+                let expected = entry.seen.lock().clone();
+                let revision = stored::Revision {
+                    heads: expected.heads.clone(),
+                    home: home.clone(),
+                };
+                self.writer
+                    .write(move |conn| {
+                        stored::claim(conn, &id, &expected)?;
+                        stored::set_home(conn, &id, home.as_deref(), &members)?;
+                        // In the change log: the outbox sends the plan on
+                        // from its new home, and phones see their plan
+                        // lists change.
+                        stored::record_change(conn, &id, now_ms())?;
+                        crate::store::audit::insert_audit(conn, &[audit])?;
+                        // Taken only once the claim holds, so a retry
+                        // still has it; a later failure fails the move.
+                        match also.lock().take() {
+                            Some(also) => also(conn),
+                            None => Err(StoreError::Connection(
+                                "a move's writes were rolled back once already".into(),
+                            )),
+                        }
+                    })
+                    .await?;
+                *entry.seen.lock() = revision;
+                Ok((view, state))
+            }
+        })
+        .await?;
         let view = Arc::new(view);
         *entry.view.write() = view.clone();
         drop(state);

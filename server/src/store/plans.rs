@@ -28,6 +28,67 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// What a plan's index row says of its document: its heads (as
+/// `PlanView::version` spells them, comma-joined) and its home. Every write
+/// of a document sets them in the same transaction as its chunk, so two
+/// processes sharing the database tell from this row alone whether a cached
+/// copy is current.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable)]
+pub struct Revision {
+    pub heads: String,
+    pub home: Option<String>,
+}
+
+/// The plan's revision; `None` when there is no such plan.
+pub fn revision(conn: &mut DbConnection, id: &str) -> Result<Option<Revision>, StoreError> {
+    Ok(plans::table
+        .find(id)
+        .select((plans::heads, plans::home_node))
+        .first(conn)
+        .optional()?)
+}
+
+/// The revisions of those of `ids` that exist.
+pub fn revisions(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<(String, Revision)>, StoreError> {
+    let rows: Vec<(String, String, Option<String>)> = plans::table
+        .filter(plans::id.eq_any(ids))
+        .select((plans::id, plans::heads, plans::home_node))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, heads, home)| (id, Revision { heads, home }))
+        .collect())
+}
+
+/// Holds the plan's row for the rest of the write's transaction and checks
+/// it is still at `expected`: the revision the write's document was read
+/// at. [`StoreError::Stale`] when another process changed the plan since,
+/// or holds the row now (PostgreSQL, `NOWAIT`: a write never waits for a
+/// row, so two processes' batches can never deadlock), or the plan is gone.
+pub fn claim(conn: &mut DbConnection, id: &str, expected: &Revision) -> Result<(), StoreError> {
+    let query = plans::table
+        .find(id)
+        .select((plans::heads, plans::home_node));
+    let found: Option<Revision> = match conn {
+        DbConnection::Postgresql(c) => query
+            .for_update()
+            .no_wait()
+            .first(c)
+            .optional()
+            // Held by another process's open transaction.
+            .map_err(|_| StoreError::Stale)?,
+        // One process: its writer is the only one.
+        DbConnection::Sqlite(c) => query.first(c).optional()?,
+    };
+    match found {
+        Some(now) if now == *expected => Ok(()),
+        _ => Err(StoreError::Stale),
+    }
+}
+
 pub fn insert_plan(conn: &mut DbConnection, row: &PlanRow) -> Result<(), StoreError> {
     diesel::insert_into(plans::table)
         .values(row)
@@ -267,12 +328,20 @@ pub fn chunks_by_seq(
 }
 
 /// Records that a plan changed, for the change feed.
+/// On PostgreSQL it also notifies [`CHANGES_CHANNEL`] (delivered at commit,
+/// once per transaction), waking the change feeds of every process.
 pub fn record_change(conn: &mut DbConnection, plan_id: &str, now: i64) -> Result<(), StoreError> {
     diesel::insert_into(plan_changes::table)
         .values((plan_changes::plan_id.eq(plan_id), plan_changes::at.eq(now)))
         .execute(conn)?;
+    if let DbConnection::Postgresql(c) = conn {
+        diesel::sql_query(format!("NOTIFY {CHANGES_CHANNEL}")).execute(c)?;
+    }
     Ok(())
 }
+
+/// The PostgreSQL channel a commit that changed a plan notifies.
+pub const CHANGES_CHANNEL: &str = "wrapsync_changes";
 
 /// The change log's last sequence number (0 when empty): how far the
 /// federation outbox goes.

@@ -99,13 +99,16 @@ pub fn bind_actor(
         .first(conn)
         .optional()?;
     if existing.is_none() {
-        diesel::insert_into(actors::table)
+        // Another process may bind it meanwhile (a device syncing through
+        // both): the first binding stands.
+        let insert = diesel::insert_into(actors::table)
             .values((
                 actors::actor.eq(actor),
                 actors::user_id.eq(user_id),
                 actors::first_seen.eq(now),
             ))
-            .execute(conn)?;
+            .on_conflict_do_nothing();
+        crate::on_backend!(conn, |c| insert.execute(c))?;
     }
     Ok(())
 }
