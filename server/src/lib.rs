@@ -17,6 +17,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod plans;
 pub mod report;
 pub mod store;

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -15,6 +16,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
@@ -23,6 +25,7 @@ pub struct RefreshRequest {
 /// Answer to login and refresh. The refresh token is single-use: each
 /// refresh answers a new one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub refresh_token: String,
@@ -33,6 +36,7 @@ pub struct TokenResponse {
 
 /// One line of the plan list: enough for a phone's "my plans" screen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanSummary {
     pub id: String,
     pub title: String,
@@ -44,6 +48,7 @@ pub struct PlanSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanList {
     pub plans: Vec<PlanSummary>,
     /// Cursor for the next page, if there is one.
@@ -51,6 +56,7 @@ pub struct PlanList {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePlanRequest {
     pub title: String,
@@ -61,9 +67,11 @@ pub struct CreatePlanRequest {
 /// A plan at one version: `version` is the document's heads (hex change
 /// hashes); send it back as `base_version` with the next edit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanDocument {
     pub id: String,
     pub version: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub plan: Json,
     /// Fields people set concurrently, with every value and who set it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,13 +81,16 @@ pub struct PlanDocument {
 /// A conflicted field: `plan` shows the first value; a `replace` of `path`
 /// resolves the conflict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictView {
     pub path: String,
     pub values: Vec<ConflictValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictValue {
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub value: Json,
     /// Who set it (username), when the actor is bound to a user here.
     pub user: Option<String>,
@@ -87,6 +98,7 @@ pub struct ConflictValue {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OpsRequest {
     /// The version the client last saw; absent means the current one.
@@ -96,9 +108,11 @@ pub struct OpsRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpsResponse {
     pub id: String,
     pub version: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub plan: Json,
     /// One entry per op, in order; `add` answers the new item's id.
     pub results: Vec<OpResult>,
@@ -106,6 +120,7 @@ pub struct OpsResponse {
 
 /// A plan that changed: fetch or sync it. `cursor` orders the feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanChange {
     pub plan: String,
     pub cursor: String,
@@ -115,6 +130,7 @@ pub struct PlanChange {
 
 /// `GET /v1/changes`: pass `cursor` back as `since` to continue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeFeed {
     pub changes: Vec<PlanChange>,
     pub cursor: String,
@@ -122,6 +138,7 @@ pub struct ChangeFeed {
 
 /// One change in a plan's history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub hash: String,
     /// Username of who made it, when the actor is bound to a user.
@@ -134,6 +151,7 @@ pub struct HistoryEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct History {
     pub id: String,
     pub changes: Vec<HistoryEntry>,
@@ -141,6 +159,7 @@ pub struct History {
 
 /// One row of the audit trail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     /// Milliseconds since the Unix epoch.
@@ -156,6 +175,7 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next: Option<String>,
@@ -163,7 +183,10 @@ pub struct AuditPage {
 
 /// RFC 9457 problem details, the body of every error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
+    /// `/problems/<code>`, stable for clients to match on: `not-found`,
+    /// `invalid-request`, `unauthorized`, … (the README's "Errors").
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -175,6 +198,17 @@ pub struct Problem {
     pub op_index: Option<usize>,
 }
 
+/// `POST /v1/plans/{id}/sync` in JSON, both ways: one Automerge sync
+/// message, base64; `null` when the side has nothing to say.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SyncMessage {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    #[serde(default, with = "crate::wire_bytes")]
+    pub message: Option<Vec<u8>>,
+}
+
 /// Most plans one `POST /v1/sync` may carry.
 pub const MAX_SYNC_BATCH: usize = 500;
 
@@ -183,16 +217,19 @@ pub const MAX_SYNC_BATCH: usize = 500;
 /// instead of one per plan. CBOR (`application/cbor`, messages as byte
 /// strings) or JSON (messages base64).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncBatch {
     pub plans: Vec<SyncBatchItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncBatchItem {
     pub plan: String,
     /// The device's sync message; `null` to only ask for the node's.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(default, with = "crate::wire_bytes")]
     pub message: Option<Vec<u8>>,
     /// Instead of a message, for a device that made no change since it last
@@ -205,21 +242,25 @@ pub struct SyncBatchItem {
 
 /// The node's answer, one entry per plan asked, in the order asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncBatchReply {
     pub plans: Vec<SyncBatchResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncBatchResult {
     pub plan: String,
     /// The node's next message; `null` when it has nothing to say.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(default, with = "crate::wire_bytes")]
     pub message: Option<Vec<u8>>,
     /// Answering `have`: the changes after those heads (Automerge bytes that
     /// `load`/`loadIncremental` take, and that may be appended to a saved
     /// document), `null` when there are none, …
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(
         default,
         with = "crate::wire_bytes",
@@ -244,16 +285,19 @@ pub struct SyncBatchResult {
 /// batch round is a push: the replies carry no changes (each node sends its
 /// own in its own pushes, signed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerSyncBatch {
     pub plans: Vec<PeerSyncItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerSyncItem {
     pub plan: String,
     /// The sender's sync message; `null` when it has nothing to say.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(default, with = "crate::wire_bytes")]
     pub message: Option<Vec<u8>>,
     /// Who made the changes the message carries: Automerge actor (hex) →
@@ -270,6 +314,7 @@ pub struct PeerSyncItem {
 /// plan with a peer node, until `expires_at` (ms since the epoch) or
 /// revoked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
     pub node: String,
@@ -279,6 +324,7 @@ pub struct ShareRequest {
 
 /// A consent grant as `GET /v1/plans/{id}/shares` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Share {
     pub node: String,
@@ -291,6 +337,7 @@ pub struct Share {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShareList {
     pub shares: Vec<Share>,
@@ -298,6 +345,7 @@ pub struct ShareList {
 
 /// A node this node trusts (`/v1/admin/peers`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     pub id: String,
@@ -312,6 +360,7 @@ pub struct PeerEntry {
 
 /// How sending shared plans to a peer goes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerStatus {
     /// Whether the last attempt reached it.
@@ -324,6 +373,7 @@ pub struct PeerStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerList {
     pub peers: Vec<PeerEntry>,
@@ -333,6 +383,7 @@ pub struct PeerList {
 /// (the family moved). The family must have consented to share it with
 /// that node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     pub node: String,
@@ -340,6 +391,7 @@ pub struct TransferRequest {
 
 /// A transfer as the old home reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
     pub plan: String,
@@ -356,9 +408,11 @@ pub struct Transfer {
 /// /federation/v1/plans/{id}/transfer`, CBOR): the whole plan with its
 /// history, the family's other consents, and the certificate of the move.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Handover {
     /// The saved Automerge document.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(with = "crate::wire_bytes")]
     pub document: Option<Vec<u8>>,
     /// Live grants to other nodes, which the new home keeps honoring.
@@ -371,6 +425,7 @@ pub struct Handover {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HandoverGrant {
     pub node: String,
@@ -378,4 +433,30 @@ pub struct HandoverGrant {
     /// Who recorded the consent, as the old home knows them (`name@node`).
     pub granted_by: String,
     pub expires_at: Option<i64>,
+}
+
+/// `GET /federation/v1/identity`: what an operator configuring this node
+/// as a peer needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeIdentity {
+    pub node_id: String,
+    /// The node's Ed25519 public key, base64url.
+    pub public_key: String,
+    /// Within a key rotation's grace period, the old key's signed
+    /// statement vouching for the new one (README, "Key rotation").
+    #[serde(default)]
+    pub rotation: Option<String>,
+    /// `EdDSA`.
+    pub algorithm: String,
+    /// `Ed25519`.
+    pub curve: String,
+}
+
+/// The new home's answer to a [`Handover`]: the plan's heads there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HandoverReceipt {
+    pub plan: String,
+    pub version: Vec<String>,
 }

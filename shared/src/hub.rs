@@ -6,7 +6,7 @@
 //! Like the report, these hold numbers, node ids, URLs, public keys and
 //! values of the fixed vocabularies: nothing about a family.
 
-use crate::indicators::{AgeBand, Category, Indicator, Measure, Period, Unit};
+use crate::indicators::{AgeBand, Category, Definition, Indicator, Measure, Period, Unit};
 use serde::{Deserialize, Serialize};
 
 /// The route a node sends its [`crate::indicators::Report`] to, signed as
@@ -26,6 +26,7 @@ pub const STABLE_NUMERATOR_MIN: u64 = 20;
 /// vocabulary, the report with the highest version (ties: the greater
 /// canonical encoding), so resending or reordering changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SubmissionOutcome {
     /// It is now the kept report (it replaced an older one, or was first).
@@ -38,6 +39,7 @@ pub enum SubmissionOutcome {
 
 /// `POST /hub/v1/reports`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmissionReceipt {
     pub node: String,
     pub period: Period,
@@ -56,6 +58,7 @@ pub struct SubmissionReceipt {
 /// A suppressed number is `null` and `suppressed` is true; a rate, median
 /// or per-youth amount whose inputs are not all published is `null` too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Figure {
     pub value: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +78,7 @@ pub struct Figure {
 
 /// A figure for one age band.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgeFigure {
     pub age_band: AgeBand,
     #[serde(flatten)]
@@ -83,6 +87,7 @@ pub struct AgeFigure {
 
 /// A figure for one category (reason, fund category or day band).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryFigure {
     pub category: Category,
     #[serde(flatten)]
@@ -92,6 +97,7 @@ pub struct CategoryFigure {
 /// An indicator for one place (the state, or one community): its total and
 /// its one-way breakdowns. Never a cross-tab of age by category.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breakdown {
     pub total: Figure,
     pub by_age_band: Vec<AgeFigure>,
@@ -102,6 +108,7 @@ pub struct Breakdown {
 
 /// One community's (node's) figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommunityFigures {
     pub node: String,
     #[serde(flatten)]
@@ -110,6 +117,7 @@ pub struct CommunityFigures {
 
 /// One indicator, statewide and per community.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IndicatorFigures {
     pub indicator: Indicator,
     pub title: String,
@@ -123,6 +131,7 @@ pub struct IndicatorFigures {
 /// the reports the hub keeps, with small cells and their complements
 /// withheld.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Publication {
     pub period: Period,
     pub vocabulary: u32,
@@ -133,6 +142,7 @@ pub struct Publication {
 
 /// `POST /hub/v1/nodes`: where the signing node can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeRegistration {
     pub url: String,
@@ -140,6 +150,7 @@ pub struct NodeRegistration {
 
 /// One enrolled node in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirectoryEntry {
     pub id: String,
     /// `None` until the node registers its URL.
@@ -149,7 +160,37 @@ pub struct DirectoryEntry {
 
 /// `GET /hub/v1/nodes`: every node the state office enrolled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Directory {
     pub hub_id: String,
     pub nodes: Vec<DirectoryEntry>,
+}
+
+/// `GET /hub/v1/identity`: the hub's id (the audience of signed
+/// submissions) and key, for nodes configuring it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HubIdentity {
+    pub hub_id: String,
+    /// The hub's Ed25519 public key, base64url.
+    pub public_key: String,
+    /// `EdDSA`.
+    pub algorithm: String,
+    /// `Ed25519`.
+    pub curve: String,
+}
+
+/// `GET /hub/v1/periods`: the months some node reported, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Periods {
+    pub periods: Vec<Period>,
+}
+
+/// `GET /hub/v1/vocabulary`: every indicator's written definition.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Vocabulary {
+    pub version: u32,
+    pub indicators: &'static [Definition],
 }

@@ -112,6 +112,21 @@ impl FromStr for Period {
     }
 }
 
+/// `YYYY-MM`, as [`Period`] (de)serializes.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Period {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^2[0-9]{3}-(0[1-9]|1[0-2])$"))
+            .examples(["2026-10"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Period {}
+
 impl Serialize for Period {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -127,6 +142,7 @@ impl<'de> Deserialize<'de> for Period {
 
 /// Every indicator the state reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Indicator {
     YouthServed,
@@ -150,6 +166,7 @@ pub enum Indicator {
 
 /// Age at the last day of the period, in the bands the state uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AgeBand {
     #[serde(rename = "0-5")]
     Age0To5,
@@ -189,6 +206,7 @@ impl AgeBand {
 /// flexible-fund categories, or 30-day bands of days in service (from
 /// which the hub finds the statewide median).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     // Discharge reasons (the schema's `DISCHARGE_REASONS`).
@@ -302,6 +320,7 @@ impl Category {
 
 /// How the hub turns an indicator's cells into a figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// `value` youth; no base.
@@ -316,6 +335,7 @@ pub enum Measure {
 
 /// What an indicator's `value` and `base` count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Youth,
@@ -326,6 +346,7 @@ pub enum Unit {
 
 /// An indicator's written definition.
 #[derive(Debug, Clone, Copy, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Definition {
     pub indicator: Indicator,
     pub title: &'static str,
@@ -565,6 +586,7 @@ impl Indicator {
 /// them, one category. For a `DischargeReason` cell, `base` is left out
 /// (the hub sums the reasons); for rates and amounts it is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Cell {
     pub indicator: Indicator,
@@ -580,6 +602,7 @@ pub struct Cell {
 /// signed the submission; `version` orders a node's reports of the same
 /// period (a later one replaces an earlier one at the hub).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     pub vocabulary: u32,

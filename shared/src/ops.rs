@@ -21,6 +21,7 @@ pub const MAX_OPS: usize = 200;
 
 /// One operation as a client sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Op {
     pub op: String,
@@ -32,6 +33,7 @@ pub struct Op {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub value: Option<Json>,
     /// Only so that `move`/`copy` parse and get their own clear refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +46,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
 
 /// What one applied operation produced: the id of an item it added.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

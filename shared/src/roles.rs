@@ -8,6 +8,7 @@ use std::str::FromStr;
 /// A person's role, on a family team (`facilitator` … `natural_support`) or on
 /// the node (`supervisor`, who oversees every plan of the node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Facilitator,

@@ -16,6 +16,7 @@ mod demo;
 mod http;
 mod hub;
 mod node;
+mod openapi;
 mod postgres;
 mod process;
 mod proxy;
@@ -27,6 +28,7 @@ pub use demo::{free_ports, Demo};
 pub use http::{encode_query, Reply};
 pub use hub::{unix_now, NodeSigner, TestHub, HUB_ID};
 pub use node::{Backend, TestNode};
+pub use openapi::{assert_documented_paths_exist, openapi_document, plain_get_paths};
 pub use proxy::{proxy_seed, Faults, Proxy, Stats};
 pub use tls::{TestCa, TlsFront};
 pub use tokens::{

@@ -401,3 +401,19 @@ fn a_withdrawn_node_is_no_longer_published() {
     );
     assert_eq!(refused.status, 401);
 }
+
+/// `GET /openapi.json` on a real hub: an OpenAPI 3 document, public, whose
+/// routes the hub really serves, and none of a node's.
+#[test]
+fn the_hub_serves_its_openapi_document() {
+    let hub = TestHub::spawn(Backend::Sqlite, &[]);
+    let document = wrapsync_tests::openapi_document(&hub.get("/openapi.json"));
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [REPORTS, "/hub/v1/indicators", "/hub/v1/nodes"] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    assert!(!paths.keys().any(|p| p.starts_with("/v1/")));
+    wrapsync_tests::assert_documented_paths_exist(&document, |path| hub.get(path));
+    hub.get("/hub/v1/no-such-route")
+        .assert_problem(404, "not-found");
+}

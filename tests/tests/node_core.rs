@@ -50,6 +50,8 @@ mod listing;
 mod many;
 #[path = "node_core/observe.rs"]
 mod observe;
+#[path = "node_core/openapi.rs"]
+mod openapi;
 #[path = "node_core/plans.rs"]
 mod plans;
 #[path = "node_core/replica.rs"]

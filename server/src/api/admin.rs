@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::{Peer, Peers};
+use crate::openapi::problems::INTERNAL;
 use crate::plans::audit_record;
 use crate::store::audit::insert_audit;
 use crate::store::peers as stored;
@@ -46,6 +47,18 @@ fn listed(app: &App, peer: &Peer) -> PeerEntry {
     }
 }
 
+/// The nodes this node trusts, from its config file and added at run time, and how sending to each goes.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/peers",
+    operation_id = "list_peers",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every peer.", body = PeerList),
+        (status = 403, description = "`forbidden`: node administration is for supervisors."),
+    )
+)]
 pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     supervisor(&app, &user, "peer.list")?;
     let peers = app.peers().await?;
@@ -56,6 +69,21 @@ pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, 
     }))
 }
 
+/// Trusts another node (stored; survives a restart). Shares nothing by itself.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/peers",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = Peer,
+    responses(
+        (status = 201, description = "The peer as listed.", body = PeerEntry),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, this node's own id, or a URL or key that is not well-formed."),
+        (status = 403, description = "`forbidden`: node administration is for supervisors."),
+        (status = 409, description = "`conflict`: the peer is in the config file; change it there."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn add_peer(
     app: web::Data<App>,
     user: AuthUser,
@@ -85,6 +113,21 @@ pub async fn add_peer(
     Ok(HttpResponse::Created().json(listed(&app, &peer)))
 }
 
+/// Stops trusting a peer added at run time.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/peers/{id}/remove",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The peer's node id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 403, description = "`forbidden`: node administration is for supervisors."),
+        (status = 404, description = "`not-found`: no peer of that id was added at run time."),
+        (status = 409, description = "`conflict`: the peer is in the config file; remove it there."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn remove_peer(
     app: web::Data<App>,
     user: AuthUser,

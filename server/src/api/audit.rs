@@ -3,6 +3,7 @@
 use super::extract::AuthUser;
 use crate::app::App;
 use crate::error::ApiError;
+use crate::openapi::problems::INTERNAL;
 use crate::plans::audit_record;
 use crate::store::audit::{query_audit, AuditFilter};
 use actix_web::{web, HttpResponse};
@@ -10,15 +11,35 @@ use serde::Deserialize;
 use wrapsync_shared::api::AuditPage;
 use wrapsync_shared::roles::Role;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only rows about this plan.
     plan: Option<String>,
+    /// Only rows of this username.
     user: Option<String>,
+    /// Rows per page, 1–1000 (default 100).
     limit: Option<i64>,
+    /// `next` of the previous page.
     cursor: Option<i64>,
 }
 
+/// The audit trail, newest first (supervisors).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "list_audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of audit rows; `next` continues.", body = AuditPage),
+        (status = 400, description = "`invalid-request`: `limit` outside 1–1000, or an unknown or malformed parameter."),
+        (status = 403, description = "`forbidden`: the audit trail is for supervisors."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn list(
     app: web::Data<App>,
     user: AuthUser,

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::auth::passwords::{dummy_hash, verify_password};
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::openapi::problems::{INTERNAL, MALFORMED_BODY};
 use crate::plans::RequestMeta;
 use crate::store::audit::AuditRecord;
 use crate::store::users::{
@@ -16,6 +17,20 @@ use sha2::{Digest, Sha256};
 use wrapsync_shared::api::{LoginRequest, RefreshRequest, TokenResponse};
 use wrapsync_shared::roles::Role;
 
+/// Logs in: a short-lived access token and a single-use refresh token.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Tokens.", body = TokenResponse),
+        (status = 400, description = MALFORMED_BODY),
+        (status = 401, description = "`invalid-credentials`: unknown username, wrong password or disabled user."),
+        (status = 429, description = "`rate-limited`: too many logins from this address; `Retry-After` says when to retry."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn login(
     app: web::Data<App>,
     req: HttpRequest,
@@ -70,6 +85,19 @@ pub async fn login(
     tokens(&app, &user, &session_id, refresh)
 }
 
+/// Trades a refresh token for new tokens; the old one is used up.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "Tokens, with a new refresh token.", body = TokenResponse),
+        (status = 400, description = MALFORMED_BODY),
+        (status = 401, description = "`invalid-refresh-token`: unknown, used, expired or revoked, or its user is disabled."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn refresh(
     app: web::Data<App>,
     req: HttpRequest,

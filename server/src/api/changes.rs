@@ -5,6 +5,7 @@
 use super::extract::AuthUser;
 use crate::app::App;
 use crate::error::ApiError;
+use crate::openapi::problems::INTERNAL;
 use crate::plans::{audit_record, Actor};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,10 +13,13 @@ use serde::Deserialize;
 use std::time::Duration;
 use wrapsync_shared::api::ChangeFeed;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedParams {
+    /// A `cursor` this node gave out (`0` or none: from the start).
     since: Option<String>,
+    /// Plans per page, 1–500 (default 100); the stream ignores it.
     limit: Option<i64>,
 }
 
@@ -33,6 +37,20 @@ fn parse_since(since: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
+/// The caller's plans that changed after a cursor, each once.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    operation_id = "list_changes",
+    tag = "changes",
+    security(("bearer" = [])),
+    params(FeedParams),
+    responses(
+        (status = 200, description = "Changed plans and the cursor to continue from.", body = ChangeFeed),
+        (status = 400, description = "`invalid-request`: a `since` this node did not give out, `limit` outside 1–500, or an unknown parameter."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn page(
     app: web::Data<App>,
     user: AuthUser,
@@ -63,6 +81,22 @@ pub async fn page(
 /// The same feed as `text/event-stream`: one `change` event per changed
 /// plan (`id:` is its cursor, so `Last-Event-ID` resumes after a drop). The
 /// stream ends when the node stops.
+#[utoipa::path(
+    get,
+    path = "/v1/changes/stream",
+    operation_id = "stream_changes",
+    tag = "changes",
+    security(("bearer" = [])),
+    params(
+        FeedParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event's `id` after a drop: resumes after it (instead of `since`)."),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: change`, `id:` the cursor, `data:` a `PlanChange`; a keep-alive comment every 15 s.",
+            content_type = "text/event-stream"),
+        (status = 400, description = "`invalid-request`: a `since` or `Last-Event-ID` this node did not give out, or an unknown parameter."),
+    )
+)]
 pub async fn stream(
     app: web::Data<App>,
     user: AuthUser,

@@ -8,7 +8,6 @@ use crate::plans::{Actor, RefusalMark, RequestMeta};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use base64::Engine;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -150,12 +149,6 @@ pub enum SyncBody {
     Binary(Vec<u8>),
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncJson {
-    message: Option<String>,
-}
-
 impl FromRequest for SyncBody {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -172,13 +165,8 @@ impl FromRequest for SyncBody {
             if content_type == "application/octet-stream" {
                 return Ok(SyncBody::Binary(body.to_vec()));
             }
-            let json: SyncJson = parse_json(&body)?;
-            let message = json
-                .message
-                .map(|m| base64::engine::general_purpose::STANDARD.decode(m.trim()))
-                .transpose()
-                .map_err(|_| ApiError::InvalidRequest("`message` must be base64".into()))?;
-            Ok(SyncBody::Json(message))
+            let json: wrapsync_shared::api::SyncMessage = parse_json(&body)?;
+            Ok(SyncBody::Json(json.message))
         })
     }
 }

@@ -8,6 +8,7 @@ use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::signing::Rotation;
 use crate::federation::{transfer, SignedBy, SignedRequestError};
+use crate::openapi::problems::INTERNAL;
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
@@ -17,24 +18,56 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use wrapsync_shared::api::{
-    Handover, PeerSyncBatch, SyncBatchReply, SyncBatchResult, MAX_SYNC_BATCH,
+    Handover, HandoverReceipt, NodeIdentity, PeerSyncBatch, SyncBatchReply, SyncBatchResult,
+    MAX_SYNC_BATCH,
 };
 
 /// This node's id and public key, for operators configuring it as a peer;
 /// after a rotation, within its grace period, the old key's statement
 /// vouching for the new one (`rotation`, else null).
+#[utoipa::path(
+    get,
+    path = "/federation/v1/identity",
+    operation_id = "node_identity",
+    tag = "federation",
+    responses((status = 200, description = "This node's id and key.", body = NodeIdentity))
+)]
 pub async fn identity(app: web::Data<App>) -> HttpResponse {
     let identity = app.federation.signer.identity();
-    HttpResponse::Ok().json(serde_json::json!({
-        "node_id": app.config.node_id,
-        "public_key": identity.key.public_key(),
-        "rotation": identity.statement(now_ms() / 1000),
-        "algorithm": "EdDSA",
-        "curve": "Ed25519",
-    }))
+    HttpResponse::Ok().json(NodeIdentity {
+        node_id: app.config.node_id.clone(),
+        public_key: identity.key.public_key().to_string(),
+        rotation: identity.statement(now_ms() / 1000).map(str::to_string),
+        algorithm: "EdDSA".into(),
+        curve: "Ed25519".into(),
+    })
 }
 
 /// One Automerge sync round with a peer node (see [`peer_round`]).
+#[utoipa::path(
+    post,
+    path = "/federation/v1/plans/{id}/sync",
+    operation_id = "peer_sync_plan",
+    tag = "federation",
+    security(("signed_request" = [])),
+    params(
+        ("id" = String, Path, description = "The plan's id."),
+        ("Wrapsync-Transfers" = Option<String>, Header, description = "For a plan that moved to the sender: the chain of transfer certificates."),
+    ),
+    request_body(
+        description = "The sender's Automerge sync message (an empty body: no message). The signature's `act` names the authors of its changes.",
+        content(("application/octet-stream"))
+    ),
+    responses(
+        (status = 200, description = "This node's next message.", content(("application/octet-stream"))),
+        (status = 204, description = "This node has nothing to say."),
+        (status = 400, description = "`malformed-sync-message`: not an Automerge sync message; `invalid-request`: unreadable transfer certificates."),
+        (status = 404, description = "`not-found`: no such plan, or one the family has not (or no longer) consented to share with the sender, or homed at a third node (the same answer)."),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (an author's role, the schema, or an actor bound to someone else)."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn plan_sync(
     app: web::Data<App>,
     req: HttpRequest,
@@ -68,6 +101,23 @@ pub async fn plan_sync(
 /// heals with a thousand plans to exchange in a few requests, not two
 /// thousand. Each plan's round is run and audited as if it came alone; one
 /// plan's refusal is reported in its entry.
+#[utoipa::path(
+    post,
+    path = "/federation/v1/sync",
+    operation_id = "peer_sync_plans",
+    tag = "federation",
+    security(("signed_request" = [])),
+    request_body(
+        description = "At most 500 plans, each a round as `POST /federation/v1/plans/{id}/sync` takes it.",
+        content((PeerSyncBatch = "application/cbor"))
+    ),
+    responses(
+        (status = 200, description = "One entry per plan, in the order asked, without changes (a batch round is a push); a plan's refusal is the `problem` of its entry.",
+            content((SyncBatchReply = "application/cbor"))),
+        (status = 400, description = "`invalid-request`: not a CBOR peer sync batch, more than 500 plans, or a plan listed twice."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn sync_batch(
     app: web::Data<App>,
     req: HttpRequest,
@@ -236,6 +286,23 @@ async fn peer_round(
 
 /// A plan moving its home here: the old home's signed handover (CBOR, see
 /// `federation::transfer`). Answers the plan's heads here.
+#[utoipa::path(
+    post,
+    path = "/federation/v1/plans/{id}/transfer",
+    operation_id = "receive_plan",
+    tag = "federation",
+    security(("signed_request" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    request_body(description = "The old home's handover.", content((Handover = "application/cbor"))),
+    responses(
+        (status = 200, description = "The plan's heads at its new home.", body = HandoverReceipt),
+        (status = 400, description = "`invalid-request`: not a CBOR handover, a certificate that does not move this plan from the sender to this node, or no document; `malformed-document`: not a saved Automerge document."),
+        (status = 409, description = "`conflict`: this node holds the plan under another home."),
+        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: a document the plan's rules refuse."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn plan_transfer(
     app: web::Data<App>,
     req: HttpRequest,
@@ -261,7 +328,10 @@ pub async fn plan_transfer(
     let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
         .await
         .map_err(audited)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "plan": id.as_str(), "version": heads })))
+    Ok(HttpResponse::Ok().json(HandoverReceipt {
+        plan: id.into_inner(),
+        version: heads,
+    }))
 }
 
 /// Keeps the key `peer` rotated to (its old key's statement verified):

@@ -12,66 +12,84 @@ pub mod refusals;
 pub mod shares;
 
 use crate::error::ApiError;
+use crate::openapi::Routes;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
+/// Every route of a node, registered through [`Routes`] so that the
+/// OpenAPI document can be checked against them.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .service(
-            web::scope("/federation/v1")
-                .route("/identity", web::get().to(federation::identity))
-                .route("/sync", web::post().to(federation::sync_batch))
-                .route("/plans/{id}/sync", web::post().to(federation::plan_sync))
-                .route(
-                    "/plans/{id}/transfer",
-                    web::post().to(federation::plan_transfer),
-                ),
+    register(cfg);
+}
+
+/// Registers the node's routes and answers what it registered.
+pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
+    let mut routes = Routes::new(cfg);
+    routes
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
+        .get("/openapi.json", crate::openapi::node_document)
+        .get("/federation/v1/identity", federation::identity)
+        .post("/federation/v1/sync", federation::sync_batch)
+        .post("/federation/v1/plans/{id}/sync", federation::plan_sync)
+        .post(
+            "/federation/v1/plans/{id}/transfer",
+            federation::plan_transfer,
         )
-        .service(
-            web::scope("/v1")
-                .route("/auth/login", web::post().to(auth::login))
-                .route("/auth/refresh", web::post().to(auth::refresh))
-                .route("/plans", web::get().to(plans::list))
-                .route("/plans", web::post().to(plans::create))
-                .route("/plans/{id}", web::get().to(plans::read))
-                .route("/plans/{id}/ops", web::post().to(plans::ops))
-                .route("/plans/{id}/history", web::get().to(plans::history))
-                .route("/plans/{id}/sync", web::post().to(plans::sync))
-                .route("/sync", web::post().to(plans::sync_batch))
-                .route("/admin/peers", web::get().to(admin::peers))
-                .route("/admin/peers", web::post().to(admin::add_peer))
-                .route(
-                    "/admin/peers/{id}/remove",
-                    web::post().to(admin::remove_peer),
-                )
-                .route("/plans/{id}/shares", web::get().to(shares::list))
-                .route("/plans/{id}/shares", web::post().to(shares::grant))
-                .route(
-                    "/plans/{id}/shares/{node}/revoke",
-                    web::post().to(shares::revoke),
-                )
-                .route("/plans/{id}/transfer", web::post().to(shares::transfer))
-                .route("/changes", web::get().to(changes::page))
-                .route("/changes/stream", web::get().to(changes::stream))
-                .route("/audit", web::get().to(audit::list)),
-        )
+        .post("/v1/auth/login", auth::login)
+        .post("/v1/auth/refresh", auth::refresh)
+        .get("/v1/plans", plans::list)
+        .post("/v1/plans", plans::create)
+        .get("/v1/plans/{id}", plans::read)
+        .post("/v1/plans/{id}/ops", plans::ops)
+        .get("/v1/plans/{id}/history", plans::history)
+        .post("/v1/plans/{id}/sync", plans::sync)
+        .post("/v1/sync", plans::sync_batch)
+        .get("/v1/admin/peers", admin::peers)
+        .post("/v1/admin/peers", admin::add_peer)
+        .post("/v1/admin/peers/{id}/remove", admin::remove_peer)
+        .get("/v1/plans/{id}/shares", shares::list)
+        .post("/v1/plans/{id}/shares", shares::grant)
+        .post("/v1/plans/{id}/shares/{node}/revoke", shares::revoke)
+        .post("/v1/plans/{id}/transfer", shares::transfer)
+        .get("/v1/changes", changes::page)
+        .get("/v1/changes/stream", changes::stream)
+        .get("/v1/audit", audit::list);
+    routes
+        .config()
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
         )
         .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
         .default_service(web::to(not_found));
+    routes.served()
 }
 
 /// Liveness: the process answers. Never touches the database.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json"))
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// Readiness: the database answers a trivial query in time (else 503
 /// `not-ready`), so a load balancer stops sending requests it would fail.
-async fn readyz(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", content_type = "application/json"),
+        (status = 503, description = "`not-ready`: the database did not answer `SELECT 1` within 2 s."),
+    )
+)]
+pub(crate) async fn readyz(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
     ready(&app.pool).await
 }
 
@@ -87,7 +105,16 @@ pub async fn ready(pool: &crate::db::Pool) -> Result<HttpResponse, ApiError> {
 }
 
 /// Prometheus metrics: node ids and counts, nothing about a family.
-async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "OpenMetrics text.", content_type = "application/openmetrics-text"),
+        (status = 500, description = "`internal`: the metrics could not be rendered."),
+    )
+)]
+pub(crate) async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
     let text = app
         .metrics
         .render(crate::metrics::Scrape {

@@ -4,30 +4,48 @@
 use super::extract::{AuthUser, JsonBody, NewPlanBody, SyncBatchBody, SyncBody};
 use crate::app::App;
 use crate::error::ApiError;
+use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND};
 use crate::plans::{audit_record, PlanEntry};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use wrapsync_shared::api::{
-    CreatePlanRequest, OpsRequest, OpsResponse, PlanList, SyncBatchReply, SyncBatchResult,
-    MAX_SYNC_BATCH,
+    CreatePlanRequest, History, OpsRequest, OpsResponse, PlanDocument, PlanList, SyncBatch,
+    SyncBatchReply, SyncBatchResult, SyncMessage, MAX_SYNC_BATCH,
 };
 use wrapsync_shared::roles::Role;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Plans per page, 1–200 (default 50).
     limit: Option<i64>,
+    /// `next` of the previous page.
     cursor: Option<String>,
+    /// Only plans changed at or after this time (ms since the epoch).
     updated_since: Option<i64>,
 }
 
 const MAX_PAGE: i64 = 200;
 
+/// The plans the caller may see, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/plans",
+    operation_id = "list_plans",
+    tag = "plans",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of plans; `next` continues.", body = PlanList),
+        (status = 400, description = "`invalid-request`: `limit` outside 1–200, a `cursor` this node did not give out, or an unknown parameter."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn list(
     app: web::Data<App>,
     user: AuthUser,
@@ -68,6 +86,32 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
         .ok_or_else(|| ApiError::InvalidRequest("cursor is not one this node gave out".into()))
 }
 
+/// Starts a plan (facilitators and supervisors), from fields or from a whole saved Automerge document.
+#[utoipa::path(
+    post,
+    path = "/v1/plans",
+    operation_id = "create_plan",
+    tag = "plans",
+    security(("bearer" = [])),
+    request_body(
+        description = "Fields to start a plan, or a saved Automerge document made by any \
+                       Automerge client (held to the same checks as synced changes; the caller \
+                       must be on its team).",
+        content(
+            (CreatePlanRequest = "application/json"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 201, description = "The new plan, with `ETag` and `Location`.", body = PlanDocument,
+            headers(("ETag" = String), ("Location" = String))),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable JSON body; `malformed-document`: bytes that are not a saved Automerge document."),
+        (status = 403, description = "`forbidden`: only facilitators and supervisors start plans."),
+        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`."),
+        (status = 422, description = "`invalid-op`, `schema-violation`: fields the plan schema refuses; `change-forbidden`, `schema-violation`, `unsupported-op`: a document the caller's role may not make, or that breaks the schema."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn create(
     app: web::Data<App>,
     user: AuthUser,
@@ -161,6 +205,24 @@ pub(super) async fn authorized(
     }
 }
 
+/// One plan at its current version, as the caller's role may see it.
+#[utoipa::path(
+    get,
+    path = "/v1/plans/{id}",
+    operation_id = "read_plan",
+    tag = "plans",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The plan's id."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier read: `304` if the plan is unchanged."),
+    ),
+    responses(
+        (status = 200, description = "The plan.", body = PlanDocument, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent.", headers(("ETag" = String))),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn read(
     app: web::Data<App>,
     user: AuthUser,
@@ -197,6 +259,26 @@ pub async fn read(
         .body(view.body_for(role)))
 }
 
+/// Edits a plan by JSON Patch-shaped ops, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/plans/{id}/ops",
+    operation_id = "edit_plan",
+    tag = "plans",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    request_body = OpsRequest,
+    responses(
+        (status = 200, description = "The plan after the ops, and what each op produced.", body = OpsResponse,
+            headers(("ETag" = String))),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, or a `base_version` entry that is not a change hash."),
+        (status = 403, description = "`forbidden`: a field the caller's role may not change, or a plan homed at another node (edited by its home's team)."),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 409, description = "`test-failed`: a `test` op did not hold; `unknown-version`: `base_version` names changes this node has never seen."),
+        (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which)."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn ops(
     app: web::Data<App>,
     user: AuthUser,
@@ -232,6 +314,20 @@ pub async fn ops(
         }))
 }
 
+/// Who changed what in a plan, and when.
+#[utoipa::path(
+    get,
+    path = "/v1/plans/{id}/history",
+    operation_id = "plan_history",
+    tag = "plans",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    responses(
+        (status = 200, description = "Every change, oldest first.", body = History),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn history(
     app: web::Data<App>,
     user: AuthUser,
@@ -254,6 +350,37 @@ pub async fn history(
 }
 
 /// One round of the Automerge sync protocol (see `plans::sync`).
+#[utoipa::path(
+    post,
+    path = "/v1/plans/{id}/sync",
+    operation_id = "sync_plan",
+    tag = "sync",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The plan's id."),
+        ("Device-Id" = Option<String>, Header, description = "The device (1–64 letters, digits, `-`, `_`) whose sync state the round uses; else the login session."),
+    ),
+    request_body(
+        description = "The device's Automerge sync message: base64 in JSON, or raw bytes (an empty body: no message).",
+        content(
+            (SyncMessage = "application/json"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The node's next message, in the form the request came in.", content(
+            (SyncMessage = "application/json"),
+            ("application/octet-stream"),
+        )),
+        (status = 204, description = "Raw bytes only: the node has nothing to say."),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body or a `message` that is not base64; `malformed-sync-message`: not an Automerge sync message."),
+        (status = 403, description = "`forbidden`: the caller's role sees only part of this plan, which cannot be synced (read it with GET)."),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor)."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn sync(
     app: web::Data<App>,
     user: AuthUser,
@@ -274,15 +401,36 @@ pub async fn sync(
             .content_type("application/octet-stream")
             .body(reply),
         (true, None) => HttpResponse::NoContent().finish(),
-        (false, reply) => HttpResponse::Ok().json(serde_json::json!({
-            "message": reply.map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
-        })),
+        (false, message) => HttpResponse::Ok().json(SyncMessage { message }),
     })
 }
 
 /// One round for many plans (`SyncBatch`): each plan's round is checked,
 /// run and audited exactly as if it came alone; one plan's refusal is
 /// reported in its entry and does not affect the others.
+#[utoipa::path(
+    post,
+    path = "/v1/sync",
+    operation_id = "sync_plans",
+    tag = "sync",
+    security(("bearer" = [])),
+    params(("Device-Id" = Option<String>, Header, description = "As for `POST /v1/plans/{id}/sync`.")),
+    request_body(
+        description = "At most 500 plans; messages base64 in JSON, byte strings in CBOR.",
+        content(
+            (SyncBatch = "application/json"),
+            (SyncBatch = "application/cbor"),
+        )
+    ),
+    responses(
+        (status = 200, description = "One entry per plan, in the order asked, in the request's format; a plan's refusal is the `problem` of its entry.", content(
+            (SyncBatchReply = "application/json"),
+            (SyncBatchReply = "application/cbor"),
+        )),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, more than 500 plans, or a plan listed twice."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn sync_batch(
     app: web::Data<App>,
     user: AuthUser,

@@ -11,10 +11,11 @@ use super::plans::authorized;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND};
 use crate::plans::{audit_record, MAY_SHARE};
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
-use wrapsync_shared::api::{Share, ShareList, ShareRequest, TransferRequest};
+use wrapsync_shared::api::{Share, ShareList, ShareRequest, Transfer, TransferRequest};
 use wrapsync_shared::roles::Role;
 
 fn view(grant: &Grant, now: i64) -> Share {
@@ -28,6 +29,20 @@ fn view(grant: &Grant, now: i64) -> Share {
     }
 }
 
+/// The family's consents to share this plan, live or not.
+#[utoipa::path(
+    get,
+    path = "/v1/plans/{id}/shares",
+    operation_id = "list_shares",
+    tag = "shares",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    responses(
+        (status = 200, description = "Every grant.", body = ShareList),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn list(
     app: web::Data<App>,
     user: AuthUser,
@@ -52,6 +67,23 @@ pub async fn list(
     }))
 }
 
+/// Records the family's consent to share this plan with a peer node.
+#[utoipa::path(
+    post,
+    path = "/v1/plans/{id}/shares",
+    operation_id = "grant_share",
+    tag = "shares",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    request_body = ShareRequest,
+    responses(
+        (status = 201, description = "The grant.", body = Share),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, a node that is not a peer, or an `expires_at` in the past."),
+        (status = 403, description = "`forbidden`: only a facilitator, caregiver or supervisor records a family's consent."),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn grant(
     app: web::Data<App>,
     user: AuthUser,
@@ -83,6 +115,24 @@ pub async fn grant(
     Ok(HttpResponse::Created().json(view(&grant, grant.granted_at)))
 }
 
+/// Withdraws the family's consent: the plan no longer syncs with that node.
+#[utoipa::path(
+    post,
+    path = "/v1/plans/{id}/shares/{node}/revoke",
+    operation_id = "revoke_share",
+    tag = "shares",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The plan's id."),
+        ("node" = String, Path, description = "The peer node's id."),
+    ),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 403, description = "`forbidden`: only a facilitator, caregiver or supervisor withdraws a family's consent."),
+        (status = 404, description = "`not-found`: no such plan, not on its team, or no live grant to that node."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn revoke(
     app: web::Data<App>,
     user: AuthUser,
@@ -132,6 +182,25 @@ pub async fn revoke(
 /// Moves the plan's home to a node the family consented to share it with
 /// (facilitators and supervisors): `200` once the new home holds it, `202`
 /// while it cannot be reached (this node keeps trying).
+#[utoipa::path(
+    post,
+    path = "/v1/plans/{id}/transfer",
+    operation_id = "transfer_plan",
+    tag = "shares",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plan's id.")),
+    request_body = TransferRequest,
+    responses(
+        (status = 200, description = "Moved: the new home holds the plan.", body = Transfer),
+        (status = 202, description = "Pending: the new home could not be reached yet; this node keeps trying.", body = Transfer),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, or a node that is not a peer."),
+        (status = 403, description = "`forbidden`: only a facilitator or supervisor moves a plan, or a field of the roster the caller may not change."),
+        (status = 404, description = PLAN_NOT_FOUND),
+        (status = 409, description = "`conflict`: no live consent to share with that node, or a plan homed elsewhere; `transfer-refused`: the other node refused it (the plan stays)."),
+        (status = 422, description = "`invalid-op`, `schema-violation`: the roster could not be qualified for the move."),
+        (status = 500, description = INTERNAL),
+    )
+)]
 pub async fn transfer(
     app: web::Data<App>,
     user: AuthUser,

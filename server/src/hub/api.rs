@@ -9,45 +9,87 @@ use crate::api::extract::{check_headers, read_limited};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::SignedBy;
+use crate::openapi::problems::INTERNAL;
+use crate::openapi::Routes;
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::future::Future;
 use std::pin::Pin;
 use wrapsync_shared::hub::{
-    Directory, DirectoryEntry, NodeRegistration, SubmissionOutcome, INDICATORS_PATH, NODES_PATH,
-    REPORTS_PATH,
+    Directory, DirectoryEntry, HubIdentity, NodeRegistration, Publication, SubmissionOutcome,
+    SubmissionReceipt, INDICATORS_PATH, NODES_PATH, REPORTS_PATH,
 };
 use wrapsync_shared::indicators::{Period, Report};
 
+/// Every route of a hub, the dashboard's included, registered through
+/// [`Routes`] so that the OpenAPI document can be checked against them.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/hub/v1/identity", web::get().to(identity))
-        .route(REPORTS_PATH, web::post().to(submit))
-        .route(INDICATORS_PATH, web::get().to(indicators))
-        .route(NODES_PATH, web::get().to(directory))
-        .route(NODES_PATH, web::post().to(register))
+    register(cfg);
+}
+
+/// Registers the hub's routes and answers what it registered.
+pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
+    let mut routes = Routes::new(cfg);
+    super::dashboard::routes(&mut routes);
+    routes
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
+        .get("/openapi.json", crate::openapi::hub_document)
+        .get("/hub/v1/identity", identity)
+        .post(REPORTS_PATH, submit)
+        .get(INDICATORS_PATH, indicators)
+        .get(NODES_PATH, directory)
+        .post(NODES_PATH, register_url);
+    routes
+        .config()
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
         )
         .default_service(web::to(not_found));
+    routes.served()
 }
 
-async fn healthz() -> HttpResponse {
+/// Liveness: the process answers. Never touches the database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json"))
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// Readiness: the hub's database answers (see the node's `/readyz`).
-async fn readyz(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", content_type = "application/json"),
+        (status = 503, description = "`not-ready`: the database did not answer `SELECT 1` within 2 s."),
+    )
+)]
+pub(crate) async fn readyz(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
     crate::api::ready(&hub.pool).await
 }
 
 /// Prometheus metrics: requests and the database pool; no report figures.
-async fn metrics(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "OpenMetrics text.", content_type = "application/openmetrics-text"),
+        (status = 500, description = INTERNAL),
+    )
+)]
+pub(crate) async fn metrics(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
     let text = hub
         .metrics
         .render(&hub.pool)
@@ -62,13 +104,20 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 /// The hub's id and public key, for nodes configuring it.
-async fn identity(hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "hub_id": hub.config.hub_id,
-        "public_key": hub.key.public_key(),
-        "algorithm": "EdDSA",
-        "curve": "Ed25519",
-    }))
+#[utoipa::path(
+    get,
+    path = "/hub/v1/identity",
+    operation_id = "hub_identity",
+    tag = "hub",
+    responses((status = 200, description = "The hub's id and key.", body = HubIdentity))
+)]
+pub(crate) async fn identity(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok().json(HubIdentity {
+        hub_id: hub.config.hub_id.clone(),
+        public_key: hub.key.public_key().to_string(),
+        algorithm: "EdDSA".into(),
+        curve: "Ed25519".into(),
+    })
 }
 
 /// A JSON body of at most the hub's `max_body_bytes`, kept as sent: the
@@ -153,7 +202,21 @@ pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
 /// `POST /hub/v1/reports`: an enrolled node's report for one period,
 /// merged into what the hub keeps. Answers the receipt (`200` whether or
 /// not it was kept: a resend is not an error).
-async fn submit(
+#[utoipa::path(
+    post,
+    path = "/hub/v1/reports",
+    operation_id = "submit_report",
+    tag = "hub",
+    security(("signed_request" = [])),
+    request_body = Report,
+    responses(
+        (status = 200, description = "The receipt, whether or not the report was kept (a resend is not an error).", body = SubmissionReceipt),
+        (status = 400, description = "`malformed-json`: the body is not JSON; `invalid-report`: not a report (unknown fields or vocabulary values, negative or fractional counts)."),
+        (status = 422, description = "`report-refused`: a report that breaks the report rules."),
+        (status = 500, description = INTERNAL),
+    )
+)]
+pub(crate) async fn submit(
     hub: web::Data<Hub>,
     req: HttpRequest,
     body: Result<SignedJson, ApiError>,
@@ -179,17 +242,37 @@ async fn submit(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct IndicatorsQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct IndicatorsQuery {
+    /// The month, `YYYY-MM`.
     period: String,
+    /// `json` (default) or `csv`.
     #[serde(default)]
     format: Option<String>,
 }
 
 /// `GET /hub/v1/indicators?period=YYYY-MM`: the release of a period, JSON
 /// or (`format=csv`, or `Accept: text/csv`) CSV.
-async fn indicators(
+#[utoipa::path(
+    get,
+    path = "/hub/v1/indicators",
+    tag = "hub",
+    params(
+        IndicatorsQuery,
+        ("Accept" = Option<String>, Header, description = "`text/csv` for CSV when `format` is not given."),
+    ),
+    responses(
+        (status = 200, description = "Every indicator for the period, small cells and their complements withheld (`null`).", content(
+            (Publication = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`invalid-request`: a `period` that is not `YYYY-MM`, a `format` other than `json` or `csv`, or an unknown parameter."),
+        (status = 500, description = INTERNAL),
+    )
+)]
+pub(crate) async fn indicators(
     hub: web::Data<Hub>,
     req: HttpRequest,
     query: web::Query<IndicatorsQuery>,
@@ -221,7 +304,17 @@ async fn indicators(
 
 /// `GET /hub/v1/nodes`: every enrolled node, its key and (once it
 /// registered) its URL, for nodes to find and trust peers.
-async fn directory(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/hub/v1/nodes",
+    operation_id = "node_directory",
+    tag = "hub",
+    responses(
+        (status = 200, description = "Every enrolled node.", body = Directory),
+        (status = 500, description = INTERNAL),
+    )
+)]
+pub(crate) async fn directory(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
     let urls = hub.blocking(store::node_urls).await?;
     let mut nodes: Vec<DirectoryEntry> = hub
         .config
@@ -258,7 +351,20 @@ fn is_base_url(url: &str) -> bool {
 }
 
 /// `POST /hub/v1/nodes {"url"}`: the signing node says where it is.
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/hub/v1/nodes",
+    operation_id = "register_node",
+    tag = "hub",
+    security(("signed_request" = [])),
+    request_body = NodeRegistration,
+    responses(
+        (status = 200, description = "The signing node's directory entry.", body = DirectoryEntry),
+        (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, or a `url` that is not an http(s) base URL."),
+        (status = 500, description = INTERNAL),
+    )
+)]
+pub(crate) async fn register_url(
     hub: web::Data<Hub>,
     req: HttpRequest,
     body: Result<SignedJson, ApiError>,

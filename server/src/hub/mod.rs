@@ -168,7 +168,6 @@ pub async fn serve(
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
-            .configure(dashboard::routes)
             .configure(api::routes)
     })
     .workers(workers)

@@ -1,0 +1,170 @@
+//! What every document shares: the security schemes, and the errors. A
+//! handler lists the errors it answers itself (status and problem types);
+//! this adds what the extractors answer for every route of a kind, and
+//! makes every error response an `application/problem+json` [`Problem`].
+//!
+//! [`Problem`]: wrapsync_shared::api::Problem
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Ref, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, ObjectBuilder, OpenApi, RefOr, Response};
+use utoipa::Modify;
+
+/// A person's access token (`POST /v1/auth/login`).
+pub const BEARER: &str = "bearer";
+/// A node's signed request (`federation::signing`).
+pub const SIGNED_REQUEST: &str = "signed_request";
+
+const SIGNED_REQUEST_DESCRIPTION: &str = "A request signed by an enrolled node: \
+    `Authorization: Bearer <JWT>`, an EdDSA (Ed25519) JWT of at most 5 minutes whose `iss` \
+    and `kid` name the sending node, `aud` the receiving node or hub, `htm` the method, \
+    `htu` the path and query, `bdy` the base64url SHA-256 of the exact body, with a \
+    one-time `jti`; `act` maps the Automerge actors of the changes carried to the \
+    sender's usernames. Anything else, or a replay, is `401 unauthorized`.";
+
+/// The node's document: people's routes are rate-limited per user, and
+/// peers' per peer.
+pub struct NodeProblems;
+
+/// The hub's document: signed submissions are not rate-limited.
+pub struct HubProblems;
+
+impl Modify for NodeProblems {
+    fn modify(&self, openapi: &mut OpenApi) {
+        add(openapi, true);
+    }
+}
+
+impl Modify for HubProblems {
+    fn modify(&self, openapi: &mut OpenApi) {
+        add(openapi, false);
+    }
+}
+
+fn add(openapi: &mut OpenApi, peers_rate_limited: bool) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "The access token from `POST /v1/auth/login` or `/v1/auth/refresh`.",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        SIGNED_REQUEST,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("EdDSA JWT")
+                .description(Some(SIGNED_REQUEST_DESCRIPTION))
+                .build(),
+        ),
+    );
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            add_to_operation(operation, peers_rate_limited);
+        }
+    }
+}
+
+/// The extractors' errors for `operation`, then problem bodies for all.
+fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
+    let schemes: Vec<String> = operation
+        .security
+        .iter()
+        .flatten()
+        .filter_map(|requirement| serde_json::to_value(requirement).ok())
+        .filter_map(|value| {
+            value
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    let person = schemes.iter().any(|s| s == BEARER);
+    let peer = schemes.iter().any(|s| s == SIGNED_REQUEST);
+    let mut common = Vec::new();
+    if person {
+        common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node."));
+        common.push((
+            "429",
+            "`rate-limited`: over the caller's rate limit; `Retry-After` says when to retry.",
+        ));
+    }
+    if peer {
+        common.push(("401", "`unauthorized`: unsigned, or not signed as described by the `signed_request` scheme by an enrolled node."));
+        if peers_rate_limited {
+            common.push((
+                "429",
+                "`rate-limited`: over the peer's rate limit; `Retry-After` says when to retry.",
+            ));
+        }
+    }
+    if operation.request_body.is_some() {
+        common.push((
+            "408",
+            "`request-timeout`: the body stopped arriving for the request timeout.",
+        ));
+        common.push((
+            "413",
+            "`payload-too-large`: the body is over the size limit.",
+        ));
+        common.push((
+            "415",
+            "`unsupported-media-type`: a content type not listed here, or a compressed body.",
+        ));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in common {
+        // A handler that answers the same status says so itself, with
+        // its own reasons besides these.
+        match responses.get_mut(status) {
+            Some(RefOr::T(response)) if !response.description.contains(description) => {
+                response.description = format!("{description} {}", response.description);
+            }
+            Some(_) => {}
+            None => {
+                responses.insert(status.into(), RefOr::T(Response::new(description)));
+            }
+        }
+    }
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !status.starts_with('4') && !status.starts_with('5') {
+            continue;
+        }
+        if response.content.is_empty() {
+            response.content.insert(
+                "application/problem+json".into(),
+                RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
+            );
+        }
+        if status == "429" {
+            response.headers.insert(
+                "Retry-After".into(),
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds to wait before retrying."))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// Descriptions of errors many handlers answer alike.
+pub const MALFORMED_BODY: &str =
+    "`malformed-json`: the body is not JSON; `invalid-request`: JSON of the wrong shape.";
+pub const PLAN_NOT_FOUND: &str =
+    "`not-found`: no such plan, or the caller is not on its team (the same answer).";
+pub const INTERNAL: &str = "`internal`: the server failed; the cause is in its log.";
