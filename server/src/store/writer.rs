@@ -192,6 +192,32 @@ fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>, checkpoint_due: &Atomic
     }
 }
 
+/// The batch's transaction. On SQLite it takes the write lock at `BEGIN`
+/// (`IMMEDIATE`): a deferred transaction whose first statement reads (a
+/// write's `claim`) cannot upgrade to writing once another connection has
+/// written since, and SQLite answers "database is locked" without waiting.
+fn batch_transaction(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(work);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    match work(conn) {
+        Ok(()) => Manager::commit_transaction(conn).or_else(|e| {
+            let _ = Manager::rollback_transaction(conn);
+            Err(e.into())
+        }),
+        Err(e) => {
+            Manager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
 fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>) {
     let mut audits = Vec::new();
     let mut writes = Vec::new();
@@ -206,7 +232,7 @@ fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>) {
         }
     }
     let mut results = Vec::with_capacity(writes.len());
-    let committed = conn.transaction::<_, StoreError, _>(|conn| {
+    let committed = batch_transaction(conn, |conn| {
         if !audits.is_empty() {
             insert_audit(conn, &audits)?;
         }
