@@ -120,6 +120,13 @@ const MATRIX: &[Route] = &[
     },
     Route {
         method: "GET",
+        template: "/openapi.json",
+        access: Access::Public,
+        call: |_| no_body("/openapi.json"),
+        ok: Some(200),
+    },
+    Route {
+        method: "GET",
         template: "/federation/v1/identity",
         access: Access::Public,
         call: |_| no_body("/federation/v1/identity"),
@@ -827,6 +834,28 @@ struct Tried {
 
 fn every_route_answers_every_caller_as_documented(backend: Backend) {
     let world = World::new(backend);
+    // The matrix covers exactly what the node documents (and the OpenAPI
+    // unit test proves it documents exactly what it serves).
+    let document = world.a.get_anon("/openapi.json").json;
+    let mut documented: Vec<(String, String)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("a path item")
+                .keys()
+                .filter(|key| ["get", "post", "put", "patch", "delete"].contains(&key.as_str()))
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut listed: Vec<(String, String)> = routes()
+        .into_iter()
+        .map(|(m, t)| (m.to_string(), t.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, documented, "the matrix and /openapi.json disagree");
     let mut tried = Vec::new();
     let mut wrong = Vec::new();
     for route in MATRIX {

@@ -207,9 +207,9 @@ fn batch_transaction(
     };
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     match work(conn) {
-        Ok(()) => Manager::commit_transaction(conn).or_else(|e| {
+        Ok(()) => Manager::commit_transaction(conn).map_err(|e| {
             let _ = Manager::rollback_transaction(conn);
-            Err(e.into())
+            e.into()
         }),
         Err(e) => {
             Manager::rollback_transaction(conn)?;
