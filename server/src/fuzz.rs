@@ -187,4 +187,21 @@ mod tests {
         assert!(std::panic::catch_unwind(|| Automerge::load(CRASH)).is_err());
         assert!(load_document(CRASH, LIMIT).is_err());
     }
+
+    /// Found by `cargo fuzz run sync_message`: a message whose `have`
+    /// holds a malformed Bloom filter.
+    #[test]
+    fn a_sync_message_with_a_bad_bloom_filter_is_harmless() {
+        const BAD_BLOOM: &[u8] = &[0x42, 0x00, 0x00, 0x01, 0x00, 0x03, 0x01, 0x00, 0x00, 0x00];
+        sync_message(BAD_BLOOM);
+        let err = decode(BAD_BLOOM, LIMIT).unwrap_err();
+        assert_eq!(err.code(), "malformed-sync-message");
+        // Four billion probes, each lookup allocating them all.
+        let mut probes = vec![
+            0x42, 0x00, 0x00, 0x01, 0x00, 0x08, 0x01, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xff,
+        ];
+        probes.push(0x00);
+        let err = decode(&probes, LIMIT).unwrap_err();
+        assert!(err.to_string().contains("probes"), "{err}");
+    }
 }

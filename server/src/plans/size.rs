@@ -367,6 +367,36 @@ pub(crate) fn check_incoming_size<'a>(
         .map_err(|refusal| refusal.into_error(malformed))
 }
 
+/// Most probes a sync message's Bloom filter may ask for (Automerge's own
+/// use 7): each lookup allocates that many.
+const MAX_BLOOM_PROBES: u64 = 64;
+
+/// Checks a Bloom filter a sync message's `have` carries (as
+/// `BloomFilter::to_bytes` gives it back) before the node looks anything up
+/// in it: Automerge divides by its size in bits and allocates a vector of
+/// its probe count, so an empty filter claiming entries panics and one
+/// claiming four billion probes exhausts memory.
+pub(crate) fn check_bloom(filter: &[u8]) -> Result<(), ApiError> {
+    let malformed = |what: &str| ApiError::MalformedSync(format!("a Bloom filter {what}"));
+    if filter.is_empty() {
+        return Ok(());
+    }
+    let mut reader = Reader::new(filter);
+    let read = |reader: &mut Reader<'_>| reader.uleb().map_err(|_| malformed("is truncated"));
+    let entries = read(&mut reader)?;
+    read(&mut reader)?; // bits per entry: the length of what follows
+    let probes = read(&mut reader)?;
+    if entries > 0 && reader.is_empty() {
+        return Err(malformed("claims entries but holds no bits"));
+    }
+    if probes > MAX_BLOOM_PROBES {
+        return Err(malformed(&format!(
+            "asks for {probes} probes (at most {MAX_BLOOM_PROBES})"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses when the changes `scratch` holds after `before` add up to more
 /// than `limit` bytes uncompressed.
 pub(crate) fn check_added_size(

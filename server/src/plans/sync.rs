@@ -5,7 +5,7 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
-use super::size::{check_added_size, check_incoming_size, Bounds};
+use super::size::{check_added_size, check_bloom, check_incoming_size, Bounds};
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -22,7 +22,8 @@ use wrapsync_shared::plan::PlanError;
 
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
-/// The changes it carries are checked against `bounds` first (see `size`).
+/// The changes it carries are checked against `bounds` first, and the
+/// Bloom filters of what the sender has (see `size`).
 pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiError> {
     // The size is capped by `max_sync_bytes` before the bytes arrive here.
     if bytes.is_empty() {
@@ -31,6 +32,9 @@ pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiE
     match catch_unwind(|| sync::Message::decode(bytes)) {
         Ok(Ok(message)) => {
             check_incoming_size(message.changes.iter(), bounds, ApiError::MalformedSync)?;
+            for have in &message.have {
+                check_bloom(&have.bloom.to_bytes())?;
+            }
             Ok(message)
         }
         Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
