@@ -26,6 +26,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Per-user, per-peer and per-address request budgets.
     pub limits: crate::limits::RateLimits,
+    /// What `GET /metrics` asks for, if the operator set one.
+    pub scrape_token: Option<crate::metrics::ScrapeToken>,
     /// The config file the node was started with, re-read on SIGHUP for
     /// its token secrets (none: reloads use the config as it was).
     pub config_path: Option<std::path::PathBuf>,
@@ -37,7 +39,9 @@ impl App {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let backend = Backend::from_url(&config.database_url());
+        let backend = config
+            .backend()
+            .map_err(|e| StoreError::Connection(e.to_string()))?;
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;
@@ -54,6 +58,12 @@ impl App {
             config.access_token_ttl_secs,
         );
         let federation = Federation::open(&config, stored_peers, rotations)?;
+        let scrape_token = config
+            .metrics_token_file
+            .as_deref()
+            .map(crate::metrics::ScrapeToken::read)
+            .transpose()
+            .map_err(StoreError::Connection)?;
         let plans = Plans::new(
             config.node_id.clone(),
             pool.clone(),
@@ -81,6 +91,7 @@ impl App {
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
                 limits,
                 federation,
+                scrape_token,
                 config_path: None,
             },
             writer_thread,

@@ -11,7 +11,7 @@
 
 use crate::auth::secrets::{PREVIOUS_FILE, SECRET_FILE};
 use crate::config::Config;
-use crate::db::{Backend, DbConnection};
+use crate::db::{Backend, DatabaseKey, DbConnection};
 use crate::federation::identity::{KEY_FILE, ROTATION_FILE};
 use diesel::{Connection, RunQueryDsl};
 use std::path::{Path, PathBuf};
@@ -62,19 +62,27 @@ fn restrict(path: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// The SQLite database file of `config`, or the PostgreSQL command
-/// (`postgres` built from `url`) as the error.
-fn sqlite_path(config: &Config, postgres: impl Fn(&str) -> String) -> Result<PathBuf, BackupError> {
-    match Backend::from_url(&config.database_url()) {
-        Backend::Sqlite(path) => Ok(PathBuf::from(path)),
-        Backend::Postgres(url) => Err(BackupError::UsePostgresTools(postgres(&url))),
+/// The SQLite database of `config` (with its key, if encrypted), or the
+/// PostgreSQL command (`postgres` built from `url`) as the error.
+fn sqlite_backend(
+    config: &Config,
+    postgres: impl Fn(&str) -> String,
+) -> Result<(PathBuf, Backend), BackupError> {
+    let backend = config
+        .backend()
+        .map_err(|e| BackupError::Refused(e.to_string()))?;
+    match &backend {
+        Backend::Postgres(url) => Err(BackupError::UsePostgresTools(postgres(url))),
+        Backend::Sqlite(path) | Backend::SqlCipher { path, .. } => {
+            Ok((PathBuf::from(path), backend.clone()))
+        }
     }
 }
 
 /// Snapshots the running (or stopped) node of `config` into `out`, and
 /// copies its key and token secret beside it. Answers the files written.
 pub fn backup(config: &Config, out: &Path) -> Result<Vec<PathBuf>, BackupError> {
-    let database = sqlite_path(config, |url| {
+    let (database, backend) = sqlite_backend(config, |url| {
         format!("pg_dump --format=custom --file={} '{url}'", out.display())
     })?;
     if out.exists() {
@@ -91,7 +99,7 @@ pub fn backup(config: &Config, out: &Path) -> Result<Vec<PathBuf>, BackupError> 
     }
     let partial = beside(out, ".partial");
     let _ = std::fs::remove_file(&partial);
-    let mut conn = Backend::Sqlite(database.to_string_lossy().into_owned())
+    let mut conn = backend
         .connect()
         .map_err(|e| BackupError::Database(e.to_string()))?;
     let DbConnection::Sqlite(sqlite) = &mut conn else {
@@ -116,13 +124,17 @@ pub fn backup(config: &Config, out: &Path) -> Result<Vec<PathBuf>, BackupError> 
     Ok(written)
 }
 
-/// Refuses `file` unless it is a SQLite database that wrapsync migrated.
-fn check_is_node_database(file: &Path) -> Result<(), BackupError> {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
+/// How a backup opened: read as the node's database is (same key, or both
+/// plain), or plain where the node encrypts.
+enum Found {
+    AsNode,
+    Plain(diesel::SqliteConnection),
+}
+
+/// Refuses `file` unless it is a SQLite database that wrapsync migrated and
+/// that the node of `backend` can read: with its key, or plain (which the
+/// restore then encrypts).
+fn check_is_node_database(file: &Path, backend: &Backend) -> Result<Found, BackupError> {
     let not_ours = |why: String| {
         BackupError::Refused(format!(
             "{} is not a wrapsync node backup: {why}",
@@ -130,14 +142,42 @@ fn check_is_node_database(file: &Path) -> Result<(), BackupError> {
         ))
     };
     let url = format!("file:{}?mode=ro", file.display());
-    let mut conn =
-        diesel::SqliteConnection::establish(&url).map_err(|e| not_ours(e.to_string()))?;
+    let open = |key: Option<&DatabaseKey>| -> Result<diesel::SqliteConnection, String> {
+        let mut conn = diesel::SqliteConnection::establish(&url).map_err(|e| e.to_string())?;
+        if let Some(key) = key {
+            key.apply(&mut conn, &file.display().to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        check_migrated(&mut conn)?;
+        Ok(conn)
+    };
+    match backend {
+        Backend::SqlCipher { key, .. } => match open(Some(key)) {
+            Ok(_) => Ok(Found::AsNode),
+            Err(keyed) => open(None).map(Found::Plain).map_err(|_| not_ours(keyed)),
+        },
+        _ => open(None).map(|_| Found::AsNode).map_err(|e| {
+            not_ours(format!(
+                "{e} (an encrypted backup restores only into a node with its key)"
+            ))
+        }),
+    }
+}
+
+/// Whether `conn`'s database has wrapsync's migrations and passes SQLite's
+/// quick check.
+fn check_migrated(conn: &mut diesel::SqliteConnection) -> Result<(), String> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
     let applied: Vec<Count> =
         diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
-            .load(&mut conn)
-            .map_err(|e| not_ours(e.to_string()))?;
+            .load(conn)
+            .map_err(|e| e.to_string())?;
     if applied.first().is_none_or(|c| c.n == 0) {
-        return Err(not_ours("no migrations applied".into()));
+        return Err("no migrations applied".into());
     }
     #[derive(diesel::QueryableByName)]
     struct Check {
@@ -145,14 +185,14 @@ fn check_is_node_database(file: &Path) -> Result<(), BackupError> {
         quick_check: String,
     }
     let check: Vec<Check> = diesel::sql_query("PRAGMA quick_check")
-        .load(&mut conn)
-        .map_err(|e| not_ours(e.to_string()))?;
+        .load(conn)
+        .map_err(|e| e.to_string())?;
     match check.first() {
         Some(c) if c.quick_check == "ok" => Ok(()),
-        other => Err(not_ours(format!(
+        other => Err(format!(
             "damaged ({})",
             other.map_or("no answer", |c| c.quick_check.as_str())
-        ))),
+        )),
     }
 }
 
@@ -161,13 +201,13 @@ fn check_is_node_database(file: &Path) -> Result<(), BackupError> {
 /// already has a database (or key) unless `force`. Answers the files
 /// written.
 pub fn restore(config: &Config, from: &Path, force: bool) -> Result<Vec<PathBuf>, BackupError> {
-    let database = sqlite_path(config, |url| {
+    let (database, backend) = sqlite_backend(config, |url| {
         format!(
             "pg_restore --clean --if-exists --dbname='{url}' {}",
             from.display()
         )
     })?;
-    check_is_node_database(from)?;
+    let found = check_is_node_database(from, &backend)?;
     let mut replacing = vec![database.clone()];
     for (name, suffix) in SIDE_FILES {
         if beside(from, suffix).exists() {
@@ -184,7 +224,18 @@ pub fn restore(config: &Config, from: &Path, force: bool) -> Result<Vec<PathBuf>
     }
     std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
     let partial = beside(&database, ".restoring");
-    std::fs::copy(from, &partial).map_err(io(&partial))?;
+    let _ = std::fs::remove_file(&partial);
+    match (found, &backend) {
+        // A plain backup restored into a node with a key: encrypted on
+        // the way in (how a node starts encrypting its data).
+        (Found::Plain(mut conn), Backend::SqlCipher { key, .. }) => {
+            key.export(&mut conn, &partial)
+                .map_err(|e| BackupError::Database(e.to_string()))?;
+        }
+        _ => {
+            std::fs::copy(from, &partial).map_err(io(&partial))?;
+        }
+    }
     restrict(&partial)?;
     // The old log must not be replayed over the restored database.
     for suffix in ["-wal", "-shm"] {

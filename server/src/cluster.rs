@@ -56,7 +56,7 @@ pub fn start(
     gauge: Gauge,
 ) -> std::io::Result<Cluster> {
     let url = match backend {
-        Backend::Sqlite(_) => {
+        Backend::Sqlite(_) | Backend::SqlCipher { .. } => {
             gauge.set(1);
             let (always, leader) = watch::channel(true);
             return Ok(Cluster {

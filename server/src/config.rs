@@ -1,6 +1,7 @@
 //! Node configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
 //! overrides, checked once at start and passed down (no process globals).
 
+use crate::db::{Backend, DatabaseKey};
 use crate::limits::{Buckets, RateLimit};
 use crate::report::privacy::{Bounds, Privacy};
 use serde::Deserialize;
@@ -24,6 +25,11 @@ pub struct Config {
     /// `data_dir/node.db`.
     #[serde(default)]
     pub database_url: Option<String>,
+    /// A file holding the key that encrypts the SQLite database (SQLCipher;
+    /// `wrapsync keys database-key` writes one). None: not encrypted.
+    /// Keep it off the disk it protects (a mounted secret).
+    #[serde(default)]
+    pub database_key_file: Option<PathBuf>,
     /// HS256 secret for access tokens; generated and kept in `data_dir` when
     /// absent.
     #[serde(default)]
@@ -134,6 +140,11 @@ pub struct Config {
     /// most in a month, over all categories (default 500000, $5,000).
     #[serde(default)]
     pub dp_flex_cents_per_youth: Option<u64>,
+    /// A file holding the bearer token `GET /metrics` then asks for (at
+    /// least 16 characters). None: metrics are open (counts and route
+    /// patterns only); keep `/metrics` off the public side of the proxy.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
     pub log_format: crate::observe::LogFormat,
@@ -211,6 +222,7 @@ const KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "database_url",
+    "database_key_file",
     "jwt_secret",
     "access_token_ttl_secs",
     "refresh_token_ttl_secs",
@@ -222,6 +234,7 @@ const KEYS: &[&str] = &[
     "cache_plans",
     "workers",
     "log_format",
+    "metrics_token_file",
     "compact_after_chunks",
     "cors_origins",
     "federation_interval_secs",
@@ -436,6 +449,26 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| self.data_dir.join("node.db").to_string_lossy().into_owned())
+    }
+
+    /// The database, with its key read from `database_key_file` when set.
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        let backend = Backend::from_url(&self.database_url());
+        let Some(file) = &self.database_key_file else {
+            return Ok(backend);
+        };
+        let Backend::Sqlite(path) = backend else {
+            return Err(ConfigError::Invalid(
+                "database_key_file encrypts a SQLite database; PostgreSQL is encrypted at rest \
+                 by its own storage"
+                    .into(),
+            ));
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Read(file.clone(), e))?;
+        let key = DatabaseKey::from_text(&text).ok_or_else(|| {
+            ConfigError::Invalid(format!("database_key_file {} is empty", file.display()))
+        })?;
+        Ok(Backend::SqlCipher { path, key })
     }
 
     /// The issuer every token of this node carries.

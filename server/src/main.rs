@@ -1,12 +1,16 @@
 //! The `wrapsync` binary: one program for every server role.
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wrapsync_server::app::{self, App};
 use wrapsync_server::config::Config;
-use wrapsync_server::db::{self, Backend};
+use wrapsync_server::db;
 use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
 use wrapsync_server::observe::{init_logging, LogFormat};
@@ -165,6 +169,14 @@ enum KeysCommand {
         #[arg(long, default_value_t = 7 * 24 * 3600)]
         grace_secs: i64,
     },
+    /// Write a new random key for encrypting the SQLite database to the
+    /// config's `database_key_file` (owner-only; never overwrites). A new
+    /// node then starts encrypted; an existing node's data is encrypted by
+    /// restoring a backup taken before the key was set.
+    DatabaseKey {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,7 +269,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
         Command::Migrate { config } => {
             let config = load_config(&config)?;
             std::fs::create_dir_all(&config.data_dir)?;
-            let mut conn = Backend::from_url(&config.database_url()).connect()?;
+            let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             eprintln!("database is up to date");
             Ok(())
@@ -326,6 +338,29 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             );
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::DatabaseKey { config },
+        } => {
+            use std::io::Write;
+            let config = load_config(&config)?;
+            let out = config
+                .database_key_file
+                .ok_or("set database_key_file in the config to where the key goes")?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            writeln!(file, "{}", db::DatabaseKey::generate())?;
+            file.sync_all()?;
+            eprintln!(
+                "wrote {}; keep a copy apart from the backups",
+                out.display()
+            );
+            Ok(())
+        }
         Command::User {
             command:
                 UserCommand::Add {
@@ -338,7 +373,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
         } => {
             let config = load_config(&config)?;
             std::fs::create_dir_all(&config.data_dir)?;
-            let mut conn = Backend::from_url(&config.database_url()).connect()?;
+            let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             let display_name = display_name.unwrap_or_else(|| username.clone());
             let user = add_user(&mut conn, &username, &display_name, role, &password)?;
@@ -353,7 +388,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             };
             let config = load_config(&path)?;
             std::fs::create_dir_all(&config.data_dir)?;
-            let mut conn = Backend::from_url(&config.database_url()).connect()?;
+            let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             let configured = |id: &str| config.peers.iter().any(|p| p.id == id);
             match command {

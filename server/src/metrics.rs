@@ -10,8 +10,72 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+/// The bearer token `GET /metrics` asks for when the operator sets
+/// `metrics_token_file` (what Prometheus sends from its
+/// `authorization.credentials_file`). Without one the metrics are open:
+/// they hold counts, route patterns and node ids, nothing about a family.
+/// Kept and compared as a digest, so the time a comparison takes says
+/// nothing about how much of a guess was right.
+#[derive(Clone)]
+pub struct ScrapeToken([u8; 32]);
+
+impl std::fmt::Debug for ScrapeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeToken(…)")
+    }
+}
+
+impl ScrapeToken {
+    /// The token in `path` (surrounding whitespace dropped); at least 16
+    /// characters, so it cannot be guessed in a scrape interval.
+    pub fn read(path: &Path) -> Result<ScrapeToken, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("metrics_token_file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "metrics_token_file {} holds fewer than 16 characters",
+                path.display()
+            ));
+        }
+        Ok(ScrapeToken(Self::digest(token)))
+    }
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// Lets a scrape through when no token is set or the request's
+    /// `Authorization: Bearer` carries it.
+    pub fn admit(
+        token: Option<&ScrapeToken>,
+        request: &actix_web::HttpRequest,
+    ) -> Result<(), crate::error::ApiError> {
+        let Some(ScrapeToken(expected)) = token else {
+            return Ok(());
+        };
+        let offered = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(Self::digest);
+        match offered {
+            Some(digest) if digest == *expected => Ok(()),
+            Some(_) => Err(crate::error::ApiError::Unauthorized(
+                "the metrics token is wrong".into(),
+            )),
+            None => Err(crate::error::ApiError::Unauthorized(
+                "metrics need the scrape token (Authorization: Bearer …)".into(),
+            )),
+        }
+    }
+}
 
 /// One answered request: the route *pattern* (`/v1/plans/{id}`, or
 /// `unmatched`), never the concrete path.

@@ -14,7 +14,7 @@ pub mod shares;
 use crate::error::ApiError;
 use crate::openapi::Routes;
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Every route of a node, registered through [`Routes`] so that the
 /// OpenAPI document can be checked against them.
@@ -111,10 +111,15 @@ pub async fn ready(pool: &crate::db::Pool) -> Result<HttpResponse, ApiError> {
     tag = "operations",
     responses(
         (status = 200, description = "OpenMetrics text.", content_type = "application/openmetrics-text"),
+        (status = 401, description = "`unauthorized`: `metrics_token_file` is set and the request does not carry its token."),
         (status = 500, description = "`internal`: the metrics could not be rendered."),
     )
 )]
-pub(crate) async fn metrics(app: web::Data<crate::app::App>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn metrics(
+    app: web::Data<crate::app::App>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    crate::metrics::ScrapeToken::admit(app.scrape_token.as_ref(), &request)?;
     let text = app
         .metrics
         .render(crate::metrics::Scrape {

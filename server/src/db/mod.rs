@@ -11,6 +11,7 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::Path;
 use std::time::Duration;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -59,11 +60,83 @@ impl StoreError {
 }
 
 /// Which backend a URL names: `postgres://…` / `postgresql://…` or else a
-/// SQLite file path (optionally `sqlite://`-prefixed).
+/// SQLite file path (optionally `sqlite://`-prefixed). A SQLite file may be
+/// encrypted (SQLCipher, see [`DatabaseKey`]); only the config says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Postgres(String),
     Sqlite(String),
+    SqlCipher { path: String, key: DatabaseKey },
+}
+
+/// The key of an encrypted SQLite database (SQLCipher: AES-256 pages with
+/// an HMAC each; without the key the file is noise). 64 hex digits are
+/// used as the raw key; anything else is a passphrase SQLCipher stretches
+/// (PBKDF2, once per connection). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseKey(String);
+
+impl std::fmt::Debug for DatabaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseKey(…)")
+    }
+}
+
+impl DatabaseKey {
+    /// The key in a file's text (one trailing newline dropped); none when
+    /// empty.
+    pub fn from_text(text: &str) -> Option<DatabaseKey> {
+        let key = text
+            .strip_suffix('\n')
+            .map(|k| k.strip_suffix('\r').unwrap_or(k))
+            .unwrap_or(text);
+        (!key.is_empty()).then(|| DatabaseKey(key.to_string()))
+    }
+
+    /// A new random raw key, as the text of a key file.
+    pub fn generate() -> String {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    }
+
+    /// The SQL literal `PRAGMA key` takes: `"x'…'"` for a raw key, else the
+    /// passphrase quoted.
+    fn literal(&self) -> String {
+        if self.0.len() == 64 && self.0.bytes().all(|b| b.is_ascii_hexdigit()) {
+            format!("\"x'{}'\"", self.0)
+        } else {
+            format!("'{}'", self.0.replace('\'', "''"))
+        }
+    }
+
+    /// Keys `conn` (before anything reads the file) and proves the key
+    /// opens it: a wrong key, or a plain database, reads as "not a database".
+    pub(crate) fn apply(&self, conn: &mut SqliteConnection, path: &str) -> Result<(), StoreError> {
+        conn.batch_execute(&format!("PRAGMA key = {};", self.literal()))?;
+        conn.batch_execute("SELECT count(*) FROM sqlite_master;")
+            .map_err(|e| {
+                StoreError::Connection(format!(
+                    "{path} cannot be read with the database key ({e}): the key is wrong, or the \
+                     database is not encrypted (encrypt it with `wrapsync backup` and \
+                     `wrapsync restore`, see the README)"
+                ))
+            })
+    }
+
+    /// Writes the database `conn` has open, whole, to the new file `to`,
+    /// encrypted with this key (SQLCipher's `sqlcipher_export`).
+    pub fn export(&self, conn: &mut SqliteConnection, to: &Path) -> Result<(), StoreError> {
+        let to = to.to_string_lossy().replace('\'', "''");
+        conn.batch_execute(&format!(
+            "ATTACH DATABASE '{to}' AS encrypted KEY {};
+             SELECT sqlcipher_export('encrypted');
+             DETACH DATABASE encrypted;",
+            self.literal()
+        ))?;
+        Ok(())
+    }
 }
 
 impl Backend {
@@ -77,7 +150,15 @@ impl Backend {
     }
 
     pub fn is_sqlite(&self) -> bool {
-        matches!(self, Backend::Sqlite(_))
+        !matches!(self, Backend::Postgres(_))
+    }
+
+    /// The SQLite file, or `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        match self {
+            Backend::Postgres(_) => None,
+            Backend::Sqlite(path) | Backend::SqlCipher { path, .. } => Some(path),
+        }
     }
 
     /// Opens one connection, with SQLite set up for durability: WAL and
@@ -87,16 +168,26 @@ impl Backend {
             Backend::Postgres(url) => PgConnection::establish(url)
                 .map(DbConnection::Postgresql)
                 .map_err(|e| StoreError::Connection(e.to_string())),
-            Backend::Sqlite(path) => {
+            Backend::Sqlite(path) | Backend::SqlCipher { path, .. } => {
                 let mut conn = SqliteConnection::establish(path)
                     .map_err(|e| StoreError::Connection(e.to_string()))?;
+                if let Backend::SqlCipher { key, .. } = self {
+                    key.apply(&mut conn, path)?;
+                }
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA secure_delete = ON;
                      PRAGMA busy_timeout = 10000;",
-                )?;
+                )
+                .map_err(|e| match self {
+                    Backend::Sqlite(_) => StoreError::Connection(format!(
+                        "{path} cannot be opened ({e}); if it is encrypted, give its key \
+                         (database_key_file)"
+                    )),
+                    _ => StoreError::Db(e),
+                })?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

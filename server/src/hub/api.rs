@@ -35,7 +35,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
     let mut routes = Routes::new(cfg);
     super::dashboard::routes(&mut routes);
     routes
-        .get("/healthz", healthz)
+        .get("/healthz", crate::api::healthz)
         .get("/readyz", readyz)
         .get("/metrics", metrics)
         .get("/openapi.json", crate::openapi::hub_document)
@@ -52,17 +52,6 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
         )
         .default_service(web::to(not_found));
     routes.served()
-}
-
-/// Liveness: the process answers. Never touches the database.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json"))
-)]
-pub(crate) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// Readiness: the hub's database answers (see the node's `/readyz`).
@@ -86,10 +75,15 @@ pub(crate) async fn readyz(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError
     tag = "operations",
     responses(
         (status = 200, description = "OpenMetrics text.", content_type = "application/openmetrics-text"),
+        (status = 401, description = "`unauthorized`: `metrics_token_file` is set and the request does not carry its token."),
         (status = 500, description = INTERNAL),
     )
 )]
-pub(crate) async fn metrics(hub: web::Data<Hub>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn metrics(
+    hub: web::Data<Hub>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    crate::metrics::ScrapeToken::admit(hub.scrape_token.as_ref(), &request)?;
     let text = hub
         .metrics
         .render(&hub.pool)

@@ -44,6 +44,11 @@ pub struct HubConfig {
     /// HTTP worker threads; default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// A file holding the bearer token `GET /metrics` then asks for (at
+    /// least 16 characters). None: metrics are open (counts and route
+    /// patterns only); keep `/metrics` off the public side of the proxy.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
     pub log_format: crate::observe::LogFormat,
@@ -70,6 +75,7 @@ const KEYS: &[&str] = &[
     "max_body_bytes",
     "workers",
     "log_format",
+    "metrics_token_file",
 ];
 
 impl HubConfig {

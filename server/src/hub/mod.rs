@@ -44,6 +44,8 @@ pub struct Hub {
     pub nodes: Peers,
     pub verifier: Verifier,
     pub metrics: crate::metrics::HubMetrics,
+    /// What `GET /metrics` asks for, if the operator set one.
+    pub scrape_token: Option<crate::metrics::ScrapeToken>,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -74,7 +76,14 @@ impl Hub {
                 .map(|n| (n.id.as_str(), n.public_key.as_str())),
         )
         .map_err(StoreError::Connection)?;
+        let scrape_token = config
+            .metrics_token_file
+            .as_deref()
+            .map(crate::metrics::ScrapeToken::read)
+            .transpose()
+            .map_err(StoreError::Connection)?;
         Ok(Hub {
+            scrape_token,
             verifier: Verifier::new(config.hub_id.clone(), db::now_ms() / 1000),
             config,
             pool,

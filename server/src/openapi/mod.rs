@@ -80,7 +80,7 @@ pub struct NodeApi;
                        Errors are RFC 9457 problem documents with a stable `type`."
     ),
     paths(
-        crate::hub::api::healthz,
+        crate::api::healthz,
         crate::hub::api::readyz,
         crate::hub::api::metrics,
         hub_document,

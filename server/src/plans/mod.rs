@@ -417,6 +417,7 @@ impl Plans {
 
     /// Stores a new plan whole, binds its actors to `actor` (if made here),
     /// and caches it. `home`: the peer it is homed at, for a replica.
+    /// `Contended` if a plan with the id was stored meanwhile.
     async fn store_new(
         &self,
         id: String,
@@ -449,7 +450,15 @@ impl Plans {
         let seq = self
             .writer
             .write(move |conn| {
-                stored::insert_plan(conn, &row)?;
+                // Stored meanwhile by another request (a peer's first push
+                // and its handover at once): the caller retries on it.
+                stored::insert_plan(conn, &row).map_err(|e| {
+                    if e.is_unique_violation() {
+                        StoreError::Stale
+                    } else {
+                        e
+                    }
+                })?;
                 let seq = stored::append_chunk(conn, &row.id, &snapshot, true, now)?;
                 stored::set_members(conn, &row.id, &members)?;
                 if let Some(user_id) = &user_id {

@@ -355,7 +355,7 @@ fn column_rows(kind: u64, data: &[u8], cap: u64) -> Result<u64, Refusal> {
 /// Checks the chunks of a sync message or a saved document against
 /// `bounds` before Automerge loads them; `malformed` makes the error for
 /// bytes that are not chunks this node accepts.
-pub(crate) fn check_incoming_size<'a>(
+pub(crate) fn check_incoming_bounds<'a>(
     pieces: impl IntoIterator<Item = &'a [u8]>,
     bounds: Bounds,
     malformed: fn(String) -> ApiError,

@@ -5,7 +5,7 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
-use super::size::{check_added_size, check_bloom, check_incoming_size, Bounds};
+use super::size::{check_added_size, check_bloom, check_incoming_bounds, Bounds};
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -31,7 +31,7 @@ pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiE
     }
     match catch_unwind(|| sync::Message::decode(bytes)) {
         Ok(Ok(message)) => {
-            check_incoming_size(message.changes.iter(), bounds, ApiError::MalformedSync)?;
+            check_incoming_bounds(message.changes.iter(), bounds, ApiError::MalformedSync)?;
             for have in &message.have {
                 check_bloom(&have.bloom.to_bytes())?;
             }
@@ -48,7 +48,7 @@ pub(crate) fn load_document(bytes: &[u8], bounds: Bounds) -> Result<Automerge, A
     if bytes.is_empty() {
         return Err(ApiError::MalformedDocument("empty document".into()));
     }
-    check_incoming_size([bytes], bounds, ApiError::MalformedDocument)?;
+    check_incoming_bounds([bytes], bounds, ApiError::MalformedDocument)?;
     match catch_unwind(|| Automerge::load(bytes)) {
         Ok(Ok(doc)) => {
             check_added_size(&doc, &[], bounds.bytes)?;
@@ -251,6 +251,7 @@ impl Plans {
         let message = message.map(|m| decode(m, self.bounds)).transpose()?;
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
+            let retry = message.clone();
             let mut doc = Automerge::new();
             let mut state = sync::State::new();
             return match receive_round(&mut doc, &mut state, message)? {
@@ -265,15 +266,25 @@ impl Plans {
                     self.bind_home_authors(peer, authors, &scratch, &[]).await?;
                     let audit =
                         super::peer_audit(peer, Some(plan_id), "peer.replicate", "ok", None, &meta);
-                    self.store_new(
-                        plan_id.to_string(),
-                        *scratch,
-                        None,
-                        Some(peer.to_string()),
-                        Vec::new(),
-                        audit,
-                    )
-                    .await?;
+                    let stored = self
+                        .store_new(
+                            plan_id.to_string(),
+                            *scratch,
+                            None,
+                            Some(peer.to_string()),
+                            Vec::new(),
+                            audit,
+                        )
+                        .await;
+                    if let Err(ApiError::Contended) = stored {
+                        // The same plan arrived meanwhile (its handover, or
+                        // a round through another process): a round with it.
+                        let entry = self.get(plan_id).await?.ok_or(ApiError::Contended)?;
+                        return self
+                            .peer_round(&entry, peer, Sender::Home(authors), retry, meta)
+                            .await;
+                    }
+                    stored?;
                     let entry = self.get(plan_id).await?.ok_or(ApiError::NotFound)?;
                     let guard = entry.state.lock().await;
                     let reply = guard

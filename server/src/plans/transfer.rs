@@ -87,16 +87,25 @@ impl Plans {
                     .await?;
                 // Stored as the old home's replica first: if this node stops
                 // before it is homed here, the old home's retry finds it so.
-                self.store_new(
-                    plan_id.to_string(),
-                    incoming,
-                    None,
-                    Some(from.to_string()),
-                    Vec::new(),
-                    audit.clone(),
-                )
-                .await?;
-                return self.rehome_by_id(plan_id, None, audit, also).await;
+                match self
+                    .store_new(
+                        plan_id.to_string(),
+                        incoming.clone(),
+                        None,
+                        Some(from.to_string()),
+                        Vec::new(),
+                        audit.clone(),
+                    )
+                    .await
+                {
+                    Ok(_) => return self.rehome_by_id(plan_id, None, audit, also).await,
+                    // The old home's first push of the plan landed
+                    // meanwhile: merged into that below.
+                    Err(ApiError::Contended) => {
+                        self.get(plan_id).await?.ok_or(ApiError::Contended)?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         super::retrying(|| async {

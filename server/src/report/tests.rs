@@ -24,8 +24,8 @@ pub(super) fn open_with(
     extra: &[(&str, &str)],
 ) -> (App, std::thread::JoinHandle<()>) {
     let url = match &test.backend {
-        crate::db::Backend::Sqlite(path) => path.clone(),
         crate::db::Backend::Postgres(url) => url.clone(),
+        sqlite => sqlite.sqlite_path().unwrap_or_default().to_string(),
     };
     let dir = dir.to_string_lossy();
     let env = [

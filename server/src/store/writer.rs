@@ -41,7 +41,7 @@ impl Writer {
         let mut conn = backend.connect()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let checkpoint_due = Arc::new(AtomicBool::new(false));
-        if let Backend::Sqlite(_) = backend {
+        if backend.is_sqlite() {
             // Checkpoints run on their own connection, so a commit never
             // stalls copying the WAL back into the database file.
             conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;

@@ -209,9 +209,15 @@ fn a_document_that_inflates_past_the_cap_is_413() {
     .unwrap();
     let bytes = doc.save();
     assert!(bytes.len() < 50_000, "{} bytes on the wire", bytes.len());
+    import_refused_as_too_large(&node, &fran, bytes);
+}
+
+/// Imports `bytes` as a new plan and checks the node refuses them as too
+/// large (413 `document-too-large`); answers the problem.
+fn import_refused_as_too_large(node: &TestNode, token: &str, bytes: Vec<u8>) -> Value {
     let reply = node.send(
         node.request(Method::POST, "/v1/plans")
-            .bearer_auth(&fran)
+            .bearer_auth(token)
             .header("content-type", "application/octet-stream")
             .body(bytes),
     );
@@ -222,6 +228,7 @@ fn a_document_that_inflates_past_the_cap_is_413() {
         "{}",
         reply.text()
     );
+    reply.json
 }
 
 /// A document whose run-length-encoded columns declare more operations
@@ -242,16 +249,9 @@ fn a_document_declaring_too_many_operations_is_413() {
     }
     let bytes = doc.save();
     assert!(bytes.len() < 1_000, "{} bytes on the wire", bytes.len());
-    let reply = node.send(
-        node.request(Method::POST, "/v1/plans")
-            .bearer_auth(&fran)
-            .header("content-type", "application/octet-stream")
-            .body(bytes),
-    );
-    reply.assert_status(413);
-    assert_eq!(reply.json["type"], "/problems/document-too-large");
-    let detail = reply.json["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("max_document_ops"), "{}", reply.text());
+    let problem = import_refused_as_too_large(&node, &fran, bytes);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("max_document_ops"), "{problem}");
 }
 
 #[test]

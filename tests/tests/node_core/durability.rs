@@ -245,3 +245,135 @@ fn a_backup_taken_while_serving_restores_the_node() {
         );
     }
 }
+
+/// Sets (or, with `None`, removes) one top-level key of `node`'s config.
+fn set_config(node: &TestNode, key: &str, value: Option<&str>) {
+    let path = node.config_path();
+    let mut config: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    match value {
+        Some(value) => config.insert(key.into(), value.into()),
+        None => config.remove(key),
+    };
+    std::fs::write(path, toml::to_string(&config).unwrap()).unwrap();
+}
+
+/// Whether `needle` occurs in the bytes of any of `files` that exist.
+fn found_in(files: &[std::path::PathBuf], needle: &str) -> bool {
+    files.iter().filter(|f| f.exists()).any(|f| {
+        std::fs::read(f)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    })
+}
+
+/// The database file and its log.
+fn with_log(database: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut log = database.as_os_str().to_owned();
+    log.push("-wal");
+    vec![database.to_path_buf(), log.into()]
+}
+
+/// Encryption at rest (SQLCipher): an existing node is encrypted by
+/// restoring its plain backup once a key is set; then neither the database,
+/// its log nor its backups show anything without the key, the node refuses
+/// to start without it or with another, and with it everything is there.
+#[test]
+fn an_encrypted_node_is_unreadable_without_its_key() {
+    const TITLE: &str = "Family Quillfeather";
+    let mut node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, TITLE).id;
+    let parent = node.data_dir().parent().unwrap().to_path_buf();
+    let plain = parent.join("plain.db");
+    node.cli(&["backup", "--out", &plain.to_string_lossy()])
+        .unwrap();
+    assert!(node.stop().success());
+    let database = node.db_path().unwrap().to_path_buf();
+    // What the check looks for is there to be found in a plain database.
+    assert!(found_in(std::slice::from_ref(&plain), FACILITATOR));
+    assert!(found_in(std::slice::from_ref(&plain), TITLE));
+
+    // The key lives outside the data directory, as a mounted secret would.
+    let key_file = parent.join("secrets").join("database.key");
+    std::fs::create_dir_all(key_file.parent().unwrap()).unwrap();
+    set_config(
+        &node,
+        "database_key_file",
+        Some(&key_file.to_string_lossy()),
+    );
+    node.cli(&["keys", "database-key"]).unwrap();
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64, "a raw 256-bit key in hex");
+    assert!(
+        node.cli(&["keys", "database-key"]).is_err(),
+        "a key is never overwritten"
+    );
+    // The plain database is not silently used with a key set.
+    let refused = node.try_start().unwrap_err().to_string();
+    assert!(
+        refused.contains("cannot be read with the database key"),
+        "{refused}"
+    );
+
+    node.cli(&["restore", "--from", &plain.to_string_lossy(), "--force"])
+        .unwrap();
+    node.start();
+    let fran = node.login(FACILITATOR);
+    assert_eq!(node.read_plan(&fran, &plan).plan["title"], TITLE);
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{ "op": "replace", "path": "/vision", "value": "Written encrypted" }]),
+    );
+    let encrypted = parent.join("encrypted.db");
+    node.cli(&["backup", "--out", &encrypted.to_string_lossy()])
+        .unwrap();
+    assert!(node.stop().success());
+
+    let mut files = with_log(&database);
+    files.push(encrypted.clone());
+    for needle in [FACILITATOR, TITLE, "SQLite format 3"] {
+        assert!(!found_in(&files, needle), "{needle:?} readable at rest");
+    }
+
+    // Without the key, or with another, the node does not start.
+    set_config(&node, "database_key_file", None);
+    let refused = node.try_start().unwrap_err().to_string();
+    assert!(refused.contains("database_key_file"), "{refused}");
+    let wrong = parent.join("secrets").join("wrong.key");
+    std::fs::write(&wrong, "a passphrase that is not the key").unwrap();
+    set_config(&node, "database_key_file", Some(&wrong.to_string_lossy()));
+    let refused = node.try_start().unwrap_err().to_string();
+    assert!(
+        refused.contains("cannot be read with the database key"),
+        "{refused}"
+    );
+    // An encrypted backup does not restore into a node without its key.
+    set_config(&node, "database_key_file", None);
+    let refused = node
+        .cli(&["restore", "--from", &encrypted.to_string_lossy(), "--force"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("restores only into a node with its key"),
+        "{refused}"
+    );
+
+    // With the key, the encrypted backup restores as it is.
+    set_config(
+        &node,
+        "database_key_file",
+        Some(&key_file.to_string_lossy()),
+    );
+    std::fs::remove_dir_all(node.data_dir()).unwrap();
+    std::fs::create_dir_all(node.data_dir()).unwrap();
+    node.cli(&["restore", "--from", &encrypted.to_string_lossy()])
+        .unwrap();
+    assert!(!found_in(&with_log(&database), FACILITATOR));
+    node.start();
+    let fran = node.login(FACILITATOR);
+    let restored = node.read_plan(&fran, &plan).plan;
+    assert_eq!(restored["title"], TITLE);
+    assert_eq!(restored["vision"], "Written encrypted");
+}

@@ -198,3 +198,51 @@ fn not_ready_while_the_database_refuses_connections_and_ready_again_after() {
         "{text}"
     );
 }
+
+/// With `metrics_token_file` set, `/metrics` answers only the scraper that
+/// carries the token: none or a wrong one is `401 unauthorized`.
+#[test]
+fn metrics_with_a_token_file_need_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics.token");
+    let token = "scrape-7d1f0c9a2b4e6f80";
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut extra = toml::Table::new();
+    extra.insert(
+        "metrics_token_file".into(),
+        token_file.to_string_lossy().as_ref().into(),
+    );
+    let node = TestNode::spawn_with(Backend::Sqlite, extra);
+    let fran = node.login(FACILITATOR);
+    for auth in [
+        None,
+        Some("Bearer scrape-wrong-guess-0000"),
+        Some(fran.as_str()),
+    ] {
+        let mut request = node.request(Method::GET, "/metrics");
+        if let Some(auth) = auth {
+            let value = if auth.starts_with("Bearer ") {
+                auth.to_string()
+            } else {
+                format!("Bearer {auth}")
+            };
+            request = request.header("authorization", value);
+        }
+        let reply = node.send(request);
+        reply.assert_status(401);
+        assert_eq!(
+            reply.json["type"],
+            "/problems/unauthorized",
+            "{}",
+            reply.text()
+        );
+    }
+    let reply = node.send(
+        node.request(Method::GET, "/metrics")
+            .header("authorization", format!("Bearer {token}")),
+    );
+    reply.assert_status(200);
+    assert!(reply.text().contains("wrapsync_http_requests_total"));
+    // Health and readiness stay open for the load balancer.
+    node.get_anon("/readyz").assert_status(200);
+}

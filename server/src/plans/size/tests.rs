@@ -9,7 +9,7 @@ fn bounds(bytes: usize, ops: u64) -> Bounds {
 }
 
 fn check(bytes: &[u8], bounds: Bounds) -> Result<(), ApiError> {
-    check_incoming_size([bytes], bounds, ApiError::MalformedDocument)
+    check_incoming_bounds([bytes], bounds, ApiError::MalformedDocument)
 }
 
 fn code(result: Result<(), ApiError>) -> &'static str {
