@@ -4,6 +4,9 @@
 //! the API; then `wrapsync report --period` (a separate process reading
 //! every plan from storage: load, render, count) is timed for one month,
 //! `--runs` times; and the running node's cache is left as it was.
+//! Then memory per cached plan: the node is restarted (nothing cached),
+//! every plan is read once through the API, and the growth of its resident
+//! memory is divided by the plans its metrics say it now holds.
 //!
 //! ```sh
 //! cargo build --release -p wrapsync-server --bin wrapsync
@@ -42,7 +45,7 @@ fn run() -> Result<(), String> {
         }
         std::env::set_var("WRAPSYNC_BIN", beside);
     }
-    let node =
+    let mut node =
         TestNode::try_spawn_with(Backend::Sqlite, toml::Table::new()).map_err(|e| e.to_string())?;
     let fran = node.login(FACILITATOR);
     let now = time::OffsetDateTime::now_utc().date();
@@ -102,6 +105,68 @@ fn run() -> Result<(), String> {
         }
         println!("| {run} | {took:.2} s | {cells} |");
     }
+    memory_per_cached_plan(&mut node, plans)
+}
+
+/// Resident memory of process `pid`, in bytes (`VmRSS`).
+fn resident(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading the node's status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or("no VmRSS in the node's status".into())
+}
+
+/// The node's `wrapsync_plans_cached` gauge.
+fn plans_cached(node: &TestNode) -> Result<u64, String> {
+    node.get_anon("/metrics")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("wrapsync_plans_cached "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no wrapsync_plans_cached in the metrics".into())
+}
+
+/// Restarts the node, reads every plan once, and prints how much resident
+/// memory each plan it then holds costs.
+fn memory_per_cached_plan(node: &mut TestNode, plans: usize) -> Result<(), String> {
+    node.stop();
+    node.start();
+    let fran = node.login(FACILITATOR);
+    let ids: Vec<String> = node
+        .list_all_plans(&fran)
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    let pid = node.pid().ok_or("the node is not running")?;
+    let before = (resident(pid)?, plans_cached(node)?);
+    for id in &ids {
+        node.read_plan(&fran, id);
+    }
+    // A second pass touches every plan again: what stays is the cache.
+    for id in &ids {
+        node.read_plan(&fran, id);
+    }
+    let after = (resident(pid)?, plans_cached(node)?);
+    let held = after.1.saturating_sub(before.1).max(1);
+    let per_plan = after.0.saturating_sub(before.0) as f64 / held as f64;
+    println!(
+        "\n## Memory per cached plan: {plans} plans made, {} listed\n",
+        ids.len()
+    );
+    println!("| resident before | after reading all | plans cached | per cached plan |");
+    println!("| --: | --: | --: | --: |");
+    println!(
+        "| {:.1} MB | {:.1} MB | {} → {} | {:.1} kB |",
+        before.0 as f64 / 1e6,
+        after.0 as f64 / 1e6,
+        before.1,
+        after.1,
+        per_plan / 1e3
+    );
     Ok(())
 }
 

@@ -7,20 +7,25 @@
 //! ```text
 //! wrapsync-load --demo /tmp/loaddemo/demo.json --scenario mixed --rate 200 --duration 10
 //! wrapsync-load --url http://127.0.0.1:18401 --username fay --password … --scenario ops --plans 4
+//! wrapsync-load --url http://127.0.0.1:18401,http://127.0.0.1:18402 … --scenario phone \
+//!     --duration 900 --sample-pid 4242 --sample-pid 4243 --warmup 120
 //! ```
 //!
 //! A person reads the summary on stderr; the last line on stdout is the same
 //! summary as one JSON object.
 
+mod phone;
 mod report;
 mod run;
 mod schedule;
+mod soak;
 mod target;
 
 use clap::{Parser, ValueEnum};
+use report::Kind;
 use reqwest::header::HeaderValue;
 use reqwest::Url;
-use run::{PlanUrls, Target};
+use run::{Base, PlanUrls, Target};
 use schedule::Schedule;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +41,11 @@ enum Scenario {
     Ops,
     /// 80 % reads, 20 % ops, drawn at random per request.
     Mixed,
+    /// A team's phones: 80 % reads (55 % a plan, 25 % the plan list), 20 %
+    /// writes and syncs (12 % ops, 7 % sync rounds carrying offline edits,
+    /// 0.98 % token refreshes, 0.02 % password logins: an access token
+    /// lasts 15 minutes, a session 30 days).
+    Phone,
 }
 
 impl Scenario {
@@ -44,14 +54,24 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::Ops => "ops",
             Scenario::Mixed => "mixed",
+            Scenario::Phone => "phone",
         }
     }
 
-    fn ops_share(self) -> f64 {
+    /// Each kind's share of the requests.
+    fn mix(self) -> &'static [(Kind, f64)] {
         match self {
-            Scenario::Read => 0.0,
-            Scenario::Ops => 1.0,
-            Scenario::Mixed => 0.2,
+            Scenario::Read => &[(Kind::Read, 1.0)],
+            Scenario::Ops => &[(Kind::Ops, 1.0)],
+            Scenario::Mixed => &[(Kind::Read, 0.8), (Kind::Ops, 0.2)],
+            Scenario::Phone => &[
+                (Kind::Read, 0.55),
+                (Kind::List, 0.25),
+                (Kind::Ops, 0.12),
+                (Kind::Sync, 0.07),
+                (Kind::Refresh, 0.0098),
+                (Kind::Login, 0.0002),
+            ],
         }
     }
 }
@@ -61,8 +81,10 @@ impl Scenario {
 #[command(name = "wrapsync-load", version)]
 struct Args {
     /// The node's base URL (loopback only); taken from --demo when absent.
-    #[arg(long)]
-    url: Option<String>,
+    /// Several (repeated or comma-separated): processes sharing one
+    /// database, sent requests round-robin as a load balancer would.
+    #[arg(long, value_delimiter = ',')]
+    url: Vec<String>,
     /// The user to log in as; with --demo, picks that user from the file.
     #[arg(long)]
     username: Option<String>,
@@ -96,6 +118,20 @@ struct Args {
     /// Seed of the plan/kind/value choices, for a repeatable request mix.
     #[arg(long)]
     seed: Option<u64>,
+    /// Soak: a node process whose resident memory and open descriptors are
+    /// sampled during the run (repeat for several).
+    #[arg(long)]
+    sample_pid: Vec<u32>,
+    /// Soak: a file whose size is sampled (the SQLite database, its -wal).
+    #[arg(long)]
+    sample_file: Vec<PathBuf>,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10.0)]
+    sample_every: f64,
+    /// Seconds of warm-up: requests due in it are left out of the latency
+    /// percentiles, and samples taken in it out of the memory slope.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
 }
 
 fn main() -> ExitCode {
@@ -122,15 +158,38 @@ fn load(args: Args) -> Result<ExitCode, String> {
         return Err("--threads must be in 1..=64".into());
     }
     let timeout = Duration::from_millis(args.timeout_ms);
-    let (url, username, password) = credentials(&args)?;
-    let url = Url::parse(&url).map_err(|e| format!("--url {url}: {e}"))?;
-    target::check_loopback(&url)?;
+    let (urls, username, password) = credentials(&args)?;
+    let urls = urls
+        .iter()
+        .map(|url| {
+            let parsed = Url::parse(url).map_err(|e| format!("--url {url}: {e}"))?;
+            target::check_loopback(&parsed)?;
+            Ok(parsed)
+        })
+        .collect::<Result<Vec<Url>, String>>()?;
+    let url = urls.first().ok_or("give --url")?.clone();
+    let every = Duration::try_from_secs_f64(args.sample_every)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or("--sample-every must be a positive number of seconds")?;
+    let watch = soak::Watch {
+        pids: args.sample_pid.clone(),
+        files: args.sample_file.clone(),
+        every,
+        warmup: Duration::try_from_secs_f64(args.warmup)
+            .map_err(|_| "--warmup must be a number of seconds, 0 or more")?,
+    };
 
     let (token, plan_ids) = prepare(&url, &username, &password, &args, duration + timeout)?;
-    let plans = plan_ids
+    let bases = urls
         .iter()
-        .map(|id| plan_urls(&url, id))
+        .map(|url| base(url, &plan_ids))
         .collect::<Result<Vec<_>, _>>()?;
+    let login_body = serde_json::to_vec(&wrapsync_client::api::LoginRequest {
+        username: username.clone(),
+        password: password.clone(),
+    })
+    .map_err(|e| e.to_string())?;
     let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| "the node answered an access token that is not a header value")?;
     auth.set_sensitive(true);
@@ -152,7 +211,7 @@ fn load(args: Args) -> Result<ExitCode, String> {
             .build()
     }
     .map_err(|e| format!("starting the runtime: {e}"))?;
-    let (stats, elapsed) = runtime.block_on(async {
+    let (stats, elapsed, samples) = runtime.block_on(async {
         let http = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -164,15 +223,27 @@ fn load(args: Args) -> Result<ExitCode, String> {
         let target = Target {
             http,
             auth,
-            plans,
-            ops_share: args.scenario.ops_share(),
+            bases,
+            mix: args.scenario.mix(),
+            login_body,
+            warmup: watch.warmup,
         };
-        run::run(target, schedule, seed).await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sampler = (!watch.is_empty())
+            .then(|| tokio::spawn(watch.clone().run(std::time::Instant::now(), stopped)));
+        let run = run::run(target, schedule, seed).await;
+        let _ = stop.send(true);
+        let samples = match sampler {
+            Some(task) => Some(task.await.map_err(|e| format!("the sampler failed: {e}"))?),
+            None => None,
+        };
+        let (stats, elapsed) = run?;
+        Ok::<_, String>((stats, elapsed, samples))
     })?;
 
     let info = report::RunInfo {
         scenario: args.scenario.name(),
-        url: url.to_string(),
+        url: urls.iter().map(Url::as_str).collect::<Vec<_>>().join(","),
         rate: args.rate,
         duration,
         connections: args.connections,
@@ -181,7 +252,25 @@ fn load(args: Args) -> Result<ExitCode, String> {
         elapsed,
     };
     eprint!("{}", report::summary_text(&info, &stats)?);
-    println!("{}", report::summary_json(&info, &stats)?);
+    let mut summary = report::summary_json(&info, &stats)?;
+    if let Some((watch, samples)) = samples {
+        let soak = soak::report(&watch, &samples);
+        for p in soak["processes"].as_array().into_iter().flatten() {
+            eprintln!(
+                "  pid {}: resident {} MB after warm-up, {} MB at the end (max {}), slope {} MB/h; fds max {}",
+                p["pid"], p["rss_mb_after_warmup"], p["rss_mb_at_end"], p["rss_mb_max"],
+                p["rss_slope_mb_per_hour"], p["fds_max"]
+            );
+        }
+        for f in soak["files"].as_array().into_iter().flatten() {
+            eprintln!(
+                "  {}: max {} MB, {} MB at the end",
+                f["file"], f["mb_max"], f["mb_at_end"]
+            );
+        }
+        summary["soak"] = soak;
+    }
+    println!("{summary}");
     Ok(if stats.ok > 0 {
         ExitCode::SUCCESS
     } else {
@@ -189,8 +278,8 @@ fn load(args: Args) -> Result<ExitCode, String> {
     })
 }
 
-/// The URL, username and password, from the flags and the demo file.
-fn credentials(args: &Args) -> Result<(String, String, String), String> {
+/// The URLs, username and password, from the flags and the demo file.
+fn credentials(args: &Args) -> Result<(Vec<String>, String, String), String> {
     let demo = match &args.demo {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -201,11 +290,14 @@ fn credentials(args: &Args) -> Result<(String, String, String), String> {
         }
         None => None,
     };
-    let url = args
-        .url
-        .clone()
-        .or_else(|| demo.as_ref().and_then(|d| d.url.clone()))
-        .ok_or("give --url (or --demo with a node URL in it)")?;
+    let urls = if args.url.is_empty() {
+        vec![demo
+            .as_ref()
+            .and_then(|d| d.url.clone())
+            .ok_or("give --url (or --demo with a node URL in it)")?]
+    } else {
+        args.url.clone()
+    };
     let username = args
         .username
         .clone()
@@ -216,7 +308,7 @@ fn credentials(args: &Args) -> Result<(String, String, String), String> {
         .clone()
         .or_else(|| demo.as_ref().map(|d| d.password.clone()))
         .ok_or("give --password (or WRAPSYNC_PASSWORD), or --demo")?;
-    Ok((url, username, password))
+    Ok((urls, username, password))
 }
 
 /// Logs in and picks the plans to load, with the blocking client before the
@@ -245,13 +337,22 @@ fn prepare(
         );
     }
     let plans = pick_plans(&client, username, args.scenario, args.plans)?;
+    let shown: Vec<&str> = plans.iter().take(3).map(String::as_str).collect();
     eprintln!(
-        "wrapsync-load: logged in as {username}; {} plan(s): {}",
+        "wrapsync-load: logged in as {username}; {} plan(s): {}{}",
         plans.len(),
-        plans.join(", ")
+        shown.join(", "),
+        if plans.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
     );
     Ok((tokens.access_token, plans))
 }
+
+/// How the plans the load writes to are titled.
+const LOAD_TITLE: &str = "wrapsync-load plan ";
 
 /// Reads go to plans the user already sees (creating some only if there
 /// are too few); writes go to plans created for the run, so the load never
@@ -274,10 +375,19 @@ fn pick_plans(
     };
     let mut ids = match scenario {
         Scenario::Read => visible()?,
-        Scenario::Ops | Scenario::Mixed => Vec::new(),
+        // The plans an earlier run made, so runs after runs do not grow
+        // the user's caseload (and with it every list).
+        Scenario::Ops | Scenario::Mixed | Scenario::Phone => client
+            .list_all_plans()
+            .map_err(|e| format!("listing plans: {e}"))?
+            .into_iter()
+            .filter(|p| p.title.starts_with(LOAD_TITLE))
+            .map(|p| p.id)
+            .take(wanted)
+            .collect(),
     };
     while ids.len() < wanted {
-        let title = format!("wrapsync-load plan {}", ids.len() + 1);
+        let title = format!("{LOAD_TITLE}{}", ids.len() + 1);
         match client.create_plan(&title, None) {
             Ok(plan) => ids.push(plan.id),
             Err(e)
@@ -309,18 +419,34 @@ fn no_plan(username: &str, e: &ClientError) -> String {
     format!("{username} sees no plan and could not create one: {e}")
 }
 
+/// `segments` under `base`.
+fn join(base: &Url, segments: &[&str]) -> Result<Url, String> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("{base} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 fn plan_urls(base: &Url, id: &str) -> Result<PlanUrls, String> {
-    let join = |segments: &[&str]| -> Result<Url, String> {
-        let mut url = base.clone();
-        url.path_segments_mut()
-            .map_err(|()| format!("{base} cannot be a base URL"))?
-            .pop_if_empty()
-            .extend(segments);
-        Ok(url)
-    };
     Ok(PlanUrls {
-        read: join(&["v1", "plans", id])?,
-        ops: join(&["v1", "plans", id, "ops"])?,
+        read: join(base, &["v1", "plans", id])?,
+        ops: join(base, &["v1", "plans", id, "ops"])?,
+        sync: join(base, &["v1", "plans", id, "sync"])?,
+    })
+}
+
+/// The endpoints of the node process at `url`.
+fn base(url: &Url, plan_ids: &[String]) -> Result<Base, String> {
+    Ok(Base {
+        plans: plan_ids
+            .iter()
+            .map(|id| plan_urls(url, id))
+            .collect::<Result<_, _>>()?,
+        list: join(url, &["v1", "plans"])?,
+        login: join(url, &["v1", "auth", "login"])?,
+        refresh: join(url, &["v1", "auth", "refresh"])?,
     })
 }
 
@@ -344,12 +470,37 @@ mod tests {
             "250",
         ]);
         assert!(matches!(args, Ok(ref a) if a.scenario == Scenario::Mixed && a.rate == 250.0));
-        assert_eq!(Scenario::Mixed.ops_share(), 0.2);
-        assert_eq!(Scenario::Read.ops_share(), 0.0);
+        for scenario in [
+            Scenario::Read,
+            Scenario::Ops,
+            Scenario::Mixed,
+            Scenario::Phone,
+        ] {
+            let total: f64 = scenario.mix().iter().map(|m| m.1).sum();
+            assert!((total - 1.0).abs() < 1e-9, "{scenario:?}");
+        }
+        // The phone mix: 80 % reads, 20 % writes, syncs and logins.
+        let reads: f64 = Scenario::Phone
+            .mix()
+            .iter()
+            .filter(|m| matches!(m.0, Kind::Read | Kind::List))
+            .map(|m| m.1)
+            .sum();
+        assert!((reads - 0.8).abs() < 1e-9);
         let Ok(args) = args else { panic!("parse") };
         assert!(
-            matches!(credentials(&args), Ok((u, n, p)) if u == "http://127.0.0.1:1" && n == "fay" && p == "pw")
+            matches!(credentials(&args), Ok((u, n, p)) if u == ["http://127.0.0.1:1"] && n == "fay" && p == "pw")
         );
+        let two = Args::try_parse_from([
+            "wrapsync-load",
+            "--url",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--url",
+            "http://127.0.0.1:3",
+            "--sample-pid",
+            "7",
+        ]);
+        assert!(matches!(two, Ok(ref a) if a.url.len() == 3 && a.sample_pid == [7]));
     }
 
     #[test]
@@ -360,6 +511,7 @@ mod tests {
         let urls = plan_urls(&base, "01JABC");
         assert!(matches!(urls, Ok(ref u)
             if u.read.as_str() == "http://127.0.0.1:18401/v1/plans/01JABC"
-            && u.ops.as_str() == "http://127.0.0.1:18401/v1/plans/01JABC/ops"));
+            && u.ops.as_str() == "http://127.0.0.1:18401/v1/plans/01JABC/ops"
+            && u.sync.as_str() == "http://127.0.0.1:18401/v1/plans/01JABC/sync"));
     }
 }

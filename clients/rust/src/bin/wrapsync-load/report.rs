@@ -16,17 +16,36 @@ const MAX_MICROS: u64 = 3_600_000_000;
 pub enum Kind {
     /// `GET /v1/plans/{id}`.
     Read,
+    /// `GET /v1/plans` (the first page).
+    List,
     /// `POST /v1/plans/{id}/ops`.
     Ops,
+    /// One round of `POST /v1/plans/{id}/sync`.
+    Sync,
+    /// `POST /v1/auth/refresh`.
+    Refresh,
+    /// `POST /v1/auth/login` (argon2 on the node).
+    Login,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Read, Kind::Ops];
+    pub const ALL: [Kind; 6] = [
+        Kind::Read,
+        Kind::List,
+        Kind::Ops,
+        Kind::Sync,
+        Kind::Refresh,
+        Kind::Login,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Read => "read",
+            Kind::List => "list",
             Kind::Ops => "ops",
+            Kind::Sync => "sync",
+            Kind::Refresh => "refresh",
+            Kind::Login => "login",
         }
     }
 }
@@ -36,7 +55,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Stats {
     /// Latency of successful (2xx) requests, from due time to full body.
-    ok_latency: [Histogram<u64>; 2],
+    ok_latency: [Histogram<u64>; 6],
     /// Latency of every answered or failed request, errors included.
     all_latency: Histogram<u64>,
     pub sent: u64,
@@ -46,6 +65,8 @@ pub struct Stats {
     /// Due requests never sent because the run ended while a connection was
     /// still behind: the node did not keep up with the rate.
     pub unsent: u64,
+    /// Successful requests of the warm-up, left out of the percentiles.
+    pub warming: u64,
 }
 
 fn histogram() -> Result<Histogram<u64>, String> {
@@ -59,12 +80,20 @@ fn micros(d: Duration) -> u64 {
 impl Stats {
     pub fn new() -> Result<Stats, String> {
         Ok(Stats {
-            ok_latency: [histogram()?, histogram()?],
+            ok_latency: [
+                histogram()?,
+                histogram()?,
+                histogram()?,
+                histogram()?,
+                histogram()?,
+                histogram()?,
+            ],
             all_latency: histogram()?,
             sent: 0,
             ok: 0,
             errors: BTreeMap::new(),
             unsent: 0,
+            warming: 0,
         })
     }
 
@@ -94,6 +123,7 @@ impl Stats {
         self.sent += other.sent;
         self.ok += other.ok;
         self.unsent += other.unsent;
+        self.warming += other.warming;
         for (why, n) in &other.errors {
             *self.errors.entry(why.clone()).or_default() += n;
         }
@@ -183,6 +213,7 @@ pub fn summary_json(info: &RunInfo, stats: &Stats) -> Result<Value, String> {
         "ok": stats.ok,
         "errors": stats.errors,
         "unsent": stats.unsent,
+        "warmup_ok": stats.warming,
         "elapsed_s": (info.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         "achieved_rps": rate(stats.sent, info.elapsed),
         "ok_rps": rate(stats.ok, info.elapsed),
@@ -209,10 +240,11 @@ pub fn summary_text(info: &RunInfo, stats: &Stats) -> Result<String, String> {
     .map_err(w)?;
     writeln!(
         out,
-        "  scheduled {}, sent {}, ok {}, errors {}, unsent (node fell behind) {}",
+        "  scheduled {}, sent {}, ok {} (+{} in the warm-up, not in the percentiles), errors {}, unsent (node fell behind) {}",
         info.scheduled,
         stats.sent,
         stats.ok,
+        stats.warming,
         stats.error_count(),
         stats.unsent
     )
@@ -235,7 +267,7 @@ pub fn summary_text(info: &RunInfo, stats: &Stats) -> Result<String, String> {
     }
     writeln!(
         out,
-        "  latency of ok requests from their scheduled time, ms:\n  {:<6}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "  latency of ok requests from their scheduled time, ms:\n  {:<8}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "", "count", "p50", "p90", "p99", "p99.9", "max"
     )
     .map_err(w)?;
@@ -248,7 +280,7 @@ pub fn summary_text(info: &RunInfo, stats: &Stats) -> Result<String, String> {
         }
     }
     for (name, h) in rows {
-        write!(out, "  {name:<6}{:>8}", h.len()).map_err(w)?;
+        write!(out, "  {name:<8}{:>8}", h.len()).map_err(w)?;
         for (_, q) in QUANTILES {
             write!(out, "{:>10.3}", ms(h.value_at_quantile(q))).map_err(w)?;
         }

@@ -1,6 +1,7 @@
 //! The timed part of a run: one task per connection, each sending its lane
 //! of the [`Schedule`] and timing every answer from when it was due.
 
+use crate::phone::Phone;
 use crate::report::{Kind, Stats};
 use crate::schedule::Schedule;
 use rand::distr::{Alphanumeric, SampleString};
@@ -11,7 +12,7 @@ use reqwest::Url;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use wrapsync_client::api::OpsRequest;
+use wrapsync_client::api::{OpsRequest, RefreshRequest, TokenResponse};
 use wrapsync_client::Op;
 
 /// The endpoints of one plan under load.
@@ -19,6 +20,17 @@ use wrapsync_client::Op;
 pub struct PlanUrls {
     pub read: Url,
     pub ops: Url,
+    pub sync: Url,
+}
+
+/// One node process (all share one database): its plan, list and auth
+/// endpoints.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub plans: Vec<PlanUrls>,
+    pub list: Url,
+    pub login: Url,
+    pub refresh: Url,
 }
 
 /// Everything the connections share, read-only.
@@ -27,9 +39,29 @@ pub struct Target {
     pub http: reqwest::Client,
     /// `Bearer <token>`, marked sensitive so it never shows in debug output.
     pub auth: HeaderValue,
-    pub plans: Vec<PlanUrls>,
-    /// The share of requests that write (`ops`), the rest read.
-    pub ops_share: f64,
+    /// Requests go to these round-robin, as a load balancer would send them.
+    pub bases: Vec<Base>,
+    /// Each kind's share of the requests (summing to 1).
+    pub mix: &'static [(Kind, f64)],
+    /// `{"username","password"}` for logins, kept out of every report.
+    pub login_body: Vec<u8>,
+    /// Requests due this soon after the start are sent but left out of the
+    /// percentiles (errors still count): phones pulling their first copies,
+    /// plans loading into the cache.
+    pub warmup: Duration,
+}
+
+/// The kind drawn for `x` in `[0, 1)` from `mix` (cumulative shares; the
+/// last kind takes any rounding left over).
+pub fn draw(mix: &[(Kind, f64)], x: f64) -> Kind {
+    let mut sum = 0.0;
+    for &(kind, share) in mix {
+        sum += share;
+        if x < sum {
+            return kind;
+        }
+    }
+    mix.last().map_or(Kind::Read, |m| m.0)
 }
 
 /// Lead time before the first request is due, so every connection task is
@@ -43,11 +75,12 @@ pub async fn run(
     schedule: Schedule,
     seed: u64,
 ) -> Result<(Stats, Duration), String> {
-    if target.plans.is_empty() {
+    if target.bases.iter().any(|b| b.plans.is_empty()) || target.bases.is_empty() {
         return Err("no plan to send requests to".into());
     }
-    if !(0.0..=1.0).contains(&target.ops_share) {
-        return Err("the ops share must be in 0..=1".into());
+    let shares: f64 = target.mix.iter().map(|m| m.1).sum();
+    if (shares - 1.0).abs() > 1e-9 {
+        return Err("the request mix must add up to 1".into());
     }
     let target = Arc::new(target);
     let start = Instant::now() + LEAD;
@@ -78,6 +111,7 @@ async fn lane(
     mut rng: StdRng,
 ) -> Stats {
     let end = start + schedule.duration();
+    let mut phone = Phone::new(format!("wrapsync-load-{k}"));
     for i in schedule.lane(k) {
         let due = start + schedule.due(i);
         let now = Instant::now();
@@ -88,14 +122,22 @@ async fn lane(
         if due > now {
             tokio::time::sleep_until(due.into()).await;
         }
-        let plan = &target.plans[rng.random_range(0..target.plans.len())];
-        let kind = if rng.random_bool(target.ops_share) {
-            Kind::Ops
-        } else {
-            Kind::Read
-        };
-        let outcome = send(&target, plan, kind, &mut rng).await;
+        let base = &target.bases[i as usize % target.bases.len()];
+        let plan = rng.random_range(0..base.plans.len());
+        let kind = draw(target.mix, rng.random::<f64>());
+        let (kind, outcome) = send(&target, base, plan, kind, &mut phone, &mut rng).await;
         let latency = due.elapsed();
+        if due < start + target.warmup {
+            match outcome {
+                Ok(status) if (200..300).contains(&status) => {
+                    stats.sent += 1;
+                    stats.warming += 1;
+                }
+                Ok(status) => stats.record_error(status.to_string(), latency),
+                Err(why) => stats.record_error(why.to_string(), latency),
+            }
+            continue;
+        }
         match outcome {
             Ok(status) if (200..300).contains(&status) => stats.record_ok(kind, latency),
             Ok(status) => stats.record_error(status.to_string(), latency),
@@ -105,30 +147,83 @@ async fn lane(
     stats
 }
 
-/// Sends one request and reads its whole answer (only then is it complete,
-/// and only then can the connection carry the next one).
+/// Sends one request of `kind` (a refresh with no session yet logs in
+/// instead: the kind sent is answered) and reads its whole answer (only
+/// then is it complete, and only then can the connection carry the next).
 async fn send(
     target: &Target,
-    plan: &PlanUrls,
+    base: &Base,
+    plan: usize,
     kind: Kind,
+    phone: &mut Phone,
     rng: &mut StdRng,
-) -> Result<u16, &'static str> {
-    let request = match kind {
-        Kind::Read => target.http.get(plan.read.clone()),
-        Kind::Ops => target
-            .http
-            .post(plan.ops.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(ops_body(rng).map_err(|_| "encode")?),
+) -> (Kind, Result<u16, &'static str>) {
+    let urls = &base.plans[plan];
+    let kind = match kind {
+        Kind::Refresh if phone.refresh_token.is_none() => Kind::Login,
+        kind => kind,
     };
-    let response = request
-        .header(AUTHORIZATION, target.auth.clone())
-        .send()
-        .await
-        .map_err(|e| failure(&e))?;
-    let status = response.status().as_u16();
-    response.bytes().await.map_err(|e| failure(&e))?;
-    Ok(status)
+    let json = |request: reqwest::RequestBuilder, body: Vec<u8>| {
+        request.header(CONTENT_TYPE, "application/json").body(body)
+    };
+    let mut sent_message = false;
+    let request = match kind {
+        Kind::Read => target.http.get(urls.read.clone()),
+        Kind::List => target.http.get(base.list.clone()),
+        Kind::Ops => match ops_body(rng) {
+            Ok(body) => json(target.http.post(urls.ops.clone()), body),
+            Err(_) => return (kind, Err("encode")),
+        },
+        Kind::Sync => {
+            let message = phone.next_message(plan, rng);
+            sent_message = message.is_some();
+            target
+                .http
+                .post(urls.sync.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header("Device-Id", phone.device.as_str())
+                .body(message.unwrap_or_default())
+        }
+        Kind::Login => json(
+            target.http.post(base.login.clone()),
+            target.login_body.clone(),
+        ),
+        Kind::Refresh => {
+            let body = serde_json::to_vec(&RefreshRequest {
+                refresh_token: phone.refresh_token.take().unwrap_or_default(),
+            });
+            match body {
+                Ok(body) => json(target.http.post(base.refresh.clone()), body),
+                Err(_) => return (kind, Err("encode")),
+            }
+        }
+    };
+    let request = match kind {
+        Kind::Login | Kind::Refresh => request,
+        _ => request.header(AUTHORIZATION, target.auth.clone()),
+    };
+    let outcome = async {
+        let response = request.send().await.map_err(|e| failure(&e))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| failure(&e))?;
+        if (200..300).contains(&status) {
+            match kind {
+                Kind::Sync => {
+                    let answer = (status == 200 && !body.is_empty()).then_some(&body[..]);
+                    phone.receive(plan, sent_message, answer)?;
+                }
+                Kind::Login | Kind::Refresh => {
+                    let tokens: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|_| "token-decode")?;
+                    phone.refresh_token = Some(tokens.refresh_token);
+                }
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+    .await;
+    (kind, outcome)
 }
 
 /// A `replace /vision` with a fresh random value, so every write is a real
@@ -162,6 +257,22 @@ fn failure(e: &reqwest::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_are_drawn_by_their_share() {
+        let mix = [(Kind::Read, 0.5), (Kind::List, 0.3), (Kind::Sync, 0.2)];
+        assert_eq!(draw(&mix, 0.0), Kind::Read);
+        assert_eq!(draw(&mix, 0.49), Kind::Read);
+        assert_eq!(draw(&mix, 0.5), Kind::List);
+        assert_eq!(draw(&mix, 0.79), Kind::List);
+        assert_eq!(draw(&mix, 0.8), Kind::Sync);
+        assert_eq!(draw(&mix, 0.999_999_9), Kind::Sync);
+        let mut rng = StdRng::seed_from_u64(1);
+        let lists = (0..100_000)
+            .filter(|_| draw(&mix, rng.random::<f64>()) == Kind::List)
+            .count();
+        assert!((29_000..31_000).contains(&lists), "{lists}");
+    }
 
     #[test]
     fn writes_replace_the_vision_with_fresh_text() {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Starts a release node for load measurements (see the README, "Measured"):
+#   tests/load/node.sh NAME CPU PORT [DATABASE_URL]
+# makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
+# `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU
+# with one HTTP worker, and prints its pid and URL. Several names on one
+# postgres:// URL are processes sharing one database.
+set -euo pipefail
+name=$1 cpu=$2 port=$3 database=${4:-}
+root=/tmp/wrapsync-load/$name
+bin=${WRAPSYNC_BIN:-$(dirname "$0")/../../target/release/wrapsync}
+if [ ! -f "$root/node.toml" ]; then
+  mkdir -p "$root/data"
+  {
+    echo 'node_id = "county-load"'
+    echo "listen = \"127.0.0.1:$port\""
+    echo "data_dir = \"$root/data\""
+    echo 'jwt_secret = "load-test-secret-0123456789abcdef01234567"'
+    echo 'access_token_ttl_secs = 7200'
+    echo 'workers = 1'
+    # One address sends every login of the run.
+    echo 'rate_limit_login_per_ip = { per_second = 1000, burst = 1000 }'
+    if [ -n "$database" ]; then echo "database_url = \"$database\""; fi
+  } > "$root/node.toml"
+  WRAPSYNC_PASSWORD=loadpassword1 "$bin" user add --config "$root/node.toml" \
+    --username fay --role facilitator >/dev/null 2>&1 || true
+fi
+WRAPSYNC_LOG=warn taskset -c "$cpu" "$bin" node --config "$root/node.toml" \
+  > "$root/out.log" 2> "$root/err.log" &
+echo $! > "$root/pid"
+for _ in $(seq 100); do
+  grep -q listening "$root/out.log" 2>/dev/null && break
+  sleep 0.1
+done
+echo "pid $(cat "$root/pid") url http://127.0.0.1:$port"
