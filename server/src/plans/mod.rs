@@ -6,6 +6,7 @@
 
 mod bulk;
 mod consent;
+mod revisions;
 #[cfg(test)]
 mod sim;
 mod size;
@@ -131,6 +132,7 @@ pub struct Plans {
     /// Other processes may write the database (PostgreSQL): every read
     /// checks the plan's revision first, and sync states are not cached.
     shared: bool,
+    revision_checks: Arc<revisions::RevisionChecks>,
 }
 
 /// How many times a write is computed anew when other processes changed the
@@ -167,6 +169,7 @@ impl Plans {
     ) -> Self {
         Plans {
             node_id,
+            revision_checks: revisions::RevisionChecks::new(pool.clone()),
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_plans).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -304,13 +307,11 @@ impl Plans {
 
     /// `entry`, caught up if the plan's row says another process changed
     /// it since; `None` (and out of the cache) if the plan is gone. One
-    /// primary-key read when nothing changed: what makes a change committed
-    /// through any process visible to the next request through this one.
+    /// primary-key read (shared with concurrent reads: `revisions`) when
+    /// nothing changed: what makes a change committed through any process
+    /// visible to the next request through this one.
     async fn current(&self, entry: Arc<PlanEntry>) -> Result<Option<Arc<PlanEntry>>, ApiError> {
-        let id = entry.id.clone();
-        let now = self
-            .blocking(move |conn| stored::revision(conn, &id))
-            .await?;
+        let now = self.revision_checks.check(entry.id.clone()).await?;
         match now {
             None => {
                 self.cache.lock().pop(&entry.id);
@@ -831,12 +832,12 @@ impl Plans {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(row, role)| PlanSummary {
+            .map(|row| PlanSummary {
                 id: row.id,
                 title: row.title,
                 phase: row.phase,
                 updated_at: row.updated_at,
-                role: role.and_then(|r| r.parse().ok()).unwrap_or(actor.role),
+                role: row.role.and_then(|r| r.parse().ok()).unwrap_or(actor.role),
             })
             .collect())
     }

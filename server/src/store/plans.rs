@@ -243,17 +243,34 @@ pub struct ListQuery<'a> {
     pub limit: i64,
 }
 
+/// A plan as a list shows it, with the user's role on its team (`None`
+/// for a supervisor's view of a plan they are not on).
+#[derive(Debug, Queryable)]
+pub struct ListedPlan {
+    pub id: String,
+    pub title: String,
+    pub phase: String,
+    pub updated_at: i64,
+    pub role: Option<String>,
+}
+
 pub fn list_plans(
     conn: &mut DbConnection,
     q: &ListQuery<'_>,
-) -> Result<Vec<(PlanRow, Option<String>)>, StoreError> {
+) -> Result<Vec<ListedPlan>, StoreError> {
     let mut query = plans::table
         .left_join(
             plan_members::table.on(plan_members::plan_id
                 .eq(plans::id)
                 .and(plan_members::username.nullable().eq(q.username))),
         )
-        .select((PlanRow::as_select(), plan_members::role.nullable()))
+        .select((
+            plans::id,
+            plans::title,
+            plans::phase,
+            plans::updated_at,
+            plan_members::role.nullable(),
+        ))
         .order((plans::updated_at.asc(), plans::id.asc()))
         .limit(q.limit)
         .into_boxed();

@@ -280,7 +280,7 @@ fn plan_lists_show_members_their_plans_and_supervisors_all() {
             )
             .unwrap_or_else(|e| panic!("{e}"))
             .into_iter()
-            .map(|(row, role)| (row.id, role))
+            .map(|row| (row.id, row.role))
             .collect::<Vec<_>>()
         };
         assert_eq!(
