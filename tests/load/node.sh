@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts a release node for load measurements (see the README, "Measured"):
-#   tests/load/node.sh NAME CPU PORT [DATABASE_URL]
+#   [WORKERS=n] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
 # makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
 # `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU
-# with one HTTP worker, and prints its pid and URL. Several names on one
+# (a list such as 0,1 for both cores) with WORKERS HTTP workers (default
+# one), and prints its pid and URL. Several names on one
 # postgres:// URL are processes sharing one database.
 set -euo pipefail
 name=$1 cpu=$2 port=$3 database=${4:-}
@@ -17,7 +18,7 @@ if [ ! -f "$root/node.toml" ]; then
     echo "data_dir = \"$root/data\""
     echo 'jwt_secret = "load-test-secret-0123456789abcdef01234567"'
     echo 'access_token_ttl_secs = 7200'
-    echo 'workers = 1'
+    echo "workers = ${WORKERS:-1}"
     # One address sends every login of the run.
     echo 'rate_limit_login_per_ip = { per_second = 1000, burst = 1000 }'
     if [ -n "$database" ]; then echo "database_url = \"$database\""; fi
