@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a release node for load measurements (see the README, "Measured"):
-#   [WORKERS=n] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
+#   [WORKERS=n] [CPU_QUOTA=cores] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
 # makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
 # `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU
 # (a list such as 0,1 for both cores) with WORKERS HTTP workers (default
@@ -26,8 +26,27 @@ if [ ! -f "$root/node.toml" ]; then
   WRAPSYNC_PASSWORD=loadpassword1 "$bin" user add --config "$root/node.toml" \
     --username fay --role facilitator >/dev/null 2>&1 || true
 fi
-WRAPSYNC_LOG=warn taskset -c "$cpu" "$bin" node --config "$root/node.toml" \
-  > "$root/out.log" 2> "$root/err.log" &
+# CPU_QUOTA=0.5: the node gets at most half a core's time (a cgroup, in
+# 10 ms periods so throttling stalls stay short), so the node, not the
+# machine, is what runs out: how scale-out is measured on a machine with
+# fewer cores than processes.
+cgroup=""
+if [ -n "${CPU_QUOTA:-}" ]; then
+  quota=$(awk -v q="$CPU_QUOTA" 'BEGIN { printf "%d", q * 10000 }')
+  if [ -d /sys/fs/cgroup/cpu ]; then
+    cgroup=/sys/fs/cgroup/cpu/wrapsync-load-$name
+    mkdir -p "$cgroup"
+    echo 10000 > "$cgroup/cpu.cfs_period_us"
+    echo "$quota" > "$cgroup/cpu.cfs_quota_us"
+  else
+    cgroup=/sys/fs/cgroup/wrapsync-load-$name
+    mkdir -p "$cgroup"
+    echo "$quota 10000" > "$cgroup/cpu.max"
+  fi
+fi
+WRAPSYNC_LOG=warn CGROUP=$cgroup taskset -c "$cpu" sh -c \
+  '[ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"; exec "$@"' node \
+  "$bin" node --config "$root/node.toml" > "$root/out.log" 2> "$root/err.log" &
 echo $! > "$root/pid"
 for _ in $(seq 100); do
   grep -q listening "$root/out.log" 2>/dev/null && break
