@@ -58,12 +58,9 @@ impl App {
             config.access_token_ttl_secs,
         );
         let federation = Federation::open(&config, stored_peers, rotations)?;
-        let scrape_token = config
-            .metrics_token_file
-            .as_deref()
-            .map(crate::metrics::ScrapeToken::read)
-            .transpose()
-            .map_err(StoreError::Connection)?;
+        let scrape_token =
+            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())
+                .map_err(StoreError::Connection)?;
         let plans = Plans::new(
             config.node_id.clone(),
             pool.clone(),

@@ -1,10 +1,6 @@
 //! The `wrapsync` binary: one program for every server role.
 
 use clap::{Parser, Subcommand};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +13,9 @@ use wrapsync_server::observe::{init_logging, LogFormat};
 use wrapsync_server::users::add_user;
 use wrapsync_shared::indicators::Period;
 use wrapsync_shared::roles::Role;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

@@ -45,6 +45,11 @@ impl ScrapeToken {
         Ok(ScrapeToken(Self::digest(token)))
     }
 
+    /// The token of `metrics_token_file`, if the config sets one.
+    pub fn configured(file: Option<&Path>) -> Result<Option<ScrapeToken>, String> {
+        file.map(Self::read).transpose()
+    }
+
     fn digest(token: &str) -> [u8; 32] {
         use sha2::Digest;
         sha2::Sha256::digest(token.as_bytes()).into()

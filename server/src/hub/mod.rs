@@ -76,12 +76,9 @@ impl Hub {
                 .map(|n| (n.id.as_str(), n.public_key.as_str())),
         )
         .map_err(StoreError::Connection)?;
-        let scrape_token = config
-            .metrics_token_file
-            .as_deref()
-            .map(crate::metrics::ScrapeToken::read)
-            .transpose()
-            .map_err(StoreError::Connection)?;
+        let scrape_token =
+            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())
+                .map_err(StoreError::Connection)?;
         Ok(Hub {
             scrape_token,
             verifier: Verifier::new(config.hub_id.clone(), db::now_ms() / 1000),
