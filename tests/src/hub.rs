@@ -229,6 +229,16 @@ impl TestHub {
         self.restart();
     }
 
+    /// Sets `key` in the config file and restarts the hub on the same data.
+    #[track_caller]
+    pub fn configure(&mut self, key: &str, value: toml::Value) {
+        let text = fs::read_to_string(&self.config_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        config.insert(key.to_string(), value);
+        fs::write(&self.config_path, config.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        self.restart();
+    }
+
     /// SIGKILL, then start again on the same data.
     #[track_caller]
     pub fn restart(&mut self) {

@@ -417,3 +417,30 @@ fn the_hub_serves_its_openapi_document() {
     hub.get("/hub/v1/no-such-route")
         .assert_problem(404, "not-found");
 }
+
+/// With `metrics_token_file` set, the hub's `/metrics` answers only the
+/// scraper carrying the token (`401 unauthorized` without it or with a
+/// wrong one); liveness and readiness stay open.
+#[test]
+fn the_hubs_metrics_with_a_token_file_need_its_token() {
+    let mut hub = TestHub::spawn(Backend::Sqlite, &[]);
+    hub.get("/metrics").assert_status(200);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics.token");
+    let token = "hub-scrape-5e0b9c1d7a3f2468";
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    hub.configure(
+        "metrics_token_file",
+        token_file.to_string_lossy().as_ref().into(),
+    );
+    hub.get("/metrics").assert_problem(401, "unauthorized");
+    let wrong = hub
+        .request(Method::GET, "/metrics")
+        .bearer_auth("hub-scrape-wrong-000000");
+    hub.send(wrong).assert_problem(401, "unauthorized");
+    let right = hub.send(hub.request(Method::GET, "/metrics").bearer_auth(token));
+    right.assert_status(200);
+    assert!(right.text().contains("# EOF"), "{}", right.text());
+    hub.get("/healthz").assert_status(200);
+    hub.get("/readyz").assert_status(200);
+}
