@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a release node for load measurements (see the README, "Measured"):
-#   [WORKERS=n] [CPU_QUOTA=cores] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
+#   [WORKERS=n] [CPU_QUOTA=cores] [LOG=level] [DEFAULT_LIMITS=1] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
 # makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
 # `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU
 # (a list such as 0,1 for both cores) with WORKERS HTTP workers (default
@@ -19,8 +19,11 @@ if [ ! -f "$root/node.toml" ]; then
     echo 'jwt_secret = "load-test-secret-0123456789abcdef01234567"'
     echo 'access_token_ttl_secs = 7200'
     echo "workers = ${WORKERS:-1}"
-    # One address sends every login of the run.
-    echo 'rate_limit_login_per_ip = { per_second = 1000, burst = 1000 }'
+    # One address sends every login of the run (DEFAULT_LIMITS=1: the
+    # node's own defaults, as the abuse soak wants).
+    if [ -z "${DEFAULT_LIMITS:-}" ]; then
+      echo 'rate_limit_login_per_ip = { per_second = 1000, burst = 1000 }'
+    fi
     if [ -n "$database" ]; then echo "database_url = \"$database\""; fi
   } > "$root/node.toml"
   WRAPSYNC_PASSWORD=loadpassword1 "$bin" user add --config "$root/node.toml" \
@@ -44,7 +47,7 @@ if [ -n "${CPU_QUOTA:-}" ]; then
     echo "$quota 10000" > "$cgroup/cpu.max"
   fi
 fi
-WRAPSYNC_LOG=warn CGROUP=$cgroup taskset -c "$cpu" sh -c \
+WRAPSYNC_LOG=${LOG:-warn} CGROUP=$cgroup taskset -c "$cpu" sh -c \
   '[ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"; exec "$@"' node \
   "$bin" node --config "$root/node.toml" > "$root/out.log" 2> "$root/err.log" &
 echo $! > "$root/pid"
