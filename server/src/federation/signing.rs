@@ -200,6 +200,23 @@ impl Verifier {
         body: &[u8],
         now: i64,
     ) -> Result<SignedBy, SignedRequestError> {
+        self.verify_headers(authorization, peers, method, path_and_query, now)?
+            .verify_body(self, body, now)
+    }
+
+    /// Every check that needs no body: the sender is a peer whose key
+    /// signed the token, for this node, now, for this method and path, not
+    /// seen before. What passes is a peer's request, whose body may be
+    /// read; the body's digest is then checked with
+    /// [`SignedHeaders::verify_body`].
+    pub fn verify_headers(
+        &self,
+        authorization: Option<&str>,
+        peers: &Peers,
+        method: &str,
+        path_and_query: &str,
+        now: i64,
+    ) -> Result<SignedHeaders, SignedRequestError> {
         let token = authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
@@ -227,10 +244,45 @@ impl Verifier {
         if claims.htu != path_and_query {
             return Err(SignedRequestError::Mismatch("path"));
         }
+        // Only looked at here: the id is spent once the body checks out.
+        if self
+            .seen
+            .lock()
+            .contains_key(&(claims.iss.clone(), claims.jti.clone()))
+        {
+            return Err(SignedRequestError::Replayed);
+        }
+        Ok(SignedHeaders { claims, rotation })
+    }
+}
+
+/// A request whose signature, sender, audience, times, method and path
+/// checked out; its body is still to be read and matched.
+#[derive(Debug)]
+pub struct SignedHeaders {
+    claims: RequestClaims,
+    rotation: Option<Rotation>,
+}
+
+impl SignedHeaders {
+    /// The peer that signed it (its key verified).
+    pub fn peer(&self) -> &str {
+        &self.claims.iss
+    }
+
+    /// The request, if `body` is what was signed and its one-time id is
+    /// still unused (spending it).
+    pub fn verify_body(
+        self,
+        verifier: &Verifier,
+        body: &[u8],
+        now: i64,
+    ) -> Result<SignedBy, SignedRequestError> {
+        let SignedHeaders { claims, rotation } = self;
         if claims.bdy != body_digest(body) {
             return Err(SignedRequestError::Mismatch("body"));
         }
-        let mut seen = self.seen.lock();
+        let mut seen = verifier.seen.lock();
         if seen.len() > 10_000 {
             seen.retain(|_, exp| *exp + CLOCK_SKEW_SECS >= now);
         }
