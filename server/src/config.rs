@@ -568,6 +568,19 @@ mod tests {
         assert_eq!(config.max_body_bytes, 4096);
         assert_eq!(config.database_url(), "/tmp/x/node.db");
 
+        // The pool and a peer's byte budget must hold the largest body.
+        for small in [
+            "max_buffered_body_bytes = 1000000\n",
+            "rate_limit_peer_bytes = { per_second = 1.0, burst = 1000000.0 }\n",
+            "body_min_bytes_per_sec = 0\n",
+        ] {
+            let file = write(&format!("node_id = \"a\"\ndata_dir = \"/tmp/x\"\n{small}"));
+            assert!(
+                Config::load(Some(file.path()), std::iter::empty()).is_err(),
+                "{small}"
+            );
+        }
+
         let file = write("node_id = \"a\"\ndata_dir = \"/tmp/x\"\nmax_bodybytes = 1\n");
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());
         let file = write("node_id = \"bad id!\"\ndata_dir = \"/tmp/x\"\n");

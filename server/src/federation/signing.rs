@@ -585,6 +585,37 @@ mod tests {
     }
 
     #[test]
+    fn the_headers_are_checked_without_the_body_and_the_body_after() {
+        let (b, peer_b) = node("county-b");
+        let peers = Peers::new(&[peer_b]).unwrap_or_else(|e| panic!("{e}"));
+        let a = Verifier::new("county-a".into(), NOW - 100);
+        let path = "/federation/v1/sync";
+        let auth = b
+            .sign("county-a", "POST", path, b"body", BTreeMap::new(), NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let headers = |auth: &str| a.verify_headers(Some(auth), &peers, "POST", path, NOW);
+        let checked = headers(&auth).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(checked.peer(), "county-b");
+        // A body other than the one signed does not spend the id...
+        assert_eq!(
+            checked.verify_body(&a, b"other", NOW),
+            Err(SignedRequestError::Mismatch("body"))
+        );
+        let checked = headers(&auth).unwrap_or_else(|e| panic!("{e}"));
+        assert!(checked.verify_body(&a, b"body", NOW).is_ok());
+        // ...the signed one does, and a replay is refused from its headers.
+        assert_eq!(
+            headers(&auth).map(|h| h.peer().to_string()),
+            Err(SignedRequestError::Replayed)
+        );
+        assert_eq!(
+            a.verify_headers(None, &peers, "POST", path, NOW)
+                .map(|h| h.peer().to_string()),
+            Err(SignedRequestError::Unsigned)
+        );
+    }
+
+    #[test]
     fn peer_ids_urls_and_keys_are_checked_when_loaded() {
         let (_, mut peer) = node("county-b");
         peer.public_key = "not-a-key".into();

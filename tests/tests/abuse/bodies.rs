@@ -192,7 +192,8 @@ fn strangers_are_refused_before_their_body(backend: Backend) {
 }
 
 /// A known peer over its byte budget is refused (`429`) before its body:
-/// the budget is taken on the declared length.
+/// the budget is taken on the declared length, or counted as a body of no
+/// declared length streams.
 fn a_peer_over_its_byte_budget_is_refused_before_its_body(backend: Backend) {
     let mut extra = toml::Table::new();
     extra.insert("max_sync_bytes".into(), 1_000_000.into());
@@ -228,7 +229,29 @@ fn a_peer_over_its_byte_budget_is_refused_before_its_body(backend: Backend) {
         "{}",
         refused.text
     );
-    // Another peer's budget is its own: the stranger is still a stranger.
+
+    // A body of no declared length is counted as it streams: signed
+    // whole, sent in pieces, refused once it passes what is left.
+    let body = vec![0xffu8; 7 * 131_072];
+    let mut stream = connect(node.url(), 30);
+    let mut headers = signed_headers(&node, &peer, BATCH, &body);
+    headers.push(("Transfer-Encoding", "chunked".to_string()));
+    let mut head = format!("POST {BATCH} HTTP/1.1\r\nHost: wrapsync\r\n");
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("headers sent");
+    for piece in body.chunks(131_072) {
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    assert_problem(answer(&mut stream), 429, "rate-limited");
     node.get_anon("/healthz").assert_status(200);
 }
 
