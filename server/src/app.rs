@@ -24,7 +24,7 @@ pub struct App {
     pub plans: Plans,
     pub federation: Federation,
     pub metrics: crate::metrics::Metrics,
-    /// Per-user, per-peer and per-address request budgets.
+    /// Per-user, per-peer and per-address request budgets; body bytes.
     pub limits: crate::limits::RateLimits,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
@@ -76,6 +76,8 @@ impl App {
             per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
             login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
+            peer_bytes: crate::limits::Buckets::new(config.rate_limit_peer_bytes),
+            buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
         };
         Ok((
             App {

@@ -81,6 +81,25 @@ pub struct Config {
     /// connections. Default 30.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// The slowest a body may arrive on average: a body must be whole
+    /// within `request_timeout_secs` plus its length (declared, else the
+    /// limit) at this rate, else `408` and the connection is closed, so a
+    /// trickle cannot hold a request's memory for ever. Default 64 KiB/s
+    /// (a slow phone link; a 32 MiB body gets 9 minutes).
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_bytes_per_sec: u64,
+    /// Body bytes all requests being read may hold together; over it,
+    /// `503 busy`. What bounds the memory held bodies can pin. Default
+    /// 256 MiB; at least `max_sync_bytes`.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_body_bytes: usize,
+    /// Body bytes per peer node (`{ per_second, burst }`), taken on the
+    /// declared length once the signature's headers check out and before
+    /// the body is read (pieces of a body of no declared length are taken
+    /// as they come); over it, `429` with `Retry-After`. Default 16 MiB/s,
+    /// burst 64 MiB; the burst must be at least `max_sync_bytes`.
+    #[serde(default = "default_peer_bytes_rate")]
+    pub rate_limit_peer_bytes: RateLimit,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -212,6 +231,18 @@ fn default_login_rate() -> RateLimit {
 fn default_request_timeout() -> u64 {
     30
 }
+fn default_body_min_rate() -> u64 {
+    64 * 1024
+}
+fn default_max_buffered() -> usize {
+    256 << 20
+}
+fn default_peer_bytes_rate() -> RateLimit {
+    RateLimit {
+        per_second: f64::from(16u32 << 20),
+        burst: f64::from(64u32 << 20),
+    }
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -231,6 +262,8 @@ const KEYS: &[&str] = &[
     "max_document_bytes",
     "max_document_ops",
     "request_timeout_secs",
+    "body_min_bytes_per_sec",
+    "max_buffered_body_bytes",
     "cache_plans",
     "workers",
     "log_format",
@@ -338,6 +371,7 @@ impl Config {
             ("rate_limit_per_user", self.rate_limit_per_user),
             ("rate_limit_per_peer", self.rate_limit_per_peer),
             ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
+            ("rate_limit_peer_bytes", self.rate_limit_peer_bytes),
         ] {
             if Buckets::new(limit).is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -345,9 +379,20 @@ impl Config {
                 )));
             }
         }
-        if self.request_timeout_secs == 0 {
+        if self.request_timeout_secs == 0 || self.body_min_bytes_per_sec == 0 {
             return Err(ConfigError::Invalid(
-                "request_timeout_secs must be positive".into(),
+                "request_timeout_secs and body_min_bytes_per_sec must be positive".into(),
+            ));
+        }
+        // A body the size limits allow must be able to get through.
+        let largest = self.max_sync_bytes.max(self.max_body_bytes);
+        if self.max_buffered_body_bytes < largest
+            || self.rate_limit_peer_bytes.burst < largest as f64
+        {
+            return Err(ConfigError::Invalid(
+                "max_buffered_body_bytes and rate_limit_peer_bytes.burst must be at least \
+                 max_sync_bytes"
+                    .into(),
             ));
         }
         crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
@@ -522,6 +567,19 @@ mod tests {
         let config = config.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.max_body_bytes, 4096);
         assert_eq!(config.database_url(), "/tmp/x/node.db");
+
+        // The pool and a peer's byte budget must hold the largest body.
+        for small in [
+            "max_buffered_body_bytes = 1000000\n",
+            "rate_limit_peer_bytes = { per_second = 1.0, burst = 1000000.0 }\n",
+            "body_min_bytes_per_sec = 0\n",
+        ] {
+            let file = write(&format!("node_id = \"a\"\ndata_dir = \"/tmp/x\"\n{small}"));
+            assert!(
+                Config::load(Some(file.path()), std::iter::empty()).is_err(),
+                "{small}"
+            );
+        }
 
         let file = write("node_id = \"a\"\ndata_dir = \"/tmp/x\"\nmax_bodybytes = 1\n");
         assert!(Config::load(Some(file.path()), std::iter::empty()).is_err());

@@ -69,9 +69,14 @@ pub enum ApiError {
     /// The database did not answer a trivial query in time (`/readyz`).
     #[error("the database is not answering")]
     NotReady,
-    /// The client's body stopped arriving for `request_timeout_secs`.
-    #[error("the request body stopped arriving for {0} s")]
-    RequestTimeout(u64),
+    /// The client's body stopped arriving for `request_timeout_secs`, or
+    /// took longer than its size allows (`body_min_bytes_per_sec`).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The bodies being read already hold `max_buffered_body_bytes`: not
+    /// the caller's fault, and over in a moment; `Retry-After: 1`.
+    #[error("the server is reading too many request bodies; retry")]
+    Busy,
     /// Over a rate limit; `Retry-After` says how many seconds to wait.
     #[error("too many requests: retry in {0} s")]
     RateLimited(u64),
@@ -110,6 +115,7 @@ impl ApiError {
             ApiError::NotReady => "not-ready",
             ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Busy => "busy",
             ApiError::Contended => "contended",
             ApiError::Internal(_) => "internal",
         }
@@ -147,6 +153,7 @@ impl ApiError {
             ApiError::NotReady => "Not ready",
             ApiError::RequestTimeout(_) => "Request timeout",
             ApiError::RateLimited(_) => "Too many requests",
+            ApiError::Busy => "Busy",
             ApiError::Contended => "Contended",
             ApiError::Internal(_) => "Internal error",
         }
@@ -165,7 +172,9 @@ impl ApiError {
                 error: PlanError::Forbidden(_),
                 ..
             } => "denied",
-            ApiError::Internal(_) | ApiError::NotReady | ApiError::Contended => "error",
+            ApiError::Internal(_) | ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
+                "error"
+            }
             _ => "refused",
         }
     }
@@ -217,7 +226,9 @@ impl ResponseError for ApiError {
             ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::NotReady | ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -233,7 +244,7 @@ impl ResponseError for ApiError {
         if let ApiError::RateLimited(secs) = self {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if let ApiError::Contended = self {
+        if let ApiError::Contended | ApiError::Busy = self {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
         response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())

@@ -57,6 +57,13 @@ impl Buckets {
     /// Takes a token for `key` at `now`, or says how long until one is
     /// there.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.take_n(key, 1.0, now)
+    }
+
+    /// Takes `n` tokens for `key` at `now` (bytes, for a byte budget), or
+    /// says how long until there are that many; more than the burst is
+    /// never there (the caller's size limit keeps below it).
+    pub fn take_n(&self, key: &str, n: f64, now: Instant) -> Result<(), Duration> {
         let RateLimit { per_second, burst } = self.limit;
         let mut buckets = self.buckets.lock();
         if buckets.len() >= SWEEP_AT {
@@ -81,20 +88,87 @@ impl Buckets {
         let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
         bucket.tokens = (bucket.tokens + refilled).min(burst);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= n {
+            bucket.tokens -= n;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+            Err(Duration::from_secs_f64(
+                ((n.min(burst) - bucket.tokens) / per_second).max(0.0),
+            ))
         }
     }
 }
 
-/// The node's three limits.
+/// The node's limits on callers.
 pub struct RateLimits {
     pub per_user: Option<Buckets>,
     pub per_peer: Option<Buckets>,
     pub login_per_ip: Option<Buckets>,
+    /// Body bytes per peer node, taken before a body is read.
+    pub peer_bytes: Option<Buckets>,
+    /// Body bytes being read, all requests together.
+    pub buffered: std::sync::Arc<BufferedBytes>,
+}
+
+/// The body bytes every request being read may hold together: what bounds
+/// the memory that slow or stalled uploads can pin, however many there
+/// are. A body takes its declared length (or each piece, when it has
+/// none) before reading it, and gives it back when it is dropped.
+pub struct BufferedBytes {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl BufferedBytes {
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(BufferedBytes {
+            limit,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Holds `n` more bytes for `held`, unless that would pass the limit.
+    pub fn reserve(self: &std::sync::Arc<Self>, held: &mut Held, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.limit)
+            })
+            .is_ok();
+        if taken {
+            held.bytes += n;
+            held.pool.get_or_insert_with(|| self.clone());
+        }
+        taken
+    }
+}
+
+/// Bytes a body holds of [`BufferedBytes`]; given back on drop.
+#[derive(Default)]
+pub struct Held {
+    pool: Option<std::sync::Arc<BufferedBytes>>,
+    bytes: usize,
+}
+
+impl Held {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.used
+                .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 /// Takes a token from `buckets` (none: no limit) for `key`: over the limit
@@ -140,6 +214,37 @@ mod tests {
         assert!(buckets
             .take("ana", t0 + Duration::from_millis(500))
             .is_err());
+    }
+
+    #[test]
+    fn a_byte_budget_takes_many_tokens_at_once() {
+        let bytes = Buckets::new(RateLimit {
+            per_second: 1000.0,
+            burst: 4000.0,
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        bytes.take_n("b", 3000.0, t0).unwrap();
+        assert_eq!(bytes.take_n("b", 3000.0, t0), Err(Duration::from_secs(2)));
+        bytes
+            .take_n("b", 3000.0, t0 + Duration::from_secs(2))
+            .unwrap();
+    }
+
+    #[test]
+    fn buffered_bytes_are_given_back_when_dropped() {
+        let pool = BufferedBytes::new(100);
+        let mut a = Held::default();
+        assert!(pool.reserve(&mut a, 60));
+        let mut b = Held::default();
+        assert!(!pool.reserve(&mut b, 60));
+        assert!(pool.reserve(&mut b, 40));
+        assert!(!pool.reserve(&mut b, 1));
+        drop(a);
+        assert_eq!(pool.used(), 40);
+        assert!(pool.reserve(&mut b, 60));
+        drop(b);
+        assert_eq!(pool.used(), 0);
     }
 
     #[test]

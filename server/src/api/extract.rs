@@ -4,6 +4,7 @@
 use crate::api::refusals::Caller;
 use crate::app::App;
 use crate::error::ApiError;
+use crate::limits::{BufferedBytes, Held};
 use crate::plans::{Actor, RefusalMark, RequestMeta};
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -12,6 +13,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The request id given to (or made for) every request.
 #[derive(Debug, Clone)]
@@ -171,26 +174,6 @@ impl FromRequest for SyncBody {
     }
 }
 
-/// Raw bytes (`application/octet-stream`, or `application/cbor` for a
-/// handover; up to `max_sync_bytes`), kept as sent: a signed node
-/// request's signature covers them exactly.
-pub struct RawBody(pub Vec<u8>);
-
-impl FromRequest for RawBody {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(
-            req,
-            payload,
-            &["application/octet-stream", "application/cbor"],
-            |c, _| c.max_sync_bytes,
-        );
-        Box::pin(async move { Ok(RawBody(body.await?.1.to_vec())) })
-    }
-}
-
 /// `POST /v1/sync`'s body, in CBOR or JSON; `cbor` says which to answer in.
 pub struct SyncBatchBody {
     pub batch: wrapsync_shared::api::SyncBatch,
@@ -222,59 +205,127 @@ impl FromRequest for SyncBatchBody {
 }
 
 /// Reads a request body of one of `types`, refusing compressed and
-/// oversized bodies before reading more than the limit. Answers the
-/// (lowercased) content type and the bytes.
+/// oversized bodies before reading more than the limit, under the node's
+/// [`BodyRules`]. Answers the (lowercased) content type and the bytes.
 fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
     types: &'static [&'static str],
     limit: fn(&crate::config::Config, &str) -> usize,
 ) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
-    let limit = check_headers(req, types).map(|content_type| {
-        let limit = req
+    let checked = check_headers(req, types).and_then(|content_type| {
+        let app = req
             .app_data::<web::Data<App>>()
-            .map(|app| limit(&app.config, &content_type))
-            .unwrap_or(1024 * 1024);
-        (content_type, limit)
+            .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+        let rules = BodyRules::node(app, limit(&app.config, &content_type));
+        Ok((content_type, rules))
     });
-    read_limited(req, payload, limit)
+    let declared = declared_length(req);
+    let payload = payload.take();
+    async move {
+        let (content_type, rules) = checked?;
+        let body = read_stream(payload, declared, &rules, |_| Ok(())).await?;
+        Ok((content_type, body))
+    }
 }
 
-/// Reads a body whose content type `checked` already found acceptable
-/// (with the limit for it): refuses an oversized body before reading more
-/// than the limit. For the hub, whose limits are its own.
-pub fn read_limited(
-    req: &HttpRequest,
-    payload: &mut Payload,
-    checked: Result<(String, usize), ApiError>,
-) -> impl Future<Output = Result<(String, web::BytesMut), ApiError>> {
-    let checked = checked
-        .and_then(|(content_type, limit)| check_length(req, limit).map(|()| (content_type, limit)));
-    let mut payload = payload.take();
-    // actix times out only the headers (`client_request_timeout`): a body
-    // that stops arriving would hold a connection for ever. Each piece of
-    // it must come within the node's `request_timeout_secs` (30 s for the
-    // hub) of the last: an idle limit, not a total, so a whole plan sent
-    // over a slow phone link still gets through.
-    let timeout = req
-        .app_data::<web::Data<App>>()
-        .map_or(30, |app| app.config.request_timeout_secs);
-    async move {
-        let (content_type, limit) = checked?;
-        let mut body = web::BytesMut::new();
-        let idle = std::time::Duration::from_secs(timeout);
-        while let Some(chunk) = tokio::time::timeout(idle, payload.next())
-            .await
-            .map_err(|_| ApiError::RequestTimeout(timeout))?
-        {
-            let chunk =
-                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
+/// How a body may be read: its size limit, how long it may pause and take
+/// in all, and the pool of bytes every body being read draws from.
+pub struct BodyRules {
+    pub limit: usize,
+    /// The longest pause between two pieces.
+    pub idle: Duration,
+    /// The slowest average pace (bytes per second) past `idle`.
+    pub min_rate: u64,
+    pub buffered: Arc<BufferedBytes>,
+}
+
+impl BodyRules {
+    /// The node's rules for a body of at most `limit` bytes.
+    pub fn node(app: &App, limit: usize) -> Self {
+        BodyRules {
+            limit,
+            idle: Duration::from_secs(app.config.request_timeout_secs),
+            min_rate: app.config.body_min_bytes_per_sec,
+            buffered: app.limits.buffered.clone(),
         }
-        Ok((content_type, body))
+    }
+}
+
+/// The `Content-Length` the client declared (none: chunked, or no body).
+pub fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
+
+/// `413` for a declared length over `limit`, before a byte is read.
+pub fn check_length(declared: Option<usize>, limit: usize) -> Result<(), ApiError> {
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(())
+}
+
+/// Reads `payload` under `rules`. A declared length over the limit is
+/// refused before anything is read. The body holds its bytes of the shared
+/// pool while it is read (its declared length up front, else each piece as
+/// it comes): a full pool is `503 busy`. actix times out only the headers
+/// (`client_request_timeout`), so each piece must come within `idle` of the
+/// last, and the whole within `idle` plus its length (declared, else the
+/// limit) at `min_rate`: else `408`, the body is dropped, and actix closes
+/// a connection whose body is unread. `take` is told the size of each
+/// piece of a body of no declared length (a byte budget counted as it
+/// streams; a declared one is the caller's to take first).
+pub async fn read_stream(
+    mut payload: Payload,
+    declared: Option<usize>,
+    rules: &BodyRules,
+    mut take: impl FnMut(usize) -> Result<(), ApiError>,
+) -> Result<web::BytesMut, ApiError> {
+    check_length(declared, rules.limit)?;
+    let mut held = Held::default();
+    let expected = declared.unwrap_or(rules.limit);
+    if declared.is_some() && !rules.buffered.reserve(&mut held, expected) {
+        return Err(ApiError::Busy);
+    }
+    let allowed = rules.idle + Duration::from_secs_f64(expected as f64 / rules.min_rate as f64);
+    let deadline = tokio::time::Instant::now() + allowed;
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    loop {
+        let wait = (tokio::time::Instant::now() + rules.idle).min(deadline);
+        let chunk = match tokio::time::timeout_at(wait, payload.next()).await {
+            Ok(Some(chunk)) => {
+                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?
+            }
+            Ok(None) => return Ok(body),
+            Err(_) if wait == deadline => {
+                return Err(ApiError::RequestTimeout(format!(
+                    "the request body did not arrive within {} s (its length at {} bytes/s, \
+                     after {} s)",
+                    allowed.as_secs(),
+                    rules.min_rate,
+                    rules.idle.as_secs()
+                )))
+            }
+            Err(_) => {
+                return Err(ApiError::RequestTimeout(format!(
+                    "the request body stopped arriving for {} s",
+                    rules.idle.as_secs()
+                )))
+            }
+        };
+        if body.len() + chunk.len() > rules.limit {
+            return Err(ApiError::PayloadTooLarge(rules.limit));
+        }
+        if declared.is_none() {
+            take(chunk.len())?;
+            if !rules.buffered.reserve(&mut held, chunk.len()) {
+                return Err(ApiError::Busy);
+            }
+        }
+        body.extend_from_slice(&chunk);
     }
 }
 
@@ -305,18 +356,6 @@ pub fn check_headers(req: &HttpRequest, types: &[&str]) -> Result<String, ApiErr
         )));
     }
     Ok(essence)
-}
-
-fn check_length(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    Ok(())
 }
 
 /// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape

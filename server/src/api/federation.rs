@@ -1,22 +1,29 @@
 //! `/federation/v1`: what other nodes call. The identity is public; every
 //! other route is signed by a peer (see `federation::signing`).
 
-use super::extract::{request_meta, RawBody};
+use super::extract::{
+    check_headers, check_length, declared_length, read_stream, request_meta, BodyRules,
+};
 use super::refusals::Caller;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::signing::Rotation;
 use crate::federation::{transfer, SignedBy, SignedRequestError};
+use crate::limits::retry_after_secs;
 use crate::openapi::problems::INTERNAL;
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
 use crate::store::consent;
 use crate::store::plans as stored_plans;
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
 use wrapsync_shared::api::{
     Handover, HandoverReceipt, NodeIdentity, PeerSyncBatch, SyncBatchReply, SyncBatchResult,
     MAX_SYNC_BATCH,
@@ -72,12 +79,11 @@ pub async fn plan_sync(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-    body: Result<RawBody, ApiError>,
+    request: PeerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = request_meta(&req);
-    let body = body?;
-    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
-    let message = (!body.0.is_empty()).then_some(body.0.as_slice());
+    let PeerRequest { signed, body, meta } = request;
+    let SignedBy { peer, authors, .. } = signed;
+    let message = (!body.is_empty()).then_some(body.as_slice());
     let certificates = req
         .headers()
         .get(transfer::CERTIFICATES_HEADER)
@@ -120,13 +126,11 @@ pub async fn plan_sync(
 )]
 pub async fn sync_batch(
     app: web::Data<App>,
-    req: HttpRequest,
-    body: Result<RawBody, ApiError>,
+    request: PeerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = request_meta(&req);
-    let body = body?;
-    let SignedBy { peer, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
-    let batch: PeerSyncBatch = ciborium::from_reader(&body.0[..])
+    let PeerRequest { signed, body, meta } = request;
+    let SignedBy { peer, .. } = signed;
+    let batch: PeerSyncBatch = ciborium::from_reader(&body[..])
         .map_err(|e| ApiError::InvalidRequest(format!("not a peer sync batch: {e}")))?;
     if batch.plans.len() > MAX_SYNC_BATCH {
         return Err(ApiError::InvalidRequest(format!(
@@ -305,13 +309,11 @@ async fn peer_round(
 )]
 pub async fn plan_transfer(
     app: web::Data<App>,
-    req: HttpRequest,
     id: web::Path<String>,
-    body: Result<RawBody, ApiError>,
+    request: PeerRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let meta = request_meta(&req);
-    let body = body?;
-    let SignedBy { peer, authors, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
+    let PeerRequest { signed, body, meta } = request;
+    let SignedBy { peer, authors, .. } = signed;
     let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
             &peer,
@@ -323,7 +325,7 @@ pub async fn plan_transfer(
         ));
         e
     };
-    let handover: Handover = ciborium::from_reader(&body.0[..])
+    let handover: Handover = ciborium::from_reader(&body[..])
         .map_err(|e| audited(ApiError::InvalidRequest(format!("not a handover: {e}"))))?;
     let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
         .await
@@ -369,13 +371,35 @@ fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMet
     }
 }
 
-/// The peer that signed this request, or `401` (audited).
-async fn verified_peer(
-    app: &App,
-    req: &HttpRequest,
-    body: &[u8],
-    meta: &RequestMeta,
-) -> Result<SignedBy, ApiError> {
+/// A peer's signed request, authenticated before its body is read: the
+/// signature covers the body, but everything else it binds is in the
+/// headers, so an unsigned, unknown, forged, stale or replayed request is
+/// refused (`401`) without waiting for a byte of its body, and a peer over
+/// its request rate or byte budget (`rate_limit_peer_bytes`, on the
+/// declared length) is refused (`429`) before its body is read. Then the
+/// body is read under the node's [`BodyRules`] and must be what was signed.
+pub struct PeerRequest {
+    pub signed: SignedBy,
+    pub body: Vec<u8>,
+    pub meta: RequestMeta,
+}
+
+impl FromRequest for PeerRequest {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move { peer_request(&req, payload).await })
+    }
+}
+
+async fn peer_request(req: &HttpRequest, payload: Payload) -> Result<PeerRequest, ApiError> {
+    let app = req
+        .app_data::<web::Data<App>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+    let meta = request_meta(req);
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -385,55 +409,79 @@ async fn verified_peer(
         .path_and_query()
         .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
     let peers = app.peers().await?;
-    let signed = app
-        .federation
-        .verifier
-        .verify(
+    let verifier = &app.federation.verifier;
+    let headers = verifier
+        .verify_headers(
             authorization,
             &peers,
             req.method().as_str(),
             &path,
-            body,
             now_ms() / 1000,
         )
-        .map_err(|e| {
-            let action = match e {
-                SignedRequestError::RotationRefused(_) => "peer.key-rotation",
-                _ => "peer.request",
-            };
-            app.plans.audit(AuditRecord {
-                role: Some("peer".into()),
-                ..peer_audit(
-                    "unverified",
-                    None,
-                    action,
-                    "denied",
-                    Some(e.to_string()),
-                    meta,
-                )
-            });
-            ApiError::Unauthorized(e.to_string())
-        })?;
-    req.extensions_mut().insert(Caller::peer(&signed.peer));
-    if let Some(rotation) = &signed.rotation {
-        accept_rotation(app, &signed.peer, rotation, meta);
-    }
-    if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &signed.peer) {
+        .map_err(|e| unverified(&app, e, &meta))?;
+    let peer = headers.peer().to_string();
+    // From here a refusal names the peer (`refusals::audit`).
+    req.extensions_mut().insert(Caller::peer(&peer));
+    if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &peer) {
         app.plans.audit(AuditRecord {
             role: Some("peer".into()),
             ..peer_audit(
-                &signed.peer,
+                &peer,
                 None,
                 "peer.request",
                 e.audit_outcome(),
                 Some(e.to_string()),
-                meta,
+                &meta,
             )
         });
         return Err(e);
     }
+    check_headers(req, &["application/octet-stream", "application/cbor"])?;
+    let rules = BodyRules::node(&app, app.config.max_sync_bytes);
+    let declared = declared_length(req);
+    check_length(declared, rules.limit)?;
+    let take = |bytes: usize| match app.limits.peer_bytes.as_ref() {
+        None => Ok(()),
+        Some(budget) => budget
+            .take_n(&peer, bytes as f64, Instant::now())
+            .map_err(|wait| ApiError::RateLimited(retry_after_secs(wait))),
+    };
+    if let Some(bytes) = declared {
+        take(bytes)?;
+    }
+    let body = read_stream(payload, declared, &rules, take).await?;
+    let signed = headers
+        .verify_body(verifier, &body, now_ms() / 1000)
+        .map_err(|e| unverified(&app, e, &meta))?;
+    if let Some(rotation) = &signed.rotation {
+        accept_rotation(&app, &signed.peer, rotation, &meta);
+    }
     if app.federation.outbound.heard_from(&signed.peer) {
         app.plans.notify_changed();
     }
-    Ok(signed)
+    Ok(PeerRequest {
+        signed,
+        body: body.to_vec(),
+        meta,
+    })
+}
+
+/// `401` for a request whose signature did not check out (audited).
+fn unverified(app: &App, e: SignedRequestError, meta: &RequestMeta) -> ApiError {
+    let action = match e {
+        SignedRequestError::RotationRefused(_) => "peer.key-rotation",
+        _ => "peer.request",
+    };
+    app.plans.audit(AuditRecord {
+        role: Some("peer".into()),
+        ..peer_audit(
+            "unverified",
+            None,
+            action,
+            "denied",
+            Some(e.to_string()),
+            meta,
+        )
+    });
+    ApiError::Unauthorized(e.to_string())
 }

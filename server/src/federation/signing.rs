@@ -200,6 +200,23 @@ impl Verifier {
         body: &[u8],
         now: i64,
     ) -> Result<SignedBy, SignedRequestError> {
+        self.verify_headers(authorization, peers, method, path_and_query, now)?
+            .verify_body(self, body, now)
+    }
+
+    /// Every check that needs no body: the sender is a peer whose key
+    /// signed the token, for this node, now, for this method and path, not
+    /// seen before. What passes is a peer's request, whose body may be
+    /// read; the body's digest is then checked with
+    /// [`SignedHeaders::verify_body`].
+    pub fn verify_headers(
+        &self,
+        authorization: Option<&str>,
+        peers: &Peers,
+        method: &str,
+        path_and_query: &str,
+        now: i64,
+    ) -> Result<SignedHeaders, SignedRequestError> {
         let token = authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::trim)
@@ -227,10 +244,45 @@ impl Verifier {
         if claims.htu != path_and_query {
             return Err(SignedRequestError::Mismatch("path"));
         }
+        // Only looked at here: the id is spent once the body checks out.
+        if self
+            .seen
+            .lock()
+            .contains_key(&(claims.iss.clone(), claims.jti.clone()))
+        {
+            return Err(SignedRequestError::Replayed);
+        }
+        Ok(SignedHeaders { claims, rotation })
+    }
+}
+
+/// A request whose signature, sender, audience, times, method and path
+/// checked out; its body is still to be read and matched.
+#[derive(Debug)]
+pub struct SignedHeaders {
+    claims: RequestClaims,
+    rotation: Option<Rotation>,
+}
+
+impl SignedHeaders {
+    /// The peer that signed it (its key verified).
+    pub fn peer(&self) -> &str {
+        &self.claims.iss
+    }
+
+    /// The request, if `body` is what was signed and its one-time id is
+    /// still unused (spending it).
+    pub fn verify_body(
+        self,
+        verifier: &Verifier,
+        body: &[u8],
+        now: i64,
+    ) -> Result<SignedBy, SignedRequestError> {
+        let SignedHeaders { claims, rotation } = self;
         if claims.bdy != body_digest(body) {
             return Err(SignedRequestError::Mismatch("body"));
         }
-        let mut seen = self.seen.lock();
+        let mut seen = verifier.seen.lock();
         if seen.len() > 10_000 {
             seen.retain(|_, exp| *exp + CLOCK_SKEW_SECS >= now);
         }
@@ -530,6 +582,37 @@ mod tests {
             check(&none, "POST", path, b"hello"),
             Err(Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_headers_are_checked_without_the_body_and_the_body_after() {
+        let (b, peer_b) = node("county-b");
+        let peers = Peers::new(&[peer_b]).unwrap_or_else(|e| panic!("{e}"));
+        let a = Verifier::new("county-a".into(), NOW - 100);
+        let path = "/federation/v1/sync";
+        let auth = b
+            .sign("county-a", "POST", path, b"body", BTreeMap::new(), NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let headers = |auth: &str| a.verify_headers(Some(auth), &peers, "POST", path, NOW);
+        let checked = headers(&auth).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(checked.peer(), "county-b");
+        // A body other than the one signed does not spend the id...
+        assert_eq!(
+            checked.verify_body(&a, b"other", NOW),
+            Err(SignedRequestError::Mismatch("body"))
+        );
+        let checked = headers(&auth).unwrap_or_else(|e| panic!("{e}"));
+        assert!(checked.verify_body(&a, b"body", NOW).is_ok());
+        // ...the signed one does, and a replay is refused from its headers.
+        assert_eq!(
+            headers(&auth).map(|h| h.peer().to_string()),
+            Err(SignedRequestError::Replayed)
+        );
+        assert_eq!(
+            a.verify_headers(None, &peers, "POST", path, NOW)
+                .map(|h| h.peer().to_string()),
+            Err(SignedRequestError::Unsigned)
+        );
     }
 
     #[test]

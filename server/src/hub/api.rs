@@ -5,10 +5,10 @@
 //! verify, call the core or the store, map the error.
 
 use super::{store, Hub};
-use crate::api::extract::{check_headers, read_limited};
+use crate::api::extract::{check_headers, declared_length, read_stream};
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::federation::SignedBy;
+use crate::federation::{SignedBy, SignedRequestError};
 use crate::openapi::problems::INTERNAL;
 use crate::openapi::Routes;
 use actix_web::dev::Payload;
@@ -114,26 +114,33 @@ pub(crate) async fn identity(hub: web::Data<Hub>) -> HttpResponse {
     })
 }
 
-/// A JSON body of at most the hub's `max_body_bytes`, kept as sent: the
-/// signature covers its exact bytes.
-pub struct SignedJson(pub Vec<u8>);
+/// A JSON body of at most the hub's `max_body_bytes`, signed by an
+/// enrolled node. As a node's peer routes do (`api::federation::
+/// PeerRequest`), the signature's headers are checked before the body is
+/// read, so a stranger is refused (`401`) without waiting for its body;
+/// then the body is read ([`Hub::body_rules`]) and must be what was
+/// signed.
+pub struct SignedJson {
+    /// The node that signed it.
+    pub node: String,
+    pub body: Vec<u8>,
+}
 
 impl FromRequest for SignedJson {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<Hub>>()
-            .map_or(512 * 1024, |hub| hub.config.max_body_bytes);
-        let checked = check_headers(req, &["application/json"]).map(|t| (t, limit));
-        let body = read_limited(req, payload, checked);
-        Box::pin(async move { Ok(SignedJson(body.await?.1.to_vec())) })
+        let (req, payload) = (req.clone(), payload.take());
+        Box::pin(async move { signed_json(&req, payload).await })
     }
 }
 
-/// The enrolled node that signed this request, or `401`.
-fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
+async fn signed_json(req: &HttpRequest, payload: Payload) -> Result<SignedJson, ApiError> {
+    let hub = req
+        .app_data::<web::Data<Hub>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("no hub state".into()))?;
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -142,29 +149,37 @@ fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiErr
         .uri()
         .path_and_query()
         .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
-    hub.verifier
-        .verify(
+    let refused = |e: SignedRequestError| {
+        tracing::info!(reason = %e, "hub request refused");
+        ApiError::Unauthorized(e.to_string())
+    };
+    let headers = hub
+        .verifier
+        .verify_headers(
             authorization,
             &hub.nodes,
             req.method().as_str(),
             &path,
-            body,
             now_ms() / 1000,
         )
-        .map(|SignedBy { peer, rotation, .. }| {
-            // The enrollment is the state office's word: a rotated key is
-            // taken only while its statement is shown; `[[nodes]]` must be
-            // updated within the grace period.
-            if let Some(rotation) = rotation {
-                tracing::warn!(node = %peer, new_key = %rotation.to_key, until = rotation.until,
-                    "accepted a rotated node key on its old key's statement: update [[nodes]]");
-            }
-            peer
-        })
-        .map_err(|e| {
-            tracing::info!(reason = %e, "hub request refused");
-            ApiError::Unauthorized(e.to_string())
-        })
+        .map_err(refused)?;
+    check_headers(req, &["application/json"])?;
+    let rules = hub.body_rules();
+    let body = read_stream(payload, declared_length(req), &rules, |_| Ok(())).await?;
+    let SignedBy { peer, rotation, .. } = headers
+        .verify_body(&hub.verifier, &body, now_ms() / 1000)
+        .map_err(refused)?;
+    // The enrollment is the state office's word: a rotated key is taken
+    // only while its statement is shown; `[[nodes]]` must be updated within
+    // the grace period.
+    if let Some(rotation) = rotation {
+        tracing::warn!(node = %peer, new_key = %rotation.to_key, until = rotation.until,
+            "accepted a rotated node key on its old key's statement: update [[nodes]]");
+    }
+    Ok(SignedJson {
+        node: peer,
+        body: body.to_vec(),
+    })
 }
 
 /// The report in a body: a JSON object of exactly the report's shape
@@ -212,12 +227,9 @@ pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
 )]
 pub(crate) async fn submit(
     hub: web::Data<Hub>,
-    req: HttpRequest,
-    body: Result<SignedJson, ApiError>,
+    SignedJson { node, body }: SignedJson,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body?;
-    let node = signed_by(&hub, &req, &body.0)?;
-    let report = parse_report(&body.0)?;
+    let report = parse_report(&body)?;
     let receipt = {
         let node = node.clone();
         hub.writing(move |conn| store::submit(conn, &node, &report))
@@ -360,12 +372,9 @@ fn is_base_url(url: &str) -> bool {
 )]
 pub(crate) async fn register_url(
     hub: web::Data<Hub>,
-    req: HttpRequest,
-    body: Result<SignedJson, ApiError>,
+    SignedJson { node, body }: SignedJson,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body?;
-    let node = signed_by(&hub, &req, &body.0)?;
-    let registration: NodeRegistration = crate::api::extract::parse_json(&body.0)?;
+    let registration: NodeRegistration = crate::api::extract::parse_json(&body)?;
     let url = registration.url.trim_end_matches('/').to_string();
     if !is_base_url(&url) {
         return Err(ApiError::InvalidRequest(

@@ -41,6 +41,15 @@ pub struct HubConfig {
     /// allowed is about 200 KB of JSON).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// The slowest a body may arrive on average (the node's setting of
+    /// the same name): whole within 30 s plus its length at this rate, else
+    /// `408`. Default 64 KiB/s.
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_bytes_per_sec: u64,
+    /// Body bytes all requests being read may hold together; over it,
+    /// `503 busy`. Default 64 MiB; at least `max_body_bytes`.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_body_bytes: usize,
     /// HTTP worker threads; default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
@@ -65,6 +74,14 @@ fn default_max_body() -> usize {
     512 * 1024
 }
 
+fn default_body_min_rate() -> u64 {
+    64 * 1024
+}
+
+fn default_max_buffered() -> usize {
+    64 << 20
+}
+
 /// The keys that environment variables may override.
 const KEYS: &[&str] = &[
     "hub_id",
@@ -73,6 +90,8 @@ const KEYS: &[&str] = &[
     "database_url",
     "key_file",
     "max_body_bytes",
+    "body_min_bytes_per_sec",
+    "max_buffered_body_bytes",
     "workers",
     "log_format",
     "metrics_token_file",
@@ -109,6 +128,13 @@ impl HubConfig {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.body_min_bytes_per_sec == 0 || self.max_buffered_body_bytes < self.max_body_bytes {
+            return Err(ConfigError::Invalid(
+                "body_min_bytes_per_sec must be positive and max_buffered_body_bytes at least \
+                 max_body_bytes"
+                    .into(),
             ));
         }
         if self.nodes.iter().any(|n| n.id == self.hub_id) {

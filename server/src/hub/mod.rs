@@ -46,6 +46,8 @@ pub struct Hub {
     pub metrics: crate::metrics::HubMetrics,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
+    /// Body bytes being read, all requests together.
+    pub buffered: Arc<crate::limits::BufferedBytes>,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -82,6 +84,7 @@ impl Hub {
         Ok(Hub {
             scrape_token,
             verifier: Verifier::new(config.hub_id.clone(), db::now_ms() / 1000),
+            buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
             config,
             pool,
             key,
@@ -91,6 +94,17 @@ impl Hub {
             generation: AtomicU64::new(0),
             releases: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How a signed body is read: at most `max_body_bytes`, pausing at
+    /// most 30 s, at `body_min_bytes_per_sec` at least.
+    pub fn body_rules(&self) -> crate::api::extract::BodyRules {
+        crate::api::extract::BodyRules {
+            limit: self.config.max_body_bytes,
+            idle: std::time::Duration::from_secs(30),
+            min_rate: self.config.body_min_bytes_per_sec,
+            buffered: self.buffered.clone(),
+        }
     }
 
     /// Runs `f` on the blocking pool, never on an async worker.

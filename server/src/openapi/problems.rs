@@ -90,6 +90,8 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
         .collect();
     let person = schemes.iter().any(|s| s == BEARER);
     let peer = schemes.iter().any(|s| s == SIGNED_REQUEST);
+    // Only bodies are `busy`, which says when to retry; `not-ready` does not.
+    let body = operation.request_body.is_some();
     let mut common = Vec::new();
     if person {
         common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node."));
@@ -99,18 +101,18 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
         ));
     }
     if peer {
-        common.push(("401", "`unauthorized`: unsigned, or not signed as described by the `signed_request` scheme by an enrolled node."));
+        common.push(("401", "`unauthorized`: unsigned, or not signed as described by the `signed_request` scheme by an enrolled node; answered from the headers, before the body is read."));
         if peers_rate_limited {
             common.push((
                 "429",
-                "`rate-limited`: over the peer's rate limit; `Retry-After` says when to retry.",
+                "`rate-limited`: over the peer's rate limit, or its body would pass the peer's byte budget (`rate_limit_peer_bytes`, checked on `Content-Length` before the body is read); `Retry-After` says when to retry.",
             ));
         }
     }
-    if operation.request_body.is_some() {
+    if body {
         common.push((
             "408",
-            "`request-timeout`: the body stopped arriving for the request timeout.",
+            "`request-timeout`: the body stopped arriving for the request timeout, or did not arrive whole within it plus its length at `body_min_bytes_per_sec`; the connection is closed.",
         ));
         common.push((
             "413",
@@ -119,6 +121,10 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
         common.push((
             "415",
             "`unsupported-media-type`: a content type not listed here, or a compressed body.",
+        ));
+        common.push((
+            "503",
+            "`busy`: the bodies being read already hold `max_buffered_body_bytes`; `Retry-After` says when to retry.",
         ));
     }
     let responses = &mut operation.responses.responses;
@@ -148,7 +154,7 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
                 RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
             );
         }
-        if status == "429" {
+        if status == "429" || (status == "503" && body) {
             response.headers.insert(
                 "Retry-After".into(),
                 RefOr::T(
