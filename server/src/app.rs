@@ -28,6 +28,8 @@ pub struct App {
     pub limits: crate::limits::RateLimits,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
+    /// How the access log counts repeated refusals.
+    pub refusal_log: std::sync::Arc<crate::observe::RefusalLog>,
     /// The config file the node was started with, re-read on SIGHUP for
     /// its token secrets (none: reloads use the config as it was).
     pub config_path: Option<std::path::PathBuf>,
@@ -48,7 +50,7 @@ impl App {
         let rotations = crate::store::peers::rotations(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
-        let (writer, writer_thread) = Writer::start(&backend)?;
+        let (writer, writer_thread) = Writer::start(&backend, config.refusal_counting())?;
         let (secret, previous) =
             crate::auth::secrets::load(&config).map_err(StoreError::Connection)?;
         let tokens = TokenKeys::with_previous(
@@ -77,6 +79,8 @@ impl App {
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
             login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
         };
+        let refusal_log =
+            std::sync::Arc::new(crate::observe::RefusalLog::new(config.refusal_counting()));
         Ok((
             App {
                 config,
@@ -89,6 +93,7 @@ impl App {
                 limits,
                 federation,
                 scrape_token,
+                refusal_log,
                 config_path: None,
             },
             writer_thread,
@@ -175,6 +180,7 @@ pub async fn serve(
     let request_timeout = std::time::Duration::from_secs(app.config.request_timeout_secs);
     let server = HttpServer::new(move || {
         let http = data.metrics.http.clone();
+        let log = data.refusal_log.clone();
         actix_web::App::new()
             .app_data(data.clone())
             // Innermost: sees every refusal, after `observe` gave the
@@ -182,7 +188,7 @@ pub async fn serve(
             .wrap_fn(api::refusals::audit)
             .wrap(cors(&origins))
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
             .configure(api::routes)
     })
     .workers(workers)

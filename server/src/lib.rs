@@ -21,4 +21,5 @@ pub mod openapi;
 pub mod plans;
 pub mod report;
 pub mod store;
+pub mod tally;
 pub mod users;

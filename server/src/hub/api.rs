@@ -162,7 +162,10 @@ fn signed_by(hub: &Hub, req: &HttpRequest, body: &[u8]) -> Result<String, ApiErr
             peer
         })
         .map_err(|e| {
-            tracing::info!(reason = %e, "hub request refused");
+            // The access line says `refused`, counted per source; the
+            // reason can quote what the caller sent, so only at debug, cut.
+            let reason = crate::store::audit::cut(&e.to_string(), crate::store::audit::MAX_DETAIL);
+            tracing::debug!(%reason, "hub request refused");
             ApiError::Unauthorized(e.to_string())
         })
 }

@@ -46,6 +46,8 @@ pub struct Hub {
     pub metrics: crate::metrics::HubMetrics,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
+    /// How the access log counts repeated refusals (the node's defaults).
+    pub refusal_log: Arc<crate::observe::RefusalLog>,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -87,6 +89,7 @@ impl Hub {
             key,
             nodes,
             metrics: crate::metrics::HubMetrics::default(),
+            refusal_log: Arc::new(crate::observe::RefusalLog::new(Default::default())),
             writes: Arc::new(Mutex::new(())),
             generation: AtomicU64::new(0),
             releases: Mutex::new(HashMap::new()),
@@ -170,10 +173,11 @@ pub async fn serve(
     let data = hub.clone();
     let server = HttpServer::new(move || {
         let http = data.metrics.http.clone();
+        let log = data.refusal_log.clone();
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
             .configure(api::routes)
     })
     .workers(workers)
