@@ -38,12 +38,13 @@ pub struct App {
 impl App {
     /// Opens storage (migrating it), loads or makes the token secret.
     pub fn open(config: Config) -> Result<(App, std::thread::JoinHandle<()>), StoreError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
         let backend = config
             .backend()
             .map_err(|e| StoreError::Connection(e.to_string()))?;
+        let mut also: Vec<&Path> = backend.sqlite_path().map(Path::new).into_iter().collect();
+        also.extend(config.log_file.as_deref());
+        crate::files::make_private(&config.data_dir, &also)
+            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;

@@ -148,6 +148,10 @@ pub struct Config {
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
     pub log_format: crate::observe::LogFormat,
+    /// A file the node appends its log lines to (created owner-only)
+    /// instead of stderr. None: stderr.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
     /// Refusals of a kind from one client address are audited and logged
     /// on their own only `refusal_rows_per_interval` times (default 1) per
     /// this many seconds (default 60); the rest of the interval are
@@ -248,6 +252,7 @@ const KEYS: &[&str] = &[
     "cache_plans",
     "workers",
     "log_format",
+    "log_file",
     "refusal_interval_secs",
     "refusal_rows_per_interval",
     "metrics_token_file",

@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod files;
 pub mod fuzz;
 pub mod hub;
 pub mod limits;

@@ -37,13 +37,28 @@ pub enum LogFormat {
 }
 
 /// Sets up logging once at start, filtered by `WRAPSYNC_LOG` (default
-/// `info`). A second call (a test that already set one up) changes nothing.
-pub fn init_logging(format: LogFormat) {
+/// `info`), to stderr or appended to `file` (created owner-only: log lines
+/// name users and plans). A second call (a test that already set one up)
+/// changes nothing.
+pub fn init_logging(format: LogFormat, file: Option<&std::path::Path>) -> std::io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WRAPSYNC_LOG")
         .unwrap_or_else(|_| "info".into());
+    let writer = match file {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.append(true).create(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("log_file {}: {e}", path.display()))
+            })?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Arc::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
@@ -52,6 +67,7 @@ pub fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    Ok(())
 }
 
 /// What makes refusals "of a kind from a source" in the log: the client

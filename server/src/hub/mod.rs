@@ -61,10 +61,15 @@ pub struct Hub {
 impl Hub {
     /// Opens storage (migrating it) and loads or makes the hub's key.
     pub fn open(config: HubConfig) -> Result<Hub, StoreError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
         let backend = Backend::from_url(&config.database_url());
+        let key_file = config.key_file();
+        let mut also = vec![key_file.as_path()];
+        also.extend(backend.sqlite_path().map(std::path::Path::new));
+        if let Some(log) = &config.log_file {
+            also.push(log);
+        }
+        crate::files::make_private(&config.data_dir, &also)
+            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
         let mut conn = backend.connect()?;
         schema::migrate(&mut conn)?;
         drop(conn);
