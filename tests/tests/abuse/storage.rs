@@ -293,6 +293,14 @@ fn oversized_values_on_unauthenticated_routes_cost_a_few_kilobytes(backend: Back
         "{too_long:?}"
     );
 
+    // Metric labels are route patterns and problem codes: none of it.
+    let metrics = node.get_anon("/metrics").assert_status(200).text();
+    assert!(
+        !["x", "h", "i", "k"]
+            .iter()
+            .any(|c| metrics.contains(&c.repeat(100))),
+        "{metrics}"
+    );
     // Stopping stores the counts of the interval still open.
     node.stop();
     let log_grown = size(&log).saturating_sub(logged);
