@@ -113,3 +113,39 @@ pub fn make_private(data_dir: &Path, also: &[&Path]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn made_owner_only_and_wider_ones_narrowed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path().join("a/b");
+        assert_eq!(private_dir(&data).unwrap_or_else(|e| panic!("{e}")), None);
+        assert_eq!((mode(&dir.path().join("a")), mode(&data)), (0o700, 0o700));
+        let db = data.join("node.db");
+        private_file(&db).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&db), 0o600);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // An existing file is left as it is by `private_file`, narrowed by `narrow`.
+        private_file(&db).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            narrow(&db, 0o600).unwrap_or_else(|e| panic!("{e}")),
+            Some(0o644)
+        );
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(
+            narrow(&data.join("absent"), 0o600).unwrap_or_else(|e| panic!("{e}")),
+            None
+        );
+    }
+}
