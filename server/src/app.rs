@@ -28,6 +28,8 @@ pub struct App {
     pub limits: crate::limits::RateLimits,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
+    /// How the access log counts repeated refusals.
+    pub refusal_log: std::sync::Arc<crate::observe::RefusalLog>,
     /// The config file the node was started with, re-read on SIGHUP for
     /// its token secrets (none: reloads use the config as it was).
     pub config_path: Option<std::path::PathBuf>,
@@ -36,19 +38,20 @@ pub struct App {
 impl App {
     /// Opens storage (migrating it), loads or makes the token secret.
     pub fn open(config: Config) -> Result<(App, std::thread::JoinHandle<()>), StoreError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
         let backend = config
             .backend()
             .map_err(|e| StoreError::Connection(e.to_string()))?;
+        let mut also: Vec<&Path> = backend.sqlite_path().map(Path::new).into_iter().collect();
+        also.extend(config.log_file.as_deref());
+        crate::files::make_private(&config.data_dir, &also)
+            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;
         let rotations = crate::store::peers::rotations(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
-        let (writer, writer_thread) = Writer::start(&backend)?;
+        let (writer, writer_thread) = Writer::start(&backend, config.refusal_counting())?;
         let (secret, previous) =
             crate::auth::secrets::load(&config).map_err(StoreError::Connection)?;
         let tokens = TokenKeys::with_previous(
@@ -79,6 +82,8 @@ impl App {
             peer_bytes: crate::limits::Buckets::new(config.rate_limit_peer_bytes),
             buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
         };
+        let refusal_log =
+            std::sync::Arc::new(crate::observe::RefusalLog::new(config.refusal_counting()));
         Ok((
             App {
                 config,
@@ -91,6 +96,7 @@ impl App {
                 limits,
                 federation,
                 scrape_token,
+                refusal_log,
                 config_path: None,
             },
             writer_thread,
@@ -177,6 +183,7 @@ pub async fn serve(
     let request_timeout = std::time::Duration::from_secs(app.config.request_timeout_secs);
     let server = HttpServer::new(move || {
         let http = data.metrics.http.clone();
+        let log = data.refusal_log.clone();
         actix_web::App::new()
             .app_data(data.clone())
             // Innermost: sees every refusal, after `observe` gave the
@@ -184,7 +191,7 @@ pub async fn serve(
             .wrap_fn(api::refusals::audit)
             .wrap(cors(&origins))
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
             .configure(api::routes)
     })
     .workers(workers)

@@ -99,6 +99,8 @@ pub fn backup(config: &Config, out: &Path) -> Result<Vec<PathBuf>, BackupError> 
     }
     let partial = beside(out, ".partial");
     let _ = std::fs::remove_file(&partial);
+    // Made owner-only before `VACUUM INTO` fills it (it takes an empty file).
+    crate::files::private_file(&partial).map_err(io(&partial))?;
     let mut conn = backend
         .connect()
         .map_err(|e| BackupError::Database(e.to_string()))?;
@@ -222,7 +224,7 @@ pub fn restore(config: &Config, from: &Path, force: bool) -> Result<Vec<PathBuf>
             )));
         }
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+    crate::files::private_dir(&config.data_dir).map_err(io(&config.data_dir))?;
     let partial = beside(&database, ".restoring");
     let _ = std::fs::remove_file(&partial);
     match (found, &backend) {

@@ -167,6 +167,18 @@ pub struct Config {
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
     pub log_format: crate::observe::LogFormat,
+    /// A file the node appends its log lines to (created owner-only)
+    /// instead of stderr. None: stderr.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    /// Refusals of a kind from one client address are audited and logged
+    /// on their own only `refusal_rows_per_interval` times (default 1) per
+    /// this many seconds (default 60); the rest of the interval are
+    /// counted in one summary row and one log line (`store::audit`).
+    #[serde(default = "default_refusal_interval")]
+    pub refusal_interval_secs: u64,
+    #[serde(default = "default_refusal_rows")]
+    pub refusal_rows_per_interval: u64,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -246,6 +258,12 @@ fn default_peer_bytes_rate() -> RateLimit {
 fn default_compact_after() -> usize {
     64
 }
+fn default_refusal_interval() -> u64 {
+    crate::store::audit::RefusalCounting::default().interval_secs
+}
+fn default_refusal_rows() -> u64 {
+    crate::store::audit::RefusalCounting::default().rows
+}
 
 /// The keys that environment variables may override.
 const KEYS: &[&str] = &[
@@ -267,6 +285,9 @@ const KEYS: &[&str] = &[
     "cache_plans",
     "workers",
     "log_format",
+    "log_file",
+    "refusal_interval_secs",
+    "refusal_rows_per_interval",
     "metrics_token_file",
     "compact_after_chunks",
     "cors_origins",
@@ -379,6 +400,11 @@ impl Config {
                 )));
             }
         }
+        if self.refusal_interval_secs == 0 || self.refusal_rows_per_interval == 0 {
+            return Err(ConfigError::Invalid(
+                "refusal_interval_secs and refusal_rows_per_interval must be positive".into(),
+            ));
+        }
         if self.request_timeout_secs == 0 || self.body_min_bytes_per_sec == 0 {
             return Err(ConfigError::Invalid(
                 "request_timeout_secs and body_min_bytes_per_sec must be positive".into(),
@@ -435,6 +461,14 @@ impl Config {
                 "dp_flex_cents_per_youth must be at most {MAX_CENTS} (what a report cell holds)"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// How refusals are counted in the audit trail and the log.
+    pub fn refusal_counting(&self) -> crate::store::audit::RefusalCounting {
+        crate::store::audit::RefusalCounting {
+            interval_secs: self.refusal_interval_secs,
+            rows: self.refusal_rows_per_interval,
         }
     }
 

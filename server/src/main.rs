@@ -225,6 +225,16 @@ fn from_directory(config: &wrapsync_server::config::Config, id: &str) -> Result<
     })
 }
 
+/// Makes `dir` (0700) for a command, warning if it was wider (the node
+/// narrows it too at start, but the command got there first).
+fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(had) = wrapsync_server::files::private_dir(dir)? {
+        tracing::warn!(path = %dir.display(), mode = format!("{had:o}"),
+            "others could read the data directory: made owner-only; find out who read it");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -246,16 +256,16 @@ fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Node { config: path } => {
             let config = load_config(&path)?;
-            init_logging(config.log_format);
+            init_logging(config.log_format, config.log_file.as_deref())?;
             serve(config, path)
         }
         Command::Hub { config } => {
             let config = wrapsync_server::hub::HubConfig::load(Some(&config), std::env::vars())?;
-            init_logging(config.log_format);
+            init_logging(config.log_format, config.log_file.as_deref())?;
             serve_hub(config)
         }
         other => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, None)?;
             run_tool(other)
         }
     }
@@ -267,7 +277,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
         Command::Node { .. } | Command::Hub { .. } => Err("not a tool command".into()),
         Command::Migrate { config } => {
             let config = load_config(&config)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            private_data_dir(&config.data_dir)?;
             let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             eprintln!("database is up to date");
@@ -293,7 +303,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
         }
         Command::Keygen { config } => {
             let config = load_config(&config)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            private_data_dir(&config.data_dir)?;
             let path = config
                 .data_dir
                 .join(wrapsync_server::federation::identity::KEY_FILE);
@@ -309,7 +319,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             command: KeysCommand::RotateJwt { config },
         } => {
             let config = load_config(&config)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            private_data_dir(&config.data_dir)?;
             let kid = wrapsync_server::auth::secrets::rotate(&config)?;
             eprintln!("new token secret written; send SIGHUP to the node to sign with it");
             println!("{}", serde_json::json!({ "kid": kid }));
@@ -371,7 +381,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
                 },
         } => {
             let config = load_config(&config)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            private_data_dir(&config.data_dir)?;
             let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             let display_name = display_name.unwrap_or_else(|| username.clone());
@@ -386,7 +396,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
                 | PeerCommand::Remove { config, .. } => config.clone(),
             };
             let config = load_config(&path)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            private_data_dir(&config.data_dir)?;
             let mut conn = config.backend()?.connect()?;
             db::migrate(&mut conn)?;
             let configured = |id: &str| config.peers.iter().any(|p| p.id == id);

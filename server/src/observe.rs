@@ -5,16 +5,23 @@
 //! [`RequestId`]); one access log line; and the HTTP metrics.
 //!
 //! Only the route *pattern* is logged or labelled, never the concrete path
-//! (it holds plan ids), the query string, a body or a header value.
+//! (it holds plan ids), the query string, a body or a header value. So a
+//! line costs a bounded size, and a refused client cannot make lines
+//! faster than [`RefusalLog`] lets it: one per kind, source and interval,
+//! plus one line counting the rest.
 
 use crate::api::extract::{header_token, RequestId};
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
+use crate::store::audit::RefusalCounting;
+use crate::tally::{Seen, Tally};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpMessage;
 use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -30,13 +37,28 @@ pub enum LogFormat {
 }
 
 /// Sets up logging once at start, filtered by `WRAPSYNC_LOG` (default
-/// `info`). A second call (a test that already set one up) changes nothing.
-pub fn init_logging(format: LogFormat) {
+/// `info`), to stderr or appended to `file` (created owner-only: log lines
+/// name users and plans). A second call (a test that already set one up)
+/// changes nothing.
+pub fn init_logging(format: LogFormat, file: Option<&std::path::Path>) -> std::io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WRAPSYNC_LOG")
         .unwrap_or_else(|_| "info".into());
+    let writer = match file {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.append(true).create(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("log_file {}: {e}", path.display()))
+            })?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Arc::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
@@ -45,16 +67,79 @@ pub fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    Ok(())
+}
+
+/// What makes refusals "of a kind from a source" in the log: the client
+/// address, route pattern, method and status (all bounded but the
+/// address, which [`crate::tally::MAX_SOURCES`] bounds).
+type LogKind = (Option<IpAddr>, String, &'static str, u16);
+
+/// The access log's refusal counting, shared by every worker: the first
+/// refusals of a kind from a source in an interval get their line, the
+/// rest one `refusals repeated` line with their count, written by the
+/// first request after the interval ends (the node's stop writes none:
+/// the audit trail keeps the exact count).
+pub struct RefusalLog {
+    tally: parking_lot::Mutex<Tally<LogKind>>,
+    /// When the next interval closes (`i64::MAX`: none open), read
+    /// without the lock by every request.
+    next_close: AtomicI64,
+}
+
+impl RefusalLog {
+    pub fn new(counting: RefusalCounting) -> Self {
+        let interval_ms =
+            i64::try_from(counting.interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        RefusalLog {
+            tally: parking_lot::Mutex::new(Tally::new(interval_ms, counting.rows, |k| {
+                (None, k.1.clone(), k.2, k.3)
+            })),
+            next_close: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    fn see(&self, kind: LogKind, now_ms: i64, request_id: &str) -> Seen {
+        let mut tally = self.tally.lock();
+        let seen = tally.see(kind, now_ms, Some(request_id));
+        self.next_close
+            .store(tally.next_close().unwrap_or(i64::MAX), Ordering::Relaxed);
+        seen
+    }
+
+    /// Writes the count lines of the intervals over by `now_ms`.
+    fn close(&self, now_ms: i64) {
+        if now_ms < self.next_close.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut tally = self.tally.lock();
+        for closed in tally.close(now_ms, false) {
+            let (remote, route, method, status) = closed.kind;
+            tracing::info!(
+                target: "wrapsync::access",
+                remote = remote.map(|ip| ip.to_string()),
+                method,
+                route = %route,
+                status,
+                repeated = closed.counted,
+                first_request_id = closed.first,
+                "refusals repeated"
+            );
+        }
+        self.next_close
+            .store(tally.next_close().unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
 }
 
 /// The label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// The middleware: `.wrap_fn(move |req, srv| observe::request(req, srv, &http))`.
+/// The middleware: `.wrap_fn(move |req, srv| observe::request(req, srv, &http, &log))`.
 pub fn request<S, B>(
     req: ServiceRequest,
     srv: &S,
     metrics: &HttpMetrics,
+    log: &std::sync::Arc<RefusalLog>,
 ) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -63,12 +148,14 @@ where
     let id = header_token(req.request(), "x-request-id")
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let remote = req.peer_addr().map(|a| a.ip());
     let method = method_label(req.method());
     // At error level the span is on whenever any line is logged, so a
     // warning still carries the request id under `WRAPSYNC_LOG=warn`.
     let span = tracing::error_span!("request", request_id = %id);
     let fut = span.in_scope(|| srv.call(req));
     let metrics = metrics.clone();
+    let log = log.clone();
     async move {
         let result = fut.await;
         let (route, status, error) = match &result {
@@ -83,14 +170,21 @@ where
         let refused = refusal_reason(status, error);
         let elapsed = started.elapsed();
         metrics.record(&route, method, status.as_u16(), elapsed, refused.as_deref());
-        tracing::info!(
-            target: "wrapsync::access",
-            method,
-            route = %route,
-            status = status.as_u16(),
-            duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            "request"
-        );
+        let now = crate::db::now_ms();
+        log.close(now);
+        let counted = refused.is_some()
+            && log.see((remote, route.clone(), method, status.as_u16()), now, &id) == Seen::Counted;
+        if !counted {
+            tracing::info!(
+                target: "wrapsync::access",
+                method,
+                route = %route,
+                status = status.as_u16(),
+                refused = refused.as_deref(),
+                duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+                "request"
+            );
+        }
         let mut res = result?;
         if let Ok(value) = HeaderValue::from_str(&id) {
             res.headers_mut()
@@ -145,9 +239,10 @@ mod tests {
     async fn requests_are_counted_by_route_pattern_and_refusal() {
         let metrics = crate::metrics::Metrics::new(&crate::metrics::PeerMetrics::default());
         let http = metrics.http.clone();
+        let log = std::sync::Arc::new(RefusalLog::new(RefusalCounting::default()));
         let app = test::init_service(
             App::new()
-                .wrap_fn(move |req, srv| request(req, srv, &http))
+                .wrap_fn(move |req, srv| request(req, srv, &http, &log))
                 .route("/v1/plans/{id}", web::get().to(plan))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound)

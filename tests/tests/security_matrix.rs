@@ -529,6 +529,10 @@ fn county(backend: Backend, id: &str) -> TestNode {
     logins.insert("per_second".into(), 1000.0.into());
     logins.insert("burst".into(), 1000.0.into());
     extra.insert("rate_limit_login_per_ip".into(), logins.into());
+    // Each cell is its own refusal with its own row: the node counts
+    // refusals of a kind from one address past the first of a minute in a
+    // summary row instead (`tests/tests/abuse/storage.rs` checks that).
+    extra.insert("refusal_rows_per_interval".into(), 100_000.into());
     TestNode::spawn_with(backend, extra)
 }
 

@@ -6,11 +6,12 @@
 //! as refused (see [`RefusalMark`]). So each refusal has a row, once.
 //!
 //! The row holds the request id, the route *pattern* and method, the plan
-//! id (cut to `MAX_PLAN_ID` characters, as in every row), the problem type
-//! and message (cut to `MAX_DETAIL`), the caller if their token or
-//! signature checked out, and the client address; never a header value,
-//! so never a token. A refused request costs one row of bounded size: the
-//! trail grows with the requests refused, never faster.
+//! id, the problem type and message, the caller if their token or
+//! signature checked out, and the client address (each cut to its bound
+//! where rows are stored, `store::audit::insert_audit`); never a header
+//! value, so never a token. A refused request costs at most one row of
+//! bounded size, and refusals of one kind from one source past the first
+//! of an interval share one counted row (`store::writer`).
 
 use super::extract::request_meta;
 use crate::app::App;
@@ -18,7 +19,7 @@ use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::observe::{method_label, UNMATCHED};
 use crate::plans::{Actor, RefusalMark};
-use crate::store::audit::{cut, AuditRecord, MAX_DETAIL, MAX_PLAN_ID};
+use crate::store::audit::AuditRecord;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest};
@@ -91,7 +92,7 @@ fn record(req: &HttpRequest, status: StatusCode, error: Option<&actix_web::Error
         user_id: caller.as_ref().and_then(|c| c.user_id.clone()),
         username: caller.as_ref().map(|c| c.username.clone()),
         role: caller.map(|c| c.role),
-        plan_id: req.match_info().get("id").map(|id| cut(id, MAX_PLAN_ID)),
+        plan_id: req.match_info().get("id").map(str::to_string),
         action: format!(
             "{} {}",
             method_label(req.method()),
@@ -100,7 +101,7 @@ fn record(req: &HttpRequest, status: StatusCode, error: Option<&actix_web::Error
         outcome: problem
             .map_or_else(|| outcome_of(status), ApiError::audit_outcome)
             .into(),
-        detail: Some(cut(&detail, MAX_DETAIL)),
+        detail: Some(detail),
         remote: meta.remote,
         request_id: meta.request_id,
     }
@@ -119,15 +120,6 @@ fn outcome_of(status: StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_ids_and_details_are_cut_on_character_boundaries() {
-        assert_eq!(cut("01HZZZ", MAX_PLAN_ID), "01HZZZ");
-        assert_eq!(
-            cut(&"é".repeat(1000), MAX_DETAIL).chars().count(),
-            MAX_DETAIL
-        );
-    }
 
     #[test]
     fn refusals_without_a_problem_get_an_outcome_by_status() {

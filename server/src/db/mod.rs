@@ -169,6 +169,12 @@ impl Backend {
                 .map(DbConnection::Postgresql)
                 .map_err(|e| StoreError::Connection(e.to_string())),
             Backend::Sqlite(path) | Backend::SqlCipher { path, .. } => {
+                // Created owner-only before SQLite makes it with the umask's
+                // mode (its `-wal` and `-shm` follow the database's).
+                if !path.is_empty() && path != ":memory:" && !path.starts_with("file:") {
+                    crate::files::private_file(std::path::Path::new(path))
+                        .map_err(|e| StoreError::Connection(format!("{path}: {e}")))?;
+                }
                 let mut conn = SqliteConnection::establish(path)
                     .map_err(|e| StoreError::Connection(e.to_string()))?;
                 if let Backend::SqlCipher { key, .. } = self {

@@ -231,7 +231,7 @@ pub fn run(dir: &Path, base_port: u16) -> Result<(), BoxError> {
     let mut keys = Vec::new();
     for id in NODE_IDS {
         let data_dir = dir.join(id);
-        std::fs::create_dir_all(&data_dir)?;
+        crate::files::private_dir(&data_dir)?;
         let key = NodeKey::load_or_create(&data_dir.join(identity::KEY_FILE))?;
         keys.push(key.public_key().to_string());
     }

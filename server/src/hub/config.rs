@@ -61,6 +61,10 @@ pub struct HubConfig {
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
     pub log_format: crate::observe::LogFormat,
+    /// A file the hub appends its log lines to (created owner-only)
+    /// instead of stderr. None: stderr.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
     /// The communities enrolled (`[[nodes]]` with `id`, `public_key`).
     #[serde(default)]
     pub nodes: Vec<EnrolledNode>,
@@ -94,6 +98,7 @@ const KEYS: &[&str] = &[
     "max_buffered_body_bytes",
     "workers",
     "log_format",
+    "log_file",
     "metrics_token_file",
 ];
 

@@ -48,6 +48,8 @@ pub struct Hub {
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
     /// Body bytes being read, all requests together.
     pub buffered: Arc<crate::limits::BufferedBytes>,
+    /// How the access log counts repeated refusals (the node's defaults).
+    pub refusal_log: Arc<crate::observe::RefusalLog>,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -61,10 +63,15 @@ pub struct Hub {
 impl Hub {
     /// Opens storage (migrating it) and loads or makes the hub's key.
     pub fn open(config: HubConfig) -> Result<Hub, StoreError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StoreError::Connection(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
         let backend = Backend::from_url(&config.database_url());
+        let key_file = config.key_file();
+        let mut also = vec![key_file.as_path()];
+        also.extend(backend.sqlite_path().map(std::path::Path::new));
+        if let Some(log) = &config.log_file {
+            also.push(log);
+        }
+        crate::files::make_private(&config.data_dir, &also)
+            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
         let mut conn = backend.connect()?;
         schema::migrate(&mut conn)?;
         drop(conn);
@@ -90,6 +97,7 @@ impl Hub {
             key,
             nodes,
             metrics: crate::metrics::HubMetrics::default(),
+            refusal_log: Arc::new(crate::observe::RefusalLog::new(Default::default())),
             writes: Arc::new(Mutex::new(())),
             generation: AtomicU64::new(0),
             releases: Mutex::new(HashMap::new()),
@@ -184,10 +192,11 @@ pub async fn serve(
     let data = hub.clone();
     let server = HttpServer::new(move || {
         let http = data.metrics.http.clone();
+        let log = data.refusal_log.clone();
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
             .configure(api::routes)
     })
     .workers(workers)

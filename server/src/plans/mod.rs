@@ -24,7 +24,7 @@ pub use view::{PlanView, Viewer};
 
 use crate::db::{now_ms, Pool, StoreError};
 use crate::error::ApiError;
-use crate::store::audit::{cut, insert_audit, AuditRecord, MAX_DETAIL, MAX_PLAN_ID};
+use crate::store::audit::{insert_audit, AuditRecord};
 use crate::store::plans::{self as stored, Membership, PlanRow, Revision};
 use crate::store::users::{actor_users, bind_actor};
 use crate::store::writer::Writer;
@@ -950,10 +950,10 @@ pub fn audit_record(
         user_id: Some(actor.user_id.clone()),
         username: Some(actor.username.clone()),
         role: Some(actor.role.to_string()),
-        plan_id: plan.map(|id| cut(id, MAX_PLAN_ID)),
+        plan_id: plan.map(str::to_string),
         action: action.to_string(),
         outcome: outcome.to_string(),
-        detail: detail.map(|d| cut(&d, MAX_DETAIL)),
+        detail,
         remote: meta.remote.clone(),
         request_id: meta.request_id.clone(),
     }
@@ -974,10 +974,10 @@ pub fn peer_audit(
         user_id: None,
         username: Some(format!("peer:{peer}")),
         role: Some("peer".into()),
-        plan_id: plan.map(|id| cut(id, MAX_PLAN_ID)),
+        plan_id: plan.map(str::to_string),
         action: action.to_string(),
         outcome: outcome.to_string(),
-        detail: detail.map(|d| cut(&d, MAX_DETAIL)),
+        detail,
         remote: meta.remote.clone(),
         request_id: meta.request_id.clone(),
     }

@@ -311,7 +311,8 @@ fn plan_lists_show_members_their_plans_and_supervisors_all() {
 fn the_writer_commits_concurrent_writes_and_isolates_a_failing_one() {
     for test in TestDb::both() {
         drop(test.connect());
-        let (writer, thread) = Writer::start(&test.backend).unwrap_or_else(|e| panic!("{e}"));
+        let (writer, thread) =
+            Writer::start(&test.backend, Default::default()).unwrap_or_else(|e| panic!("{e}"));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));

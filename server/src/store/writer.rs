@@ -6,8 +6,8 @@
 //! Each write runs in its own savepoint, so one failing write does not sink
 //! the others of its batch. A write is answered only after the batch's commit.
 
-use super::audit::{insert_audit, AuditRecord};
-use crate::db::{Backend, DbConnection, StoreError};
+use super::audit::{insert_audit, AuditRecord, RefusalCounting, RefusalTrail};
+use crate::db::{now_ms, Backend, DbConnection, StoreError};
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +36,11 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread on its own connection (and, on SQLite, the
-    /// checkpointer beside it).
-    pub fn start(backend: &Backend) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    /// checkpointer beside it); it counts queued refusals per `counting`.
+    pub fn start(
+        backend: &Backend,
+        counting: RefusalCounting,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let mut conn = backend.connect()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let checkpoint_due = Arc::new(AtomicBool::new(false));
@@ -51,7 +54,7 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("wrapsync-writer".into())
             .spawn(move || {
-                run(&mut conn, rx, &checkpoint_due);
+                run(&mut conn, rx, &checkpoint_due, RefusalTrail::new(counting));
                 stopped.store(true, Ordering::Relaxed);
             })
             .map_err(|e| StoreError::Connection(e.to_string()))?;
@@ -87,10 +90,13 @@ impl Writer {
         }
     }
 
-    /// Queues an audit record for the next batch without waiting for it.
-    /// Writes put their audit rows inside their own transaction instead.
+    /// Queues an audit record for the next batch without waiting for it
+    /// (cut to its bounds at once, so a flood of refusals queues little);
+    /// a refusal may be counted rather than stored on its own (see
+    /// [`RefusalCounting`]). Writes put their audit rows inside their own
+    /// transaction instead.
     pub fn audit(&self, record: AuditRecord) {
-        if self.tx.send(Job::Audit(record)).is_err() {
+        if self.tx.send(Job::Audit(record.bounded())).is_err() {
             tracing::error!("audit record dropped: the storage writer has stopped");
         }
     }
@@ -149,18 +155,61 @@ fn start_checkpointer(
     Ok(())
 }
 
-fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>, checkpoint_due: &AtomicBool) {
+/// The summary rows due now (all of them, with `all`), as jobs.
+fn summaries(trail: &mut RefusalTrail, all: bool) -> Vec<Job> {
+    trail
+        .summaries(now_ms(), all)
+        .into_iter()
+        .map(Job::Audit)
+        .collect()
+}
+
+/// A refusal the trail counts instead of storing is no job.
+fn admit(trail: &mut RefusalTrail, job: Job) -> Option<Job> {
+    match job {
+        Job::Audit(record) => trail.admit(record, now_ms()).map(Job::Audit),
+        other => Some(other),
+    }
+}
+
+fn run(
+    conn: &mut DbConnection,
+    rx: mpsc::Receiver<Job>,
+    checkpoint_due: &AtomicBool,
+    mut trail: RefusalTrail,
+) {
     let mut carried = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => break,
+            // Idle, the writer still wakes when a count is due.
+            None => match trail.next_close() {
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                Some(due) => {
+                    let wait = u64::try_from(due - now_ms()).unwrap_or(0);
+                    match rx.recv_timeout(Duration::from_millis(wait)) {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            let due = summaries(&mut trail, false);
+                            if !due.is_empty() {
+                                commit_batch(conn, due);
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             },
         };
+        let Some(first) = admit(&mut trail, first) else {
+            continue;
+        };
         let started = Instant::now();
-        let mut batch = vec![first];
+        let mut batch = summaries(&mut trail, false);
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             let someone_waits = batch
                 .iter()
@@ -172,7 +221,7 @@ fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>, checkpoint_due: &Atomic
                 rx.recv_timeout(left).ok()
             };
             match next {
-                Some(job) => batch.push(job),
+                Some(job) => batch.extend(admit(&mut trail, job)),
                 None => break,
             }
         }
@@ -189,6 +238,11 @@ fn run(conn: &mut DbConnection, rx: mpsc::Receiver<Job>, checkpoint_due: &Atomic
                 }
             }
         }
+    }
+    // Stopping: the counts of intervals still open are stored too.
+    let last = summaries(&mut trail, true);
+    if !last.is_empty() {
+        commit_batch(conn, last);
     }
 }
 
