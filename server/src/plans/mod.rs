@@ -114,6 +114,10 @@ pub struct Plans {
     compact_after: usize,
     /// What one sync message or document may decode to (`size`).
     bounds: size::Bounds,
+    /// The most a plan may grow to (JSON bytes, `plan_quota_bytes`).
+    quota: usize,
+    /// Bytes of changes each user may store (`write_bytes_per_user`).
+    write_budget: Option<crate::limits::Buckets>,
     /// Usernames of bound actors, for showing who set a conflicting value.
     actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Distinguishes this process's actors from any other process's, so two
@@ -180,6 +184,8 @@ impl Plans {
                 bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
                 ops: crate::config::DEFAULT_MAX_DOCUMENT_OPS,
             },
+            quota: crate::config::DEFAULT_PLAN_QUOTA_BYTES,
+            write_budget: None,
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
@@ -204,6 +210,45 @@ impl Plans {
     pub fn with_document_bounds(mut self, bytes: usize, ops: u64) -> Self {
         self.bounds = size::Bounds { bytes, ops };
         self
+    }
+
+    /// Sets what one plan may grow to (`plan_quota_bytes`) and what each
+    /// user may write (`write_bytes_per_user`).
+    pub fn with_quotas(mut self, plan_bytes: usize, write_bytes: crate::limits::RateLimit) -> Self {
+        self.quota = plan_bytes;
+        self.write_budget = crate::limits::Buckets::new(write_bytes);
+        self
+    }
+
+    /// `429` while `actor` is in debt to their write budget.
+    fn may_write(&self, actor: &Actor) -> Result<(), ApiError> {
+        match &self.write_budget {
+            Some(budget) => budget
+                .ready(&actor.user_id, std::time::Instant::now())
+                .map_err(|wait| ApiError::RateLimited(crate::limits::retry_after_secs(wait))),
+            None => Ok(()),
+        }
+    }
+
+    /// Charges `bytes` of stored changes to `actor`'s write budget.
+    fn wrote(&self, actor: &Actor, bytes: usize) {
+        if let Some(budget) = &self.write_budget {
+            budget.spend(&actor.user_id, bytes as f64, std::time::Instant::now());
+        }
+    }
+
+    /// Refuses `after` if it is over the quota and larger than `before`
+    /// (JSON bytes): a plan over it (a lowered quota, merged concurrent
+    /// edits) still takes edits that do not grow it.
+    fn check_quota(&self, before: usize, after: usize) -> Result<(), ApiError> {
+        if after > self.quota && after > before {
+            return Err(ApiError::PlanQuota(format!(
+                "the plan would grow to {after} bytes, over this node's quota of {} bytes \
+                 (plan_quota_bytes); edits that do not grow it still go",
+                self.quota
+            )));
+        }
+        Ok(())
     }
 
     pub fn cached_count(&self) -> usize {
@@ -430,6 +475,7 @@ impl Plans {
     ) -> Result<Arc<PlanView>, ApiError> {
         let view = PlanView::render(&id, &doc, &*self.actor_names().await)
             .localized(home.clone(), &self.node_id);
+        self.check_quota(0, view.size())?;
         let snapshot = doc.save();
         let now = now_ms();
         let row = PlanRow {
@@ -501,6 +547,7 @@ impl Plans {
         ops: Vec<Op>,
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
+        self.may_write(actor)?;
         retrying(|| self.apply_once(entry, actor, base.clone(), &ops, &meta)).await
     }
 
@@ -527,6 +574,15 @@ impl Plans {
                 .ok_or_else(replica_of_others)?,
             member_id,
         };
+        let size_before = entry.view().size();
+        if size_before >= self.quota && ops.iter().any(|op| op.op == "add") {
+            // An `add` always grows the plan: refused before any work.
+            return Err(ApiError::PlanQuota(format!(
+                "the plan is at this node's quota of {} bytes (plan_quota_bytes): \
+                 nothing can be added; edits that do not grow it still go",
+                self.quota
+            )));
+        }
         let heads_before = state.doc.get_heads();
         let base = match base {
             None => None,
@@ -570,8 +626,14 @@ impl Plans {
             return Ok((entry.view(), results));
         }
         let change = state.doc.save_after(&heads_before);
+        let change_bytes = change.len();
         let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
             .localized(entry.view().home.clone(), &self.node_id);
+        if let Err(e) = self.check_quota(size_before, view.size()) {
+            // The document holds the refused change: back to the stored plan.
+            self.reload(entry, &mut state).await?;
+            return Err(e);
+        }
         let actors = vec![self.actor_id(actor).to_hex_string()];
         match self
             .persist(entry, Some(actor), &view, change, actors, audit)
@@ -579,6 +641,7 @@ impl Plans {
         {
             Ok(seq) => {
                 state.chunks.insert(seq);
+                self.wrote(actor, change_bytes);
             }
             Err(e) => {
                 // The document holds a change the database does not: reload.
