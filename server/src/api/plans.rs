@@ -617,3 +617,26 @@ fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
     );
     format!("{}/{device}", user.actor.user_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_minimal;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn return_minimal_is_found_among_other_preferences() {
+        let asks = |values: &[&str]| {
+            let mut req = TestRequest::default();
+            for v in values {
+                req = req.append_header(("Prefer", *v));
+            }
+            prefers_minimal(&req.to_http_request())
+        };
+        assert!(asks(&["return=minimal"]));
+        assert!(asks(&["respond-async, Return = \"Minimal\"; x=1"]));
+        assert!(asks(&["wait=5", "return=minimal"]));
+        assert!(!asks(&[]));
+        assert!(!asks(&["return=representation"]));
+        assert!(!asks(&["minimal"]));
+    }
+}

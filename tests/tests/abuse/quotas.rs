@@ -22,6 +22,7 @@ use wrapsync_tests::{deadline, wait_until, Backend, Reply, TestNode};
 on_both_backends!(
     a_natural_support_fills_a_plan_to_the_quota_and_no_further,
     a_device_sync_past_the_quota_is_refused_whole,
+    a_plan_over_a_lowered_quota_stays_usable,
 );
 
 /// The quota the tests set: small, so a few requests reach it.
@@ -189,6 +190,76 @@ fn a_natural_support_fills_a_plan_to_the_quota_and_no_further(backend: Backend) 
     )
     .assert_status(200);
     assert!(plan_bytes(&node, &fran, &plan) < size);
+}
+
+/// A plan already over the quota (the operator lowered it) takes no growth,
+/// neither an `add` nor a longer text, and stays readable, syncable and
+/// editable by edits that keep or shrink it.
+fn a_plan_over_a_lowered_quota_stays_usable(backend: Backend) {
+    let mut extra = toml::Table::new();
+    extra.insert("plan_quota_bytes".into(), (QUOTA as i64).into());
+    let mut node = TestNode::spawn_with(backend, extra);
+    let fran = node.login(FACILITATOR);
+    let plan = node.create_plan(&fran, "Lowered quota family").id;
+    let strengths: Vec<Value> = (0..8)
+        .map(|seed| json!({"op":"add","path":"/strengths","value":{"statement":long_text(seed),"about":"family"}}))
+        .collect();
+    let added = node.apply_ops(&fran, &plan, Value::Array(strengths));
+    let first = added.results[0].id.clone().expect("an id");
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
+    );
+    let config = std::fs::read_to_string(node.config_path()).expect("the config");
+    let lowered = config.replace(
+        &format!("plan_quota_bytes = {QUOTA}"),
+        "plan_quota_bytes = 16384",
+    );
+    assert_ne!(config, lowered, "{config}");
+    std::fs::write(node.config_path(), lowered).expect("the config");
+    node.restart();
+
+    let fran = node.login(FACILITATOR);
+    let before = node.read_plan(&fran, &plan);
+    assert!(plan_bytes(&node, &fran, &plan) > 16_384);
+    node.post_ops(
+        &fran,
+        &plan,
+        None,
+        json!([{"op":"add","path":"/strengths","value":{"statement":"Short","about":"family"}}]),
+    )
+    .assert_problem(413, "plan-quota");
+    node.post_ops(
+        &fran,
+        &plan,
+        None,
+        json!([{"op":"replace","path":"/vision","value":"A longer vision than none"}]),
+    )
+    .assert_problem(413, "plan-quota");
+    assert_eq!(node.read_plan(&fran, &plan).version, before.version);
+    // Keeping or shrinking it goes, on the plan as stored.
+    node.post_ops(
+        &fran,
+        &plan,
+        Some(&before.version),
+        json!([
+            {"op":"replace","path":format!("/strengths/{first}/status"),"value":"closed"},
+            {"op":"replace","path":format!("/strengths/{first}/statement"),"value":"Short now"}
+        ]),
+    )
+    .assert_status(200);
+    let after = node.read_plan(&fran, &plan);
+    assert_ne!(after.version, before.version);
+    assert!(after
+        .plan
+        .get("vision")
+        .is_none_or(|v| v != "A longer vision than none"));
+    // And a phone still gets all of it.
+    let carla = node.login(CAREGIVER);
+    let mut phone = Device::new("carlas-phone");
+    phone.sync(&node, &carla, &plan).assert_status(200);
+    assert_eq!(render(&phone.doc), after.plan);
 }
 
 /// A phone's copy of one plan and its sync state with the node.
