@@ -575,11 +575,14 @@ impl Plans {
             member_id,
         };
         let size_before = entry.view().size();
-        if size_before >= self.quota && ops.iter().any(|op| op.op == "add") {
-            // An `add` always grows the plan: refused before any work.
+        let at_quota = size_before >= self.quota && ops.iter().any(|op| op.op == "add");
+        let floor = growth_floor(ops);
+        if at_quota || (floor > 0 && size_before.saturating_add(floor / 2) > self.quota) {
+            // Growth that is sure: refused before any work, rather than
+            // applied, rendered and undone by reloading the plan.
             return Err(ApiError::PlanQuota(format!(
-                "the plan is at this node's quota of {} bytes (plan_quota_bytes): \
-                 nothing can be added; edits that do not grow it still go",
+                "the plan ({size_before} bytes) would grow past this node's quota of {} \
+                 bytes (plan_quota_bytes); edits that do not grow it still go",
                 self.quota
             )));
         }
@@ -968,6 +971,36 @@ fn load_chunks(chunks: Vec<(i64, Vec<u8>)>) -> Result<(Automerge, HashSet<i64>),
     Ok((doc, seqs))
 }
 
+/// How much `ops` surely grow a plan's JSON: an `add` of a new item (one
+/// naming no `id`, so not a retry) renders at least its fields that are
+/// not `null`, as compact JSON. Halved where it is used, so a rendering
+/// detail can only make an early refusal rarer, never wrong.
+fn growth_floor(ops: &[Op]) -> usize {
+    fn compact_len(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Object(fields) => {
+                let present: Vec<_> = fields.iter().filter(|(_, v)| !v.is_null()).collect();
+                present
+                    .iter()
+                    .map(|(k, v)| k.len() + 3 + compact_len(v))
+                    .sum::<usize>()
+                    + present.len().max(1)
+                    + 1
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().map(compact_len).sum::<usize>() + items.len().max(1) + 1
+            }
+            other => serde_json::to_vec(other).map_or(0, |v| v.len()),
+        }
+    }
+    ops.iter()
+        .filter(|op| op.op == "add")
+        .filter_map(|op| op.value.as_ref())
+        .filter(|value| value.is_object() && value.get("id").is_none())
+        .map(compact_len)
+        .sum()
+}
+
 fn parse_heads(doc: &Automerge, base: &[String]) -> Result<Vec<ChangeHash>, ApiError> {
     let mut heads = Vec::with_capacity(base.len());
     for hex in base {
@@ -1057,5 +1090,50 @@ pub(crate) fn membership(username: String, member_id: String, role: Role) -> Mem
         username,
         member_id,
         role,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_growth_floor_is_at_most_what_adds_grow_the_rendered_plan() {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        init_plan(&mut tx, "Floor family").unwrap();
+        tx.commit();
+        let ops: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/strengths","value":{"statement":"Grandma \"Lu\" é\n","about":null}},
+            {"op":"add","path":"/needs","value":{"domain":"school","statement":"x","priority":2}},
+            {"op":"add","path":"/outcomes","value":{"statement":"y","baseline":1,"target":5}},
+            {"op":"add","path":"/strategies","value":{"description":"z","kind":"formal",
+                "steps":[{"description":"a step"},{"description":"another","status":"open"}]}},
+            {"op":"replace","path":"/vision","value":"not counted"},
+        ]))
+        .unwrap();
+        let before = serde_json::to_vec(&wrapsync_shared::plan::render(&doc))
+            .unwrap()
+            .len();
+        let editor = Editor {
+            role: Role::Supervisor,
+            member_id: None,
+        };
+        let mut tx = doc.transaction();
+        apply_ops(&mut tx, &ops, &editor, &mut new_item_id).unwrap();
+        tx.commit();
+        let after = serde_json::to_vec(&wrapsync_shared::plan::render(&doc))
+            .unwrap()
+            .len();
+        let floor = growth_floor(&ops);
+        assert!(floor > 150, "{floor}");
+        assert!(floor <= after - before, "{floor} > {}", after - before);
+        // A retried add (naming its id) may change nothing: not counted.
+        let retry: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/strengths","value":{"id":new_item_id(),"statement":"s"}}
+        ]))
+        .unwrap();
+        assert_eq!(growth_floor(&retry), 0);
     }
 }
