@@ -72,6 +72,7 @@ impl App {
             config.compact_after_chunks,
         )
         .with_document_bounds(config.max_document_bytes, config.max_document_ops)
+        .with_quotas(config.plan_quota_bytes, config.write_bytes_per_user)
         // PostgreSQL may be shared by several processes of the node (see
         // `cluster`); a SQLite file has one.
         .with_shared(!backend.is_sqlite());

@@ -61,6 +61,33 @@ pub struct Config {
     /// a few bytes declare millions, and loading materializes them.
     #[serde(default = "default_max_document_ops")]
     pub max_document_ops: u64,
+    /// The most a plan may grow to, in bytes of its JSON as `GET
+    /// /v1/plans/{id}` serves it: a write (ops, a device's or a peer's
+    /// sync, an import) that would make it larger is refused (`413
+    /// plan-quota`); edits that keep or shrink it still go, and the plan
+    /// stays readable and syncable. Default 4 MiB, six times the heaviest
+    /// realistic plan we could build (650 KB: five years of weekly meetings
+    /// with 1,000-character decisions, monthly progress notes on ten
+    /// outcomes, quarterly statuses and 50-item CANS), a sixteenth of
+    /// `max_document_bytes`.
+    #[serde(default = "default_plan_quota")]
+    pub plan_quota_bytes: usize,
+    /// Plans larger than this (JSON bytes) get the minimal answer to
+    /// `POST /v1/plans/{id}/ops` (version and changed paths, as with
+    /// `Prefer: return=minimal`) instead of the whole plan, so a write
+    /// never makes the node ship megabytes. Default 256 KiB.
+    #[serde(default = "default_ops_answer_plan")]
+    pub ops_answer_plan_bytes: usize,
+    /// Bytes of changes each user may store, through ops and syncs, as
+    /// `{ per_second, burst }`: a write past the budget leaves the user in
+    /// debt, and their next writes get `429` with `Retry-After` until it
+    /// is paid back. Default 4 MiB/s, burst 64 MiB, so the load
+    /// benchmarks (one user writing 10,000 times a second) are never
+    /// throttled; a node serving only people can set it far lower
+    /// (`{ per_second = 16384, burst = 4194304 }`: a day's notes in a
+    /// minute, 1.4 GB a day at most).
+    #[serde(default = "default_write_bytes")]
+    pub write_bytes_per_user: RateLimit,
     /// Requests per authenticated user (`{ per_second, burst }`); over it,
     /// `429` with `Retry-After`. Default 25,000/s, burst 50,000: the load
     /// benchmarks drive one user at up to 10,000 req/s (`wrk`, 21,000), and
@@ -222,6 +249,20 @@ pub const DEFAULT_MAX_DOCUMENT_OPS: u64 = 1_000_000;
 fn default_max_document_ops() -> u64 {
     DEFAULT_MAX_DOCUMENT_OPS
 }
+/// See `Config::plan_quota_bytes`.
+pub const DEFAULT_PLAN_QUOTA_BYTES: usize = 4 << 20;
+fn default_plan_quota() -> usize {
+    DEFAULT_PLAN_QUOTA_BYTES
+}
+fn default_ops_answer_plan() -> usize {
+    256 << 10
+}
+fn default_write_bytes() -> RateLimit {
+    RateLimit {
+        per_second: f64::from(4u32 << 20),
+        burst: f64::from(64u32 << 20),
+    }
+}
 fn default_user_rate() -> RateLimit {
     RateLimit {
         per_second: 25_000.0,
@@ -279,6 +320,8 @@ const KEYS: &[&str] = &[
     "max_sync_bytes",
     "max_document_bytes",
     "max_document_ops",
+    "plan_quota_bytes",
+    "ops_answer_plan_bytes",
     "request_timeout_secs",
     "body_min_bytes_per_sec",
     "max_buffered_body_bytes",
@@ -393,12 +436,18 @@ impl Config {
             ("rate_limit_per_peer", self.rate_limit_per_peer),
             ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
             ("rate_limit_peer_bytes", self.rate_limit_peer_bytes),
+            ("write_bytes_per_user", self.write_bytes_per_user),
         ] {
             if Buckets::new(limit).is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "{key}: per_second must be positive and burst at least 1"
                 )));
             }
+        }
+        if self.plan_quota_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "plan_quota_bytes must be positive".into(),
+            ));
         }
         if self.refusal_interval_secs == 0 || self.refusal_rows_per_interval == 0 {
             return Err(ConfigError::Invalid(

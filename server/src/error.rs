@@ -37,6 +37,11 @@ pub enum ApiError {
     /// run-length encoding: the wire size says little). Says which.
     #[error("{0}")]
     DocumentTooLarge(String),
+    /// A write that would make a plan larger than `plan_quota_bytes`
+    /// (growth only: edits that keep or shrink it still go). Says by how
+    /// much.
+    #[error("{0}")]
+    PlanQuota(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::Plan { error, .. } => error.code(),
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::DocumentTooLarge(_) => "document-too-large",
+            ApiError::PlanQuota(_) => "plan-quota",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
             ApiError::TransferRefused(_) => "transfer-refused",
@@ -141,6 +147,7 @@ impl ApiError {
             },
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::DocumentTooLarge(_) => "Document too large",
+            ApiError::PlanQuota(_) => "Plan quota reached",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::TransferRefused(_) => "Transfer refused",
@@ -216,9 +223,9 @@ impl ResponseError for ApiError {
                 PlanError::TestFailed(_) | PlanError::UnknownVersion(_) => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            ApiError::PayloadTooLarge(_) | ApiError::DocumentTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::PayloadTooLarge(_)
+            | ApiError::DocumentTooLarge(_)
+            | ApiError::PlanQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)

@@ -99,6 +99,47 @@ impl Buckets {
     }
 }
 
+impl Buckets {
+    /// Whether `key` may write at `now`: yes unless an earlier write left
+    /// its bucket in debt, else how long until it is out of debt. Takes
+    /// nothing: [`Buckets::spend`] charges what was written, once known.
+    pub fn ready(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let RateLimit { per_second, burst } = self.limit;
+        let buckets = self.buckets.lock();
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let tokens = (bucket.tokens
+            + now.saturating_duration_since(bucket.at).as_secs_f64() * per_second)
+            .min(burst);
+        if tokens >= 0.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(-tokens / per_second))
+        }
+    }
+
+    /// Charges `cost` to `key` at `now`, into debt if need be: one write
+    /// larger than the bucket (a phone back from weeks offline) goes
+    /// through, and its author then waits for it like for many small ones.
+    pub fn spend(&self, key: &str, cost: f64, now: Instant) {
+        let RateLimit { per_second, burst } = self.limit;
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= SWEEP_AT {
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
+            });
+        }
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
+        bucket.tokens = (bucket.tokens + refilled).min(burst) - cost;
+        bucket.at = now;
+    }
+}
+
 /// The node's limits on callers.
 pub struct RateLimits {
     pub per_user: Option<Buckets>,
@@ -245,6 +286,25 @@ mod tests {
         assert!(pool.reserve(&mut b, 60));
         drop(b);
         assert_eq!(pool.used(), 0);
+    }
+
+    #[test]
+    fn a_byte_budget_goes_into_debt_and_is_waited_out() {
+        let budget = Buckets::new(RateLimit {
+            per_second: 100.0,
+            burst: 1000.0,
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        budget.ready("ana", t0).unwrap();
+        budget.spend("ana", 600.0, t0);
+        budget.ready("ana", t0).unwrap();
+        // One write past what is left still goes: then its author waits.
+        budget.spend("ana", 900.0, t0);
+        assert_eq!(budget.ready("ana", t0), Err(Duration::from_secs(5)));
+        budget.ready("ben", t0).unwrap();
+        assert!(budget.ready("ana", t0 + Duration::from_secs(4)).is_err());
+        budget.ready("ana", t0 + Duration::from_secs(5)).unwrap();
     }
 
     #[test]

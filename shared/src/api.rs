@@ -107,15 +107,26 @@ pub struct OpsRequest {
     pub ops: Vec<Op>,
 }
 
+/// The answer to ops. Whole (`plan` after the ops) unless the client sent
+/// `Prefer: return=minimal` or the plan is larger than the node's
+/// `ops_answer_plan_bytes`: then minimal, without `plan` and with
+/// `changed`, so a write never makes the node ship a large plan back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpsResponse {
     pub id: String,
     pub version: Vec<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The plan after the ops (as the caller's role sees it); absent
+    /// (`null` here) in a minimal answer: read it with `GET` if needed.
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub plan: Json,
     /// One entry per op, in order; `add` answers the new item's id.
     pub results: Vec<OpResult>,
+    /// Minimal answers only: the paths the ops wrote, in order (an added
+    /// item's as `/collection/<new id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
 }
 
 /// A plan that changed: fetch or sync it. `cursor` orders the feed.

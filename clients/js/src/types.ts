@@ -57,8 +57,16 @@ export interface Op {
   value?: Json;
 }
 
-export interface OpsResponse extends PlanDocument {
+/**
+ * The answer to ops: the plan after them, or (`Prefer: return=minimal`, or a
+ * plan over the node's `ops_answer_plan_bytes`) a minimal answer without
+ * `plan` whose `changed` lists the paths written: read the plan with
+ * `getPlan` if you need it.
+ */
+export interface OpsResponse extends Omit<PlanDocument, "plan"> {
+  plan?: JsonObject;
   results: { id?: string }[];
+  changed?: string[];
 }
 
 export interface HistoryEntry {

@@ -41,7 +41,7 @@ test("login, create, list, ops, ETag, history", async () => {
   ]);
   assert.equal(ops.results.length, 3);
   assert.match(ops.results[0]!.id!, /^[0-9A-Z]{26}$/);
-  assert.equal(ops.plan["vision"], "Maya lives at home and goes to school every day");
+  assert.equal(ops.plan?.["vision"], "Maya lives at home and goes to school every day");
 
   const first = await fran.getPlan(created.id);
   assert.ok(first.etag, "GET answers an ETag");

@@ -70,7 +70,7 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
         (status = 204, description = "This node has nothing to say."),
         (status = 400, description = "`malformed-sync-message`: not an Automerge sync message; `invalid-request`: unreadable transfer certificates."),
         (status = 404, description = "`not-found`: no such plan, or one the family has not (or no longer) consented to share with the sender, or homed at a third node (the same answer)."),
-        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`."),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the sender parks the plan instead of retrying)."),
         (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (an author's role, the schema, or an actor bound to someone else)."),
         (status = 500, description = INTERNAL),
     )
@@ -302,7 +302,7 @@ async fn peer_round(
         (status = 200, description = "The plan's heads at its new home.", body = HandoverReceipt),
         (status = 400, description = "`invalid-request`: not a CBOR handover, a certificate that does not move this plan from the sender to this node, or no document; `malformed-document`: not a saved Automerge document."),
         (status = 409, description = "`conflict`: this node holds the plan under another home."),
-        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`."),
+        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`; `plan-quota`: the plan is larger than `plan_quota_bytes`."),
         (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: a document the plan's rules refuse."),
         (status = 500, description = INTERNAL),
     )

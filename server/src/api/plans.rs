@@ -4,7 +4,7 @@
 use super::extract::{AuthUser, JsonBody, NewPlanBody, SyncBatchBody, SyncBody};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND};
+use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND, PLAN_QUOTA, WRITE_BUDGET};
 use crate::plans::{audit_record, PlanEntry};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -107,7 +107,7 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
             headers(("ETag" = String), ("Location" = String))),
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable JSON body; `malformed-document`: bytes that are not a saved Automerge document."),
         (status = 403, description = "`forbidden`: only facilitators and supervisors start plans."),
-        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`."),
+        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`; `plan-quota`: its JSON is larger than `plan_quota_bytes`."),
         (status = 422, description = "`invalid-op`, `schema-violation`: fields the plan schema refuses; `change-forbidden`, `schema-violation`, `unsupported-op`: a document the caller's role may not make, or that breaks the schema."),
         (status = 500, description = INTERNAL),
     )
@@ -266,27 +266,42 @@ pub async fn read(
     operation_id = "edit_plan",
     tag = "plans",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The plan's id.")),
+    params(
+        ("id" = String, Path, description = "The plan's id."),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal` (RFC 7240): answer the version and the changed paths, not the plan."),
+    ),
     request_body = OpsRequest,
     responses(
-        (status = 200, description = "The plan after the ops, and what each op produced.", body = OpsResponse,
-            headers(("ETag" = String))),
+        (status = 200, description = "The plan after the ops, and what each op produced. Minimal \
+            (no `plan`; `changed` lists the paths written) when asked with `Prefer: return=minimal` \
+            or when the plan is larger than `ops_answer_plan_bytes` (256 KiB by default); \
+            `Preference-Applied: return=minimal` then says so.", body = OpsResponse,
+            headers(("ETag" = String), ("Preference-Applied" = Option<String>))),
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, or a `base_version` entry that is not a change hash."),
         (status = 403, description = "`forbidden`: a field the caller's role may not change, or a plan homed at another node (edited by its home's team)."),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 409, description = "`test-failed`: a `test` op did not hold; `unknown-version`: `base_version` names changes this node has never seen."),
+        (status = 413, description = PLAN_QUOTA),
         (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which)."),
+        (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )
 )]
 pub async fn ops(
     app: web::Data<App>,
     user: AuthUser,
+    req: HttpRequest,
     id: web::Path<String>,
     body: Result<JsonBody<OpsRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (entry, role) = authorized(&app, &user, &id, "plan.ops").await?;
     let JsonBody(body) = audited(&app, &user, Some(&id), "plan.ops", body)?;
+    // What each op writes (`test` nothing), for a minimal answer.
+    let written: Vec<Option<String>> = body
+        .ops
+        .iter()
+        .map(|op| (op.op != "test").then(|| op.path.clone()))
+        .collect();
     let applied = app
         .plans
         .apply(
@@ -298,6 +313,26 @@ pub async fn ops(
         )
         .await;
     let (view, results) = audited(&app, &user, Some(&id), "plan.ops", applied)?;
+    if prefers_minimal(&req) || view.size() > app.config.ops_answer_plan_bytes {
+        let changed = written
+            .into_iter()
+            .zip(&results)
+            .filter_map(|(path, result)| match (path, &result.id) {
+                (Some(path), Some(id)) => Some(format!("{path}/{id}")),
+                (path, _) => path,
+            })
+            .collect();
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::ETAG, view.etag.clone()))
+            .insert_header(("Preference-Applied", "return=minimal"))
+            .json(OpsResponse {
+                id: view.id.clone(),
+                version: view.version.clone(),
+                plan: serde_json::Value::Null,
+                results,
+                changed: Some(changed),
+            }));
+    }
     let mut plan = view.plan.clone();
     if let Some(obj) = plan.as_object_mut() {
         for section in role.hidden_sections() {
@@ -311,7 +346,25 @@ pub async fn ops(
             version: view.version.clone(),
             plan,
             results,
+            changed: None,
         }))
+}
+
+/// Whether the request asks for `return=minimal` (RFC 7240: preferences
+/// are comma-separated, in one or several `Prefer` headers, with optional
+/// parameters after `;`, case-insensitive).
+fn prefers_minimal(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split(';').next())
+        .any(|p| {
+            p.trim().split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("return")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+            })
+        })
 }
 
 /// Who changed what in a plan, and when.
@@ -376,8 +429,9 @@ pub async fn history(
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body or a `message` that is not base64; `malformed-sync-message`: not an Automerge sync message."),
         (status = 403, description = "`forbidden`: the caller's role sees only part of this plan, which cannot be synced (read it with GET)."),
         (status = 404, description = PLAN_NOT_FOUND),
-        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`."),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the plan and the sync state stay as they were)."),
         (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor)."),
+        (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -562,4 +616,27 @@ fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
         |d| format!("device:{d}"),
     );
     format!("{}/{device}", user.actor.user_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_minimal;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn return_minimal_is_found_among_other_preferences() {
+        let asks = |values: &[&str]| {
+            let mut req = TestRequest::default();
+            for v in values {
+                req = req.append_header(("Prefer", *v));
+            }
+            prefers_minimal(&req.to_http_request())
+        };
+        assert!(asks(&["return=minimal"]));
+        assert!(asks(&["respond-async, Return = \"Minimal\"; x=1"]));
+        assert!(asks(&["wait=5", "return=minimal"]));
+        assert!(!asks(&[]));
+        assert!(!asks(&["return=representation"]));
+        assert!(!asks(&["minimal"]));
+    }
 }

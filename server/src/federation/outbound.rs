@@ -405,15 +405,19 @@ async fn push_batch(
                     sessions.push(session);
                 }
                 // The home refused a change made here (it may not be made by
-                // its author there): it stays here, and it must not hold up
-                // every other plan bound for this peer. Or the plan is not
-                // (or no longer) shared between the two: nothing to send.
+                // its author there), or the peer refused the plan as too
+                // large for it (`413`: its quota or document limit): it
+                // stays here, parked until its heads move again (or the
+                // hourly full pass), and it must not hold up every other
+                // plan bound for this peer, nor make the peer look down. Or
+                // the plan is not (or no longer) shared between the two:
+                // nothing to send.
                 Ok(SyncBatchResult {
                     problem: Some(problem),
                     ..
-                }) if matches!(problem.status, 404 | 422) => {
-                    if problem.status == 422 {
-                        tracing::warn!(peer = %peer.id, %plan, detail = ?problem.detail, "federation: the peer refused changes");
+                }) if matches!(problem.status, 404 | 413 | 422) => {
+                    if problem.status != 404 {
+                        tracing::warn!(peer = %peer.id, %plan, status = problem.status, detail = ?problem.detail, "federation: the peer refused changes");
                     }
                     confirmed.push((plan, session.heads));
                 }
@@ -525,6 +529,12 @@ async fn post_batch(
 ) -> Result<Vec<SyncBatchResult>, String> {
     const PATH: &str = "/federation/v1/sync";
     let count = plans.len();
+    // A message over `BATCH_BYTES` goes alone: a `413` for the request is
+    // then that plan's refusal (see `push_batch`).
+    let alone = match plans.as_slice() {
+        [item] => Some(item.plan.clone()),
+        _ => None,
+    };
     let mut body = Vec::new();
     ciborium::into_writer(&PeerSyncBatch { plans }, &mut body).map_err(|e| e.to_string())?;
     let authorization = app.federation.signer.sign(
@@ -547,6 +557,21 @@ async fn post_batch(
     let bytes = response.bytes().await.map_err(|e| describe(&e))?;
     if status != 200 {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+        if let (413, Some(plan)) = (status, alone) {
+            return Ok(vec![SyncBatchResult {
+                plan,
+                message: None,
+                changes: None,
+                heads: None,
+                problem: Some(wrapsync_shared::api::Problem {
+                    kind: "/problems/payload-too-large".into(),
+                    title: "Payload too large".into(),
+                    status,
+                    detail: Some(text),
+                    op_index: None,
+                }),
+            }]);
+        }
         return Err(format!("the peer answered {status}: {text}"));
     }
     let reply: SyncBatchReply = ciborium::from_reader(&bytes[..])

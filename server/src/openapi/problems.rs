@@ -174,3 +174,10 @@ pub const MALFORMED_BODY: &str =
 pub const PLAN_NOT_FOUND: &str =
     "`not-found`: no such plan, or the caller is not on its team (the same answer).";
 pub const INTERNAL: &str = "`internal`: the server failed; the cause is in its log.";
+/// A write that would grow a plan past the node's quota.
+pub const PLAN_QUOTA: &str = "`plan-quota`: the ops would grow the plan past `plan_quota_bytes` \
+    (4 MiB of JSON by default); edits that do not grow it still go.";
+/// A person over their write budget (besides the request rate every
+/// person's route answers).
+pub const WRITE_BUDGET: &str = "Also when the caller is in debt to their write budget \
+    (`write_bytes_per_user`: bytes of changes stored through ops and syncs).";

@@ -114,6 +114,10 @@ pub struct Plans {
     compact_after: usize,
     /// What one sync message or document may decode to (`size`).
     bounds: size::Bounds,
+    /// The most a plan may grow to (JSON bytes, `plan_quota_bytes`).
+    quota: usize,
+    /// Bytes of changes each user may store (`write_bytes_per_user`).
+    write_budget: Option<crate::limits::Buckets>,
     /// Usernames of bound actors, for showing who set a conflicting value.
     actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Distinguishes this process's actors from any other process's, so two
@@ -180,6 +184,8 @@ impl Plans {
                 bytes: crate::config::DEFAULT_MAX_DOCUMENT_BYTES,
                 ops: crate::config::DEFAULT_MAX_DOCUMENT_OPS,
             },
+            quota: crate::config::DEFAULT_PLAN_QUOTA_BYTES,
+            write_budget: None,
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
@@ -204,6 +210,45 @@ impl Plans {
     pub fn with_document_bounds(mut self, bytes: usize, ops: u64) -> Self {
         self.bounds = size::Bounds { bytes, ops };
         self
+    }
+
+    /// Sets what one plan may grow to (`plan_quota_bytes`) and what each
+    /// user may write (`write_bytes_per_user`).
+    pub fn with_quotas(mut self, plan_bytes: usize, write_bytes: crate::limits::RateLimit) -> Self {
+        self.quota = plan_bytes;
+        self.write_budget = crate::limits::Buckets::new(write_bytes);
+        self
+    }
+
+    /// `429` while `actor` is in debt to their write budget.
+    fn may_write(&self, actor: &Actor) -> Result<(), ApiError> {
+        match &self.write_budget {
+            Some(budget) => budget
+                .ready(&actor.user_id, std::time::Instant::now())
+                .map_err(|wait| ApiError::RateLimited(crate::limits::retry_after_secs(wait))),
+            None => Ok(()),
+        }
+    }
+
+    /// Charges `bytes` of stored changes to `actor`'s write budget.
+    fn wrote(&self, actor: &Actor, bytes: usize) {
+        if let Some(budget) = &self.write_budget {
+            budget.spend(&actor.user_id, bytes as f64, std::time::Instant::now());
+        }
+    }
+
+    /// Refuses `after` if it is over the quota and larger than `before`
+    /// (JSON bytes): a plan over it (a lowered quota, merged concurrent
+    /// edits) still takes edits that do not grow it.
+    fn check_quota(&self, before: usize, after: usize) -> Result<(), ApiError> {
+        if after > self.quota && after > before {
+            return Err(ApiError::PlanQuota(format!(
+                "the plan would grow to {after} bytes, over this node's quota of {} bytes \
+                 (plan_quota_bytes); edits that do not grow it still go",
+                self.quota
+            )));
+        }
+        Ok(())
     }
 
     pub fn cached_count(&self) -> usize {
@@ -430,6 +475,7 @@ impl Plans {
     ) -> Result<Arc<PlanView>, ApiError> {
         let view = PlanView::render(&id, &doc, &*self.actor_names().await)
             .localized(home.clone(), &self.node_id);
+        self.check_quota(0, view.size())?;
         let snapshot = doc.save();
         let now = now_ms();
         let row = PlanRow {
@@ -501,6 +547,7 @@ impl Plans {
         ops: Vec<Op>,
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
+        self.may_write(actor)?;
         retrying(|| self.apply_once(entry, actor, base.clone(), &ops, &meta)).await
     }
 
@@ -527,6 +574,18 @@ impl Plans {
                 .ok_or_else(replica_of_others)?,
             member_id,
         };
+        let size_before = entry.view().size();
+        let at_quota = size_before >= self.quota && ops.iter().any(|op| op.op == "add");
+        let floor = growth_floor(ops);
+        if at_quota || (floor > 0 && size_before.saturating_add(floor / 2) > self.quota) {
+            // Growth that is sure: refused before any work, rather than
+            // applied, rendered and undone by reloading the plan.
+            return Err(ApiError::PlanQuota(format!(
+                "the plan ({size_before} bytes) would grow past this node's quota of {} \
+                 bytes (plan_quota_bytes); edits that do not grow it still go",
+                self.quota
+            )));
+        }
         let heads_before = state.doc.get_heads();
         let base = match base {
             None => None,
@@ -570,8 +629,14 @@ impl Plans {
             return Ok((entry.view(), results));
         }
         let change = state.doc.save_after(&heads_before);
+        let change_bytes = change.len();
         let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
             .localized(entry.view().home.clone(), &self.node_id);
+        if let Err(e) = self.check_quota(size_before, view.size()) {
+            // The document holds the refused change: back to the stored plan.
+            self.reload(entry, &mut state).await?;
+            return Err(e);
+        }
         let actors = vec![self.actor_id(actor).to_hex_string()];
         match self
             .persist(entry, Some(actor), &view, change, actors, audit)
@@ -579,6 +644,7 @@ impl Plans {
         {
             Ok(seq) => {
                 state.chunks.insert(seq);
+                self.wrote(actor, change_bytes);
             }
             Err(e) => {
                 // The document holds a change the database does not: reload.
@@ -905,6 +971,36 @@ fn load_chunks(chunks: Vec<(i64, Vec<u8>)>) -> Result<(Automerge, HashSet<i64>),
     Ok((doc, seqs))
 }
 
+/// How much `ops` surely grow a plan's JSON: an `add` of a new item (one
+/// naming no `id`, so not a retry) renders at least its fields that are
+/// not `null`, as compact JSON. Halved where it is used, so a rendering
+/// detail can only make an early refusal rarer, never wrong.
+fn growth_floor(ops: &[Op]) -> usize {
+    fn compact_len(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Object(fields) => {
+                let present: Vec<_> = fields.iter().filter(|(_, v)| !v.is_null()).collect();
+                present
+                    .iter()
+                    .map(|(k, v)| k.len() + 3 + compact_len(v))
+                    .sum::<usize>()
+                    + present.len().max(1)
+                    + 1
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().map(compact_len).sum::<usize>() + items.len().max(1) + 1
+            }
+            other => serde_json::to_vec(other).map_or(0, |v| v.len()),
+        }
+    }
+    ops.iter()
+        .filter(|op| op.op == "add")
+        .filter_map(|op| op.value.as_ref())
+        .filter(|value| value.is_object() && value.get("id").is_none())
+        .map(compact_len)
+        .sum()
+}
+
 fn parse_heads(doc: &Automerge, base: &[String]) -> Result<Vec<ChangeHash>, ApiError> {
     let mut heads = Vec::with_capacity(base.len());
     for hex in base {
@@ -994,5 +1090,50 @@ pub(crate) fn membership(username: String, member_id: String, role: Role) -> Mem
         username,
         member_id,
         role,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_growth_floor_is_at_most_what_adds_grow_the_rendered_plan() {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        init_plan(&mut tx, "Floor family").unwrap();
+        tx.commit();
+        let ops: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/strengths","value":{"statement":"Grandma \"Lu\" é\n","about":null}},
+            {"op":"add","path":"/needs","value":{"domain":"school","statement":"x","priority":2}},
+            {"op":"add","path":"/outcomes","value":{"statement":"y","baseline":1,"target":5}},
+            {"op":"add","path":"/strategies","value":{"description":"z","kind":"formal",
+                "steps":[{"description":"a step"},{"description":"another","status":"open"}]}},
+            {"op":"replace","path":"/vision","value":"not counted"},
+        ]))
+        .unwrap();
+        let before = serde_json::to_vec(&wrapsync_shared::plan::render(&doc))
+            .unwrap()
+            .len();
+        let editor = Editor {
+            role: Role::Supervisor,
+            member_id: None,
+        };
+        let mut tx = doc.transaction();
+        apply_ops(&mut tx, &ops, &editor, &mut new_item_id).unwrap();
+        tx.commit();
+        let after = serde_json::to_vec(&wrapsync_shared::plan::render(&doc))
+            .unwrap()
+            .len();
+        let floor = growth_floor(&ops);
+        assert!(floor > 150, "{floor}");
+        assert!(floor <= after - before, "{floor} > {}", after - before);
+        // A retried add (naming its id) may change nothing: not counted.
+        let retry: Vec<Op> = serde_json::from_value(json!([
+            {"op":"add","path":"/strengths","value":{"id":new_item_id(),"statement":"s"}}
+        ]))
+        .unwrap();
+        assert_eq!(growth_floor(&retry), 0);
     }
 }

@@ -330,6 +330,8 @@ impl Plans {
     /// Stores changes a round brought (already checked) and makes `scratch`
     /// the plan: the new chunk, the index, `actors` bound to `actor` (when
     /// made here) and `audit`, in one write; then the cached copy and view.
+    /// Changes that would grow the plan past the quota are refused whole
+    /// (nothing kept). Answers the bytes stored.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn keep_changes(
         &self,
@@ -340,10 +342,12 @@ impl Plans {
         actor: Option<&Actor>,
         actors: Vec<String>,
         audit: super::AuditRecord,
-    ) -> Result<(), ApiError> {
+    ) -> Result<usize, ApiError> {
         let change = scratch.save_after(before);
         let view = PlanView::render(&entry.id, &scratch, &*self.actor_names().await)
             .localized(entry.view().home.clone(), &self.node_id);
+        self.check_quota(entry.view().size(), view.size())?;
+        let bytes = change.len();
         let seq = self
             .persist(entry, actor, &view, change, actors, audit)
             .await?;
@@ -351,7 +355,7 @@ impl Plans {
         let view = self.with_names(&scratch, view).await;
         state.doc = *scratch;
         *entry.view.write() = Arc::new(view);
-        Ok(())
+        Ok(bytes)
     }
 
     /// The people of this node whose changes the plan holds, by actor:
@@ -416,6 +420,9 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let message = message.map(|m| decode(m, self.bounds)).transpose()?;
+        if message.as_ref().is_some_and(|m| !m.changes.is_empty()) {
+            self.may_write(actor)?;
+        }
         super::retrying(|| self.sync_once(entry, actor, device, message.clone(), &meta)).await
     }
 
@@ -457,16 +464,18 @@ impl Plans {
                         Some(summary),
                         meta,
                     );
-                    self.keep_changes(
-                        entry,
-                        &mut state,
-                        scratch,
-                        &before,
-                        Some(actor),
-                        actors,
-                        audit,
-                    )
-                    .await?;
+                    let bytes = self
+                        .keep_changes(
+                            entry,
+                            &mut state,
+                            scratch,
+                            &before,
+                            Some(actor),
+                            actors,
+                            audit,
+                        )
+                        .await?;
+                    self.wrote(actor, bytes);
                     stored_changes = true;
                 }
                 Received::WaitingForDependencies(reply) => {

@@ -146,6 +146,11 @@ impl PlanView {
         self.member(&actor.username).map(|m| m.role)
     }
 
+    /// Bytes of the whole plan's JSON body: what the quota counts.
+    pub fn size(&self) -> usize {
+        self.body.len()
+    }
+
     /// The JSON body `{"id","version","plan"}` as `role` may see it.
     pub fn body_for(&self, role: Role) -> Bytes {
         let hidden = role.hidden_sections();
