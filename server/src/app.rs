@@ -191,7 +191,15 @@ pub async fn serve(
             // request its id.
             .wrap_fn(api::refusals::audit)
             .wrap(cors(&origins))
-            .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            // Every answer of a node may describe a family (a plan list's
+            // titles, a history, an audit page, a refusal naming a plan):
+            // no shared cache may keep it unless a handler says otherwise
+            // (a plan read revalidates: `private, no-cache`).
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add((actix_web::http::header::CACHE_CONTROL, "no-store")),
+            )
             .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
             .configure(api::routes)
     })

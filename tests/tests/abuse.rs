@@ -53,3 +53,7 @@ mod quotas;
 /// filtered history and shares, per-representation caching, item ids.
 #[path = "abuse/oracles.rs"]
 mod oracles;
+
+/// Weaknesses found by looking for the next ones in the same classes.
+#[path = "abuse/found.rs"]
+mod found;
