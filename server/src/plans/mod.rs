@@ -1040,3 +1040,44 @@ pub(crate) fn membership(username: String, member_id: String, role: Role) -> Mem
         role,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_ids_grow_but_their_neighbours_cannot_be_guessed() {
+        let ids: Vec<u128> = (0..200)
+            .map(|_| ulid::Ulid::from_string(&new_item_id()).map_or(0, |u| u.0))
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "ids sort in the order they were made");
+            // Plus one would be 1 in 2^64 if the steps are random.
+            assert!(pair[1] - pair[0] > 1, "a neighbour is not the next id");
+        }
+    }
+
+    #[test]
+    fn a_summary_keeps_only_the_parts_a_role_sees() {
+        let ns = Role::NaturalSupport;
+        let mixed = "replace /vision; add /cans; replace /status/*/living";
+        assert_eq!(
+            visible_summary(ns, mixed).as_deref(),
+            Some("replace /vision")
+        );
+        assert_eq!(visible_summary(ns, "add /consents"), None);
+        assert_eq!(
+            visible_summary(ns, "add /strengths; add /cans; …").as_deref(),
+            Some("add /strengths; …")
+        );
+        assert_eq!(visible_summary(ns, "add /cans; …"), None);
+        assert_eq!(
+            visible_summary(ns, "create plan").as_deref(),
+            Some("create plan")
+        );
+        assert_eq!(
+            visible_summary(Role::Facilitator, mixed).as_deref(),
+            Some(mixed)
+        );
+    }
+}
