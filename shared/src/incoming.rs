@@ -4,10 +4,11 @@
 //! against the plan schema. A refused change set is refused whole.
 
 use crate::ops::Editor;
-use crate::plan::{child, is_item_id, is_new_item_id, items_with_id, validate, PlanError};
+use crate::plan::{child, each_item_id, is_item_id, is_new_item_id, validate, PlanError};
 use crate::roles::may_write;
 use crate::schema::{self, Field, Kind, PLAN};
 use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, Value, ROOT};
+use std::collections::HashMap;
 
 /// Checks what the changes between `before` and `doc`'s current heads did:
 /// every field they set is one `editor` may write, nothing is removed but
@@ -76,6 +77,9 @@ pub fn check_incoming(
 /// [`add_item`]: crate::ops
 pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), PlanError> {
     let after = doc.get_heads();
+    // Every item id of the plan and how many items have it, counted once
+    // the first new item is met (a sync may add many).
+    let mut counts: Option<HashMap<String, usize>> = None;
     for patch in doc.diff(before, &after) {
         let PatchAction::PutMap {
             key,
@@ -104,7 +108,14 @@ pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), 
                 detail: "item ids must be ULIDs, upper case, as `ulid` writes them".into(),
             });
         }
-        if items_with_id(doc, key) > 1 {
+        let counts = counts.get_or_insert_with(|| {
+            let mut counts = HashMap::new();
+            each_item_id(doc, &ROOT, PLAN, &mut |id| {
+                *counts.entry(id.to_string()).or_insert(0) += 1;
+            });
+            counts
+        });
+        if counts.get(key.as_str()).copied().unwrap_or_default() > 1 {
             return Err(PlanError::InvalidItemId {
                 path,
                 detail: "another item of this plan already has this id".into(),
