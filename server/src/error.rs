@@ -144,6 +144,7 @@ impl ApiError {
                 PlanError::Forbidden(_) => "Forbidden",
                 PlanError::TestFailed(_) => "Test failed",
                 PlanError::UnknownVersion(_) => "Unknown version",
+                PlanError::InvalidItemId { .. } => "Invalid item id",
             },
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::DocumentTooLarge(_) => "Document too large",

@@ -4,10 +4,11 @@
 //! against the plan schema. A refused change set is refused whole.
 
 use crate::ops::Editor;
-use crate::plan::{child, is_item_id, validate, PlanError};
+use crate::plan::{child, each_item_id, is_item_id, is_new_item_id, validate, PlanError};
 use crate::roles::may_write;
 use crate::schema::{self, Field, Kind, PLAN};
 use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, Value, ROOT};
+use std::collections::HashMap;
 
 /// Checks what the changes between `before` and `doc`'s current heads did:
 /// every field they set is one `editor` may write, nothing is removed but
@@ -64,6 +65,91 @@ pub fn check_incoming(
         }
     }
     validate(doc)
+}
+
+/// Holds the items that the changes between `before` and `doc`'s heads
+/// create to the rule the ops path keeps ([`add_item`]): a canonical ULID id
+/// ([`is_new_item_id`]) that no other item of the plan has. Items that were
+/// there before are not re-checked, so plans stored before the rule still
+/// load and sync. For changes a person made (a device, a peer's member); a
+/// plan arriving whole from its home or an import is its own history.
+///
+/// [`add_item`]: crate::ops
+pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), PlanError> {
+    let after = doc.get_heads();
+    // Every item id of the plan and how many items have it, counted once
+    // the first new item is met (a sync may add many).
+    let mut counts: Option<HashMap<String, usize>> = None;
+    for patch in doc.diff(before, &after) {
+        let PatchAction::PutMap {
+            key,
+            value: (Value::Object(_), _),
+            ..
+        } = &patch.action
+        else {
+            continue;
+        };
+        let mut segments: Vec<String> =
+            patch.path.iter().map(|(_, prop)| prop_text(prop)).collect();
+        segments.push(key.clone());
+        if !names_an_item(&segments) {
+            continue;
+        }
+        let existed = doc
+            .get_at(&patch.obj, key.as_str(), before)
+            .is_ok_and(|v| v.is_some());
+        if existed {
+            continue;
+        }
+        let path = format!("/{}", segments.join("/"));
+        if !is_new_item_id(key) {
+            return Err(PlanError::InvalidItemId {
+                path,
+                detail: "item ids must be ULIDs, upper case, as `ulid` writes them".into(),
+            });
+        }
+        let counts = counts.get_or_insert_with(|| {
+            let mut counts = HashMap::new();
+            each_item_id(doc, &ROOT, PLAN, &mut |id| {
+                *counts.entry(id.to_string()).or_insert(0) += 1;
+            });
+            counts
+        });
+        if counts.get(key.as_str()).copied().unwrap_or_default() > 1 {
+            return Err(PlanError::InvalidItemId {
+                path,
+                detail: "another item of this plan already has this id".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True when `segments` end at an item of a collection (`needs/<id>`,
+/// `strategies/<id>/steps/<id>`), whatever the id looks like.
+fn names_an_item(segments: &[String]) -> bool {
+    let mut fields: &[Field] = PLAN;
+    let mut i = 0;
+    while i < segments.len() {
+        let Some(field) = schema::field(fields, &segments[i]) else {
+            return false;
+        };
+        match field.kind {
+            Kind::Struct(inner) => {
+                fields = inner;
+                i += 1;
+            }
+            Kind::Collection(inner) if i + 1 < segments.len() => {
+                if i + 2 == segments.len() {
+                    return true;
+                }
+                fields = inner;
+                i += 2;
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn prop_text(prop: &Prop) -> String {

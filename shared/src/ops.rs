@@ -6,8 +6,8 @@
 //! Nothing is ever removed: items are closed by setting their status.
 
 use crate::plan::{
-    check_scalar, child, create_containers, internal, is_item_code, is_item_id, ref_json, render,
-    to_scalar, PlanError,
+    check_scalar, child, create_containers, internal, is_item_code, is_item_id, is_new_item_id,
+    items_with_id, ref_json, render, to_scalar, PlanError,
 };
 use crate::roles::{may_write, Role};
 use crate::schema::{self, Field, Kind, PLAN};
@@ -210,6 +210,15 @@ fn apply_op(
         .value
         .as_ref()
         .ok_or_else(|| PlanError::InvalidOp(format!("`{}` needs a `value`", op.op)))?;
+    if !editor.role.sees(&op.path) {
+        // Decided before the path is looked up: whether the item exists,
+        // and which op it is, must not change the answer (nor the work).
+        let section = op.path.trim_start_matches('/').split('/').next();
+        return Err(PlanError::Forbidden(format!(
+            "/{}",
+            section.unwrap_or_default()
+        )));
+    }
     if op.op == "test" {
         return test(tx, &op.path, value, editor).map(|()| OpResult::default());
     }
@@ -220,6 +229,14 @@ fn apply_op(
     }
     match (op.op.as_str(), target.field.kind) {
         ("add", Kind::Collection(fields)) => {
+            if !editor.role.hidden_sections().is_empty() && names_an_id(value) {
+                // Whether an id is taken would tell of items in sections the
+                // role is not shown; such roles never sync, so never need to.
+                return Err(PlanError::InvalidItemId {
+                    path: format!("{}/id", op.path),
+                    detail: format!("a {} lets the node choose new items' ids", editor.role),
+                });
+            }
             let coll = child(tx, &target.obj, &target.key)
                 .ok_or_else(|| PlanError::schema(&op.path, "this plan lacks the collection"))?;
             let id = add_item(tx, &coll, fields, value, &op.path, new_id)?;
@@ -254,6 +271,15 @@ fn apply_op(
             set_field(tx, &target.obj, target.field, &target.key, value, &op.path)?;
             Ok(OpResult::default())
         }
+    }
+}
+
+/// True when an item given to `add` (or one nested in it) names its own id.
+fn names_an_id(value: &Json) -> bool {
+    match value {
+        Json::Object(map) => map.contains_key("id") || map.values().any(names_an_id),
+        Json::Array(items) => items.iter().any(names_an_id),
+        _ => false,
     }
 }
 
@@ -329,27 +355,32 @@ fn add_item(
     let object = value
         .as_object()
         .ok_or_else(|| PlanError::schema(path, "expected an object with the item's fields"))?;
+    let taken = || PlanError::InvalidItemId {
+        path: format!("{path}/id"),
+        detail: "another item of this plan already has this id".into(),
+    };
     let id = match object.get("id") {
         None => new_id(),
-        Some(Json::String(id)) if is_item_id(id) => {
+        Some(Json::String(id)) if is_new_item_id(id) => {
             if let Some(existing) = child(tx, coll, id) {
                 // A retried add (the same item again) changes nothing and
                 // answers the same id; other values under that id are refused.
                 if same_item(tx, &existing, fields, object) {
                     return Ok(id.clone());
                 }
-                return Err(PlanError::schema(
-                    &format!("{path}/{id}"),
-                    "another item already has this id",
-                ));
+                return Err(taken());
+            }
+            // Unique across the plan: an id is a name for one item only.
+            if items_with_id(tx, id) > 0 {
+                return Err(taken());
             }
             id.clone()
         }
         Some(_) => {
-            return Err(PlanError::schema(
-                &format!("{path}/id"),
-                "item ids must be ULIDs",
-            ))
+            return Err(PlanError::InvalidItemId {
+                path: format!("{path}/id"),
+                detail: "item ids must be ULIDs, upper case, as `ulid` writes them".into(),
+            })
         }
     };
     let item_path = format!("{path}/{id}");
@@ -474,11 +505,7 @@ fn fill_item(
 /// API renders it) equals `expected`.
 fn test(doc: &impl ReadDoc, path: &str, expected: &Json, editor: &Editor) -> Result<(), PlanError> {
     let mut plan = render(doc);
-    if let Some(obj) = plan.as_object_mut() {
-        for hidden in editor.role.hidden_sections() {
-            obj.remove(*hidden);
-        }
-    }
+    editor.role.hide_sections(&mut plan);
     let mut current = &plan;
     for segment in path
         .trim_start_matches('/')
@@ -941,7 +968,106 @@ mod tests {
         assert!(matches!(
             other,
             Err(OpFailure {
-                error: PlanError::Schema { .. },
+                error: PlanError::InvalidItemId { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn new_item_ids_are_canonical_ulids_unique_across_the_plan() {
+        let mut doc = new_doc();
+        let id = ulid::Ulid::new().to_string();
+        let need = |id: &str| json!([{"op":"add","path":"/needs","value":{"id":id,"domain":"home","statement":"Calm"}}]);
+        assert!(apply(&mut doc, &facilitator(), need(&id)).is_ok());
+        let strength = |id: &str| json!([{"op":"add","path":"/strengths","value":{"id":id,"statement":"Kind"}}]);
+        for bad in [
+            id.clone(),
+            id.to_lowercase(),
+            format!("8{}", &id[1..]),
+            "strength-1".to_string(),
+        ] {
+            let r = apply(&mut doc, &facilitator(), strength(&bad));
+            assert!(
+                matches!(
+                    &r,
+                    Err(OpFailure {
+                        error: PlanError::InvalidItemId { .. },
+                        ..
+                    })
+                ),
+                "{bad}: {r:?}"
+            );
+        }
+        // Nested items too: a step may not reuse the need's id.
+        let r = apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"add","path":"/strategies","value":{"description":"S","kind":"natural",
+                "steps":[{"id":id,"description":"Step"}]}}]),
+        );
+        assert!(
+            matches!(
+                &r,
+                Err(OpFailure {
+                    error: PlanError::InvalidItemId { .. },
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let fresh = ulid::Ulid::new().to_string();
+        assert!(apply(&mut doc, &facilitator(), strength(&fresh)).is_ok());
+    }
+
+    #[test]
+    fn ops_in_a_hidden_section_get_one_answer_whether_or_not_the_item_exists() {
+        let mut doc = new_doc();
+        let Ok(r) = apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"add","path":"/cans","value":{"assessed_on":"2026-01-05","ratings":{"ls.family":2}}}]),
+        ) else {
+            panic!()
+        };
+        let cans = r[0].id.clone().unwrap_or_default();
+        let missing = "01JAAAAAAAAAAAAAAAAAAAAAAA";
+        let natural = Editor {
+            role: Role::NaturalSupport,
+            member_id: None,
+        };
+        for (op, tail) in [
+            ("replace", "/assessed_on"),
+            ("test", "/assessed_on"),
+            ("add", "/ratings/ls.family"),
+            ("replace", "/nope"),
+        ] {
+            let answer = |item: &str| {
+                let path = format!("/cans/{item}{tail}");
+                apply(
+                    &mut doc.clone(),
+                    &natural,
+                    json!([{"op":op,"path":path,"value":"2026-01-05"}]),
+                )
+            };
+            let (hidden, absent) = (answer(&cans), answer(missing));
+            assert_eq!(hidden, absent, "{op} {tail}");
+            assert!(
+                matches!(hidden, Err(OpFailure { error: PlanError::Forbidden(ref p), .. }) if p == "/cans")
+            );
+        }
+        // Adding a visible item under a hidden item's id, or a free one.
+        let named = |item: &str| {
+            let add =
+                json!([{"op":"add","path":"/strengths","value":{"id":item,"statement":"Kind"}}]);
+            apply(&mut doc.clone(), &natural, add)
+        };
+        let (hidden, absent) = (named(&cans), named(missing));
+        assert_eq!(hidden, absent);
+        assert!(matches!(
+            hidden,
+            Err(OpFailure {
+                error: PlanError::InvalidItemId { .. },
                 ..
             })
         ));

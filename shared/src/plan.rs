@@ -37,6 +37,10 @@ pub enum PlanError {
     /// The base version names changes this node has never seen.
     #[error("base version {0} is unknown to this node")]
     UnknownVersion(String),
+    /// A new item's id that is not a canonical ULID, or that another item
+    /// of the plan (in any collection) already has.
+    #[error("`{path}`: {detail}")]
+    InvalidItemId { path: String, detail: String },
 }
 
 impl PlanError {
@@ -50,6 +54,7 @@ impl PlanError {
             PlanError::Forbidden(_) => "forbidden",
             PlanError::TestFailed(_) => "test-failed",
             PlanError::UnknownVersion(_) => "unknown-version",
+            PlanError::InvalidItemId { .. } => "invalid-item-id",
         }
     }
 
@@ -355,6 +360,53 @@ pub fn is_item_id(s: &str) -> bool {
     s.len() == 26 && ulid::Ulid::from_string(s).is_ok()
 }
 
+/// What a new item's id must be: a ULID as the `ulid` crate writes it
+/// (upper case, no overflow), so one item has exactly one spelling.
+/// Existing items are only held to [`is_item_id`], so plans stored before
+/// this rule still load.
+pub fn is_new_item_id(s: &str) -> bool {
+    ulid::Ulid::from_string(s).is_ok_and(|u| u.to_string() == s)
+}
+
+/// Calls `f` with the id of every item of the plan under `obj` (described by
+/// `fields`), nested collections (action steps, crisis triggers…) included.
+pub(crate) fn each_item_id(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    fields: &'static [Field],
+    f: &mut dyn FnMut(&str),
+) {
+    for field in fields {
+        match field.kind {
+            Kind::Struct(inner) => {
+                if let Some(inner_obj) = child(doc, obj, field.name) {
+                    each_item_id(doc, &inner_obj, inner, f);
+                }
+            }
+            Kind::Collection(inner) => {
+                let Some(coll) = child(doc, obj, field.name) else {
+                    continue;
+                };
+                for id in doc.keys(&coll) {
+                    f(&id);
+                    if let Some(item) = child(doc, &coll, &id) {
+                        each_item_id(doc, &item, inner, f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How many items of the whole plan have the id `id` (ids are unique across
+/// the plan, not only within their collection).
+pub(crate) fn items_with_id(doc: &impl ReadDoc, id: &str) -> usize {
+    let mut n = 0;
+    each_item_id(doc, &ROOT, PLAN, &mut |other| n += usize::from(other == id));
+    n
+}
+
 /// CANS item codes: short lowercase codes, never licensed item text.
 pub fn is_item_code(s: &str) -> bool {
     let mut chars = s.chars();
@@ -613,6 +665,12 @@ mod tests {
         assert!(!is_date("26-02-28"));
         assert!(is_item_id(&ulid::Ulid::new().to_string()));
         assert!(!is_item_id("not-an-id"));
+        let id = ulid::Ulid::new().to_string();
+        assert!(is_new_item_id(&id));
+        // Lower case decodes to the same ULID, and a first character above
+        // 7 overflows: other spellings of an id, accepted by the decoder.
+        assert!(is_item_id(&id.to_lowercase()) && !is_new_item_id(&id.to_lowercase()));
+        assert!(!is_new_item_id(&format!("8{}", &id[1..])));
         assert!(is_item_code("ls.family_functioning"));
         assert!(!is_item_code("Family Functioning"));
         assert!(!is_item_code(""));

@@ -57,6 +57,24 @@ impl Role {
             _ => &[],
         }
     }
+
+    /// May this role see what is at `path` (`/cans/01J…/ratings`, `/consents`,
+    /// or a summary pattern such as `/status/*/living`)? The one rule the
+    /// plan view, ops, history and share lists ask, so what a role cannot
+    /// read it cannot probe through any of them either.
+    pub fn sees(self, path: &str) -> bool {
+        let section = path.strip_prefix('/').unwrap_or(path);
+        let section = section.split('/').next().unwrap_or_default();
+        !self.hidden_sections().contains(&section)
+    }
+
+    /// Removes from a rendered plan (`render`) the sections this role may
+    /// not see.
+    pub fn hide_sections(self, plan: &mut serde_json::Value) {
+        if let Some(obj) = plan.as_object_mut() {
+            obj.retain(|section, _| self.sees(section));
+        }
+    }
 }
 
 impl fmt::Display for Role {
@@ -186,6 +204,24 @@ mod tests {
         // match `/strategiesx`.
         assert!(!may_write(Provider, "/statusx", false));
         assert!(may_write(Provider, "/status/*/living", false));
+    }
+
+    #[test]
+    fn what_a_role_sees_is_decided_by_the_first_segment() {
+        for path in [
+            "/cans",
+            "/cans/01J/ratings/x",
+            "/status/*/living",
+            "consents",
+        ] {
+            assert!(!NaturalSupport.sees(path), "{path}");
+            assert!(Facilitator.sees(path), "{path}");
+        }
+        assert!(NaturalSupport.sees("/strengths/*/text"));
+        assert!(NaturalSupport.sees("/cansx"));
+        let mut plan = serde_json::json!({"title": "t", "cans": [], "consents": [], "status": []});
+        NaturalSupport.hide_sections(&mut plan);
+        assert_eq!(plan, serde_json::json!({"title": "t"}));
     }
 
     #[test]

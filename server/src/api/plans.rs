@@ -104,11 +104,11 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     ),
     responses(
         (status = 201, description = "The new plan, with `ETag` and `Location`.", body = PlanDocument,
-            headers(("ETag" = String), ("Location" = String))),
+            headers(("ETag" = String), ("Location" = String), ("Vary" = String))),
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable JSON body; `malformed-document`: bytes that are not a saved Automerge document."),
         (status = 403, description = "`forbidden`: only facilitators and supervisors start plans."),
         (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`; `plan-quota`: its JSON is larger than `plan_quota_bytes`."),
-        (status = 422, description = "`invalid-op`, `schema-violation`: fields the plan schema refuses; `change-forbidden`, `schema-violation`, `unsupported-op`: a document the caller's role may not make, or that breaks the schema."),
+        (status = 422, description = "`invalid-op`, `schema-violation`: fields the plan schema refuses; `change-forbidden`, `schema-violation`, `unsupported-op`: a document the caller's role may not make, or that breaks the schema; `invalid-item-id`: an item whose id is not a canonical ULID or is used twice."),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -152,7 +152,8 @@ pub async fn create(
     };
     let view = audited(&app, &user, None, "plan.create", created)?;
     Ok(HttpResponse::Created()
-        .insert_header((header::ETAG, view.etag.clone()))
+        .insert_header((header::ETAG, view.etag_for(user.actor.role)))
+        .insert_header(per_caller())
         .insert_header((header::LOCATION, format!("/v1/plans/{}", view.id)))
         .content_type("application/json")
         .body(view.body_for(user.actor.role)))
@@ -217,8 +218,8 @@ pub(super) async fn authorized(
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier read: `304` if the plan is unchanged."),
     ),
     responses(
-        (status = 200, description = "The plan.", body = PlanDocument, headers(("ETag" = String))),
-        (status = 304, description = "Unchanged since the `ETag` sent.", headers(("ETag" = String))),
+        (status = 200, description = "The plan as the caller's role sees it; the `ETag` is that representation's (`Vary: Authorization`).", body = PlanDocument, headers(("ETag" = String), ("Vary" = String))),
+        (status = 304, description = "Unchanged since the `ETag` sent (an `ETag` of the same representation).", headers(("ETag" = String), ("Vary" = String))),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 500, description = INTERNAL),
     )
@@ -239,24 +240,31 @@ pub async fn read(
         None,
         &user.meta,
     ));
+    let etag = view.etag_for(role);
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .any(|t| t.trim() == view.etag || t.trim() == "*")
-        });
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if fresh {
         return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, view.etag.clone()))
+            .insert_header((header::ETAG, etag))
+            .insert_header(per_caller())
             .finish());
     }
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, view.etag.clone()))
+        .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header(per_caller())
         .content_type("application/json")
         .body(view.body_for(role)))
+}
+
+/// `Vary: Authorization`: the body depends on who asks (their role's view
+/// of the plan, their plans, their history), so no cache may hand one
+/// caller's answer to another.
+pub(super) fn per_caller() -> (header::HeaderName, &'static str) {
+    (header::VARY, "Authorization")
 }
 
 /// Edits a plan by JSON Patch-shaped ops, all or nothing.
@@ -272,17 +280,17 @@ pub async fn read(
     ),
     request_body = OpsRequest,
     responses(
-        (status = 200, description = "The plan after the ops, and what each op produced. Minimal \
+        (status = 200, description = "The plan after the ops as the caller's role sees it, and what each op produced. Minimal \
             (no `plan`; `changed` lists the paths written) when asked with `Prefer: return=minimal` \
             or when the plan is larger than `ops_answer_plan_bytes` (256 KiB by default); \
             `Preference-Applied: return=minimal` then says so.", body = OpsResponse,
-            headers(("ETag" = String), ("Preference-Applied" = Option<String>))),
+            headers(("ETag" = String), ("Vary" = String), ("Preference-Applied" = Option<String>))),
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, or a `base_version` entry that is not a change hash."),
-        (status = 403, description = "`forbidden`: a field the caller's role may not change, or a plan homed at another node (edited by its home's team)."),
+        (status = 403, description = "`forbidden`: a field the caller's role may not change, any path in a section the caller's role does not see (the same answer whether or not the item exists), or a plan homed at another node (edited by its home's team)."),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 409, description = "`test-failed`: a `test` op did not hold; `unknown-version`: `base_version` names changes this node has never seen."),
         (status = 413, description = PLAN_QUOTA),
-        (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which)."),
+        (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which); `invalid-item-id`: a new item's id that is not a canonical ULID or is already used anywhere in the plan."),
         (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )
@@ -323,7 +331,8 @@ pub async fn ops(
             })
             .collect();
         return Ok(HttpResponse::Ok()
-            .insert_header((header::ETAG, view.etag.clone()))
+            .insert_header((header::ETAG, view.etag_for(role)))
+            .insert_header(per_caller())
             .insert_header(("Preference-Applied", "return=minimal"))
             .json(OpsResponse {
                 id: view.id.clone(),
@@ -333,18 +342,13 @@ pub async fn ops(
                 changed: Some(changed),
             }));
     }
-    let mut plan = view.plan.clone();
-    if let Some(obj) = plan.as_object_mut() {
-        for section in role.hidden_sections() {
-            obj.remove(*section);
-        }
-    }
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, view.etag.clone()))
+        .insert_header((header::ETAG, view.etag_for(role)))
+        .insert_header(per_caller())
         .json(OpsResponse {
             id: view.id.clone(),
             version: view.version.clone(),
-            plan,
+            plan: view.plan_for(role),
             results,
             changed: None,
         }))
@@ -376,7 +380,8 @@ fn prefers_minimal(req: &HttpRequest) -> bool {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The plan's id.")),
     responses(
-        (status = 200, description = "Every change, oldest first.", body = History),
+        (status = 200, description = "Every change the caller's role may know of, oldest first (a role that does not see some sections gets only the changes summarised as touching sections it sees).", body = History,
+            headers(("Vary" = String))),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 500, description = INTERNAL),
     )
@@ -386,8 +391,8 @@ pub async fn history(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, _) = authorized(&app, &user, &id, "plan.history").await?;
-    let changes = app.plans.history(&entry).await?;
+    let (entry, role) = authorized(&app, &user, &id, "plan.history").await?;
+    let changes = app.plans.history(&entry, role).await?;
     app.plans.audit(audit_record(
         &user.actor,
         Some(&id),
@@ -396,10 +401,12 @@ pub async fn history(
         None,
         &user.meta,
     ));
-    Ok(HttpResponse::Ok().json(wrapsync_shared::api::History {
-        id: id.into_inner(),
-        changes,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header(per_caller())
+        .json(History {
+            id: id.into_inner(),
+            changes,
+        }))
 }
 
 /// One round of the Automerge sync protocol (see `plans::sync`).
@@ -430,7 +437,7 @@ pub async fn history(
         (status = 403, description = "`forbidden`: the caller's role sees only part of this plan, which cannot be synced (read it with GET)."),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the plan and the sync state stay as they were)."),
-        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor)."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor); `invalid-item-id`: a new item whose id is not a canonical ULID or is already used in the plan."),
         (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )

@@ -7,7 +7,7 @@
 //! its home to that node (`transfer`: the family moved).
 
 use super::extract::{AuthUser, JsonBody};
-use super::plans::authorized;
+use super::plans::{authorized, per_caller};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -17,6 +17,9 @@ use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
 use wrapsync_shared::api::{Share, ShareList, ShareRequest, Transfer, TransferRequest};
 use wrapsync_shared::roles::Role;
+
+/// The plan section a sharing grant belongs to, for [`Role::sees`].
+const CONSENTS: &str = "/consents";
 
 fn view(grant: &Grant, now: i64) -> Share {
     Share {
@@ -38,7 +41,8 @@ fn view(grant: &Grant, now: i64) -> Share {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The plan's id.")),
     responses(
-        (status = 200, description = "Every grant.", body = ShareList),
+        (status = 200, description = "Every grant, to roles that see the plan's consents; to others, none.", body = ShareList,
+            headers(("Vary" = String))),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 500, description = INTERNAL),
     )
@@ -48,11 +52,16 @@ pub async fn list(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorized(&app, &user, &id, "plan.shares").await?;
+    let (_, role) = authorized(&app, &user, &id, "plan.shares").await?;
     let plan = id.to_string();
-    let grants = app
-        .blocking(move |conn| consent::for_plan(conn, &plan))
-        .await?;
+    // A grant is the family's consent: shown only to roles that see the
+    // plan's consents.
+    let grants = if role.sees(CONSENTS) {
+        app.blocking(move |conn| consent::for_plan(conn, &plan))
+            .await?
+    } else {
+        Vec::new()
+    };
     let now = now_ms();
     app.plans.audit(audit_record(
         &user.actor,
@@ -62,9 +71,11 @@ pub async fn list(
         None,
         &user.meta,
     ));
-    Ok(HttpResponse::Ok().json(ShareList {
-        shares: grants.iter().map(|g| view(g, now)).collect(),
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header(per_caller())
+        .json(ShareList {
+            shares: grants.iter().map(|g| view(g, now)).collect(),
+        }))
 }
 
 /// Records the family's consent to share this plan with a peer node.

@@ -38,7 +38,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
-use wrapsync_shared::incoming::check_incoming;
+use wrapsync_shared::incoming::{check_incoming, check_new_item_ids};
 use wrapsync_shared::ops::{apply_ops, is_summary, summarize, Editor, Op, OpResult};
 use wrapsync_shared::plan::{init_plan, PlanError};
 use wrapsync_shared::roles::Role;
@@ -445,7 +445,9 @@ impl Plans {
             role: actor.role,
             member_id: None,
         };
-        check_incoming(&doc, &[], &editor).map_err(ApiError::RefusedChanges)?;
+        check_incoming(&doc, &[], &editor)
+            .and_then(|()| check_new_item_ids(&doc, &[]))
+            .map_err(ApiError::RefusedChanges)?;
         let id = ulid::Ulid::new().to_string();
         let view = PlanView::render(&id, &doc, &HashMap::new()).localized(None, &self.node_id);
         if view.role_of(actor).is_none() {
@@ -837,22 +839,39 @@ impl Plans {
         Ok(())
     }
 
-    /// Every change of the plan, oldest first, with who made it.
-    pub async fn history(&self, entry: &PlanEntry) -> Result<Vec<HistoryEntry>, ApiError> {
+    /// Every change of the plan `role` may know of, oldest first, with who
+    /// made it. A role that does not see some sections gets only the
+    /// changes whose summary shows it touched a section it sees, and only
+    /// those parts of the summary: a change without a summary (a device's
+    /// free text) could have touched anything, so it is left out for them.
+    pub async fn history(
+        &self,
+        entry: &PlanEntry,
+        role: Role,
+    ) -> Result<Vec<HistoryEntry>, ApiError> {
+        let restricted = !role.hidden_sections().is_empty();
         let mut changes: Vec<HistoryEntry> = {
             let state = entry.state.lock().await;
             state
                 .doc
                 .get_changes_meta(&[])
                 .into_iter()
-                .map(|c| HistoryEntry {
-                    hash: c.hash.to_string(),
-                    user: None,
-                    actor: c.actor.to_hex_string(),
-                    time: c.timestamp,
+                .filter_map(|c| {
                     // A device's own change message is free text: shown only
                     // when it is an identifier-free summary.
-                    summary: c.message.filter(|m| is_summary(m)).map(|m| m.to_string()),
+                    let summary = c.message.filter(|m| is_summary(m)).map(|m| m.to_string());
+                    let summary = match summary {
+                        Some(s) if restricted => Some(visible_summary(role, &s)?),
+                        None if restricted => return None,
+                        summary => summary,
+                    };
+                    Some(HistoryEntry {
+                        hash: c.hash.to_string(),
+                        user: None,
+                        actor: c.actor.to_hex_string(),
+                        time: c.timestamp,
+                        summary,
+                    })
                 })
                 .collect()
         };
@@ -962,6 +981,26 @@ impl Plans {
     }
 }
 
+/// The parts of a change summary (`replace /cans/*/ratings/x; add
+/// /strengths`) naming sections `role` sees; `None` when none do.
+fn visible_summary(role: Role, summary: &str) -> Option<String> {
+    if summary == "create plan" {
+        return Some(summary.to_string());
+    }
+    let shown: Vec<&str> = summary
+        .split("; ")
+        .filter(|part| {
+            part.split_once(' ')
+                .is_some_and(|(_, path)| role.sees(path))
+        })
+        .collect();
+    if shown.is_empty() {
+        return None;
+    }
+    let cut = summary.ends_with("; …");
+    Some(shown.join("; ") + if cut { "; …" } else { "" })
+}
+
 /// Builds a document from stored chunks (a snapshot, then change sets).
 fn load_chunks(chunks: Vec<(i64, Vec<u8>)>) -> Result<(Automerge, HashSet<i64>), ApiError> {
     let seqs = chunks.iter().map(|(s, _)| *s).collect();
@@ -1015,16 +1054,21 @@ fn parse_heads(doc: &Automerge, base: &[String]) -> Result<Vec<ChangeHash>, ApiE
     Ok(heads)
 }
 
-/// Item ids are ULIDs from one monotonic generator, so items added in the
-/// same millisecond still sort in the order they were added.
+/// Item ids are ULIDs that only grow, so items added in the same
+/// millisecond still sort in the order they were added; within a
+/// millisecond each is the last plus a random step of up to 2^64 (not plus
+/// one, as `ulid::Generator` does), so knowing one id says nothing of its
+/// neighbours, which may be items the knower is not shown.
 fn new_item_id() -> String {
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut generator = GENERATOR.lock();
-    generator
-        .get_or_insert_with(ulid::Generator::new)
-        .generate()
-        .unwrap_or_else(|_| ulid::Ulid::new())
-        .to_string()
+    static LAST: Mutex<u128> = Mutex::new(0);
+    let mut last = LAST.lock();
+    let fresh = ulid::Ulid::new().0;
+    let step = 1 + u128::from(rand::random::<u64>());
+    *last = match last.checked_add(step) {
+        Some(next) if fresh <= *last => next,
+        _ => fresh,
+    };
+    ulid::Ulid(*last).to_string()
 }
 
 fn unix_secs() -> i64 {
@@ -1135,5 +1179,41 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(growth_floor(&retry), 0);
+    }
+
+    #[test]
+    fn item_ids_grow_but_their_neighbours_cannot_be_guessed() {
+        let ids: Vec<u128> = (0..200)
+            .map(|_| ulid::Ulid::from_string(&new_item_id()).map_or(0, |u| u.0))
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "ids sort in the order they were made");
+            // Plus one would be 1 in 2^64 if the steps are random.
+            assert!(pair[1] - pair[0] > 1, "a neighbour is not the next id");
+        }
+    }
+
+    #[test]
+    fn a_summary_keeps_only_the_parts_a_role_sees() {
+        let ns = Role::NaturalSupport;
+        let mixed = "replace /vision; add /cans; replace /status/*/living";
+        assert_eq!(
+            visible_summary(ns, mixed).as_deref(),
+            Some("replace /vision")
+        );
+        assert_eq!(visible_summary(ns, "add /consents"), None);
+        assert_eq!(
+            visible_summary(ns, "add /strengths; add /cans; …").as_deref(),
+            Some("add /strengths; …")
+        );
+        assert_eq!(visible_summary(ns, "add /cans; …"), None);
+        assert_eq!(
+            visible_summary(ns, "create plan").as_deref(),
+            Some("create plan")
+        );
+        assert_eq!(
+            visible_summary(Role::Facilitator, mixed).as_deref(),
+            Some(mixed)
+        );
     }
 }

@@ -16,7 +16,7 @@ use automerge::{Automerge, ReadDoc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use wrapsync_shared::incoming::check_incoming;
+use wrapsync_shared::incoming::{check_incoming, check_new_item_ids};
 use wrapsync_shared::ops::Editor;
 use wrapsync_shared::plan::PlanError;
 
@@ -195,6 +195,7 @@ fn check_by_author(
 ) -> Result<(), ApiError> {
     let changes = scratch.get_changes(before);
     let refused = |e| ApiError::RefusedChanges(e);
+    check_new_item_ids(scratch, before).map_err(refused)?;
     if editors.len() == 1 {
         if let Some(editor) = editors.values().next() {
             return check_incoming(scratch, before, editor).map_err(refused);
@@ -454,7 +455,9 @@ impl Plans {
                         return Err(super::replica_of_others());
                     }
                     let actors = self.check_actors(actor, &scratch, &before).await?;
-                    check_incoming(&scratch, &before, &editor).map_err(ApiError::RefusedChanges)?;
+                    check_incoming(&scratch, &before, &editor)
+                        .and_then(|()| check_new_item_ids(&scratch, &before))
+                        .map_err(ApiError::RefusedChanges)?;
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,

@@ -16,8 +16,9 @@ pub struct PlanView {
     pub id: String,
     pub heads: Vec<ChangeHash>,
     pub version: Vec<String>,
-    /// Strong validator for `If-None-Match`: the heads, hashed.
-    pub etag: String,
+    /// Strong validator for `If-None-Match` of the whole plan: the heads,
+    /// hashed. Roles that see less get their own (`etag_for`).
+    etag: String,
     pub title: String,
     pub phase: String,
     /// Active roster members linked to a user of this node (see
@@ -30,7 +31,7 @@ pub struct PlanView {
     pub conflicts: Vec<ConflictView>,
     body: Bytes,
     /// Rendered on first use for roles that see less of the plan.
-    restricted: OnceLock<Bytes>,
+    restricted: OnceLock<(&'static [&'static str], Bytes)>,
 }
 
 /// Who is reading: decides which rendering they get.
@@ -151,35 +152,60 @@ impl PlanView {
         self.body.len()
     }
 
-    /// The JSON body `{"id","version","plan"}` as `role` may see it.
-    pub fn body_for(&self, role: Role) -> Bytes {
+    /// The `ETag` of the representation `role` receives: the same heads
+    /// render differently for a role that sees less, so a validator from
+    /// one role's read must never answer `304` to another's.
+    pub fn etag_for(&self, role: Role) -> String {
         let hidden = role.hidden_sections();
         if hidden.is_empty() {
+            return self.etag.clone();
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.etag.as_bytes());
+        for section in hidden {
+            hasher.update(b"\0-");
+            hasher.update(section.as_bytes());
+        }
+        format!("\"{}\"", &hex::encode(hasher.finalize())[..32])
+    }
+
+    /// The plan (without conflicts) as `role` may see it.
+    pub fn plan_for(&self, role: Role) -> serde_json::Value {
+        let mut plan = self.plan.clone();
+        role.hide_sections(&mut plan);
+        plan
+    }
+
+    /// The JSON body `{"id","version","plan"}` as `role` may see it.
+    pub fn body_for(&self, role: Role) -> Bytes {
+        if role.hidden_sections().is_empty() {
             return self.body.clone();
         }
-        self.restricted
-            .get_or_init(|| {
-                let mut plan = self.plan.clone();
-                if let Some(obj) = plan.as_object_mut() {
-                    for section in hidden {
-                        obj.remove(*section);
-                    }
-                }
-                let conflicts = self
-                    .conflicts
-                    .iter()
-                    .filter(|c| !hidden.iter().any(|h| c.path.starts_with(&format!("/{h}/"))))
-                    .cloned()
-                    .collect();
-                serde_json::to_vec(&PlanDocument {
-                    id: self.id.clone(),
-                    version: self.version.clone(),
-                    plan,
-                    conflicts,
-                })
-                .map(Bytes::from)
-                .unwrap_or_default()
+        let render = || {
+            let conflicts = self
+                .conflicts
+                .iter()
+                .filter(|c| role.sees(&c.path))
+                .cloned()
+                .collect();
+            serde_json::to_vec(&PlanDocument {
+                id: self.id.clone(),
+                version: self.version.clone(),
+                plan: self.plan_for(role),
+                conflicts,
             })
-            .clone()
+            .map(Bytes::from)
+            .unwrap_or_default()
+        };
+        // Cached for the first restricted role asked (today the only one);
+        // any other is rendered each time rather than served the wrong view.
+        let (hidden, body) = self
+            .restricted
+            .get_or_init(|| (role.hidden_sections(), render()));
+        if *hidden == role.hidden_sections() {
+            body.clone()
+        } else {
+            render()
+        }
     }
 }
