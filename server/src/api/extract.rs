@@ -227,7 +227,8 @@ impl FromRequest for SyncBatchBody {
             let (content_type, body) = body.await?;
             if content_type == "application/cbor" {
                 let batch = ciborium::from_reader(&body[..]).map_err(|e| {
-                    ApiError::InvalidRequest(format!("the body is not a sync batch: {e}"))
+                    tracing::debug!(error = %e, "unreadable CBOR sync batch");
+                    ApiError::InvalidRequest("the body is not a CBOR sync batch".into())
                 })?;
                 return Ok(SyncBatchBody { batch, cbor: true });
             }
@@ -282,8 +283,10 @@ pub fn read_limited(
             .await
             .map_err(|_| ApiError::RequestTimeout(timeout))?
         {
-            let chunk =
-                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                tracing::debug!(error = %e, "request body unreadable");
+                ApiError::InvalidRequest("the body could not be read".into())
+            })?;
             if body.len() + chunk.len() > limit {
                 return Err(ApiError::PayloadTooLarge(limit));
             }

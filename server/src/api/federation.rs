@@ -126,8 +126,10 @@ pub async fn sync_batch(
     let meta = request_meta(&req);
     let body = body?;
     let SignedBy { peer, .. } = verified_peer(&app, &req, &body.0, &meta).await?;
-    let batch: PeerSyncBatch = ciborium::from_reader(&body.0[..])
-        .map_err(|e| ApiError::InvalidRequest(format!("not a peer sync batch: {e}")))?;
+    let batch: PeerSyncBatch = ciborium::from_reader(&body.0[..]).map_err(|e| {
+        tracing::debug!(error = %e, "unreadable peer sync batch");
+        ApiError::InvalidRequest("not a CBOR peer sync batch".into())
+    })?;
     if batch.plans.len() > MAX_SYNC_BATCH {
         return Err(ApiError::InvalidRequest(format!(
             "at most {MAX_SYNC_BATCH} plans per request"
@@ -323,8 +325,10 @@ pub async fn plan_transfer(
         ));
         e
     };
-    let handover: Handover = ciborium::from_reader(&body.0[..])
-        .map_err(|e| audited(ApiError::InvalidRequest(format!("not a handover: {e}"))))?;
+    let handover: Handover = ciborium::from_reader(&body.0[..]).map_err(|e| {
+        tracing::debug!(error = %e, "unreadable handover");
+        audited(ApiError::InvalidRequest("not a CBOR handover".into()))
+    })?;
     let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
         .await
         .map_err(audited)?;

@@ -341,3 +341,52 @@ fn duplicate_json_keys_are_refused() {
     )
     .assert_status(200);
 }
+
+/// Finding 10's class: no other refusal quotes a library either (Automerge
+/// and CBOR decoders for bytes that are not what they claim).
+#[test]
+fn undecodable_bytes_are_refused_in_our_words() {
+    let node = TestNode::spawn(Backend::Sqlite);
+    let token = node.login(FACILITATOR);
+    let plan = node.create_plan(&token, "Garbage bytes").id;
+    let post = |path: &str, content_type: &str, body: Vec<u8>| {
+        node.send(
+            node.request(reqwest::Method::POST, path)
+                .bearer_auth(&token)
+                .header("Content-Type", content_type)
+                .body(body),
+        )
+    };
+    let mut details = Vec::new();
+    for garbage in [
+        vec![0x85, 0x6f, 0x4a, 0x83, 0x01, 0x02, 0x03, 0x04, 0x42, 0x00],
+        vec![0x42, 0xff, 0x00, 0x13],
+        b"not automerge at all".to_vec(),
+    ] {
+        let sync = post(
+            &format!("/v1/plans/{plan}/sync"),
+            "application/octet-stream",
+            garbage.clone(),
+        );
+        sync.assert_problem(400, "malformed-sync-message");
+        let import = post("/v1/plans", "application/octet-stream", garbage.clone());
+        assert_eq!(import.status, 400, "{}", import.text());
+        let batch = post("/v1/sync", "application/cbor", garbage);
+        batch.assert_problem(400, "invalid-request");
+        for reply in [sync, import, batch] {
+            details.push(
+                reply.json["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    let library_words = ["expected", "found", "leb128", "Semantic", "invalid type"];
+    for detail in &details {
+        assert!(
+            !library_words.iter().any(|w| detail.contains(w)),
+            "a refusal quotes a library: {detail}"
+        );
+    }
+}
