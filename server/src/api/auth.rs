@@ -49,9 +49,10 @@ pub async fn login(
         return Err(e);
     }
     // Then per account: a locked account's password is not even checked.
+    // An attempt let through counts as a failure until it succeeds.
     if let Err(wait) = app
         .login_throttle
-        .check(&body.username, &address, Instant::now())
+        .admit(&body.username, &address, Instant::now())
     {
         let e = ApiError::RateLimited(crate::limits::retry_after_secs(wait));
         app.plans.audit(AuditRecord {
@@ -90,11 +91,9 @@ pub async fn login(
             Ok(Some((user, session.id)))
         })
         .await?;
-    match &found {
-        Some(_) => app.login_throttle.succeeded(&username, &address),
-        None => app
-            .login_throttle
-            .failed(&username, &address, Instant::now()),
+    // `admit` counted the attempt as a failure; a success takes it back.
+    if found.is_some() {
+        app.login_throttle.succeeded(&username, &address);
     }
     audit_auth(
         &app,
@@ -130,7 +129,7 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let old_hash = hash_token(&body.refresh_token);
-    // Tokens name their session (`new_refresh_token`); older ones do not.
+    // Tokens name their session (`refresh_token`); older ones do not.
     let session_id = body
         .refresh_token
         .split_once('.')
@@ -152,20 +151,24 @@ pub async fn refresh(
             Ok((refreshed, user))
         })
         .await?;
-    let (found, reused) = match outcome {
-        (Refreshed::Rotated(session_id, _), Some(user)) => (Some((user, session_id)), false),
-        (Refreshed::Reused(session_id, _), _) => {
+    // Whose session a reused token ended, for the audit row.
+    let (found, reused_by) = match outcome {
+        (Refreshed::Rotated(session_id, _), Some(user)) => (Some((user, session_id)), None),
+        (Refreshed::Reused(session_id, user_id), _) => {
             app.revoked_sessions.insert(&session_id, now_ms());
             tracing::warn!(session = %session_id, "refresh token reused: session revoked");
-            (None, true)
+            (None, Some(user_id))
         }
-        _ => (None, false),
+        _ => (None, None),
     };
-    let record = AuditRecord {
+    let mut record = AuditRecord {
         action: "auth.refresh".into(),
-        detail: reused.then(|| "refresh token reused: session revoked".into()),
         ..login_audit(found.as_ref().map(|(u, _)| u), None, meta)
     };
+    if let Some(user_id) = reused_by {
+        record.user_id = Some(user_id);
+        record.detail = Some("refresh token reused: session revoked".into());
+    }
     app.plans.audit(record);
     let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
     let refresh = refresh_token(&session_id, &secret);

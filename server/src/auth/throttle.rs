@@ -121,68 +121,31 @@ impl LoginThrottle {
         }
     }
 
-    /// Whether `username` may try a password from `address` at `now`, or
-    /// how long until it may.
-    pub fn check(&self, username: &str, address: &str, now: Instant) -> Result<(), Duration> {
-        let accounts = self.accounts.lock();
-        let Some(account) = accounts.get(key(username)) else {
-            return Ok(());
-        };
-        if account.forgettable(now) {
-            return Ok(());
-        }
-        let net = network(address);
-        let mine = account.networks.iter().find(|(n, _)| *n == net);
-        if let Some(wait) = mine.and_then(|(_, c)| c.locked_for(now)) {
-            return Err(wait);
-        }
-        if mine.is_some() || account.spread {
-            if let Some(wait) = account.all.locked_for(now) {
-                return Err(wait);
-            }
-        }
+    /// Lets `username` try a password from `address` at `now`, or says
+    /// how long until it may. The attempt counts as a failure at once,
+    /// under the lock, and a right password takes it back
+    /// ([`LoginThrottle::succeeded`]): attempts sent in parallel cannot all
+    /// pass while the first ones are still being hashed.
+    pub fn admit(&self, username: &str, address: &str, now: Instant) -> Result<(), Duration> {
+        let mut accounts = self.accounts.lock();
+        check(&accounts, username, address, now)?;
+        failed(&mut accounts, username, address, now);
         Ok(())
     }
 
-    /// Counts a wrong password (or unknown or disabled user).
-    pub fn failed(&self, username: &str, address: &str, now: Instant) {
-        let mut accounts = self.accounts.lock();
-        let key = key(username);
-        if !accounts.contains_key(key) {
-            make_room(&mut accounts, now);
-        }
-        let account = accounts.entry(key.to_string()).or_insert_with(|| Account {
-            all: Count::new(),
-            networks: Vec::new(),
-            spread: false,
-            last_failure: now,
-        });
-        if account.forgettable(now) {
-            account.all = Count::new();
-            account.networks.clear();
-            account.spread = false;
-        }
-        account.last_failure = now;
-        account.all.fail(ACCOUNT_FREE_FAILURES, now);
-        let net = network(address);
-        let room = account.networks.len() < MAX_NETWORKS;
-        match account.networks.iter_mut().find(|(n, _)| *n == net) {
-            Some((_, count)) => count.fail(FREE_FAILURES, now),
-            None if room => {
-                let mut count = Count::new();
-                count.fail(FREE_FAILURES, now);
-                account.networks.push((net, count));
-            }
-            None => account.spread = true,
-        }
-    }
-
-    /// A right password: its network's failures are forgiven.
+    /// A right password: its network's failures are forgiven, and the
+    /// attempt's own count taken back.
     pub fn succeeded(&self, username: &str, address: &str) {
         let mut accounts = self.accounts.lock();
-        if let Some(account) = accounts.get_mut(key(username)) {
-            let net = network(address);
-            account.networks.retain(|(n, _)| *n != net);
+        let key = key(username);
+        let Some(account) = accounts.get_mut(key) else {
+            return;
+        };
+        let net = network(address);
+        account.networks.retain(|(n, _)| *n != net);
+        account.all.failures = account.all.failures.saturating_sub(1);
+        if account.all.failures == 0 && account.networks.is_empty() {
+            accounts.remove(key);
         }
     }
 
@@ -193,6 +156,65 @@ impl LoginThrottle {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Whether `username` may try a password from `address` at `now`, or how
+/// long until it may.
+fn check(
+    accounts: &HashMap<String, Account>,
+    username: &str,
+    address: &str,
+    now: Instant,
+) -> Result<(), Duration> {
+    let Some(account) = accounts.get(key(username)) else {
+        return Ok(());
+    };
+    if account.forgettable(now) {
+        return Ok(());
+    }
+    let net = network(address);
+    let mine = account.networks.iter().find(|(n, _)| *n == net);
+    if let Some(wait) = mine.and_then(|(_, c)| c.locked_for(now)) {
+        return Err(wait);
+    }
+    if mine.is_some() || account.spread {
+        if let Some(wait) = account.all.locked_for(now) {
+            return Err(wait);
+        }
+    }
+    Ok(())
+}
+
+/// Counts a failure (a wrong password, an unknown or disabled user).
+fn failed(accounts: &mut HashMap<String, Account>, username: &str, address: &str, now: Instant) {
+    let key = key(username);
+    if !accounts.contains_key(key) {
+        make_room(accounts, now);
+    }
+    let account = accounts.entry(key.to_string()).or_insert_with(|| Account {
+        all: Count::new(),
+        networks: Vec::new(),
+        spread: false,
+        last_failure: now,
+    });
+    if account.forgettable(now) {
+        account.all = Count::new();
+        account.networks.clear();
+        account.spread = false;
+    }
+    account.last_failure = now;
+    account.all.fail(ACCOUNT_FREE_FAILURES, now);
+    let net = network(address);
+    let room = account.networks.len() < MAX_NETWORKS;
+    match account.networks.iter_mut().find(|(n, _)| *n == net) {
+        Some((_, count)) => count.fail(FREE_FAILURES, now),
+        None if room => {
+            let mut count = Count::new();
+            count.fail(FREE_FAILURES, now);
+            account.networks.push((net, count));
+        }
+        None => account.spread = true,
     }
 }
 
@@ -229,6 +251,34 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    /// The two halves of `admit`, apart.
+    impl LoginThrottle {
+        fn check(&self, username: &str, address: &str, now: Instant) -> Result<(), Duration> {
+            check(&self.accounts.lock(), username, address, now)
+        }
+
+        fn failed(&self, username: &str, address: &str, now: Instant) {
+            failed(&mut self.accounts.lock(), username, address, now)
+        }
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_their_passwords_are_checked() {
+        let t = LoginThrottle::new();
+        let t0 = Instant::now();
+        // Ten attempts arrive together: only the free ones and the one
+        // that starts the lock get in.
+        let admitted = (0..10)
+            .filter(|_| t.admit("ana", "10.0.0.1", t0).is_ok())
+            .count();
+        assert_eq!(admitted as u32, FREE_FAILURES + 1);
+        // The right password gives its attempt back and clears the network.
+        let t = LoginThrottle::new();
+        assert!(t.admit("ana", "10.0.0.1", t0).is_ok());
+        t.succeeded("ana", "10.0.0.1");
+        assert!(t.is_empty());
+    }
 
     #[test]
     fn a_network_gets_free_failures_then_doubling_locks() {

@@ -92,7 +92,7 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
     let peer = schemes.iter().any(|s| s == SIGNED_REQUEST);
     let mut common = Vec::new();
     if person {
-        common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node."));
+        common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node, or whose session has ended (a reused refresh token, a disabled user)."));
         common.push((
             "429",
             "`rate-limited`: over the caller's rate limit; `Retry-After` says when to retry.",

@@ -151,8 +151,10 @@ fn password_guessing_from_several_addresses_locks_the_account() {
             other => panic!("a wrong password got {other}: {}", reply.text()),
         }
     }
+    // 5 free, the 6th starts a 1 s lock, doubling; one or two more may
+    // get in if a (debug-built, loaded) password hash outlasts a lock.
     assert!(
-        checked <= 6,
+        checked <= 8,
         "{checked} of 12 wrong passwords were checked: no lock"
     );
     let retry_after: u64 = locked
