@@ -109,6 +109,37 @@ fn disabling_a_user_ends_their_sessions_within_seconds(backend: Backend) {
         .is_err());
 }
 
+/// A change-feed stream opened before the user was disabled ends too (it
+/// outlived the session on main, for as long as the connection lasted).
+#[test]
+fn disabling_a_user_ends_their_open_change_stream() {
+    use std::io::Read;
+    let node = TestNode::spawn(Backend::Sqlite);
+    let token = node.login(CAREGIVER);
+    let mut stream = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{}/v1/changes/stream", node.url()))
+        .bearer_auth(&token)
+        .send()
+        .expect("the stream opens");
+    assert_eq!(stream.status().as_u16(), 200);
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = ended.send(stream.read_to_end(&mut sink).map(|_| sink.len()));
+    });
+    node.cli(&["user", "disable", "--username", CAREGIVER])
+        .expect("wrapsync user disable");
+    // Keep-alives come every 15 s; the stream ends at the next one.
+    let result = end.recv_timeout(Duration::from_secs(40));
+    assert!(
+        matches!(result, Ok(Ok(_))),
+        "the disabled user's stream is still open: {result:?}"
+    );
+}
+
 /// A client whose connections come from `source` (any 127.x address
 /// reaches the node on 127.0.0.1).
 fn client_from(source: Ipv4Addr) -> Client {
