@@ -26,6 +26,12 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Per-user, per-peer and per-address request budgets; body bytes.
     pub limits: crate::limits::RateLimits,
+    /// Failed logins per account and network (password guessing).
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
+    /// Sessions revoked lately, refused on the access path.
+    pub revoked_sessions: crate::auth::sessions::RevokedSessions,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::api::forwarded::TrustedProxies,
     /// What `GET /metrics` asks for, if the operator set one.
     pub scrape_token: Option<crate::metrics::ScrapeToken>,
     /// How the access log counts repeated refusals.
@@ -48,6 +54,17 @@ impl App {
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;
+        // Read before serving: a restarted process must not accept a
+        // revoked session's tokens for its first poll's worth of time.
+        let revoked_sessions =
+            crate::auth::sessions::RevokedSessions::new(config.access_token_ttl_secs);
+        let now = db::now_ms();
+        revoked_sessions.refresh(
+            crate::store::users::recently_revoked(&mut conn, revoked_sessions.since(now))?,
+            now,
+        );
+        let trusted_proxies = crate::api::forwarded::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(StoreError::Connection)?;
         let rotations = crate::store::peers::rotations(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
@@ -95,6 +112,9 @@ impl App {
                 plans,
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
                 limits,
+                login_throttle: crate::auth::throttle::LoginThrottle::new(),
+                revoked_sessions,
+                trusted_proxies,
                 federation,
                 scrape_token,
                 refusal_log,
@@ -229,6 +249,7 @@ pub async fn serve(
         crate::report::send::run(report.clone())
     }));
     actix_web::rt::spawn(reload_on_hangup(app.clone()));
+    actix_web::rt::spawn(read_revoked_sessions(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {
@@ -244,6 +265,33 @@ pub async fn serve(
     drop(cluster);
     app.writer.flush().await;
     Ok(())
+}
+
+/// Keeps `revoked_sessions` current with the database, where this and
+/// every other process (and `wrapsync user disable`) revoke sessions. A
+/// failed read keeps the set as it was and is tried again.
+async fn read_revoked_sessions(app: web::Data<App>) {
+    let mut stopping = app.plans.stopping();
+    let mut tick = tokio::time::interval(crate::auth::sessions::POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        let now = db::now_ms();
+        let since = app.revoked_sessions.since(now);
+        match app
+            .blocking(move |conn| crate::store::users::recently_revoked(conn, since))
+            .await
+        {
+            Ok(read) => app.revoked_sessions.refresh(read, now),
+            Err(e) => tracing::warn!(error = %e, "cannot read revoked sessions"),
+        }
+    }
 }
 
 /// Lets the configured web origins call the API from a browser; with none

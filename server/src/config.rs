@@ -103,6 +103,12 @@ pub struct Config {
     /// slows password guessing. Default 5/s, burst 50.
     #[serde(default = "default_login_rate")]
     pub rate_limit_login_per_ip: RateLimit,
+    /// Reverse proxies (addresses or ranges, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client; from anyone else the header is
+    /// ignored. Empty (default): the connection's address is the client.
+    /// `WRAPSYNC_TRUSTED_PROXIES` takes them comma-separated.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Seconds a client has to send a request's headers, and the most its
     /// body may pause; over either, `408`. Also the keep-alive of idle
     /// connections. Default 30.
@@ -389,7 +395,7 @@ impl Config {
             let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
                 continue;
             };
-            if key == "cors_origins" || key == "jwt_previous_secrets" {
+            if key == "cors_origins" || key == "jwt_previous_secrets" || key == "trusted_proxies" {
                 let origins = value
                     .split(',')
                     .map(str::trim)
@@ -471,6 +477,8 @@ impl Config {
             ));
         }
         crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
+        crate::api::forwarded::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(ConfigError::Invalid)?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Invalid(format!(
                 "cors_origins: `{bad}` is not an origin like https://app.example.org"

@@ -194,6 +194,22 @@ enum UserCommand {
         #[arg(long, env = "WRAPSYNC_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Disable a user: they can no longer log in or refresh, and every
+    /// session of theirs ends; a running node refuses their access tokens
+    /// within a second or two.
+    Disable {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        username: String,
+    },
+    /// Let a disabled user log in again (their old sessions stay ended).
+    Enable {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        username: String,
+    },
 }
 
 /// Peer `id` as the hub's directory lists it (`GET {hub_url}/hub/v1/nodes`).
@@ -387,6 +403,30 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             let display_name = display_name.unwrap_or_else(|| username.clone());
             let user = add_user(&mut conn, &username, &display_name, role, &password)?;
             eprintln!("added {} ({})", user.username, user.role);
+            Ok(())
+        }
+        Command::User { command } => {
+            let (config, username, disabled) = match command {
+                UserCommand::Disable { config, username } => (config, username, true),
+                UserCommand::Enable { config, username } => (config, username, false),
+                // Matched above.
+                UserCommand::Add { .. } => return Ok(()),
+            };
+            let config = load_config(&config)?;
+            let mut conn = config.backend()?.connect()?;
+            db::migrate(&mut conn)?;
+            let (user, ended) = wrapsync_server::store::users::set_disabled(
+                &mut conn,
+                &username,
+                disabled,
+                db::now_ms(),
+            )?
+            .ok_or_else(|| format!("no user `{username}`"))?;
+            if disabled {
+                eprintln!("disabled {}; ended {ended} session(s)", user.username);
+            } else {
+                eprintln!("enabled {}", user.username);
+            }
             Ok(())
         }
         Command::Peer { command } => {

@@ -148,7 +148,12 @@ where
     let id = header_token(req.request(), "x-request-id")
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let remote = req.peer_addr().map(|a| a.ip());
+    // The client as the audit trail names it (behind a trusted proxy, the
+    // address it forwarded), so the log counts refusals per real source.
+    let remote = match req.app_data::<actix_web::web::Data<crate::app::App>>() {
+        Some(app) => app.trusted_proxies.client(req.request()),
+        None => req.peer_addr().map(|a| a.ip()),
+    };
     let method = method_label(req.method());
     // At error level the span is on whenever any line is logged, so a
     // warning still carries the request id under `WRAPSYNC_LOG=warn`.

@@ -9,11 +9,12 @@ use crate::openapi::problems::{INTERNAL, MALFORMED_BODY};
 use crate::plans::RequestMeta;
 use crate::store::audit::AuditRecord;
 use crate::store::users::{
-    insert_session, rotate_refresh, user_by_id, user_by_name, Session, User,
+    insert_session, rotate_refresh, user_by_id, user_by_name, Refreshed, Session, User,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 use wrapsync_shared::api::{LoginRequest, RefreshRequest, TokenResponse};
 use wrapsync_shared::roles::Role;
 
@@ -27,7 +28,7 @@ use wrapsync_shared::roles::Role;
         (status = 200, description = "Tokens.", body = TokenResponse),
         (status = 400, description = MALFORMED_BODY),
         (status = 401, description = "`invalid-credentials`: unknown username, wrong password or disabled user."),
-        (status = 429, description = "`rate-limited`: too many logins from this address; `Retry-After` says when to retry."),
+        (status = 429, description = "`rate-limited`: too many logins from this address, or too many wrong passwords for this account from this network (or, under a spread attack, from any): no password is checked until `Retry-After` seconds have passed. Locks double from 1 s to 15 min."),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -47,8 +48,23 @@ pub async fn login(
         });
         return Err(e);
     }
+    // Then per account: a locked account's password is not even checked.
+    // An attempt let through counts as a failure until it succeeds.
+    if let Err(wait) = app
+        .login_throttle
+        .admit(&body.username, &address, Instant::now())
+    {
+        let e = ApiError::RateLimited(crate::limits::retry_after_secs(wait));
+        app.plans.audit(AuditRecord {
+            outcome: e.audit_outcome().into(),
+            detail: Some("account locked after failed logins".into()),
+            ..login_audit(None, Some(body.username.clone()), meta)
+        });
+        return Err(e);
+    }
     let username = body.username.clone();
-    let refresh = new_refresh_token();
+    let session_id = ulid::Ulid::new().to_string();
+    let refresh = refresh_token(&session_id, &refresh_secret());
     let refresh_hash = hash_token(&refresh);
     let ttl_ms = app.config.refresh_token_ttl_secs as i64 * 1000;
     let found = app
@@ -63,17 +79,22 @@ pub async fn login(
             };
             let now = now_ms();
             let session = Session {
-                id: ulid::Ulid::new().to_string(),
+                id: session_id,
                 user_id: user.id.clone(),
                 refresh_hash,
                 created_at: now,
                 expires_at: now + ttl_ms,
                 revoked: false,
+                revoked_at: None,
             };
             insert_session(conn, &session)?;
             Ok(Some((user, session.id)))
         })
         .await?;
+    // `admit` counted the attempt as a failure; a success takes it back.
+    if found.is_some() {
+        app.login_throttle.succeeded(&username, &address);
+    }
     audit_auth(
         &app,
         "auth.login",
@@ -85,7 +106,10 @@ pub async fn login(
     tokens(&app, &user, &session_id, refresh)
 }
 
-/// Trades a refresh token for new tokens; the old one is used up.
+/// Trades a refresh token for new tokens; the old one is used up. Using a
+/// used one again ends the session: its refresh token and every access
+/// token it issued stop working (RFC 9700 §4.14.2), since either the client
+/// or a thief holds a copy and the node cannot tell which.
 #[utoipa::path(
     post,
     path = "/v1/auth/refresh",
@@ -94,7 +118,7 @@ pub async fn login(
     responses(
         (status = 200, description = "Tokens, with a new refresh token.", body = TokenResponse),
         (status = 400, description = MALFORMED_BODY),
-        (status = 401, description = "`invalid-refresh-token`: unknown, used, expired or revoked, or its user is disabled."),
+        (status = 401, description = "`invalid-refresh-token`: unknown, used, expired or revoked, or its user is disabled. A used one also revokes its session: the newer refresh token and the session's access tokens are refused from then on."),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -105,27 +129,49 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let meta = request_meta(&req);
     let old_hash = hash_token(&body.refresh_token);
-    let refresh = new_refresh_token();
-    let new_hash = hash_token(&refresh);
-    let found = app
+    // Tokens name their session (`refresh_token`); older ones do not.
+    let session_id = body
+        .refresh_token
+        .split_once('.')
+        .map(|(sid, _)| sid.to_string())
+        .filter(|sid| sid.len() <= 64);
+    let secret = refresh_secret();
+    let new_secret = secret.clone();
+    let outcome = app
         .blocking(move |conn| {
-            let Some((session_id, user_id)) = rotate_refresh(conn, &old_hash, &new_hash, now_ms())?
-            else {
-                return Ok(None);
+            let new_hash = |sid: &str| hash_token(&refresh_token(sid, &new_secret));
+            let refreshed =
+                rotate_refresh(conn, session_id.as_deref(), &old_hash, new_hash, now_ms())?;
+            let user = match &refreshed {
+                Refreshed::Rotated(_, user_id) => {
+                    user_by_id(conn, user_id)?.filter(|u| !u.disabled)
+                }
+                _ => None,
             };
-            Ok(user_by_id(conn, &user_id)?
-                .filter(|u| !u.disabled)
-                .map(|u| (u, session_id)))
+            Ok((refreshed, user))
         })
         .await?;
-    audit_auth(
-        &app,
-        "auth.refresh",
-        found.as_ref().map(|(u, _)| u),
-        None,
-        meta,
-    );
+    // Whose session a reused token ended, for the audit row.
+    let (found, reused_by) = match outcome {
+        (Refreshed::Rotated(session_id, _), Some(user)) => (Some((user, session_id)), None),
+        (Refreshed::Reused(session_id, user_id), _) => {
+            app.revoked_sessions.insert(&session_id, now_ms());
+            tracing::warn!(session = %session_id, "refresh token reused: session revoked");
+            (None, Some(user_id))
+        }
+        _ => (None, None),
+    };
+    let mut record = AuditRecord {
+        action: "auth.refresh".into(),
+        ..login_audit(found.as_ref().map(|(u, _)| u), None, meta)
+    };
+    if let Some(user_id) = reused_by {
+        record.user_id = Some(user_id);
+        record.detail = Some("refresh token reused: session revoked".into());
+    }
+    app.plans.audit(record);
     let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
+    let refresh = refresh_token(&session_id, &secret);
     tokens(&app, &user, &session_id, refresh)
 }
 
@@ -183,10 +229,17 @@ fn tokens(
         }))
 }
 
-/// 256 random bits, URL-safe.
-fn new_refresh_token() -> String {
+/// 256 random bits, URL-safe: a refresh token's secret part.
+fn refresh_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A refresh token: the session's id, a dot, the secret. Naming the
+/// session is what lets a retired token be caught: it finds its session,
+/// whose current token it is not, and the session is revoked.
+fn refresh_token(session_id: &str, secret: &str) -> String {
+    format!("{session_id}.{secret}")
 }
 
 /// Refresh tokens are stored hashed: a copy of the database cannot log in.

@@ -121,6 +121,7 @@ pub async fn stream(
         stopping: app.plans.stopping(),
         app: app.into_inner(),
         actor: user.actor,
+        session_id: user.session_id,
         since,
         first: true,
     };
@@ -139,6 +140,10 @@ pub async fn stream(
 struct Feed {
     app: std::sync::Arc<App>,
     actor: Actor,
+    /// The login session the stream was opened in: once it is revoked (a
+    /// reused refresh token, a disabled user) the stream ends, at the
+    /// latest with the next keep-alive.
+    session_id: String,
     since: i64,
     wakeups: tokio::sync::broadcast::Receiver<()>,
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -149,7 +154,7 @@ impl Feed {
     /// The next piece of the stream, or `None` when it ends.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if *self.stopping.borrow() {
+            if *self.stopping.borrow() || self.app.revoked_sessions.is_revoked(&self.session_id) {
                 return None;
             }
             let first = std::mem::take(&mut self.first);

@@ -35,10 +35,17 @@ pub fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Who sent a request, as audit rows and limits key it. The one place the
+/// client's address is worked out: through `trusted_proxies` (see
+/// `forwarded`), never from a header anyone may write.
 pub fn request_meta(req: &HttpRequest) -> RequestMeta {
+    let remote = match req.app_data::<web::Data<App>>() {
+        Some(app) => app.trusted_proxies.client(req),
+        None => req.peer_addr().map(|a| a.ip()),
+    };
     RequestMeta {
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        remote: req.peer_addr().map(|a| a.ip().to_string()),
+        remote: remote.map(|ip| ip.to_string()),
         refusal: req
             .extensions()
             .get::<RefusalMark>()
@@ -76,9 +83,17 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
                 .or_else(|| v.strip_prefix("bearer "))
         });
     let result = match token {
-        None => Err("a bearer token is required".to_string()),
+        None => Err("a bearer token is required"),
         Some(token) => app.tokens.verify(token.trim()),
-    };
+    }
+    // Ended by a reused refresh token or a disabled user (`auth::sessions`).
+    .and_then(|claims| {
+        if app.revoked_sessions.is_revoked(&claims.sid) {
+            Err("the session has ended; log in again")
+        } else {
+            Ok(claims)
+        }
+    });
     // A refusal here is audited by `refusals::audit`, as every refusal is.
     let claims =
         result.map_err(|reason| ApiError::Unauthorized(format!("token refused: {reason}")))?;
@@ -195,7 +210,8 @@ impl FromRequest for SyncBatchBody {
             let (content_type, body) = body.await?;
             if content_type == "application/cbor" {
                 let batch = ciborium::from_reader(&body[..]).map_err(|e| {
-                    ApiError::InvalidRequest(format!("the body is not a sync batch: {e}"))
+                    tracing::debug!(error = %e, "unreadable CBOR sync batch");
+                    ApiError::InvalidRequest("the body is not a CBOR sync batch".into())
                 })?;
                 return Ok(SyncBatchBody { batch, cbor: true });
             }
@@ -297,7 +313,10 @@ pub async fn read_stream(
         let wait = (tokio::time::Instant::now() + rules.idle).min(deadline);
         let chunk = match tokio::time::timeout_at(wait, payload.next()).await {
             Ok(Some(chunk)) => {
-                chunk.map_err(|e| ApiError::InvalidRequest(format!("body unreadable: {e}")))?
+                chunk.map_err(|e| {
+                    tracing::debug!(error = %e, "request body unreadable");
+                    ApiError::InvalidRequest("the body could not be read".into())
+                })?
             }
             Ok(None) => return Ok(body),
             Err(_) if wait == deadline => {
@@ -358,16 +377,9 @@ pub fn check_headers(req: &HttpRequest, types: &[&str]) -> Result<String, ApiErr
     Ok(essence)
 }
 
-/// Syntax errors are `malformed-json`; well-formed JSON of the wrong shape
-/// (including an array where an object belongs, which serde's derived
-/// structs would otherwise accept) is `invalid-request`.
+/// Syntax errors and duplicate keys are `malformed-json`; well-formed JSON
+/// of the wrong shape (including an array where an object belongs, which
+/// serde's derived structs would otherwise accept) is `invalid-request`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidRequest(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+    super::json::parse_object(body, ApiError::InvalidRequest)
 }

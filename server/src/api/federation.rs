@@ -130,8 +130,10 @@ pub async fn sync_batch(
 ) -> Result<HttpResponse, ApiError> {
     let PeerRequest { signed, body, meta } = request;
     let SignedBy { peer, .. } = signed;
-    let batch: PeerSyncBatch = ciborium::from_reader(&body[..])
-        .map_err(|e| ApiError::InvalidRequest(format!("not a peer sync batch: {e}")))?;
+    let batch: PeerSyncBatch = ciborium::from_reader(&body[..]).map_err(|e| {
+        tracing::debug!(error = %e, "unreadable peer sync batch");
+        ApiError::InvalidRequest("not a CBOR peer sync batch".into())
+    })?;
     if batch.plans.len() > MAX_SYNC_BATCH {
         return Err(ApiError::InvalidRequest(format!(
             "at most {MAX_SYNC_BATCH} plans per request"
@@ -325,8 +327,10 @@ pub async fn plan_transfer(
         ));
         e
     };
-    let handover: Handover = ciborium::from_reader(&body[..])
-        .map_err(|e| audited(ApiError::InvalidRequest(format!("not a handover: {e}"))))?;
+    let handover: Handover = ciborium::from_reader(&body[..]).map_err(|e| {
+        tracing::debug!(error = %e, "unreadable handover");
+        audited(ApiError::InvalidRequest("not a CBOR handover".into()))
+    })?;
     let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
         .await
         .map_err(audited)?;

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod changes;
 pub mod extract;
 pub mod federation;
+pub mod forwarded;
+pub mod json;
 pub mod plans;
 pub mod refusals;
 pub mod shares;

@@ -16,8 +16,10 @@ use wrapsync_shared::roles::Role;
 
 /// Audience of tokens for the mobile API.
 pub const AUDIENCE: &str = "wrapsync-api";
-/// Seconds of clock skew tolerated between phones and the node.
-pub const LEEWAY_SECS: u64 = 30;
+/// Seconds of clock skew tolerated on `exp` and `iat`. Set here, not left
+/// to jsonwebtoken's default of 60 s: a token must die when it says it does
+/// (the node's processes share one clock, and phones never check `exp`).
+pub const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -162,9 +164,9 @@ impl TokenKeys {
     /// The claims of a token signed with the secret its `kid` names (one
     /// the node holds and has not retired); a token without `kid` (issued
     /// before tokens carried one) must be the current secret's.
-    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+    pub fn verify(&self, token: &str) -> Result<Claims, &'static str> {
         let kid = jsonwebtoken::decode_header(token)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| refusal(&e))?
             .kid;
         let secrets = self.secrets.read().clone();
         let now = unix_now();
@@ -176,12 +178,31 @@ impl TokenKeys {
                 .find(|v| v.kid == kid && v.until.is_none_or(|until| now <= until)),
         }
         .ok_or("the token's signing key is unknown or retired")?;
-        let data =
-            decode::<Claims>(token, &key.key, &self.validation).map_err(|e| e.to_string())?;
+        let data = decode::<Claims>(token, &key.key, &self.validation).map_err(|e| refusal(&e))?;
         if data.claims.iat > unix_now() + LEEWAY_SECS {
-            return Err("token issued in the future".into());
+            return Err("the token is issued in the future");
         }
         Ok(data.claims)
+    }
+}
+
+/// Why a token was refused, in our words: the library's text (serde and
+/// base64 messages naming what it expected) is for the log, not a client.
+fn refusal(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    tracing::debug!(error = %e, "token refused");
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+            "the token was not issued for this node"
+        }
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token is not signed with the node's algorithm"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+        _ => "the token is malformed",
     }
 }
 

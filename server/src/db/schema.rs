@@ -21,6 +21,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked -> Bool,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 

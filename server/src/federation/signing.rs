@@ -300,6 +300,25 @@ impl SignedHeaders {
     }
 }
 
+/// A signed request's token that jsonwebtoken could not read or check, in
+/// our words (its own name serde and base64 errors); its text is logged.
+fn malformed(e: &jsonwebtoken::errors::Error) -> SignedRequestError {
+    use jsonwebtoken::errors::ErrorKind;
+    tracing::debug!(error = %e, "signed request's token refused");
+    SignedRequestError::Malformed(
+        match e.kind() {
+            ErrorKind::ExpiredSignature => "the token has expired",
+            ErrorKind::ImmatureSignature => "the token is not valid yet",
+            ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                "nodes sign with EdDSA"
+            }
+            _ => "the token is not a readable JWT of a signed request",
+        }
+        .into(),
+    )
+}
+
 /// Decodes an EdDSA JWT signed by the peer its `kid` names, with that
 /// peer's key (the current one, a rotated-away one within its grace, or a
 /// new one its current key vouches for in `rot`); answers the peer, the
@@ -310,8 +329,7 @@ fn decode_signed<C: serde::de::DeserializeOwned>(
     peers: &Peers,
     now: i64,
 ) -> Result<(String, C, Option<Rotation>), SignedRequestError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| SignedRequestError::Malformed(e.to_string()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| malformed(&e))?;
     if header.alg != Algorithm::EdDSA {
         return Err(SignedRequestError::Malformed(
             "nodes sign with EdDSA".into(),
@@ -327,7 +345,7 @@ fn decode_signed<C: serde::de::DeserializeOwned>(
     match decode_with::<C>(token, key) {
         Ok(claims) => return Ok((sender, claims, None)),
         Err(e) if e.kind() != &jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-            return Err(SignedRequestError::Malformed(e.to_string()))
+            return Err(malformed(&e))
         }
         Err(_) => {}
     }
@@ -383,7 +401,10 @@ fn verify_rotation(
     now: i64,
 ) -> Result<Rotation, SignedRequestError> {
     let refused = |why: &str| SignedRequestError::RotationRefused(why.to_string());
-    let header = jsonwebtoken::decode_header(statement).map_err(|e| refused(&e.to_string()))?;
+    let header = jsonwebtoken::decode_header(statement).map_err(|e| {
+        tracing::debug!(error = %e, "rotation statement unreadable");
+        refused("not a readable JWT")
+    })?;
     if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(sender) {
         return Err(refused("not an EdDSA statement by the sender"));
     }

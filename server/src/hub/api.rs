@@ -189,15 +189,7 @@ async fn signed_json(req: &HttpRequest, payload: Payload) -> Result<SignedJson, 
 /// (`400 invalid-report` otherwise), that keeps the report rules (`422
 /// report-refused` otherwise).
 pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidReport(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    let report: Report =
-        serde_json::from_value(value).map_err(|e| ApiError::InvalidReport(e.to_string()))?;
+    let report: Report = crate::api::json::parse_object(body, ApiError::InvalidReport)?;
     report
         .validate()
         .map_err(|e| ApiError::ReportRefused(e.to_string()))?;

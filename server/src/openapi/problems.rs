@@ -94,7 +94,7 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
     let body = operation.request_body.is_some();
     let mut common = Vec::new();
     if person {
-        common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node."));
+        common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node, or whose session has ended (a reused refresh token, a disabled user)."));
         common.push((
             "429",
             "`rate-limited`: over the caller's rate limit; `Retry-After` says when to retry.",
@@ -170,7 +170,7 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
 
 /// Descriptions of errors many handlers answer alike.
 pub const MALFORMED_BODY: &str =
-    "`malformed-json`: the body is not JSON; `invalid-request`: JSON of the wrong shape.";
+    "`malformed-json`: the body is not JSON, or repeats a key in one object; `invalid-request`: JSON of the wrong shape.";
 pub const PLAN_NOT_FOUND: &str =
     "`not-found`: no such plan, or the caller is not on its team (the same answer).";
 pub const INTERNAL: &str = "`internal`: the server failed; the cause is in its log.";

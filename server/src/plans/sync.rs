@@ -37,9 +37,24 @@ pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiE
             }
             Ok(message)
         }
-        Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
+        Ok(Err(e)) => Err(unreadable(
+            &e,
+            ApiError::MalformedSync,
+            "undecodable sync message",
+        )),
         Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
     }
+}
+
+/// Automerge's error in our words (`what`) for the client; its own text,
+/// which names the library's internals, goes to the log.
+pub(crate) fn unreadable(
+    e: &dyn std::fmt::Display,
+    kind: fn(String) -> ApiError,
+    what: &str,
+) -> ApiError {
+    tracing::debug!(error = %e, "{what}");
+    kind(what.to_string())
 }
 
 /// Loads a whole saved document; like `decode`, never panics on bad bytes,
@@ -54,7 +69,11 @@ pub(crate) fn load_document(bytes: &[u8], bounds: Bounds) -> Result<Automerge, A
             check_added_size(&doc, &[], bounds.bytes)?;
             Ok(doc)
         }
-        Ok(Err(e)) => Err(ApiError::MalformedDocument(e.to_string())),
+        Ok(Err(e)) => Err(unreadable(
+            &e,
+            ApiError::MalformedDocument,
+            "undecodable document",
+        )),
         Err(_) => Err(ApiError::MalformedDocument("undecodable document".into())),
     }
 }
@@ -70,7 +89,11 @@ fn receive(
         doc.receive_sync_message(state, message)
     })) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ApiError::MalformedSync(e.to_string())),
+        Ok(Err(e)) => Err(unreadable(
+            &e,
+            ApiError::MalformedSync,
+            "the changes in this message could not be applied",
+        )),
         Err(_) => Err(ApiError::MalformedSync(
             "the changes in this message could not be applied".into(),
         )),
@@ -207,9 +230,13 @@ fn check_by_author(
             .get(change.actor_id())
             .ok_or_else(|| ApiError::Internal("a change without its author".into()))?;
         let prev = stepwise.get_heads();
-        stepwise
-            .apply_changes([change.clone()])
-            .map_err(|e| ApiError::MalformedSync(e.to_string()))?;
+        stepwise.apply_changes([change.clone()]).map_err(|e| {
+            unreadable(
+                &e,
+                ApiError::MalformedSync,
+                "the changes in this message could not be applied",
+            )
+        })?;
         check_incoming(&stepwise, &prev, editor).map_err(refused)?;
     }
     Ok(())

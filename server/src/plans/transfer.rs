@@ -113,9 +113,13 @@ impl Plans {
             self.catch_up(&entry, &mut state).await?;
             let before = state.doc.get_heads();
             let mut scratch = Box::new(state.doc.clone());
-            scratch
-                .merge(&mut incoming.clone())
-                .map_err(|e| ApiError::MalformedDocument(e.to_string()))?;
+            scratch.merge(&mut incoming.clone()).map_err(|e| {
+                super::sync::unreadable(
+                    &e,
+                    ApiError::MalformedDocument,
+                    "the plan cannot be merged with this node's copy",
+                )
+            })?;
             if !scratch.get_changes(&before).is_empty() {
                 check_incoming(&scratch, &before, &home_editor)
                     .map_err(ApiError::RefusedChanges)?;

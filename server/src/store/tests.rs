@@ -102,7 +102,7 @@ fn migrations_create_every_column_diesel_knows() {
             .unwrap_or_else(|e| panic!("{e}"));
         sessions::table
             .select(sessions::all_columns)
-            .load::<(String, String, String, i64, i64, bool)>(&mut conn)
+            .load::<(String, String, String, i64, i64, bool, Option<i64>)>(&mut conn)
             .unwrap_or_else(|e| panic!("{e}"));
         plans::table
             .select(plans::all_columns)
@@ -222,29 +222,60 @@ fn compaction_deletes_only_the_chunks_the_snapshot_includes() {
 }
 
 #[test]
-fn refresh_tokens_rotate_once() {
+fn refresh_tokens_rotate_once_and_reuse_revokes_the_session() {
+    use crate::store::users::{recently_revoked, set_disabled, Refreshed};
     for test in TestDb::both() {
         let mut conn = test.connect();
         let user = add_user(&mut conn, "ana", "Ana", Role::Caregiver, "long enough pw")
             .unwrap_or_else(|e| panic!("{e}"));
-        let session = Session {
-            id: "S1".into(),
+        let session = |id: &str, hash: &str| Session {
+            id: id.into(),
             user_id: user.id.clone(),
-            refresh_hash: "h1".into(),
+            refresh_hash: hash.into(),
             created_at: 0,
             expires_at: i64::MAX,
             revoked: false,
+            revoked_at: None,
         };
-        insert_session(&mut conn, &session).unwrap_or_else(|e| panic!("{e}"));
-        let first = rotate_refresh(&mut conn, "h1", "h2", 1).unwrap_or_default();
-        assert_eq!(first, Some(("S1".into(), user.id.clone())));
+        for (id, hash) in [("S1", "h1"), ("S2", "k1")] {
+            insert_session(&mut conn, &session(id, hash)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut rotate = |sid: Option<&str>, old: &str, new: &'static str, now| {
+            rotate_refresh(&mut conn, sid, old, |_| new.to_string(), now)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let rotated = Refreshed::Rotated("S1".into(), user.id.clone());
+        // A token from before tokens named their session, found by hash.
+        assert_eq!(rotate(None, "h1", "h2", 1), rotated);
+        assert_eq!(rotate(None, "h1", "h3", 1), Refreshed::Refused);
+        assert_eq!(rotate(Some("S1"), "h2", "h3", 1), rotated);
+        // h2 again: reuse, and the whole session ends with it.
         assert_eq!(
-            rotate_refresh(&mut conn, "h1", "h3", 1).unwrap_or_default(),
-            None
+            rotate(Some("S1"), "h2", "h4", 5),
+            Refreshed::Reused("S1".into(), user.id.clone())
         );
-        assert!(rotate_refresh(&mut conn, "h2", "h3", 1)
+        assert_eq!(rotate(Some("S1"), "h3", "h4", 6), Refreshed::Refused);
+        assert_eq!(rotate(Some("nope"), "h3", "h4", 6), Refreshed::Refused);
+        assert_eq!(
+            recently_revoked(&mut conn, 5).unwrap_or_default(),
+            vec![("S1".to_string(), 5)]
+        );
+        assert!(recently_revoked(&mut conn, 6)
             .unwrap_or_default()
-            .is_some());
+            .is_empty());
+        // Disabling ends the user's other sessions too.
+        let (disabled, ended) = set_disabled(&mut conn, "ana", true, 7)
+            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("ana is there"));
+        assert!(disabled.disabled);
+        assert_eq!(ended, 1);
+        assert_eq!(
+            recently_revoked(&mut conn, 7).unwrap_or_default(),
+            vec![("S2".to_string(), 7)]
+        );
+        assert!(set_disabled(&mut conn, "nobody", true, 7)
+            .unwrap_or_default()
+            .is_none());
         assert!(matches!(
             add_user(&mut conn, "ana", "Ana again", Role::Youth, "long enough pw"),
             Err(crate::users::UserError::Taken(_))

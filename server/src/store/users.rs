@@ -48,6 +48,8 @@ pub struct Session {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked: bool,
+    /// When it was revoked (Unix ms), for `recently_revoked`.
+    pub revoked_at: Option<i64>,
 }
 
 pub fn insert_session(conn: &mut DbConnection, session: &Session) -> Result<(), StoreError> {
@@ -57,33 +59,131 @@ pub fn insert_session(conn: &mut DbConnection, session: &Session) -> Result<(), 
     Ok(())
 }
 
-/// Swaps a session's refresh token hash if (and only if) `old_hash` is still
-/// current and the session is live: two racing refreshes cannot both win.
-/// Answers the session's user.
+/// What presenting a refresh token came to.
+#[derive(Debug, PartialEq)]
+pub enum Refreshed {
+    /// It was the session's current token, now replaced by the new one:
+    /// `(session id, user id)`.
+    Rotated(String, String),
+    /// It named a live session but was not its current token: a retired
+    /// token used again, so someone holds a copy. The session is now
+    /// revoked (RFC 9700 §4.14.2).
+    Reused(String, String),
+    /// Unknown, expired or already revoked.
+    Refused,
+}
+
+/// Trades refresh token `old_hash` of session `session_id` (`None`: a
+/// token issued before tokens named their session, found by its hash) for
+/// the token whose hash `new_hash` makes for the session's id, if and only if it is still the session's current token and
+/// the session is live: of two racing refreshes one wins and the other
+/// counts as reuse, as a stolen copy would.
 pub fn rotate_refresh(
     conn: &mut DbConnection,
+    session_id: Option<&str>,
     old_hash: &str,
-    new_hash: &str,
+    new_hash: impl FnOnce(&str) -> String,
     now: i64,
-) -> Result<Option<(String, String)>, StoreError> {
-    let found: Option<(String, String)> = sessions::table
-        .filter(sessions::refresh_hash.eq(old_hash))
+) -> Result<Refreshed, StoreError> {
+    let live = sessions::table
         .filter(sessions::revoked.eq(false))
         .filter(sessions::expires_at.gt(now))
-        .select((sessions::id, sessions::user_id))
-        .first(conn)
-        .optional()?;
-    let Some((session_id, user_id)) = found else {
-        return Ok(None);
+        .select((sessions::id, sessions::user_id, sessions::refresh_hash));
+    let found: Option<(String, String, String)> = match session_id {
+        Some(id) => live.filter(sessions::id.eq(id)).first(conn).optional()?,
+        None => live
+            .filter(sessions::refresh_hash.eq(old_hash))
+            .first(conn)
+            .optional()?,
     };
-    let updated = diesel::update(
+    let Some((session_id, user_id, current)) = found else {
+        return Ok(Refreshed::Refused);
+    };
+    let updated = if current == old_hash {
+        diesel::update(
+            sessions::table
+                .filter(sessions::id.eq(&session_id))
+                .filter(sessions::refresh_hash.eq(old_hash))
+                .filter(sessions::revoked.eq(false)),
+        )
+        .set(sessions::refresh_hash.eq(new_hash(&session_id)))
+        .execute(conn)?
+    } else {
+        0
+    };
+    if updated == 1 {
+        return Ok(Refreshed::Rotated(session_id, user_id));
+    }
+    revoke_session(conn, &session_id, now)?;
+    Ok(Refreshed::Reused(session_id, user_id))
+}
+
+/// Revokes session `id` (if live), stamping when.
+fn revoke_session(conn: &mut DbConnection, id: &str, now: i64) -> Result<usize, StoreError> {
+    Ok(diesel::update(
         sessions::table
-            .filter(sessions::id.eq(&session_id))
-            .filter(sessions::refresh_hash.eq(old_hash)),
+            .filter(sessions::id.eq(id))
+            .filter(sessions::revoked.eq(false)),
     )
-    .set(sessions::refresh_hash.eq(new_hash))
-    .execute(conn)?;
-    Ok((updated == 1).then_some((session_id, user_id)))
+    .set((sessions::revoked.eq(true), sessions::revoked_at.eq(now)))
+    .execute(conn)?)
+}
+
+/// Revokes every live session of a user, stamping when.
+fn revoke_user_sessions(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked.eq(false)),
+    )
+    .set((sessions::revoked.eq(true), sessions::revoked_at.eq(now)))
+    .execute(conn)?)
+}
+
+/// Disables (or enables) a user: a disabled user cannot log in or refresh,
+/// and every session of theirs is revoked, so the access tokens they hold
+/// stop working on every process within `auth::sessions::POLL_EVERY`.
+/// Answers the user, `None` if there is no such user.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    username: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<Option<(User, usize)>, StoreError> {
+    conn.transaction(|conn| {
+        let Some(user) = user_by_name(conn, username)? else {
+            return Ok(None);
+        };
+        diesel::update(users::table.find(&user.id))
+            .set(users::disabled.eq(disabled))
+            .execute(conn)?;
+        let revoked = if disabled {
+            revoke_user_sessions(conn, &user.id, now)?
+        } else {
+            0
+        };
+        Ok(Some((User { disabled, ..user }, revoked)))
+    })
+}
+
+/// Sessions revoked at `since` (Unix ms) or later: those whose access
+/// tokens may still be unexpired.
+pub fn recently_revoked(
+    conn: &mut DbConnection,
+    since: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows: Vec<(String, Option<i64>)> = sessions::table
+        .filter(sessions::revoked_at.ge(since))
+        .select((sessions::id, sessions::revoked_at))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at)| (id, at.unwrap_or(since)))
+        .collect())
 }
 
 /// Binds an Automerge actor to a user the first time it is seen.

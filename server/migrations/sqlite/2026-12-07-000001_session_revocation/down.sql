@@ -1,0 +1,3 @@
+DROP INDEX sessions_user_id;
+DROP INDEX sessions_revoked_at;
+ALTER TABLE sessions DROP COLUMN revoked_at;
