@@ -28,6 +28,9 @@ pub struct App {
     pub limits: crate::limits::RateLimits,
     /// Failed logins per account and network (password guessing).
     pub login_throttle: crate::auth::throttle::LoginThrottle,
+    /// Password checks (argon2: CPU and 19 MiB each) allowed at once, one
+    /// per core: a flood of logins queues here, not on the database pool.
+    pub password_checks: std::sync::Arc<tokio::sync::Semaphore>,
     /// Sessions revoked lately, refused on the access path.
     pub revoked_sessions: crate::auth::sessions::RevokedSessions,
     /// Whose `X-Forwarded-For` names the client.
@@ -113,6 +116,9 @@ impl App {
                 metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
                 limits,
                 login_throttle: crate::auth::throttle::LoginThrottle::new(),
+                password_checks: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )),
                 revoked_sessions,
                 trusted_proxies,
                 federation,

@@ -30,6 +30,7 @@ use wrapsync_shared::roles::Role;
         (status = 401, description = "`invalid-credentials`: unknown username, wrong password or disabled user."),
         (status = 429, description = "`rate-limited`: too many logins from this address, or too many wrong passwords for this account from this network (or, under a spread attack, from any): no password is checked until `Retry-After` seconds have passed. Locks double from 1 s to 15 min."),
         (status = 500, description = INTERNAL),
+        (status = 503, description = "`busy`: every password check (one per core) stayed taken for 5 s; `Retry-After` says when to retry."),
     )
 )]
 pub async fn login(
@@ -63,34 +64,28 @@ pub async fn login(
         return Err(e);
     }
     let username = body.username.clone();
-    let session_id = ulid::Ulid::new().to_string();
-    let refresh = refresh_token(&session_id, &refresh_secret());
-    let refresh_hash = hash_token(&refresh);
-    let ttl_ms = app.config.refresh_token_ttl_secs as i64 * 1000;
-    let found = app
-        .blocking(move |conn| {
-            let user = user_by_name(conn, &body.username)?.filter(|u| !u.disabled);
-            let hash = user
-                .as_ref()
-                .map_or(dummy_hash(), |u| u.password_hash.as_str());
-            let ok = verify_password(&body.password, hash);
-            let Some(user) = user.filter(|_| ok) else {
-                return Ok(None);
-            };
+    let found = check_password(&app, body).await?;
+    let found = match found {
+        Some(user) => {
+            let session_id = ulid::Ulid::new().to_string();
+            let refresh = refresh_token(&session_id, &refresh_secret());
             let now = now_ms();
             let session = Session {
                 id: session_id,
                 user_id: user.id.clone(),
-                refresh_hash,
+                refresh_hash: hash_token(&refresh),
                 created_at: now,
-                expires_at: now + ttl_ms,
+                expires_at: now + app.config.refresh_token_ttl_secs as i64 * 1000,
                 revoked: false,
                 revoked_at: None,
             };
-            insert_session(conn, &session)?;
-            Ok(Some((user, session.id)))
-        })
-        .await?;
+            let session_id = session.id.clone();
+            app.blocking(move |conn| insert_session(conn, &session))
+                .await?;
+            Some((user, session_id, refresh))
+        }
+        None => None,
+    };
     // `admit` counted the attempt as a failure; a success takes it back.
     if found.is_some() {
         app.login_throttle.succeeded(&username, &address);
@@ -98,13 +93,52 @@ pub async fn login(
     audit_auth(
         &app,
         "auth.login",
-        found.as_ref().map(|(u, _)| u),
+        found.as_ref().map(|(u, _, _)| u),
         Some(username),
         meta,
     );
-    let (user, session_id) = found.ok_or(ApiError::InvalidCredentials)?;
+    let (user, session_id, refresh) = found.ok_or(ApiError::InvalidCredentials)?;
     tokens(&app, &user, &session_id, refresh)
 }
+
+/// The user whose password `body` gives, if it is right (and the user not
+/// disabled). A name no user can have is refused without any work; any
+/// other costs one argon2 check (against a dummy hash for an unknown name,
+/// so a wrong name takes as long as a wrong password), made with no
+/// database connection held and at most `password_checks` at once: logins
+/// from many addresses cannot take the connections plans are read with,
+/// nor the memory (19 MiB a check) of more than a few checks. A login that
+/// waits `PASSWORD_CHECK_WAIT` for its turn is `503 busy`.
+async fn check_password(app: &App, body: LoginRequest) -> Result<Option<User>, ApiError> {
+    if !crate::users::valid_username(&body.username) {
+        return Ok(None);
+    }
+    let username = body.username;
+    let user = app
+        .blocking(move |conn| Ok(user_by_name(conn, &username)?.filter(|u| !u.disabled)))
+        .await?;
+    let permit = tokio::time::timeout(
+        PASSWORD_CHECK_WAIT,
+        app.password_checks.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Busy)?
+    .map_err(|_| ApiError::Busy)?;
+    let password = body.password;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let hash = user
+            .as_ref()
+            .map_or(dummy_hash(), |u| u.password_hash.as_str());
+        let ok = verify_password(&password, hash);
+        user.filter(|_| ok)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))
+}
+
+/// How long a login waits for a password check to be free before `503`.
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Trades a refresh token for new tokens; the old one is used up. Using a
 /// used one again ends the session: its refresh token and every access

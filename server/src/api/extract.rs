@@ -312,12 +312,10 @@ pub async fn read_stream(
     loop {
         let wait = (tokio::time::Instant::now() + rules.idle).min(deadline);
         let chunk = match tokio::time::timeout_at(wait, payload.next()).await {
-            Ok(Some(chunk)) => {
-                chunk.map_err(|e| {
-                    tracing::debug!(error = %e, "request body unreadable");
-                    ApiError::InvalidRequest("the body could not be read".into())
-                })?
-            }
+            Ok(Some(chunk)) => chunk.map_err(|e| {
+                tracing::debug!(error = %e, "request body unreadable");
+                ApiError::InvalidRequest("the body could not be read".into())
+            })?,
             Ok(None) => return Ok(body),
             Err(_) if wait == deadline => {
                 return Err(ApiError::RequestTimeout(format!(

@@ -228,7 +228,9 @@ fn key(username: &str) -> &str {
 }
 
 /// Frees a slot when the table is full: forgettable entries first, else
-/// the one whose last failure is oldest.
+/// the one with the fewest failures, the oldest of those. Fewest first: an
+/// attacker who floods the table with made-up usernames (one failure each)
+/// must not push out the account they are guessing, and with it its lock.
 fn make_room(accounts: &mut HashMap<String, Account>, now: Instant) {
     if accounts.len() < MAX_ACCOUNTS {
         return;
@@ -239,7 +241,7 @@ fn make_room(accounts: &mut HashMap<String, Account>, now: Instant) {
     }
     let oldest = accounts
         .iter()
-        .min_by_key(|(_, a)| a.last_failure)
+        .min_by_key(|(_, a)| (a.all.failures, a.last_failure))
         .map(|(k, _)| k.clone());
     if let Some(oldest) = oldest {
         accounts.remove(&oldest);
@@ -338,5 +340,20 @@ mod tests {
         }
         assert_eq!(t.len(), MAX_ACCOUNTS);
         assert_eq!(network("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn flooding_the_table_does_not_push_out_a_locked_account() {
+        let t = LoginThrottle::new();
+        let t0 = Instant::now();
+        for _ in 0..=FREE_FAILURES {
+            t.failed("ana", "10.0.0.1", t0);
+        }
+        assert!(t.check("ana", "10.0.0.1", t0).is_err());
+        // Made-up usernames, each failing once, later than ana's guesses.
+        for i in 0..2 * MAX_ACCOUNTS {
+            t.failed(&format!("fake{i}"), "10.9.0.1", t0 + S);
+        }
+        assert!(t.check("ana", "10.0.0.1", t0 + S).is_err());
     }
 }

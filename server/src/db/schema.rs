@@ -22,6 +22,7 @@ diesel::table! {
         expires_at -> BigInt,
         revoked -> Bool,
         revoked_at -> Nullable<BigInt>,
+        retired_hashes -> Text,
     }
 }
 

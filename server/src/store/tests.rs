@@ -102,7 +102,7 @@ fn migrations_create_every_column_diesel_knows() {
             .unwrap_or_else(|e| panic!("{e}"));
         sessions::table
             .select(sessions::all_columns)
-            .load::<(String, String, String, i64, i64, bool, Option<i64>)>(&mut conn)
+            .load::<(String, String, String, i64, i64, bool, Option<i64>, String)>(&mut conn)
             .unwrap_or_else(|e| panic!("{e}"));
         plans::table
             .select(plans::all_columns)
@@ -249,6 +249,9 @@ fn refresh_tokens_rotate_once_and_reuse_revokes_the_session() {
         assert_eq!(rotate(None, "h1", "h2", 1), rotated);
         assert_eq!(rotate(None, "h1", "h3", 1), Refreshed::Refused);
         assert_eq!(rotate(Some("S1"), "h2", "h3", 1), rotated);
+        // A token the session never gave out (made up from its id): only
+        // refused, the session goes on.
+        assert_eq!(rotate(Some("S1"), "guess", "h4", 2), Refreshed::Refused);
         // h2 again: reuse, and the whole session ends with it.
         assert_eq!(
             rotate(Some("S1"), "h2", "h4", 5),

@@ -88,34 +88,61 @@ pub fn rotate_refresh(
     let live = sessions::table
         .filter(sessions::revoked.eq(false))
         .filter(sessions::expires_at.gt(now))
-        .select((sessions::id, sessions::user_id, sessions::refresh_hash));
-    let found: Option<(String, String, String)> = match session_id {
+        .select((
+            sessions::id,
+            sessions::user_id,
+            sessions::refresh_hash,
+            sessions::retired_hashes,
+        ));
+    let found: Option<(String, String, String, String)> = match session_id {
         Some(id) => live.filter(sessions::id.eq(id)).first(conn).optional()?,
         None => live
             .filter(sessions::refresh_hash.eq(old_hash))
             .first(conn)
             .optional()?,
     };
-    let Some((session_id, user_id, current)) = found else {
+    let Some((session_id, user_id, current, retired)) = found else {
         return Ok(Refreshed::Refused);
     };
-    let updated = if current == old_hash {
-        diesel::update(
+    if current == old_hash {
+        let updated = diesel::update(
             sessions::table
                 .filter(sessions::id.eq(&session_id))
                 .filter(sessions::refresh_hash.eq(old_hash))
                 .filter(sessions::revoked.eq(false)),
         )
-        .set(sessions::refresh_hash.eq(new_hash(&session_id)))
-        .execute(conn)?
-    } else {
-        0
-    };
-    if updated == 1 {
-        return Ok(Refreshed::Rotated(session_id, user_id));
+        .set((
+            sessions::refresh_hash.eq(new_hash(&session_id)),
+            sessions::retired_hashes.eq(retire(&retired, old_hash)),
+        ))
+        .execute(conn)?;
+        if updated == 1 {
+            return Ok(Refreshed::Rotated(session_id, user_id));
+        }
+        // Another refresh with the same token won the race a moment ago:
+        // the token is retired now, and this is its second use.
+    } else if !retired.split(' ').any(|h| h == old_hash) {
+        // Not a token this session ever gave out (a guess built from a
+        // session id seen in an access token): refused, the session kept,
+        // so knowing a session id is not enough to end it.
+        return Ok(Refreshed::Refused);
     }
     revoke_session(conn, &session_id, now)?;
     Ok(Refreshed::Reused(session_id, user_id))
+}
+
+/// How many retired refresh-token hashes a session keeps: a copy used
+/// again after this many newer refreshes is only refused, not detected as
+/// reuse (the row stays about 1 KB however long the session lives).
+pub const RETIRED_KEPT: usize = 16;
+
+/// `retired` (space-separated hashes, newest last) with `hash` added, the
+/// oldest dropped past [`RETIRED_KEPT`].
+fn retire(retired: &str, hash: &str) -> String {
+    let mut kept: Vec<&str> = retired.split(' ').filter(|h| !h.is_empty()).collect();
+    kept.push(hash);
+    let skip = kept.len().saturating_sub(RETIRED_KEPT);
+    kept[skip..].join(" ")
 }
 
 /// Revokes session `id` (if live), stamping when.
@@ -266,4 +293,24 @@ pub fn remote_user(
     };
     insert_user(conn, &user)?;
     Ok(user.id)
+}
+
+#[cfg(test)]
+mod retire_tests {
+    use super::{retire, RETIRED_KEPT};
+
+    #[test]
+    fn retired_hashes_keep_the_newest_few() {
+        assert_eq!(retire("", "a"), "a");
+        assert_eq!(retire("a", "b"), "a b");
+        let mut kept = String::new();
+        for i in 0..RETIRED_KEPT + 3 {
+            kept = retire(&kept, &format!("h{i}"));
+        }
+        let hashes: Vec<&str> = kept.split(' ').collect();
+        assert_eq!(hashes.len(), RETIRED_KEPT);
+        assert_eq!(hashes.first(), Some(&"h3"));
+        let newest = format!("h{}", RETIRED_KEPT + 2);
+        assert_eq!(hashes.last(), Some(&newest.as_str()));
+    }
 }

@@ -50,6 +50,25 @@ fn a_reused_refresh_token_ends_the_whole_session(backend: Backend) {
     refresh(&node, &other_device.refresh_token).assert_status(200);
 }
 
+/// A refresh token is `SESSION_ID.secret`, and the session id is in every
+/// access token (`sid`): a token made up from it is refused, and must not
+/// end the session as a reused one does, or anyone who once saw an access
+/// token could sign its owner out at will.
+#[test]
+fn a_made_up_refresh_token_does_not_end_the_session() {
+    let node = TestNode::spawn(Backend::Sqlite);
+    let tokens = node.login_tokens(CAREGIVER);
+    let (session, _) = tokens
+        .refresh_token
+        .split_once('.')
+        .expect("refresh tokens name their session");
+    let made_up = format!("{session}.{}", URL_SAFE_NO_PAD.encode([7u8; 32]));
+    refresh(&node, &made_up).assert_problem(401, "invalid-refresh-token");
+    node.get("/v1/plans", &tokens.access_token)
+        .assert_status(200);
+    refresh(&node, &tokens.refresh_token).assert_status(200);
+}
+
 /// The same revocation, made through one process of a PostgreSQL node,
 /// reaches another process sharing its database within seconds.
 #[test]
