@@ -57,3 +57,7 @@ mod oracles;
 /// Weaknesses found by looking for the next ones in the same classes.
 #[path = "abuse/found.rs"]
 mod found;
+
+/// The abuse soak, small: the team is served while strangers flood.
+#[path = "abuse/soak.rs"]
+mod soak;
