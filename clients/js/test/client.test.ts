@@ -98,11 +98,19 @@ test("an expired or bad access token is refreshed once, automatically", async ()
   assert.ok(Array.isArray(list.plans));
   assert.equal(seen.length, 1, "one refresh");
   assert.notEqual(seen[0], refreshToken, "a new refresh token");
-  // The old refresh token no longer works.
+  // The old refresh token no longer works, and presenting it again ends
+  // the whole session (RFC 9700): the newer refresh token is refused too.
   const stale = new WrapsyncClient({ baseUrl: node.url, tokens: { access_token: "x", refresh_token: refreshToken } });
   await assert.rejects(stale.listPlans(), { status: 401, type: "/problems/invalid-refresh-token" });
-  // Concurrent 401s share one refresh (refresh tokens are single use).
-  const shared = new WrapsyncClient({ baseUrl: node.url, tokens: { access_token: "bad", refresh_token: seen[0]! } });
+  const ended = new WrapsyncClient({ baseUrl: node.url, tokens: { access_token: "x", refresh_token: seen[0]! } });
+  await assert.rejects(ended.listPlans(), { status: 401, type: "/problems/invalid-refresh-token" });
+  // Concurrent 401s share one refresh (refresh tokens are single use: a
+  // second refresh with the same token would end the session).
+  const again = await login("fran");
+  const shared = new WrapsyncClient({
+    baseUrl: node.url,
+    tokens: { access_token: "bad", refresh_token: again.currentTokens!.refresh_token },
+  });
   const results = await Promise.all([shared.listPlans(), shared.listPlans(), shared.listPlans()]);
   assert.equal(results.length, 3);
 });

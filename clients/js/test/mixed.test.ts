@@ -153,7 +153,7 @@ for (const order of ORDERS) {
       },
     ]);
     const strategy = strat.results[0]!.id!;
-    const step = (byId(strat.plan["strategies"], strategy)!["steps"] as { id: string }[])[0]!.id;
+    const step = (byId(strat.plan!["strategies"], strategy)!["steps"] as { id: string }[])[0]!.id;
 
     // --- all three open it (the CLIs pull it; the JS replica opens and syncs)
     await cliSync(franDir, id);
