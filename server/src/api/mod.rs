@@ -60,10 +60,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
         .get("/v1/audit", audit::list);
     routes
         .config()
-        .app_data(
-            web::QueryConfig::default()
-                .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
-        )
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_refused(e).into()))
         .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
         .default_service(web::to(not_found));
     routes.served()
@@ -138,4 +135,17 @@ pub(crate) async fn metrics(
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
+}
+
+/// A query string the route cannot read, in our words: serde's account of
+/// which of our parameters is wrong (as for JSON bodies), without actix's
+/// framing.
+pub fn query_refused(e: actix_web::error::QueryPayloadError) -> ApiError {
+    let reason = match e {
+        actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+        _ => "unreadable".into(),
+    };
+    ApiError::InvalidRequest(format!(
+        "the query string is not what this route takes: {reason}"
+    ))
 }

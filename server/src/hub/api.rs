@@ -47,8 +47,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
     routes
         .config()
         .app_data(
-            web::QueryConfig::default()
-                .error_handler(|e, _| ApiError::InvalidRequest(e.to_string()).into()),
+            web::QueryConfig::default().error_handler(|e, _| crate::api::query_refused(e).into()),
         )
         .default_service(web::to(not_found));
     routes.served()

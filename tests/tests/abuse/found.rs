@@ -35,3 +35,25 @@ fn no_answer_about_a_family_may_be_kept_by_a_shared_cache() {
         );
     }
 }
+
+/// A query string the route cannot read is answered in our words: on main
+/// the detail began with actix's "Query deserialize error:".
+#[test]
+fn an_unreadable_query_is_refused_in_our_words() {
+    let node = TestNode::spawn(Backend::Sqlite);
+    let fran = node.login(FACILITATOR);
+    for query in [
+        "updated_since=-99999999999999999999",
+        "limit=lots",
+        "unknown=1",
+    ] {
+        let reply = node.get(&format!("/v1/plans?{query}"), &fran);
+        reply.assert_problem(400, "invalid-request");
+        let detail = reply.json["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("the query string is not what this route takes")
+                && !detail.contains("deserialize error"),
+            "{query}: {detail}"
+        );
+    }
+}
