@@ -13,6 +13,7 @@
 
 mod accounts;
 mod demo;
+mod device;
 mod http;
 mod hub;
 mod node;
@@ -25,6 +26,7 @@ mod tokens;
 
 pub use accounts::{password_of, users, TestUser, USERS};
 pub use demo::{free_ports, Demo};
+pub use device::Device;
 pub use http::{encode_query, Reply};
 pub use hub::{unix_now, NodeSigner, TestHub, HUB_ID};
 pub use node::{Backend, TestNode};

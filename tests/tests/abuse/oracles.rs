@@ -4,15 +4,12 @@
 //! plan is shared, and whether the facilitator's `ETag` fits their view
 //! (finding 7); and what ids a client may give new items (finding 10).
 
-use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
-use wrapsync_shared::automerge::sync::{self, SyncDoc};
-use wrapsync_shared::automerge::{ActorId, Automerge};
 use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::roles::Role;
 use wrapsync_tests::users::{FACILITATOR, NATURAL_SUPPORT, SUPERVISOR};
-use wrapsync_tests::{Backend, NodeSigner, Reply, TestNode};
+use wrapsync_tests::{Backend, Device, NodeSigner, Reply, TestNode};
 
 on_both_backends!(
     hidden_items_answer_exactly_like_items_that_do_not_exist,
@@ -267,75 +264,19 @@ fn an_etag_validates_one_roles_view_not_the_plan(backend: Backend) {
     assert!(edited.json["plan"].get("consents").is_none());
 }
 
-/// A phone's copy of one plan, syncing over `POST /v1/plans/{id}/sync`.
-struct Device {
-    doc: Automerge,
-    state: sync::State,
-    /// Its own `Device-Id`, so the node keeps a sync state for it alone.
-    id: String,
-}
-
-impl Device {
-    fn new() -> Self {
-        Device {
-            doc: Automerge::new().with_actor(ActorId::random()),
-            state: sync::State::new(),
-            id: ulid::Ulid::new().to_string(),
-        }
-    }
-
-    /// Rounds until the node refuses or both sides are quiet; answers the
-    /// last reply.
-    fn sync(&mut self, node: &TestNode, token: &str, plan: &str) -> Reply {
-        for _ in 0..20 {
-            let message = self
-                .doc
-                .generate_sync_message(&mut self.state)
-                .map(sync::Message::encode);
-            let sent = message.is_some();
-            let body = json!({ "message": message.map(|m| base64::engine::general_purpose::STANDARD.encode(m)) });
-            let reply = node.send(
-                node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
-                    .bearer_auth(token)
-                    .header("Device-Id", &self.id)
-                    .json(&body),
-            );
-            if reply.status != 200 {
-                return reply;
-            }
-            let answer = reply.json["message"].as_str().map(|m| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(m)
-                    .expect("base64")
-            });
-            let got = answer.is_some();
-            if let Some(bytes) = answer {
-                let message = sync::Message::decode(&bytes).expect("a sync message");
-                self.doc
-                    .receive_sync_message(&mut self.state, message)
-                    .expect("the node's changes apply");
-            }
-            if !sent && !got {
-                return reply;
-            }
-        }
-        panic!("sync did not settle in 20 rounds");
-    }
-
-    /// Adds a strength offline whose id the phone chose: `id`.
-    fn add_strength_as(&mut self, id: &str) {
-        let ops: Vec<Op> = serde_json::from_value(
-            json!([{"op":"add","path":"/strengths","value":{"statement":"Brave"}}]),
-        )
-        .expect("ops");
-        let editor = Editor {
-            role: Role::Facilitator,
-            member_id: None,
-        };
-        let mut tx = self.doc.transaction();
-        apply_ops(&mut tx, &ops, &editor, &mut || id.to_string()).expect("an offline edit");
-        tx.commit();
-    }
+/// A strength added offline whose id the phone chose: `id`.
+fn add_strength_as(phone: &mut Device, id: &str) {
+    let ops: Vec<Op> = serde_json::from_value(
+        json!([{"op":"add","path":"/strengths","value":{"statement":"Brave"}}]),
+    )
+    .expect("ops");
+    let editor = Editor {
+        role: Role::Facilitator,
+        member_id: None,
+    };
+    let mut tx = phone.doc.transaction();
+    apply_ops(&mut tx, &ops, &editor, &mut || id.to_string()).expect("an offline edit");
+    tx.commit();
 }
 
 fn new_item_ids_are_canonical_ulids_unique_across_the_plan(backend: Backend) {
@@ -370,11 +311,11 @@ fn new_item_ids_are_canonical_ulids_unique_across_the_plan(backend: Backend) {
 
     // A phone creating such an item by sync is refused whole.
     for bad in [&bad_ids[0], &bad_ids[1], &need] {
-        let mut phone = Device::new();
-        phone.sync(&node, &fran, &plan).assert_status(200);
-        phone.add_strength_as(bad);
+        let mut phone = Device::new(&ulid::Ulid::new().to_string());
+        phone.push(&node, &fran, &plan).assert_status(200);
+        add_strength_as(&mut phone, bad);
         phone
-            .sync(&node, &fran, &plan)
+            .push(&node, &fran, &plan)
             .assert_problem(422, "invalid-item-id");
         assert_eq!(
             node.read_plan(&fran, &plan).version,
@@ -383,10 +324,10 @@ fn new_item_ids_are_canonical_ulids_unique_across_the_plan(backend: Backend) {
         );
     }
     // A canonical, unused id still goes through, by ops and by sync.
-    let mut phone = Device::new();
-    phone.sync(&node, &fran, &plan).assert_status(200);
-    phone.add_strength_as(&ulid::Ulid::new().to_string());
-    phone.sync(&node, &fran, &plan).assert_status(200);
+    let mut phone = Device::new(&ulid::Ulid::new().to_string());
+    phone.push(&node, &fran, &plan).assert_status(200);
+    add_strength_as(&mut phone, &ulid::Ulid::new().to_string());
+    phone.push(&node, &fran, &plan).assert_status(200);
     node.apply_ops(
         &fran,
         &plan,

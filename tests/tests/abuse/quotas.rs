@@ -8,16 +8,12 @@
 //! device's sync past the quota is refused whole; a peer refusing a plan as
 //! too large does not make the peer look down.
 
-use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
-use wrapsync_shared::automerge::sync::{self, SyncDoc};
-use wrapsync_shared::automerge::{ActorId, Automerge};
-use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::plan::render;
 use wrapsync_shared::roles::Role;
 use wrapsync_tests::users::{CAREGIVER, CAREGIVER_2, FACILITATOR, NATURAL_SUPPORT, SUPERVISOR};
-use wrapsync_tests::{deadline, wait_until, Backend, Reply, TestNode};
+use wrapsync_tests::{deadline, wait_until, Backend, Device, Reply, TestNode};
 
 on_both_backends!(
     a_natural_support_fills_a_plan_to_the_quota_and_no_further,
@@ -258,75 +254,8 @@ fn a_plan_over_a_lowered_quota_stays_usable(backend: Backend) {
     // And a phone still gets all of it.
     let carla = node.login(CAREGIVER);
     let mut phone = Device::new("carlas-phone");
-    phone.sync(&node, &carla, &plan).assert_status(200);
+    phone.push(&node, &carla, &plan).assert_status(200);
     assert_eq!(render(&phone.doc), after.plan);
-}
-
-/// A phone's copy of one plan and its sync state with the node.
-struct Device {
-    doc: Automerge,
-    state: sync::State,
-    id: String,
-}
-
-impl Device {
-    fn new(id: &str) -> Self {
-        Device {
-            doc: Automerge::new().with_actor(ActorId::random()),
-            state: sync::State::new(),
-            id: id.to_string(),
-        }
-    }
-
-    /// Rounds until the node refuses one or both sides are quiet; answers
-    /// the last reply.
-    fn sync(&mut self, node: &TestNode, token: &str, plan: &str) -> Reply {
-        for _ in 0..20 {
-            let message = self
-                .doc
-                .generate_sync_message(&mut self.state)
-                .map(sync::Message::encode);
-            let sent = message.is_some();
-            let body = json!({ "message": message.map(|m| base64::engine::general_purpose::STANDARD.encode(m)) });
-            let reply = node.send(
-                node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
-                    .bearer_auth(token)
-                    .header("Device-Id", &self.id)
-                    .json(&body),
-            );
-            if reply.status != 200 {
-                return reply;
-            }
-            let answer = reply.json["message"].as_str().map(|m| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(m)
-                    .expect("base64 from the node")
-            });
-            let got = answer.is_some();
-            if let Some(bytes) = answer {
-                let message = sync::Message::decode(&bytes).expect("a sync message");
-                self.doc
-                    .receive_sync_message(&mut self.state, message)
-                    .expect("the node's changes apply");
-            }
-            if !sent && !got {
-                return reply;
-            }
-        }
-        panic!("sync did not settle in 20 rounds");
-    }
-
-    fn edit(&mut self, member: &str, ops: Value) {
-        let ops: Vec<Op> = serde_json::from_value(ops).expect("ops");
-        let mut tx = self.doc.transaction();
-        let editor = Editor {
-            role: Role::Caregiver,
-            member_id: Some(member.to_string()),
-        };
-        let mut next = || ulid::Ulid::new().to_string();
-        apply_ops(&mut tx, &ops, &editor, &mut next).expect("a valid offline edit");
-        tx.commit();
-    }
 }
 
 fn a_device_sync_past_the_quota_is_refused_whole(backend: Backend) {
@@ -345,14 +274,18 @@ fn a_device_sync_past_the_quota_is_refused_whole(backend: Backend) {
 
     // Offline, the phone adds strengths worth more than the quota.
     let mut phone = Device::new("carlas-phone");
-    phone.sync(&node, &carla, &plan).assert_status(200);
+    phone.push(&node, &carla, &plan).assert_status(200);
     let before = node.read_plan(&fran, &plan);
     let strengths: Vec<Value> = (0..20)
         .map(|seed| json!({"op":"add","path":"/strengths","value":{"statement":long_text(seed),"about":"family"}}))
         .collect();
-    phone.edit(&carla_member, Value::Array(strengths));
+    phone.edit(
+        Role::Caregiver,
+        Some(&carla_member),
+        Value::Array(strengths),
+    );
     phone
-        .sync(&node, &carla, &plan)
+        .push(&node, &carla, &plan)
         .assert_problem(413, "plan-quota");
     // Nothing of it was kept.
     let after = node.read_plan(&fran, &plan);
@@ -361,13 +294,14 @@ fn a_device_sync_past_the_quota_is_refused_whole(backend: Backend) {
 
     // The plan still syncs: another phone gets it, and adds what fits.
     let mut tablet = Device::new("carlas-tablet");
-    tablet.sync(&node, &carla, &plan).assert_status(200);
+    tablet.push(&node, &carla, &plan).assert_status(200);
     assert_eq!(render(&tablet.doc), before.plan);
     tablet.edit(
-        &carla_member,
+        Role::Caregiver,
+        Some(&carla_member),
         json!([{"op":"add","path":"/strengths","value":{"statement":"We cook together","about":"family"}}]),
     );
-    tablet.sync(&node, &carla, &plan).assert_status(200);
+    tablet.push(&node, &carla, &plan).assert_status(200);
     let now = node.read_plan(&fran, &plan);
     assert_eq!(now.plan["strengths"][0]["statement"], "We cook together");
     assert_eq!(render(&tablet.doc), now.plan);

@@ -3,17 +3,16 @@
 //! make are refused whole; hostile bytes are refused cleanly.
 
 use crate::add_member;
-use base64::Engine;
 use reqwest::Method;
 use serde_json::json;
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::transaction::Transactable;
-use wrapsync_shared::automerge::{ActorId, Automerge, ObjType, ReadDoc, ROOT};
+use wrapsync_shared::automerge::{Automerge, ObjType, ReadDoc, ROOT};
 use wrapsync_shared::ops::{apply_ops, Editor, Op};
 use wrapsync_shared::plan::render;
 use wrapsync_shared::roles::Role;
 use wrapsync_tests::users::{CAREGIVER, CAREGIVER_2, FACILITATOR};
-use wrapsync_tests::{Backend, Reply, TestNode};
+use wrapsync_tests::{Backend, Device, TestNode};
 
 on_both_backends!(
     an_offline_device_and_the_node_converge,
@@ -21,95 +20,6 @@ on_both_backends!(
     concurrent_edits_show_as_a_conflict_until_an_op_resolves_it,
     changes_that_arrive_before_their_dependencies_are_asked_for_again,
 );
-
-/// A phone's copy of one plan and its sync state with the node.
-struct Device {
-    doc: Automerge,
-    state: sync::State,
-    id: String,
-}
-
-impl Device {
-    fn new(id: &str) -> Self {
-        Device {
-            doc: Automerge::new().with_actor(ActorId::random()),
-            state: sync::State::new(),
-            id: id.to_string(),
-        }
-    }
-
-    /// One round: sends what the device has to say, takes the node's answer.
-    /// Answers the HTTP reply and whether anything was exchanged.
-    fn round(&mut self, node: &TestNode, token: &str, plan: &str) -> (Reply, bool) {
-        let message = self
-            .doc
-            .generate_sync_message(&mut self.state)
-            .map(sync::Message::encode);
-        let sent = message.is_some();
-        let body = json!({ "message": message.map(|m| base64::engine::general_purpose::STANDARD.encode(m)) });
-        let reply = node.send(
-            node.request(Method::POST, &format!("/v1/plans/{plan}/sync"))
-                .bearer_auth(token)
-                .header("Device-Id", &self.id)
-                .json(&body),
-        );
-        if reply.status != 200 {
-            return (reply, sent);
-        }
-        let answer = reply.json["message"].as_str().map(|m| {
-            base64::engine::general_purpose::STANDARD
-                .decode(m)
-                .expect("base64 from the node")
-        });
-        let got = answer.is_some();
-        if let Some(bytes) = answer {
-            let message = sync::Message::decode(&bytes).expect("a sync message from the node");
-            self.doc
-                .receive_sync_message(&mut self.state, message)
-                .expect("the node's changes apply");
-        }
-        (reply, sent || got)
-    }
-
-    /// Rounds until the node answers with an error or both sides are quiet;
-    /// answers the last reply. Which round carries a local edit is up to the
-    /// protocol (its bloom filters have false positives), so a test that
-    /// expects a refusal must not assume the first one does.
-    fn push(&mut self, node: &TestNode, token: &str, plan: &str) -> Reply {
-        for _ in 0..20 {
-            let (reply, exchanged) = self.round(node, token, plan);
-            if reply.status != 200 || !exchanged {
-                return reply;
-            }
-        }
-        panic!("sync did not settle in 20 rounds");
-    }
-
-    /// Rounds until neither side has anything to say; answers how many
-    /// rounds exchanged something.
-    fn sync(&mut self, node: &TestNode, token: &str, plan: &str) -> usize {
-        for rounds in 0..20 {
-            let (reply, exchanged) = self.round(node, token, plan);
-            reply.assert_status(200);
-            if !exchanged {
-                return rounds;
-            }
-        }
-        panic!("sync did not converge in 20 rounds");
-    }
-
-    fn edit(&mut self, role: Role, member: Option<&str>, ops: serde_json::Value) {
-        let ops: Vec<Op> = serde_json::from_value(ops).expect("ops");
-        let mut tx = self.doc.transaction();
-        let editor = Editor {
-            role,
-            member_id: member.map(str::to_string),
-        };
-        let mut next = || ulid::Ulid::new().to_string();
-        apply_ops(&mut tx, &ops, &editor, &mut next).expect("a valid offline edit");
-        tx.commit();
-    }
-}
 
 fn an_offline_device_and_the_node_converge(backend: Backend) {
     let node = TestNode::spawn(backend);
