@@ -350,10 +350,12 @@ mod tests {
             t.failed("ana", "10.0.0.1", t0);
         }
         assert!(t.check("ana", "10.0.0.1", t0).is_err());
-        // Made-up usernames, each failing once, later than ana's guesses.
+        // Made-up usernames, each failing once, later than ana's guesses
+        // (while her first lock, a second, still holds).
+        let later = t0 + S / 2;
         for i in 0..2 * MAX_ACCOUNTS {
-            t.failed(&format!("fake{i}"), "10.9.0.1", t0 + S);
+            t.failed(&format!("fake{i}"), "10.9.0.1", later);
         }
-        assert!(t.check("ana", "10.0.0.1", t0 + S).is_err());
+        assert!(t.check("ana", "10.0.0.1", later).is_err());
     }
 }
