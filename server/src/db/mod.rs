@@ -200,33 +200,6 @@ impl Backend {
     }
 }
 
-/// Copies SQLite's log into the database file and truncates it, so what
-/// was just deleted (overwritten in place, as `secure_delete` makes every
-/// delete) survives in no old log frame either. Nothing to do on
-/// PostgreSQL, whose storage is the operator's to secure.
-/// Waits for readers and the writer to let go (busy), up to a few seconds.
-pub fn truncate_log(conn: &mut DbConnection) -> Result<(), StoreError> {
-    #[derive(diesel::QueryableByName)]
-    struct Checkpoint {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        busy: i32,
-    }
-    let DbConnection::Sqlite(conn) = conn else {
-        return Ok(());
-    };
-    for _ in 0..100 {
-        let done: Vec<Checkpoint> =
-            diesel::RunQueryDsl::load(diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)"), conn)?;
-        if done.iter().all(|c| c.busy == 0) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(StoreError::Connection(
-        "the log stayed busy; it is truncated at the next quiet checkpoint".into(),
-    ))
-}
-
 /// Runs one diesel expression on whichever backend `conn` is, for the few
 /// statements (batch inserts, RETURNING) the multi-backend connection lacks.
 #[macro_export]

@@ -231,6 +231,11 @@ impl Plans {
                 also(conn)
             })
             .await?;
+        // Gone from disk before it is gone from view: once the plan
+        // answers 404 here, no old log frame holds it either.
+        if !self.writer.erase_log().await {
+            tracing::warn!("the log still holds the forgotten plan until a later checkpoint");
+        }
         self.cache.lock().pop(plan_id);
         {
             let mut states = self.sync_states.lock();
@@ -245,9 +250,6 @@ impl Plans {
         }
         drop(guard);
         let _ = self.changed.send(());
-        if let Err(e) = self.blocking(crate::db::truncate_log).await {
-            tracing::warn!(%e, "the log still holds the forgotten plan until the next checkpoint");
-        }
         Ok(())
     }
 }

@@ -32,7 +32,18 @@ const MAX_BATCH: usize = 512;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Those waiting for the log to be emptied (SQLite only; `None` on
+    /// PostgreSQL, whose storage is the operator's to secure).
+    erasures: Option<Erasures>,
 }
+
+/// Callers waiting for the checkpointer to empty SQLite's log; it retries
+/// every round until the log is truncated.
+type Erasures = Arc<parking_lot::Mutex<Vec<oneshot::Sender<()>>>>;
+
+/// How long [`Writer::erase_log`] waits before leaving the erasure to the
+/// checkpointer's later rounds.
+const ERASE_WAIT: Duration = Duration::from_secs(30);
 
 impl Writer {
     /// Starts the writer thread on its own connection (and, on SQLite, the
@@ -44,11 +55,19 @@ impl Writer {
         let mut conn = backend.connect()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let checkpoint_due = Arc::new(AtomicBool::new(false));
+        let mut erasures = None;
         if backend.is_sqlite() {
             // Checkpoints run on their own connection, so a commit never
             // stalls copying the WAL back into the database file.
             conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
-            start_checkpointer(backend, stopped.clone(), checkpoint_due.clone())?;
+            let waiting = Erasures::default();
+            start_checkpointer(
+                backend,
+                stopped.clone(),
+                checkpoint_due.clone(),
+                waiting.clone(),
+            )?;
+            erasures = Some(waiting);
         }
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -58,7 +77,23 @@ impl Writer {
                 stopped.store(true, Ordering::Relaxed);
             })
             .map_err(|e| StoreError::Connection(e.to_string()))?;
-        Ok((Writer { tx }, handle))
+        Ok((Writer { tx, erasures }, handle))
+    }
+
+    /// Resolves once SQLite's log holds nothing committed before the call:
+    /// copied into the database file and truncated, so what was just
+    /// deleted (overwritten in place, as `secure_delete` makes every delete)
+    /// survives in no old log frame either. The checkpointer keeps trying
+    /// while readers hold the log; after [`ERASE_WAIT`] this answers `false`
+    /// and the erasure completes at a later round. `true` at once on
+    /// PostgreSQL.
+    pub async fn erase_log(&self) -> bool {
+        let Some(erasures) = &self.erasures else {
+            return true;
+        };
+        let (tx, rx) = oneshot::channel();
+        erasures.lock().push(tx);
+        matches!(tokio::time::timeout(ERASE_WAIT, rx).await, Ok(Ok(())))
     }
 
     /// Runs `work` in the next batch and resolves once it is durable.
@@ -126,11 +161,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 const WRITER_CHECKPOINT_EVERY: u32 = 10;
 
 /// Copies the WAL into the database file in the background until the
-/// writer stops, then once more. PASSIVE never waits for or blocks the writer.
+/// writer stops, then once more. PASSIVE never waits for or blocks the
+/// writer; TRUNCATE, run while someone waits for an erasure and at the end,
+/// does (see [`Writer::erase_log`]).
 fn start_checkpointer(
     backend: &Backend,
     stopped: Arc<AtomicBool>,
     writer_due: Arc<AtomicBool>,
+    erasures: Erasures,
 ) -> Result<(), StoreError> {
     let mut conn = backend.connect()?;
     std::thread::Builder::new()
@@ -139,8 +177,21 @@ fn start_checkpointer(
             for round in 1u32.. {
                 std::thread::sleep(CHECKPOINT_EVERY);
                 let last = stopped.load(Ordering::Relaxed);
-                let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-                if let Err(e) = conn.batch_execute(&format!("PRAGMA wal_checkpoint({mode});")) {
+                // Those waiting now are answered by this round's truncation
+                // (their deletes committed before they asked).
+                let waiting = std::mem::take(&mut *erasures.lock());
+                if last || !waiting.is_empty() {
+                    match truncate(&mut conn) {
+                        Ok(true) => waiting.into_iter().for_each(|done| {
+                            let _ = done.send(());
+                        }),
+                        Ok(false) => erasures.lock().extend(waiting),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "checkpoint failed");
+                            erasures.lock().extend(waiting);
+                        }
+                    }
+                } else if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
                     tracing::warn!(error = %e, "checkpoint failed");
                 }
                 if round % WRITER_CHECKPOINT_EVERY == 0 {
@@ -153,6 +204,19 @@ fn start_checkpointer(
         })
         .map_err(|e| StoreError::Connection(e.to_string()))?;
     Ok(())
+}
+
+/// Copies the whole log into the database file and truncates it; `false`
+/// while a reader or the writer keeps it busy past the busy timeout.
+fn truncate(conn: &mut DbConnection) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Checkpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    let done: Vec<Checkpoint> =
+        diesel::RunQueryDsl::load(diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)"), conn)?;
+    Ok(done.iter().all(|c| c.busy == 0))
 }
 
 /// The summary rows due now (all of them, with `all`), as jobs.
