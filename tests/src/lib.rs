@@ -111,3 +111,27 @@ pub(crate) fn random_token(len: usize) -> String {
         .map(char::from)
         .collect()
 }
+
+/// Defines, for each named `fn name(backend: Backend)` of the calling
+/// module, a `#[test]` in `sqlite::` and one in `postgres::`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::Backend::Sqlite)
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::Backend::Postgres)
+                }
+            )+
+        }
+    };
+}

@@ -7,29 +7,9 @@
 //! Each file holds one class of weakness; tests that touch storage run on
 //! SQLite and on PostgreSQL.
 
-/// Defines, for each named `fn name(backend: Backend)` of the calling
-/// module, a `#[test]` in `sqlite::` and one in `postgres::`.
-#[allow(unused_macros)]
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(wrapsync_tests::Backend::Sqlite)
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(wrapsync_tests::Backend::Postgres)
-                }
-            )+
-        }
-    };
-}
+/// `on_both_backends!`: a test per backend for each named function.
+#[macro_use]
+extern crate wrapsync_tests;
 
 /// Refused and unauthenticated requests store and log bounded bytes; files
 /// are owner-only.

@@ -11,28 +11,9 @@
 use serde_json::{json, Value};
 use wrapsync_tests::{Reply, TestNode};
 
-/// Defines, for each named `fn name(backend: Backend)` of the calling
-/// module, a `#[test]` in `sqlite::` and one in `postgres::`.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(wrapsync_tests::Backend::Sqlite)
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(wrapsync_tests::Backend::Postgres)
-                }
-            )+
-        }
-    };
-}
+/// `on_both_backends!`: a test per backend for each named function.
+#[macro_use]
+extern crate wrapsync_tests;
 
 #[path = "node_core/access.rs"]
 mod access;
