@@ -12,9 +12,15 @@
 //!   `User-Agent` and `Device-Id` values, 4 KB path segments and query
 //!   strings.
 //!
+//!
+//! With `--member NAME:PASSWORD --lead NAME:PASSWORD`, a signed-in member
+//! attacks too (`devices`, `bloom`, `ops`, `streams`: see `member.rs`).
+//! `--attacks` names the attacks to run (default: all those it can).
+//!
 //! ```sh
 //! cargo run --release -p wrapsync-tests --bin wrapsync-abuse -- \
-//!     --url http://127.0.0.1:8080 --secs 60 [--username fay] [--addresses 4] [--held 8]
+//!     --url http://127.0.0.1:8080 --secs 60 [--username fay] [--addresses 4] [--held 8] \
+//!     [--member dana:PASSWORD --lead fay:PASSWORD] [--streams 64] [--attacks logins,devices]
 //! ```
 //!
 //! It prints one JSON object: per attack, the answers by status (`error`:
@@ -27,6 +33,9 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+#[path = "abuse/member.rs"]
+mod member;
+
 struct Options {
     url: String,
     secs: u64,
@@ -35,6 +44,18 @@ struct Options {
     addresses: u8,
     /// Connections holding a declared 30 MB body at once.
     held: usize,
+    /// The misbehaving member and the facilitator who puts them on a plan.
+    member: Option<(String, String)>,
+    /// Change-feed streams the member holds at once.
+    streams: usize,
+    /// The attacks to run; all of them when empty.
+    attacks: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, attack: &str) -> bool {
+        self.attacks.is_empty() || self.attacks.iter().any(|a| a == attack)
+    }
 }
 
 fn options() -> Result<Options, String> {
@@ -44,7 +65,11 @@ fn options() -> Result<Options, String> {
         username: "fay".into(),
         addresses: 4,
         held: 8,
+        member: None,
+        streams: 64,
+        attacks: Vec::new(),
     };
+    let (mut member, mut lead) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -59,9 +84,18 @@ fn options() -> Result<Options, String> {
             "--username" => o.username = value.clone(),
             "--addresses" => o.addresses = number()?.clamp(1, 250) as u8,
             "--held" => o.held = number()? as usize,
+            "--member" => member = Some(value.clone()),
+            "--lead" => lead = Some(value.clone()),
+            "--streams" => o.streams = number()? as usize,
+            "--attacks" => o.attacks = value.split(',').map(str::to_string).collect(),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
+    o.member = match (member, lead) {
+        (Some(member), Some(lead)) => Some((member, lead)),
+        (None, None) => None,
+        _ => return Err("--member and --lead go together".into()),
+    };
     Ok(o)
 }
 
@@ -232,18 +266,45 @@ fn run() -> Result<Value, String> {
     let o = options()?;
     let until = Instant::now() + Duration::from_secs(o.secs);
     let tally = Tally::default();
+    let member = match &o.member {
+        Some((member, lead)) => Some(member::prepare(&o, member, lead)?),
+        None => None,
+    };
     let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
         let (o, tally) = (&o, &tally);
-        let mut attacks = vec![
-            s.spawn(move || logins(o, until, tally)),
-            s.spawn(move || headers(o, until, tally)),
-        ];
+        let mut attacks = Vec::new();
+        if o.runs("logins") {
+            attacks.push(s.spawn(move || logins(o, until, tally)));
+        }
+        if o.runs("headers") {
+            attacks.push(s.spawn(move || headers(o, until, tally)));
+        }
         for i in 0..o.addresses {
             let source = Ipv4Addr::new(127, 0, 0, 2 + i);
-            attacks.push(s.spawn(move || guessing(o, source, until, tally)));
+            if o.runs("guessing") {
+                attacks.push(s.spawn(move || guessing(o, source, until, tally)));
+            }
         }
         for _ in 0..o.held {
-            attacks.push(s.spawn(move || held(o, until, tally)));
+            if o.runs("held") {
+                attacks.push(s.spawn(move || held(o, until, tally)));
+            }
+        }
+        if let Some(m) = &member {
+            if o.runs("devices") {
+                attacks.push(s.spawn(move || member::devices(o, m, until, tally)));
+            }
+            if o.runs("bloom") {
+                attacks.push(s.spawn(move || member::bloom(o, m, until, tally)));
+            }
+            if o.runs("ops") {
+                attacks.push(s.spawn(move || member::ops(o, m, until, tally)));
+            }
+            for _ in 0..o.streams {
+                if o.runs("streams") {
+                    attacks.push(s.spawn(move || member::streams(o, m, until, tally)));
+                }
+            }
         }
         attacks
             .into_iter()
