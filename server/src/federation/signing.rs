@@ -1091,7 +1091,7 @@ mod tests {
         assert_eq!(a.seen.lock().len("county-c"), 1);
         // An overlong one-time id is refused, not remembered.
         let mut claims = serde_json::json!({
-            "iss": "county-b", "aud": "county-a", "iat": NOW, "exp": NOW + 60,
+            "iss": "county-b", "aud": "county-a", "iat": NOW + 91, "exp": NOW + 151,
             "jti": "j".repeat(MAX_JTI_CHARS + 1), "htm": "POST", "htu": path,
             "bdy": body_digest(b"x"),
         });
