@@ -236,7 +236,13 @@ impl ReplayCache {
 
     /// Remembers `jti` of `peer` until `exp`; `Err` if it was seen or the
     /// peer has no room.
-    fn insert(&mut self, peer: &str, jti: String, exp: i64, now: i64) -> Result<(), SignedRequestError> {
+    fn insert(
+        &mut self,
+        peer: &str,
+        jti: String,
+        exp: i64,
+        now: i64,
+    ) -> Result<(), SignedRequestError> {
         if !self.peers.contains_key(peer) {
             self.peers.insert(peer.to_string(), PeerIds::default());
         }
@@ -1100,14 +1106,28 @@ mod tests {
         let long = jsonwebtoken::encode(&header, &claims, b.identity().key.encoding_key())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
-            a.verify(Some(&format!("Bearer {long}")), &peers, "POST", path, b"x", NOW + 91),
+            a.verify(
+                Some(&format!("Bearer {long}")),
+                &peers,
+                "POST",
+                path,
+                b"x",
+                NOW + 91
+            ),
             Err(SignedRequestError::Malformed(_))
         ));
         claims["jti"] = "".into();
         let empty = jsonwebtoken::encode(&header, &claims, b.identity().key.encoding_key())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
-            a.verify(Some(&format!("Bearer {empty}")), &peers, "POST", path, b"x", NOW + 91),
+            a.verify(
+                Some(&format!("Bearer {empty}")),
+                &peers,
+                "POST",
+                path,
+                b"x",
+                NOW + 91
+            ),
             Err(SignedRequestError::Malformed(_))
         ));
     }
@@ -1139,9 +1159,15 @@ mod tests {
         // Expired; for another node; another plan; signed by another peer;
         // by a plain name.
         assert_eq!(found(&good, NOW + 10), None);
-        assert_eq!(found(&sign(&b, "county-c", "carla@county-b", None), NOW), None);
+        assert_eq!(
+            found(&sign(&b, "county-c", "carla@county-b", None), NOW),
+            None
+        );
         assert!(verify_consent(&good, &peers, "P2", NOW).is_err());
-        assert_eq!(found(&sign(&mallory, "county-a", "m@county-m", None), NOW), None);
+        assert_eq!(
+            found(&sign(&mallory, "county-a", "m@county-m", None), NOW),
+            None
+        );
         assert_eq!(found(&sign(&b, "county-a", "carla", None), NOW), None);
         assert_eq!(found("garbage,,", NOW), None);
     }

@@ -315,7 +315,10 @@ pub async fn receive(
     };
     let now = now_ms();
     let live = |g: &HandoverGrant| g.expires_at.is_none_or(|at| at > now);
-    let own_user = |by: &str| by.rsplit_once('@').is_none_or(|(name, node)| name.is_empty() || node == me);
+    let own_user = |by: &str| {
+        by.rsplit_once('@')
+            .is_none_or(|(name, node)| name.is_empty() || node == me)
+    };
     let to_here = handover
         .grants
         .iter()
