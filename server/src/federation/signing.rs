@@ -1186,6 +1186,9 @@ mod tests {
             grants_digest(&[c.clone(), d.clone()]),
             grants_digest(&[d.clone(), c.clone()])
         );
-        assert_ne!(grants_digest(&[c.clone()]), grants_digest(&[c, d]));
+        assert_ne!(
+            grants_digest(std::slice::from_ref(&c)),
+            grants_digest(&[c, d])
+        );
     }
 }
