@@ -335,22 +335,17 @@ pub async fn receive(
             Ok((home, known))
         })
         .await?;
-    match home {
-        // A plan this node never held: only on the family's consent to
-        // this node, signed by the home that hands it over, and within the
-        // sender's budget of new plans here.
-        None => {
-            if !(signed_grants && to_here.is_some()) {
-                return Err(ApiError::Forbidden(
-                    "this node holds no replica of this plan, and the certificate signs no consent of the family to share it with this node".into(),
-                ));
-            }
-            new_plan_admitted(app, from)?;
+    let held = home.as_ref().map(|h| h.as_deref());
+    match judge_handover(held, from, known, signed_grants && to_here.is_some()) {
+        HandoverVerdict::Take => {}
+        // Within the sender's budget of new plans here.
+        HandoverVerdict::TakeNew => new_plan_admitted(app, from)?,
+        HandoverVerdict::NoConsent => {
+            return Err(ApiError::Forbidden(
+                "this node holds no replica of this plan, and the certificate signs no consent of the family to share it with this node".into(),
+            ))
         }
-        Some(Some(home)) if home == from => {}
-        // A resend of a move already taken: merged again, answered again.
-        Some(None) if known => {}
-        Some(_) => {
+        HandoverVerdict::Conflict => {
             return Err(ApiError::Conflict(
                 "this node holds this plan under another home".into(),
             ))
@@ -436,6 +431,41 @@ pub async fn receive(
         .take_over(plan, from, authors, &document, audit, also)
         .await?;
     Ok(view.version.clone())
+}
+
+/// What a node does with a handover of a plan from `from` (its
+/// certificate checked), given what it holds of the plan (`held`: `None`
+/// never held, `Some(None)` homed here, `Some(Some(h))` a replica homed at
+/// `h`), whether it already took this very move (`resend`), and whether the
+/// certificate signs the family's consent to this node (`consent_here`).
+/// One rule for the node and the seeded simulation's rogue peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverVerdict {
+    /// The sender is the plan's home here: merged and homed here.
+    Take,
+    /// Never held here, on the home's signed consent: a new plan here
+    /// (charged to the sender's budget).
+    TakeNew,
+    /// Never held here, and no signed consent to this node: `403`.
+    NoConsent,
+    /// Homed here or at another node: `409`.
+    Conflict,
+}
+
+pub fn judge_handover(
+    held: Option<Option<&str>>,
+    from: &str,
+    resend: bool,
+    consent_here: bool,
+) -> HandoverVerdict {
+    match held {
+        None if consent_here => HandoverVerdict::TakeNew,
+        None => HandoverVerdict::NoConsent,
+        Some(Some(home)) if home == from => HandoverVerdict::Take,
+        // A resend of a move already taken: merged again, answered again.
+        Some(None) if resend => HandoverVerdict::Take,
+        Some(_) => HandoverVerdict::Conflict,
+    }
 }
 
 /// Takes one of `peer`'s new plans here from its budget
