@@ -101,6 +101,7 @@ impl App {
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
             login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
             peer_bytes: crate::limits::Buckets::new(config.rate_limit_peer_bytes),
+            peer_new_plans: crate::limits::Buckets::new(config.rate_limit_peer_new_plans),
             buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
         };
         let refusal_log =

@@ -133,6 +133,21 @@ pub struct Config {
     /// burst 64 MiB; the burst must be at least `max_sync_bytes`.
     #[serde(default = "default_peer_bytes_rate")]
     pub rate_limit_peer_bytes: RateLimit,
+    /// Plans a peer node may make here that this node never held (a
+    /// replica's first changes, a handover of a plan with no replica
+    /// here), per peer (`{ per_second, burst }`); over it, `429` with
+    /// `Retry-After`, before the plan's message is decoded. Default one
+    /// every 2 s, burst 200 (1,800 an hour: a new neighbour's shared plans
+    /// arrive within the hour; a rogue one plants at most that many).
+    #[serde(default = "default_peer_new_plans_rate")]
+    pub rate_limit_peer_new_plans: RateLimit,
+    /// One-time ids (`jti`) of signed requests remembered per peer at
+    /// once, each until its request expires; a peer with this many
+    /// requests in force is refused (`429`) until some expire. Default
+    /// 20,000 (a peer at its whole request rate signs about 18,000 a
+    /// minute and a half).
+    #[serde(default = "default_replay_ids_per_peer")]
+    pub replay_ids_per_peer: usize,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -302,6 +317,15 @@ fn default_peer_bytes_rate() -> RateLimit {
         burst: f64::from(64u32 << 20),
     }
 }
+fn default_peer_new_plans_rate() -> RateLimit {
+    RateLimit {
+        per_second: 0.5,
+        burst: 200.0,
+    }
+}
+fn default_replay_ids_per_peer() -> usize {
+    crate::federation::signing::DEFAULT_REPLAY_IDS_PER_PEER
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -442,6 +466,7 @@ impl Config {
             ("rate_limit_per_peer", self.rate_limit_per_peer),
             ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
             ("rate_limit_peer_bytes", self.rate_limit_peer_bytes),
+            ("rate_limit_peer_new_plans", self.rate_limit_peer_new_plans),
             ("write_bytes_per_user", self.write_bytes_per_user),
         ] {
             if Buckets::new(limit).is_none() {
@@ -449,6 +474,11 @@ impl Config {
                     "{key}: per_second must be positive and burst at least 1"
                 )));
             }
+        }
+        if self.replay_ids_per_peer == 0 {
+            return Err(ConfigError::Invalid(
+                "replay_ids_per_peer must be positive".into(),
+            ));
         }
         if self.plan_quota_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -140,6 +140,19 @@ impl Buckets {
     }
 }
 
+impl Buckets {
+    /// Returns a token taken for `key` whose work did not happen after all
+    /// (never above the burst).
+    pub fn give_back(&self, key: &str, now: Instant) {
+        let RateLimit { per_second, burst } = self.limit;
+        if let Some(bucket) = self.buckets.lock().get_mut(key) {
+            let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
+            bucket.tokens = (bucket.tokens + refilled + 1.0).min(burst);
+            bucket.at = now;
+        }
+    }
+}
+
 /// The node's limits on callers.
 pub struct RateLimits {
     pub per_user: Option<Buckets>,
@@ -147,6 +160,9 @@ pub struct RateLimits {
     pub login_per_ip: Option<Buckets>,
     /// Body bytes per peer node, taken before a body is read.
     pub peer_bytes: Option<Buckets>,
+    /// New plans (replicas and handovers of plans never held here) per
+    /// peer node.
+    pub peer_new_plans: Option<Buckets>,
     /// Body bytes being read, all requests together.
     pub buffered: std::sync::Arc<BufferedBytes>,
 }

@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::signing::Rotation;
-use crate::federation::{transfer, SignedBy, SignedRequestError};
+use crate::federation::{signing, transfer, SignedBy, SignedRequestError};
 use crate::limits::retry_after_secs;
 use crate::openapi::problems::INTERNAL;
 use crate::plans::{peer_audit, RequestMeta};
@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use wrapsync_shared::api::{
     Handover, HandoverReceipt, NodeIdentity, PeerSyncBatch, SyncBatchReply, SyncBatchResult,
@@ -88,14 +89,18 @@ pub async fn plan_sync(
         .headers()
         .get(transfer::CERTIFICATES_HEADER)
         .and_then(|v| v.to_str().ok());
+    let over_budget = AtomicUsize::new(0);
     let round = Round {
         peer: &peer,
         plan: &id,
         authors: &authors,
         message,
         certificates,
+        over_budget: &over_budget,
     };
-    Ok(match peer_round(&app, round, &meta).await? {
+    let answer = peer_round(&app, round, &meta).await;
+    audit_over_budget(&app, &peer, &over_budget, &meta);
+    Ok(match answer? {
         Some(reply) => HttpResponse::Ok()
             .content_type("application/octet-stream")
             .body(reply),
@@ -146,7 +151,8 @@ pub async fn sync_batch(
             twice.plan
         )));
     }
-    let (app, peer, meta) = (&app, &peer, &meta);
+    let over_budget = AtomicUsize::new(0);
+    let (app, peer, meta, over) = (&app, &peer, &meta, &over_budget);
     // Many at once: each round that stores changes commits durably, and
     // the writer commits concurrent rounds together.
     let plans: Vec<SyncBatchResult> = futures_util::stream::iter(&batch.plans)
@@ -157,6 +163,7 @@ pub async fn sync_batch(
                 authors: &item.authors,
                 message: item.message.as_deref(),
                 certificates: item.transfers.as_deref(),
+                over_budget: over,
             };
             let (message, problem) = match peer_round(app, round, meta).await {
                 Ok(message) => (without_changes(message), None),
@@ -173,6 +180,7 @@ pub async fn sync_batch(
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
+    audit_over_budget(app, peer, over, meta);
     let mut reply = Vec::new();
     ciborium::into_writer(&SyncBatchReply { plans }, &mut reply)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -195,6 +203,24 @@ fn without_changes(reply: Option<Vec<u8>>) -> Option<Vec<u8>> {
     }
 }
 
+/// One audit row for the plans a request would have made here past its
+/// sender's budget (`rate_limit_peer_new_plans`), however many.
+fn audit_over_budget(app: &App, peer: &str, over: &AtomicUsize, meta: &RequestMeta) {
+    let refused = over.load(Ordering::Relaxed);
+    if refused > 0 {
+        app.plans.audit(peer_audit(
+            peer,
+            None,
+            "peer.replicate",
+            "rate-limited",
+            Some(format!(
+                "{refused} new plan(s) refused: over rate_limit_peer_new_plans"
+            )),
+            meta,
+        ));
+    }
+}
+
 /// Plans of one batch whose rounds run at once.
 const BATCH_CONCURRENCY: usize = 32;
 
@@ -205,6 +231,9 @@ struct Round<'a> {
     authors: &'a BTreeMap<String, String>,
     message: Option<&'a [u8]>,
     certificates: Option<&'a str>,
+    /// New plans refused over the sender's budget: audited once per
+    /// request by the caller.
+    over_budget: &'a AtomicUsize,
 }
 
 /// One Automerge sync round with a peer node: for a plan homed here that
@@ -223,6 +252,7 @@ async fn peer_round(
         authors,
         message,
         certificates,
+        over_budget,
     } = round;
     let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
@@ -278,13 +308,44 @@ async fn peer_round(
                 .await
                 .map_err(audited)
         }
+        // A plan this node never held: a replica only of a plan the sender
+        // homes (it is made homed at the sender) and shares with this node
+        // (its signed consent statement names this node), within the
+        // sender's budget of new plans, all before the message is decoded.
         // A plan this node gave away is not made again from a replica
         // holder's push.
         None if wrapsync_shared::plan::is_item_id(id) && !transfer::given_away(app, id).await? => {
-            app.plans
+            let me = &app.config.node_id;
+            let now = now_ms() / 1000;
+            let peers = app.federation.peers();
+            let consent = certificates.and_then(|statements| {
+                signing::find_consent(statements, &peers, id, peer, me, now)
+            });
+            if consent.is_none() {
+                return Err(audited(ApiError::NotFound));
+            }
+            if let Err(e) = transfer::new_plan_admitted(app, peer) {
+                over_budget.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            let answer = app
+                .plans
                 .sync_from_home(None, id, peer, authors, message, meta.clone())
                 .await
-                .map_err(audited)
+                .map_err(audited);
+            // Only a round that made the plan spends the budget (a first
+            // round carries no changes yet).
+            let made = {
+                let plan = id.to_string();
+                app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
+                    .await
+                    .map(|home| home.is_some())
+                    .unwrap_or(true)
+            };
+            if !made {
+                transfer::new_plan_unused(app, peer);
+            }
+            answer
         }
         None => Err(audited(ApiError::NotFound)),
     }
@@ -487,5 +548,12 @@ fn unverified(app: &App, e: SignedRequestError, meta: &RequestMeta) -> ApiError 
             meta,
         )
     });
-    ApiError::Unauthorized(e.to_string())
+    match e {
+        // A peer with as many requests in force as this node remembers ids
+        // for: it is who it says, and may retry once some expire.
+        SignedRequestError::TooManyPending => {
+            ApiError::RateLimited(crate::federation::signing::CLOCK_SKEW_SECS as u64)
+        }
+        e => ApiError::Unauthorized(e.to_string()),
+    }
 }

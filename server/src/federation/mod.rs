@@ -68,7 +68,11 @@ impl Federation {
         let roots = roots(config).map_err(StoreError::Connection)?;
         let federation = Federation {
             signer: RequestSigner::with_identity(config.node_id.clone(), identity),
-            verifier: Verifier::new(config.node_id.clone(), now_ms() / 1000),
+            verifier: Verifier::with_replay_limit(
+                config.node_id.clone(),
+                now_ms() / 1000,
+                config.replay_ids_per_peer,
+            ),
             config_peers: config.peers.clone(),
             stored_peers: RwLock::new(Vec::new()),
             peers: RwLock::new(Arc::new(Peers::default().with_rotations(rotations))),

@@ -350,7 +350,7 @@ async fn push_batch(
     let mut failures = Vec::new();
     let mut sessions = Vec::new();
     for plan in plans {
-        match open_session(app, plan).await {
+        match open_session(app, plan, &peer.id).await {
             Ok(Some(session)) => sessions.push(session),
             Ok(None) => {}
             Err(e) => failures.push(format!("plan {plan}: {e}")),
@@ -468,17 +468,26 @@ async fn push_batch(
     failures
 }
 
-/// A push session for `plan`, or `None` if the plan is gone.
-async fn open_session(app: &App, plan: &str) -> Result<Option<Session>, ApiError> {
+/// A push session for `plan` to `peer`, or `None` if the plan is gone.
+async fn open_session(app: &App, plan: &str, peer: &str) -> Result<Option<Session>, ApiError> {
     let Some(entry) = app.plans.get(plan).await? else {
         return Ok(None);
     };
     let authors = app.plans.local_authors(&entry).await;
     let heads = entry.view().version.join(",");
     // A plan that moved here: its certificates let replica holders that
-    // knew the old home follow the move.
+    // knew the old home follow the move. A plan homed here also carries
+    // this node's signed word that the family consented to share it with
+    // the peer, without which the peer makes no replica of it.
     let transfers = match entry.view().home {
-        None => super::transfer::certificates(app, plan).await?,
+        None => {
+            let certificates = super::transfer::certificates(app, plan).await?;
+            let consent = super::transfer::consent_statement(app, plan, peer).await?;
+            match (certificates, consent) {
+                (Some(c), Some(s)) => Some(format!("{c},{s}")),
+                (c, s) => c.or(s),
+            }
+        }
         Some(_) => None,
     };
     Ok(Some(Session {

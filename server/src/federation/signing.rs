@@ -94,6 +94,8 @@ pub enum SignedRequestError {
     Mismatch(&'static str),
     #[error("the key rotation statement is refused: {0}")]
     RotationRefused(String),
+    #[error("the sender has as many signed requests in force as this node remembers for it; retry when some expire")]
+    TooManyPending,
 }
 
 fn body_digest(body: &[u8]) -> String {
@@ -172,21 +174,123 @@ impl RequestSigner {
     }
 }
 
+/// The longest one-time id (`jti`) a request may carry (this node's are
+/// 32 hex digits): what one remembered id costs is bounded.
+pub const MAX_JTI_CHARS: usize = 64;
+
+/// One-time ids each peer may have in force at once, by default: a peer at
+/// its whole request rate (`rate_limit_per_peer`, 200/s) signing for a
+/// minute, as nodes do, has about 18,000 (60 s + 30 s of skew).
+pub const DEFAULT_REPLAY_IDS_PER_PEER: usize = 20_000;
+
+/// The one-time ids of accepted requests, per peer, until they expire:
+/// pruned by expiry on every use (not only when full), and at most `limit`
+/// per peer, so one peer (signing requests that live 5 minutes, say)
+/// neither grows the node's memory without bound nor pushes out another
+/// peer's ids. A peer at its limit is refused (`429`) until some expire.
+struct ReplayCache {
+    limit: usize,
+    peers: HashMap<String, PeerIds>,
+}
+
+#[derive(Default)]
+struct PeerIds {
+    /// `jti` → the `exp` it was accepted with.
+    ids: HashMap<String, i64>,
+    /// The same, in order of expiry.
+    by_expiry: std::collections::BTreeSet<(i64, String)>,
+}
+
+impl PeerIds {
+    /// Forgets the ids that can no longer be replayed at `now` (a request
+    /// past `exp` and the skew is refused as stale anyway).
+    fn prune(&mut self, now: i64) {
+        while let Some((exp, _)) = self.by_expiry.first() {
+            if *exp + CLOCK_SKEW_SECS >= now {
+                break;
+            }
+            if let Some((_, jti)) = self.by_expiry.pop_first() {
+                self.ids.remove(&jti);
+            }
+        }
+    }
+}
+
+impl ReplayCache {
+    fn contains(&self, peer: &str, jti: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.ids.contains_key(jti))
+    }
+
+    /// Whether `peer` may have one more id remembered at `now`.
+    fn has_room(&mut self, peer: &str, now: i64) -> bool {
+        match self.peers.get_mut(peer) {
+            None => self.limit > 0,
+            Some(ids) => {
+                ids.prune(now);
+                ids.ids.len() < self.limit
+            }
+        }
+    }
+
+    /// Remembers `jti` of `peer` until `exp`; `Err` if it was seen or the
+    /// peer has no room.
+    fn insert(
+        &mut self,
+        peer: &str,
+        jti: String,
+        exp: i64,
+        now: i64,
+    ) -> Result<(), SignedRequestError> {
+        if !self.peers.contains_key(peer) {
+            self.peers.insert(peer.to_string(), PeerIds::default());
+        }
+        let Some(ids) = self.peers.get_mut(peer) else {
+            return Err(SignedRequestError::TooManyPending);
+        };
+        ids.prune(now);
+        if ids.ids.contains_key(&jti) {
+            return Err(SignedRequestError::Replayed);
+        }
+        if ids.ids.len() >= self.limit {
+            return Err(SignedRequestError::TooManyPending);
+        }
+        ids.by_expiry.insert((exp, jti.clone()));
+        ids.ids.insert(jti, exp);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn len(&self, peer: &str) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.ids.len())
+    }
+}
+
 /// Checks signed requests meant for this node.
 pub struct Verifier {
     node_id: String,
     /// Requests signed before this node started are refused: the one-time
     /// ids of earlier requests died with the previous process.
     started_at: i64,
-    seen: Mutex<HashMap<(String, String), i64>>,
+    seen: Mutex<ReplayCache>,
 }
 
 impl Verifier {
     pub fn new(node_id: String, started_at: i64) -> Self {
+        Self::with_replay_limit(node_id, started_at, DEFAULT_REPLAY_IDS_PER_PEER)
+    }
+
+    /// A verifier remembering at most `per_peer` one-time ids of each peer
+    /// at once (`replay_ids_per_peer`).
+    pub fn with_replay_limit(node_id: String, started_at: i64, per_peer: usize) -> Self {
         Verifier {
             node_id,
             started_at,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(ReplayCache {
+                limit: per_peer,
+                peers: HashMap::new(),
+            }),
         }
     }
 
@@ -244,14 +348,22 @@ impl Verifier {
         if claims.htu != path_and_query {
             return Err(SignedRequestError::Mismatch("path"));
         }
+        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_CHARS {
+            return Err(SignedRequestError::Malformed(format!(
+                "`jti` must be 1 to {MAX_JTI_CHARS} characters"
+            )));
+        }
         // Only looked at here: the id is spent once the body checks out.
-        if self
-            .seen
-            .lock()
-            .contains_key(&(claims.iss.clone(), claims.jti.clone()))
-        {
+        let mut seen = self.seen.lock();
+        if seen.contains(&claims.iss, &claims.jti) {
             return Err(SignedRequestError::Replayed);
         }
+        // A peer with as many requests in force as it may have is refused
+        // before its body is read.
+        if !seen.has_room(&claims.iss, now) {
+            return Err(SignedRequestError::TooManyPending);
+        }
+        drop(seen);
         Ok(SignedHeaders { claims, rotation })
     }
 }
@@ -282,16 +394,10 @@ impl SignedHeaders {
         if claims.bdy != body_digest(body) {
             return Err(SignedRequestError::Mismatch("body"));
         }
-        let mut seen = verifier.seen.lock();
-        if seen.len() > 10_000 {
-            seen.retain(|_, exp| *exp + CLOCK_SKEW_SECS >= now);
-        }
-        if seen
-            .insert((claims.iss.clone(), claims.jti), claims.exp)
-            .is_some()
-        {
-            return Err(SignedRequestError::Replayed);
-        }
+        verifier
+            .seen
+            .lock()
+            .insert(&claims.iss, claims.jti, claims.exp, now)?;
         Ok(SignedBy {
             peer: claims.iss,
             authors: claims.act,
@@ -445,6 +551,15 @@ struct TransferClaims {
     /// Its new home.
     home: String,
     iat: i64,
+    /// The SHA-256 of the family's live grants the handover carries
+    /// ([`grants_digest`]): the old home's signature over them, so the new
+    /// home believes only the grants the old home gave. A digest, not the
+    /// grants: the certificate is shown to every replica holder, which
+    /// must not learn who else the plan is shared with. Absent from
+    /// certificates of releases before issue 22 (their grants are not
+    /// believed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gdg: Option<String>,
 }
 
 /// A verified move of a plan's home.
@@ -454,11 +569,40 @@ pub struct Move {
     pub to: String,
     /// When it was certified (Unix seconds).
     pub at: i64,
+    /// The digest of the grants the old home signed with it, if any.
+    pub grants: Option<String>,
+}
+
+/// The digest a transfer certificate signs of a handover's grants: the
+/// SHA-256 of their canonical JSON (sorted), base64url.
+pub fn grants_digest(grants: &[wrapsync_shared::api::HandoverGrant]) -> String {
+    let mut rows: Vec<(&str, &str, &str, Option<i64>)> = grants
+        .iter()
+        .map(|g| {
+            (
+                g.node.as_str(),
+                g.scope.as_str(),
+                g.granted_by.as_str(),
+                g.expires_at,
+            )
+        })
+        .collect();
+    rows.sort();
+    let canonical = serde_json::to_vec(&rows).unwrap_or_default();
+    body_digest(&canonical)
 }
 
 impl RequestSigner {
-    /// Certifies that `plan` moves from this node to `to`.
-    pub fn certify_transfer(&self, plan: &str, to: &str, now: i64) -> Result<String, String> {
+    /// Certifies that `plan` moves from this node to `to`, signing the
+    /// digest of the grants that go with it (`grants`, see
+    /// [`grants_digest`]).
+    pub fn certify_transfer(
+        &self,
+        plan: &str,
+        to: &str,
+        grants: Option<String>,
+        now: i64,
+    ) -> Result<String, String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.node_id.clone());
         let claims = TransferClaims {
@@ -466,10 +610,132 @@ impl RequestSigner {
             sub: plan.to_string(),
             home: to.to_string(),
             iat: now,
+            gdg: grants,
         };
         jsonwebtoken::encode(&header, &claims, self.identity().key.encoding_key())
             .map_err(|e| e.to_string())
     }
+
+    /// The home's signed word that the family consented to share `plan`
+    /// with node `to` (`by`: who recorded it, `name@node`; `until`: the
+    /// grant's expiry, Unix seconds): what a node needs before it makes a
+    /// replica of a plan it never held.
+    pub fn certify_consent(
+        &self,
+        plan: &str,
+        to: &str,
+        by: &str,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<String, String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.node_id.clone());
+        let claims = ConsentClaims {
+            typ: CONSENT_TYPE.into(),
+            iss: self.node_id.clone(),
+            sub: plan.to_string(),
+            aud: to.to_string(),
+            by: by.to_string(),
+            iat: now,
+            until,
+        };
+        jsonwebtoken::encode(&header, &claims, self.identity().key.encoding_key())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The `typ` of a consent statement.
+pub const CONSENT_TYPE: &str = "wrapsync-consent";
+
+/// A home's statement that a family consented to share a plan with one
+/// node. It rides with the transfer certificates of a push (the
+/// `Wrapsync-Transfers` header, a batch item's `transfers`), where
+/// releases before issue 22 skip what is not a certificate.
+#[derive(Debug, Serialize, Deserialize)]
+struct ConsentClaims {
+    typ: String,
+    iss: String,
+    /// The plan.
+    sub: String,
+    /// The node the family consented to share it with.
+    aud: String,
+    /// Who recorded the consent, `name@node`.
+    by: String,
+    iat: i64,
+    /// When the consent ends (Unix seconds), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
+}
+
+/// A verified consent statement.
+#[derive(Debug, PartialEq)]
+pub struct Consent {
+    pub home: String,
+    pub to: String,
+    pub by: String,
+    pub until: Option<i64>,
+}
+
+/// The consent statement among `statements` (comma-separated, as a push
+/// carries them) by which `home` shares `plan` with `me`, live at `now`
+/// (Unix seconds), if one verifies.
+pub fn find_consent(
+    statements: &str,
+    peers: &Peers,
+    plan: &str,
+    home: &str,
+    me: &str,
+    now: i64,
+) -> Option<Consent> {
+    statements
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .take(MAX_STATEMENTS)
+        .find_map(|statement| {
+            verify_consent(statement, peers, plan, now)
+                .ok()
+                .filter(|c| c.home == home && c.to == me)
+        })
+}
+
+/// The most statements a push's list is searched through.
+const MAX_STATEMENTS: usize = 32;
+
+/// Checks a consent statement for `plan`, signed by the home it names,
+/// in force at `now`.
+pub fn verify_consent(
+    statement: &str,
+    peers: &Peers,
+    plan: &str,
+    now: i64,
+) -> Result<Consent, SignedRequestError> {
+    let (home, claims, _) = decode_signed::<ConsentClaims>(statement, peers, now)?;
+    if claims.typ != CONSENT_TYPE || claims.iss != home {
+        return Err(SignedRequestError::Malformed(
+            "not a consent statement of its signer".into(),
+        ));
+    }
+    if claims.sub != plan {
+        return Err(SignedRequestError::Mismatch("plan"));
+    }
+    if claims.iat > now + CLOCK_SKEW_SECS || claims.until.is_some_and(|until| until <= now) {
+        return Err(SignedRequestError::Stale);
+    }
+    match claims.by.split_once('@') {
+        Some((name, node)) if !name.is_empty() && !node.is_empty() => {}
+        _ => {
+            return Err(SignedRequestError::Malformed(
+                "the consent must name who recorded it as name@node".into(),
+            ))
+        }
+    }
+    Ok(Consent {
+        home,
+        to: claims.aud,
+        by: claims.by,
+        until: claims.until,
+    })
 }
 
 /// Checks a transfer certificate for `plan`, signed by the peer it names
@@ -493,6 +759,7 @@ pub fn verify_transfer(
         from,
         to: claims.home,
         at: claims.iat,
+        grants: claims.gdg,
     })
 }
 
@@ -764,14 +1031,15 @@ mod tests {
         let (mallory, peer_m) = node("county-m");
         let peers = Peers::new(&[peer_a]).unwrap_or_else(|e| panic!("{e}"));
         let cert = a
-            .certify_transfer("P1", "county-b", NOW)
+            .certify_transfer("P1", "county-b", Some("digest".into()), NOW)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             verify_transfer(&cert, &peers, "P1"),
             Ok(Move {
                 from: "county-a".into(),
                 to: "county-b".into(),
-                at: NOW
+                at: NOW,
+                grants: Some("digest".into()),
             })
         );
         assert_eq!(
@@ -783,19 +1051,144 @@ mod tests {
             node_id: "county-a".into(),
             identity: mallory.identity.clone(),
         }
-        .certify_transfer("P1", "county-m", NOW)
+        .certify_transfer("P1", "county-m", None, NOW)
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             verify_transfer(&forged, &peers, "P1"),
             Err(SignedRequestError::BadSignature("county-a".into()))
         );
         let unknown = mallory
-            .certify_transfer("P1", "county-m", NOW)
+            .certify_transfer("P1", "county-m", None, NOW)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             verify_transfer(&unknown, &peers, "P1"),
             Err(SignedRequestError::UnknownPeer(peer_m.id))
         );
         assert!(verify_transfer("not a jwt", &peers, "P1").is_err());
+    }
+
+    #[test]
+    fn one_time_ids_are_pruned_by_expiry_and_bounded_per_peer() {
+        let (b, peer_b) = node("county-b");
+        let (c, peer_c) = node("county-c");
+        let peers = Peers::new(&[peer_b, peer_c]).unwrap_or_else(|e| panic!("{e}"));
+        let a = Verifier::with_replay_limit("county-a".into(), NOW - 100, 3);
+        let path = "/federation/v1/sync";
+        let send = |signer: &RequestSigner, at: i64| {
+            let auth = signer
+                .sign("county-a", "POST", path, b"x", BTreeMap::new(), at)
+                .unwrap_or_else(|e| panic!("{e}"));
+            a.verify(Some(&auth), &peers, "POST", path, b"x", at)
+                .map(|s| s.peer)
+        };
+        for _ in 0..3 {
+            assert!(send(&b, NOW).is_ok());
+        }
+        // County-b's ids fill its share: refused until some expire...
+        assert_eq!(send(&b, NOW), Err(SignedRequestError::TooManyPending));
+        // ...which does not touch county-c's.
+        assert!(send(&c, NOW).is_ok());
+        assert_eq!(a.seen.lock().len("county-b"), 3);
+        // Signed for a minute; gone once past it and the skew, without the
+        // cache being full.
+        assert!(send(&b, NOW + 91).is_ok());
+        assert_eq!(a.seen.lock().len("county-b"), 1);
+        assert!(send(&c, NOW + 91).is_ok());
+        assert_eq!(a.seen.lock().len("county-c"), 1);
+        // An overlong one-time id is refused, not remembered.
+        let mut claims = serde_json::json!({
+            "iss": "county-b", "aud": "county-a", "iat": NOW + 91, "exp": NOW + 151,
+            "jti": "j".repeat(MAX_JTI_CHARS + 1), "htm": "POST", "htu": path,
+            "bdy": body_digest(b"x"),
+        });
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("county-b".into());
+        let long = jsonwebtoken::encode(&header, &claims, b.identity().key.encoding_key())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            a.verify(
+                Some(&format!("Bearer {long}")),
+                &peers,
+                "POST",
+                path,
+                b"x",
+                NOW + 91
+            ),
+            Err(SignedRequestError::Malformed(_))
+        ));
+        claims["jti"] = "".into();
+        let empty = jsonwebtoken::encode(&header, &claims, b.identity().key.encoding_key())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            a.verify(
+                Some(&format!("Bearer {empty}")),
+                &peers,
+                "POST",
+                path,
+                b"x",
+                NOW + 91
+            ),
+            Err(SignedRequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_consent_statement_verifies_only_for_its_plan_node_and_signer_while_live() {
+        let (b, peer_b) = node("county-b");
+        let (mallory, peer_m) = node("county-m");
+        let peers = Peers::new(&[peer_b, peer_m]).unwrap_or_else(|e| panic!("{e}"));
+        let sign = |s: &RequestSigner, to: &str, by: &str, until: Option<i64>| {
+            s.certify_consent("P1", to, by, until, NOW)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let good = sign(&b, "county-a", "carla@county-b", Some(NOW + 10));
+        let found = |list: &str, now: i64| {
+            find_consent(list, &peers, "P1", "county-b", "county-a", now).map(|c| c.by)
+        };
+        assert_eq!(found(&good, NOW), Some("carla@county-b".into()));
+        // Among transfer certificates, as a push carries it.
+        let cert = b
+            .certify_transfer("P1", "county-a", None, NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            found(&format!("{cert},{good}"), NOW),
+            Some("carla@county-b".into())
+        );
+        assert!(verify_transfer(&good, &peers, "P1").is_err());
+        assert!(verify_consent(&cert, &peers, "P1", NOW).is_err());
+        // Expired; for another node; another plan; signed by another peer;
+        // by a plain name.
+        assert_eq!(found(&good, NOW + 10), None);
+        assert_eq!(
+            found(&sign(&b, "county-c", "carla@county-b", None), NOW),
+            None
+        );
+        assert!(verify_consent(&good, &peers, "P2", NOW).is_err());
+        assert_eq!(
+            found(&sign(&mallory, "county-a", "m@county-m", None), NOW),
+            None
+        );
+        assert_eq!(found(&sign(&b, "county-a", "carla", None), NOW), None);
+        assert_eq!(found("garbage,,", NOW), None);
+    }
+
+    #[test]
+    fn the_grants_digest_is_of_the_grants_in_any_order() {
+        use wrapsync_shared::api::HandoverGrant;
+        let grant = |node: &str| HandoverGrant {
+            node: node.into(),
+            scope: "full".into(),
+            granted_by: "carla@county-a".into(),
+            expires_at: None,
+        };
+        let (c, d) = (grant("county-c"), grant("county-d"));
+        assert_eq!(
+            grants_digest(&[c.clone(), d.clone()]),
+            grants_digest(&[d.clone(), c.clone()])
+        );
+        assert_ne!(
+            grants_digest(std::slice::from_ref(&c)),
+            grants_digest(&[c, d])
+        );
     }
 }

@@ -16,7 +16,7 @@
 //!    pushes, so a node holding a replica homed at the old home follows the
 //!    move on the old home's signed word alone.
 
-use super::signing::verify_transfer;
+use super::signing::{grants_digest, verify_transfer};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -82,7 +82,7 @@ pub async fn start(
     let certificate = app
         .federation
         .signer
-        .certify_transfer(entry.id(), to, now)
+        .certify_transfer(entry.id(), to, None, now)
         .map_err(ApiError::Internal)?;
     let row = TransferRow {
         plan_id: entry.id().to_string(),
@@ -171,10 +171,22 @@ async fn deliver(
         })
         .await?
     };
+    // Certified again as sent (the same move, at the same time), signing
+    // the grants that go with it: the new home believes only those.
+    let certificate = app
+        .federation
+        .signer
+        .certify_transfer(
+            &row.plan_id,
+            &row.to_node,
+            Some(grants_digest(&grants)),
+            row.created_at / 1000,
+        )
+        .map_err(ApiError::Internal)?;
     let handover = Handover {
         document: Some(document),
         grants,
-        certificate: row.certificate.clone(),
+        certificate,
         keeps_copy,
     };
     let mut body = Vec::new();
@@ -262,8 +274,17 @@ async fn refused(app: &App, row: &TransferRow, why: String) -> Result<Transfer, 
 }
 
 /// At the new home: takes the plan `from` hands over, if its certificate
-/// moves this plan from the sender to this node, and this node holds no
-/// other claim on it. Answers the plan's heads here.
+/// moves this plan from the sender to this node and the sender is the
+/// plan's home as far as this node knows: it holds the plan as `from`'s
+/// replica, or does not hold it and the certificate signs the family's
+/// consent to share it with this node (a grant to this node among the
+/// grants whose digest it signs). Answers the plan's heads here.
+///
+/// Of the grants to third nodes, only those the certificate signs, given
+/// by someone named `name@node` (never a plain name, which would be a user
+/// of this node, nor one of this node's own users, whose grants this node
+/// would have recorded itself), to a peer of this node, and still live are
+/// kept; the rest are dropped and the audit row says how many.
 pub async fn receive(
     app: &App,
     plan: &str,
@@ -280,6 +301,29 @@ pub async fn receive(
             "the certificate does not move this plan from the sender to this node".into(),
         ));
     }
+    // The grants are the old home's word only if its certificate signs
+    // them; grants that do not match what it signed are a forgery.
+    let signed_grants = match &moved.grants {
+        Some(digest) if *digest == grants_digest(&handover.grants) => true,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "the grants differ from those the certificate signs".into(),
+            ))
+        }
+        // A release before issue 22 signs no grants.
+        None => false,
+    };
+    let now = now_ms();
+    let live = |g: &HandoverGrant| g.expires_at.is_none_or(|at| at > now);
+    let own_user = |by: &str| {
+        by.rsplit_once('@')
+            .is_none_or(|(name, node)| name.is_empty() || node == me)
+    };
+    let to_here = handover
+        .grants
+        .iter()
+        .find(|g| g.node == me && live(g) && !own_user(&g.granted_by))
+        .cloned();
     let at = moved.at * 1000;
     let (id, sender) = (plan.to_string(), from.to_string());
     let (home, known) = app
@@ -291,12 +335,17 @@ pub async fn receive(
             Ok((home, known))
         })
         .await?;
-    match home {
-        None => {}
-        Some(Some(home)) if home == from => {}
-        // A resend of a move already taken: merged again, answered again.
-        Some(None) if known => {}
-        Some(_) => {
+    let held = home.as_ref().map(|h| h.as_deref());
+    match judge_handover(held, from, known, signed_grants && to_here.is_some()) {
+        HandoverVerdict::Take => {}
+        // Within the sender's budget of new plans here.
+        HandoverVerdict::TakeNew => new_plan_admitted(app, from)?,
+        HandoverVerdict::NoConsent => {
+            return Err(ApiError::Forbidden(
+                "this node holds no replica of this plan, and the certificate signs no consent of the family to share it with this node".into(),
+            ))
+        }
+        HandoverVerdict::Conflict => {
             return Err(ApiError::Conflict(
                 "this node holds this plan under another home".into(),
             ))
@@ -306,14 +355,26 @@ pub async fn receive(
         .document
         .ok_or_else(|| ApiError::InvalidRequest("the handover has no document".into()))?;
     let peers = app.federation.peers();
+    let offered = handover.grants.len();
+    let mut grants: Vec<HandoverGrant> = if signed_grants {
+        handover
+            .grants
+            .into_iter()
+            .filter(|g| {
+                g.node != me
+                    && g.node != from
+                    && peers.get(&g.node).is_some()
+                    && live(g)
+                    && !own_user(&g.granted_by)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let dropped = offered.saturating_sub(grants.len() + usize::from(to_here.is_some()));
     // The consent that let the plan come here also lets the old home keep
-    // its copy in sync, until the same expiry.
-    let to_here = handover.grants.iter().find(|g| g.node == me).cloned();
-    let mut grants: Vec<HandoverGrant> = handover
-        .grants
-        .into_iter()
-        .filter(|g| g.node != me && g.node != from && peers.get(&g.node).is_some())
-        .collect();
+    // its copy in sync, until the same expiry: it gives the old home
+    // nothing it did not hold.
     if handover.keeps_copy {
         if let Some(consent) = to_here {
             grants.push(HandoverGrant {
@@ -322,6 +383,10 @@ pub async fn receive(
             });
         }
     }
+    let believed: Vec<String> = grants
+        .iter()
+        .map(|g| format!("{} (by {})", g.node, g.granted_by))
+        .collect();
     let row = TransferRow {
         plan_id: plan.to_string(),
         from_node: from.to_string(),
@@ -351,19 +416,70 @@ pub async fn receive(
         }
         Ok(())
     });
-    let audit = peer_audit(
-        from,
-        Some(plan),
-        "peer.transfer",
-        "ok",
-        Some(format!("homed here now, moved from {from}")),
-        meta,
-    );
+    let mut detail = format!("homed here now, moved from {from}");
+    if !believed.is_empty() {
+        detail.push_str(&format!("; shared with {}", believed.join(", ")));
+    }
+    if dropped > 0 {
+        detail.push_str(&format!(
+            "; {dropped} grant(s) not kept (not signed by {from}, by a plain name or a user of this node, to no peer of this node, or ended)"
+        ));
+    }
+    let audit = peer_audit(from, Some(plan), "peer.transfer", "ok", Some(detail), meta);
     let view = app
         .plans
         .take_over(plan, from, authors, &document, audit, also)
         .await?;
     Ok(view.version.clone())
+}
+
+/// What a node does with a handover of a plan from `from` (its
+/// certificate checked), given what it holds of the plan (`held`: `None`
+/// never held, `Some(None)` homed here, `Some(Some(h))` a replica homed at
+/// `h`), whether it already took this very move (`resend`), and whether the
+/// certificate signs the family's consent to this node (`consent_here`).
+/// One rule for the node and the seeded simulation's rogue peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverVerdict {
+    /// The sender is the plan's home here: merged and homed here.
+    Take,
+    /// Never held here, on the home's signed consent: a new plan here
+    /// (charged to the sender's budget).
+    TakeNew,
+    /// Never held here, and no signed consent to this node: `403`.
+    NoConsent,
+    /// Homed here or at another node: `409`.
+    Conflict,
+}
+
+pub fn judge_handover(
+    held: Option<Option<&str>>,
+    from: &str,
+    resend: bool,
+    consent_here: bool,
+) -> HandoverVerdict {
+    match held {
+        None if consent_here => HandoverVerdict::TakeNew,
+        None => HandoverVerdict::NoConsent,
+        Some(Some(home)) if home == from => HandoverVerdict::Take,
+        // A resend of a move already taken: merged again, answered again.
+        Some(None) if resend => HandoverVerdict::Take,
+        Some(_) => HandoverVerdict::Conflict,
+    }
+}
+
+/// Takes one of `peer`'s new plans here from its budget
+/// (`rate_limit_peer_new_plans`): `429` when it is spent.
+pub fn new_plan_admitted(app: &App, peer: &str) -> Result<(), ApiError> {
+    crate::limits::admit(app.limits.peer_new_plans.as_ref(), peer)
+}
+
+/// Gives back a token [`new_plan_admitted`] took for a round that made no
+/// plan after all.
+pub fn new_plan_unused(app: &App, peer: &str) {
+    if let Some(budget) = app.limits.peer_new_plans.as_ref() {
+        budget.give_back(peer, std::time::Instant::now());
+    }
 }
 
 /// At a node holding a replica homed at `known`: whether `sender`'s
@@ -437,6 +553,54 @@ pub async fn certificates(app: &App, plan: &str) -> Result<Option<String>, ApiEr
         .map(|r| r.certificate.as_str())
         .collect();
     Ok((!done.is_empty()).then(|| done.join(",")))
+}
+
+/// This node's signed word that the family consented to share `plan`
+/// (homed here) with `peer`, for the pushes that may make the peer's
+/// replica; `None` without a live grant.
+pub async fn consent_statement(
+    app: &App,
+    plan: &str,
+    peer: &str,
+) -> Result<Option<String>, ApiError> {
+    let (plan_id, node, me) = (
+        plan.to_string(),
+        peer.to_string(),
+        app.config.node_id.clone(),
+    );
+    let found = app
+        .blocking(move |conn| {
+            let Some(grant) = consent::find(conn, &plan_id, &node)? else {
+                return Ok(None);
+            };
+            if !grant.is_live(now_ms()) {
+                return Ok(None);
+            }
+            let by = crate::store::users::user_by_id(conn, &grant.granted_by)?
+                .map(|u| u.username)
+                .unwrap_or_default();
+            let by = if by.contains('@') {
+                by
+            } else {
+                format!("{by}@{me}")
+            };
+            Ok(Some((by, grant.expires_at)))
+        })
+        .await?;
+    let Some((by, expires_at)) = found else {
+        return Ok(None);
+    };
+    app.federation
+        .signer
+        .certify_consent(
+            plan,
+            peer,
+            &by,
+            expires_at.map(|ms| ms / 1000),
+            now_ms() / 1000,
+        )
+        .map(Some)
+        .map_err(ApiError::Internal)
 }
 
 /// Whether this node gave the plan away and kept no copy (so a push about

@@ -699,7 +699,49 @@ mod nodes {
                         link.session = None;
                     }
                 }
+                99 => self.rogue_handover()?,
                 _ => {}
+            }
+            Ok(())
+        }
+
+        /// A rogue peer (issue 22): a replica hands the plan over as if it
+        /// were its home, to the home or to the other replica, or hands
+        /// over a plan nobody shared, with or without a consent it signed
+        /// itself. Each receiver judges by the node's own rule
+        /// (`federation::transfer::judge_handover`): only a new plan on a
+        /// signed consent may be taken (the sender's budget bounds those);
+        /// the shared plan is never taken from the rogue, so the honest
+        /// nodes' documents are untouched (`heal` and `check` still hold).
+        fn rogue_handover(&mut self) -> Result<(), String> {
+            use crate::federation::transfer::{judge_handover, HandoverVerdict};
+            let rogue = self.rng.random_range(1..NODES);
+            let target = (rogue + self.rng.random_range(1..NODES)) % NODES;
+            let (from, home) = (format!("node-{rogue}"), "node-0");
+            let consent = self.rng.random_bool(0.5);
+            // Every node holds the shared plan: the home as its own, the
+            // replicas homed at node 0; none took a move from the rogue.
+            let held = if target == 0 {
+                Some(None)
+            } else {
+                Some(Some(home))
+            };
+            let verdict = judge_handover(held, &from, false, consent);
+            if verdict != HandoverVerdict::Conflict {
+                return Err(format!(
+                    "node {target} would take node {rogue}'s handover of node 0's plan: {verdict:?}"
+                ));
+            }
+            let made_up = judge_handover(None, &from, false, consent);
+            let expected = if consent {
+                HandoverVerdict::TakeNew
+            } else {
+                HandoverVerdict::NoConsent
+            };
+            if made_up != expected {
+                return Err(format!(
+                    "a plan never held, consent {consent}: {made_up:?}, not {expected:?}"
+                ));
             }
             Ok(())
         }
