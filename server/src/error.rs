@@ -246,9 +246,7 @@ impl ResponseError for ApiError {
             | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_)
             | ApiError::ReportRefused(_)
-            | ApiError::ReportImplausible { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | ApiError::ReportImplausible { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

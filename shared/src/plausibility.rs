@@ -74,9 +74,7 @@ pub const PARTS: &[(Figure, Figure)] = &[
 /// message names the indicator, age band and numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Implausible {
-    #[error(
-        "period {period} is before {first}, the first month vocabulary {vocabulary} covers"
-    )]
+    #[error("period {period} is before {first}, the first month vocabulary {vocabulary} covers")]
     PeriodTooEarly {
         period: Period,
         first: Period,
@@ -496,11 +494,13 @@ mod tests {
         for (_, part) in PARTS {
             let def = part.0.definition();
             let base = matches!(def.measure, Measure::Rate | Measure::Amount).then_some(900);
-            for category in def.categories.iter().take(3).map(Some).chain(
-                def.categories
-                    .is_empty()
-                    .then_some(None::<&Category>),
-            ) {
+            for category in def
+                .categories
+                .iter()
+                .take(3)
+                .map(Some)
+                .chain(def.categories.is_empty().then_some(None::<&Category>))
+            {
                 if r.cells
                     .iter()
                     .any(|c| c.indicator == part.0 && c.category == category.copied())

@@ -215,7 +215,12 @@ pub(crate) fn latest_reportable(now_ms: i64) -> Period {
 
 /// Whether `node`'s valid `report` could be true (`422` with the rule's
 /// problem type otherwise).
-pub(crate) fn plausible(hub: &Hub, node: &str, report: &Report, now_ms: i64) -> Result<(), ApiError> {
+pub(crate) fn plausible(
+    hub: &Hub,
+    node: &str,
+    report: &Report,
+    now_ms: i64,
+) -> Result<(), ApiError> {
     wrapsync_shared::plausibility::check(
         report,
         hub.config.max_youth(node),

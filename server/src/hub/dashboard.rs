@@ -9,8 +9,8 @@ use crate::openapi::problems::INTERNAL;
 use crate::openapi::Routes;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use wrapsync_shared::hub::{Periods, Vocabulary};
 use std::collections::BTreeMap;
+use wrapsync_shared::hub::{Periods, Vocabulary};
 use wrapsync_shared::indicators::{Period, DEFINITIONS, FIRST_PERIOD, VOCABULARY_VERSION};
 
 const PAGE: &str = include_str!("dashboard/index.html");

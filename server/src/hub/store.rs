@@ -485,6 +485,68 @@ mod tests {
     }
 
     #[test]
+    fn only_revisions_ask_and_a_refused_one_stores_nothing() {
+        for db in TestDb::both() {
+            let mut conn = connect(&db);
+            let asked = std::cell::Cell::new(0);
+            let send = |conn: &mut DbConnection, r: &Report, allow: bool| {
+                submit_limited(conn, "county-b", r, || {
+                    asked.set(asked.get() + 1);
+                    if allow {
+                        Ok(())
+                    } else {
+                        Err(std::time::Duration::from_secs(600))
+                    }
+                })
+                .unwrap_or_else(|e| panic!("{e}"))
+            };
+            // A first report, a resend and the same cells again under a
+            // new version are not revisions.
+            assert!(matches!(
+                send(&mut conn, &report(1, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert!(matches!(
+                send(&mut conn, &report(1, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert!(matches!(
+                send(&mut conn, &report(2, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert_eq!(asked.get(), 0);
+            // Other cells are: refused, nothing stored.
+            assert_eq!(
+                send(&mut conn, &report(3, &[25]), false),
+                Submitted::TooSoon(std::time::Duration::from_secs(600))
+            );
+            assert_eq!(asked.get(), 1);
+            let period = report(1, &[]).period;
+            let kept = kept_report(&mut conn, "county-b", period, VOCABULARY_VERSION)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(kept.map(|k| k.version), Some(2));
+            assert!(matches!(
+                send(&mut conn, &report(3, &[25]), true),
+                Submitted::Receipt(_)
+            ));
+            // Refusals are audited.
+            let row = AuditRow {
+                at: 1,
+                node_id: "county-b".into(),
+                action: "report.submit".into(),
+                outcome: "report-over-ceiling".into(),
+                period: "2026-10".into(),
+                detail: "x".repeat(1000),
+            };
+            audit(&mut conn, &row).unwrap_or_else(|e| panic!("{e}"));
+            let rows = audit_rows(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].outcome, "report-over-ceiling");
+            assert!(rows[0].detail.len() <= 310, "the detail is cut");
+        }
+    }
+
+    #[test]
     fn the_store_keeps_what_the_merge_keeps_and_releases_are_recorded() {
         for db in TestDb::both() {
             let mut conn = connect(&db);

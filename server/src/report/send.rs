@@ -224,8 +224,12 @@ mod tests {
         assert!(refused_by_hub(
             "the hub answered 422: /problems/report-part-over-whole: the value of …"
         ));
-        assert!(refused_by_hub("the hub answered 400: /problems/invalid-report: x"));
-        assert!(!refused_by_hub("the hub answered 429: /problems/rate-limited: x"));
+        assert!(refused_by_hub(
+            "the hub answered 400: /problems/invalid-report: x"
+        ));
+        assert!(!refused_by_hub(
+            "the hub answered 429: /problems/rate-limited: x"
+        ));
         assert!(!refused_by_hub("the hub answered 408: x"));
         assert!(!refused_by_hub("the hub answered 503: /problems/busy: x"));
         assert!(!refused_by_hub("connection refused"));

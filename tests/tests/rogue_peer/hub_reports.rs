@@ -41,7 +41,12 @@ fn honest(period: Period, version: u64, served: u64) -> Report {
         cells: vec![
             cell(Indicator::YouthServed, AgeBand::Age6To11, served, None),
             cell(Indicator::YouthServed, AgeBand::Age12To17, 40, None),
-            cell(Indicator::NewEnrollments, AgeBand::Age6To11, served / 4, None),
+            cell(
+                Indicator::NewEnrollments,
+                AgeBand::Age6To11,
+                served / 4,
+                None,
+            ),
             cell(Indicator::NewEnrollments, AgeBand::Age12To17, 12, None),
             cell(Indicator::TeamMet, AgeBand::Age12To17, 25, Some(36)),
             cell(Indicator::ArrestLatest, AgeBand::Age12To17, 4, Some(30)),
@@ -248,10 +253,7 @@ fn revisions_of_a_period_are_rate_limited(backend: Backend) {
         assert_eq!(receipt.outcome, SubmissionOutcome::Stored, "v{version}");
     }
     let published = release(&hub, month);
-    assert_eq!(
-        statewide(&published, Indicator::YouthServed),
-        Some(90 + 77)
-    );
+    assert_eq!(statewide(&published, Indicator::YouthServed), Some(90 + 77));
     // …the next is refused, and changes nothing.
     let refused = hub.post_signed(Some(&b), REPORTS, &body(&honest(month, 8, 99)));
     refused.assert_problem(429, "report-revisions-limited");
