@@ -67,6 +67,15 @@ pub enum ApiError {
     /// (`Report::validate`): absurd counts, wrong categories, duplicates.
     #[error("report refused: {0}")]
     ReportRefused(String),
+    /// A valid report that cannot be true (`wrapsync_shared::plausibility`):
+    /// `rule` is its problem code (`report-over-ceiling`, …), the detail
+    /// names the indicator, age band and numbers.
+    #[error("report refused as implausible: {detail}")]
+    ReportImplausible { rule: &'static str, detail: String },
+    /// A node revising one period faster than the hub's
+    /// `rate_limit_revisions_per_period`; `Retry-After` says when.
+    #[error("{detail}")]
+    RevisionsLimited { detail: String, retry_after: u64 },
     /// A differentially private release that would spend more of the
     /// year's privacy budget (`dp_epsilon_per_year`) than is left.
     #[error("{0}")]
@@ -117,6 +126,8 @@ impl ApiError {
             ApiError::RefusedChanges(error) => error.code(),
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
+            ApiError::ReportImplausible { rule, .. } => rule,
+            ApiError::RevisionsLimited { .. } => "report-revisions-limited",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
             ApiError::NotReady => "not-ready",
             ApiError::RequestTimeout(_) => "request-timeout",
@@ -157,6 +168,8 @@ impl ApiError {
             ApiError::RefusedChanges(_) => "Changes refused",
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
+            ApiError::ReportImplausible { .. } => "Implausible report",
+            ApiError::RevisionsLimited { .. } => "Too many revisions",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
             ApiError::NotReady => "Not ready",
             ApiError::RequestTimeout(_) => "Request timeout",
@@ -231,14 +244,16 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)
             | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
-            ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::RefusedChanges(_)
+            | ApiError::ReportRefused(_)
+            | ApiError::ReportImplausible { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::RevisionsLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -249,7 +264,11 @@ impl ResponseError for ApiError {
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if let ApiError::RateLimited(secs) = self {
+        if let ApiError::RateLimited(secs)
+        | ApiError::RevisionsLimited {
+            retry_after: secs, ..
+        } = self
+        {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if let ApiError::Contended | ApiError::Busy = self {

@@ -185,6 +185,12 @@ pub struct HubIdentity {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Periods {
     pub periods: Vec<Period>,
+    /// The latest *complete* month: over, and reported by enough of the
+    /// enrolled communities (the hub's `complete_period_min_nodes`, a
+    /// majority by default). What the dashboard opens on; `null` while no
+    /// month is complete.
+    #[serde(default)]
+    pub latest_complete: Option<Period>,
 }
 
 /// `GET /hub/v1/vocabulary`: every indicator's written definition.

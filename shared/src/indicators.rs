@@ -25,6 +25,13 @@ pub const MAX_CENTS: u64 = 10_000_000_000;
 /// is well under this).
 pub const MAX_CELLS: usize = 2_000;
 
+/// The first month this vocabulary's definitions apply to: a report of an
+/// earlier period is refused (`plausibility`), however a node came by it.
+pub const FIRST_PERIOD: Period = Period {
+    year: 2020,
+    month: 1,
+};
+
 /// A calendar month, `YYYY-MM` on the wire: the finest time a report holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Period {

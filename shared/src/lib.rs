@@ -8,6 +8,7 @@ pub mod incoming;
 pub mod indicators;
 pub mod ops;
 pub mod plan;
+pub mod plausibility;
 pub mod roles;
 pub mod schema;
 mod wire_bytes;

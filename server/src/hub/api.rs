@@ -165,6 +165,8 @@ async fn signed_json(req: &HttpRequest, payload: Payload) -> Result<SignedJson, 
             now_ms() / 1000,
         )
         .map_err(refused)?;
+    // Each enrolled node's requests are limited before its body is read.
+    crate::limits::admit(hub.per_node.as_ref(), headers.peer())?;
     check_headers(req, &["application/json"])?;
     let rules = hub.body_rules();
     let body = read_stream(payload, declared_length(req), &rules, |_| Ok(())).await?;
@@ -202,9 +204,39 @@ pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
     Ok(report)
 }
 
+/// The month a report may be of at most, at `now_ms`: the current month
+/// (UTC), a day ahead, for a node whose clock or month runs a little ahead.
+pub(crate) fn latest_reportable(now_ms: i64) -> Period {
+    let later = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000) + 86_400)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    Period::of(later).unwrap_or(wrapsync_shared::indicators::FIRST_PERIOD)
+}
+
+/// Whether `node`'s valid `report` could be true (`422` with the rule's
+/// problem type otherwise).
+pub(crate) fn plausible(
+    hub: &Hub,
+    node: &str,
+    report: &Report,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    wrapsync_shared::plausibility::check(
+        report,
+        hub.config.max_youth(node),
+        latest_reportable(now_ms),
+    )
+    .map_err(|e| ApiError::ReportImplausible {
+        rule: e.rule(),
+        detail: e.to_string(),
+    })
+}
+
 /// `POST /hub/v1/reports`: an enrolled node's report for one period,
 /// merged into what the hub keeps. Answers the receipt (`200` whether or
-/// not it was kept: a resend is not an error).
+/// not it was kept: a resend is not an error). A report that could not be
+/// true (`wrapsync_shared::plausibility`) or revises its period too soon
+/// is refused, audited, and changes nothing.
 #[utoipa::path(
     post,
     path = "/hub/v1/reports",
@@ -215,7 +247,8 @@ pub(crate) fn parse_report(body: &[u8]) -> Result<Report, ApiError> {
     responses(
         (status = 200, description = "The receipt, whether or not the report was kept (a resend is not an error).", body = SubmissionReceipt),
         (status = 400, description = "`malformed-json`: the body is not JSON; `invalid-report`: not a report (unknown fields or vocabulary values, negative or fractional counts)."),
-        (status = 422, description = "`report-refused`: a report that breaks the report rules."),
+        (status = 422, description = "`report-refused`: a report that breaks the report rules. A report that cannot be true: `report-period-too-early` (before the vocabulary's first month), `report-period-in-future` (after the current month), `report-over-ceiling` (more youth than the node's ceiling), `report-part-over-whole` (a count above the count it is part of, in one age band), `report-amount-without-youth`."),
+        (status = 429, description = "`rate-limited`: the node's requests are over `rate_limit_per_node`; `report-revisions-limited`: it revises this period faster than `rate_limit_revisions_per_period`. `Retry-After` says when."),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -224,10 +257,38 @@ pub(crate) async fn submit(
     SignedJson { node, body }: SignedJson,
 ) -> Result<HttpResponse, ApiError> {
     let report = parse_report(&body)?;
-    let receipt = {
-        let node = node.clone();
-        hub.writing(move |conn| store::submit(conn, &node, &report))
-            .await?
+    if let Err(error) = plausible(&hub, &node, &report, now_ms()) {
+        hub.refused(&node, report.period, &error).await;
+        return Err(error);
+    }
+    let period = report.period;
+    let submitted = {
+        let (node, limits) = (node.clone(), hub.clone());
+        hub.writing(move |conn| {
+            let key = format!("{node} {period}");
+            store::submit_limited(conn, &node, &report, || match &limits.revisions {
+                Some(buckets) => buckets.take(&key, std::time::Instant::now()),
+                None => Ok(()),
+            })
+        })
+        .await?
+    };
+    let receipt = match submitted {
+        store::Submitted::Receipt(receipt) => receipt,
+        store::Submitted::TooSoon(wait) => {
+            let limit = hub.config.rate_limit_revisions_per_period;
+            let error = ApiError::RevisionsLimited {
+                detail: format!(
+                    "{node} revised {period} too often: at most {} revisions at once, then one \
+                     every {} s",
+                    limit.burst,
+                    (1.0 / limit.per_second).round()
+                ),
+                retry_after: crate::limits::retry_after_secs(wait),
+            };
+            hub.refused(&node, period, &error).await;
+            return Err(error);
+        }
     };
     if receipt.outcome == SubmissionOutcome::Stored {
         hub.changed();

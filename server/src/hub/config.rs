@@ -15,6 +15,10 @@ pub struct EnrolledNode {
     pub id: String,
     /// Its Ed25519 public key, base64url (its `GET /federation/v1/identity`).
     pub public_key: String,
+    /// The most youth it may report served in a month (and paid flexible
+    /// funds in one category); default the hub's `max_youth_per_node`.
+    #[serde(default)]
+    pub max_youth: Option<u64>,
 }
 
 /// Everything a hub needs to run. Unknown keys are refused.
@@ -65,9 +69,33 @@ pub struct HubConfig {
     /// instead of stderr. None: stderr.
     #[serde(default)]
     pub log_file: Option<PathBuf>,
-    /// The communities enrolled (`[[nodes]]` with `id`, `public_key`).
+    /// The communities enrolled (`[[nodes]]` with `id`, `public_key`,
+    /// optionally `max_youth`).
     #[serde(default)]
     pub nodes: Vec<EnrolledNode>,
+    /// The most youth a node may report served in a month, unless its
+    /// `[[nodes]]` entry says `max_youth`; more is refused (`422
+    /// report-over-ceiling`). Default 10,000.
+    #[serde(default = "default_max_youth")]
+    pub max_youth_per_node: u64,
+    /// Signed requests (reports and URL registrations) per enrolled node
+    /// (`{ per_second, burst }`), taken once the signature's headers check
+    /// out and before the body is read; over it, `429 rate-limited` with
+    /// `Retry-After`. Default 0.02/s (72 an hour), burst 60 (a node sends
+    /// two reports an hour; the demo backfills 24 months at once).
+    #[serde(default = "default_node_rate")]
+    pub rate_limit_per_node: crate::limits::RateLimit,
+    /// Revisions of one period by one node (`{ per_second, burst }`): a
+    /// report that replaces the kept one with other cells; over it, `429
+    /// report-revisions-limited`. Default one per 10 minutes, burst 6 (a
+    /// node revises this month and last month once an hour).
+    #[serde(default = "default_revision_rate")]
+    pub rate_limit_revisions_per_period: crate::limits::RateLimit,
+    /// How many enrolled nodes must have reported a month, once it is
+    /// over, for it to be *complete*: the dashboard opens on the latest
+    /// complete month. Default: a majority of the enrolled nodes.
+    #[serde(default)]
+    pub complete_period_min_nodes: Option<usize>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -86,6 +114,24 @@ fn default_max_buffered() -> usize {
     64 << 20
 }
 
+fn default_max_youth() -> u64 {
+    wrapsync_shared::plausibility::DEFAULT_MAX_YOUTH
+}
+
+fn default_node_rate() -> crate::limits::RateLimit {
+    crate::limits::RateLimit {
+        per_second: 0.02,
+        burst: 60.0,
+    }
+}
+
+fn default_revision_rate() -> crate::limits::RateLimit {
+    crate::limits::RateLimit {
+        per_second: 1.0 / 600.0,
+        burst: 6.0,
+    }
+}
+
 /// The keys that environment variables may override.
 const KEYS: &[&str] = &[
     "hub_id",
@@ -100,6 +146,8 @@ const KEYS: &[&str] = &[
     "log_format",
     "log_file",
     "metrics_token_file",
+    "max_youth_per_node",
+    "complete_period_min_nodes",
 ];
 
 impl HubConfig {
@@ -142,6 +190,28 @@ impl HubConfig {
                     .into(),
             ));
         }
+        for (key, limit) in [
+            ("rate_limit_per_node", self.rate_limit_per_node),
+            (
+                "rate_limit_revisions_per_period",
+                self.rate_limit_revisions_per_period,
+            ),
+        ] {
+            if crate::limits::Buckets::new(limit).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: per_second must be positive and burst at least 1"
+                )));
+            }
+        }
+        if self.max_youth_per_node == 0
+            || self.nodes.iter().any(|n| n.max_youth == Some(0))
+            || self.complete_period_min_nodes == Some(0)
+        {
+            return Err(ConfigError::Invalid(
+                "max_youth_per_node, max_youth and complete_period_min_nodes must be positive"
+                    .into(),
+            ));
+        }
         if self.nodes.iter().any(|n| n.id == self.hub_id) {
             return Err(ConfigError::Invalid(
                 "a node cannot have the hub's id".into(),
@@ -160,6 +230,22 @@ impl HubConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| self.data_dir.join("hub.db").to_string_lossy().into_owned())
+    }
+
+    /// The most youth `node` may report served in a month.
+    pub fn max_youth(&self, node: &str) -> u64 {
+        self.nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.max_youth)
+            .unwrap_or(self.max_youth_per_node)
+    }
+
+    /// How many enrolled nodes make a month complete (at least 1).
+    pub fn complete_quorum(&self) -> usize {
+        self.complete_period_min_nodes
+            .unwrap_or(self.nodes.len() / 2 + 1)
+            .max(1)
     }
 
     pub fn key_file(&self) -> PathBuf {
@@ -193,6 +279,19 @@ mod tests {
         assert_eq!(config.database_url(), "/tmp/h/hub.db");
         assert_eq!(config.key_file(), PathBuf::from("/tmp/h/hub_key.pem"));
         assert_eq!(config.nodes.len(), 1);
+        assert_eq!(config.max_youth("county-a"), 10_000);
+        assert_eq!(config.complete_quorum(), 1);
+        let limited = write(&format!(
+            "hub_id = \"state\"\ndata_dir = \"/tmp/h\"\nmax_youth_per_node = 500\ncomplete_period_min_nodes = 2\n\
+             rate_limit_per_node = {{ per_second = 1.0, burst = 5.0 }}\n\
+             [[nodes]]\nid = \"county-a\"\npublic_key = \"{KEY}\"\nmax_youth = 40\n"
+        ));
+        let limited = HubConfig::load(Some(limited.path()), std::iter::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(limited.max_youth("county-a"), 40);
+        assert_eq!(limited.max_youth("county-z"), 500);
+        assert_eq!(limited.complete_quorum(), 2);
+        assert_eq!(limited.rate_limit_per_node.burst, 5.0);
         for bad in [
             "hub_id = \"state\"\ndata_dir = \"/x\"\nnode_id = \"a\"\n".to_string(),
             "hub_id = \"st ate\"\ndata_dir = \"/x\"\n".to_string(),
@@ -200,6 +299,8 @@ mod tests {
                 .to_string(),
             format!("hub_id = \"state\"\ndata_dir = \"/x\"\n[[nodes]]\nid = \"a\"\npublic_key = \"{KEY}\"\n[[nodes]]\nid = \"a\"\npublic_key = \"{KEY}\"\n"),
             format!("hub_id = \"state\"\ndata_dir = \"/x\"\n[[nodes]]\nid = \"a\"\npublic_key = \"{KEY}\"\nurl = \"http://a\"\n"),
+            "hub_id = \"state\"\ndata_dir = \"/x\"\nmax_youth_per_node = 0\n".to_string(),
+            "hub_id = \"state\"\ndata_dir = \"/x\"\nrate_limit_per_node = { per_second = 0.0, burst = 5.0 }\n".to_string(),
         ] {
             let file = write(&bad);
             assert!(HubConfig::load(Some(file.path()), std::iter::empty()).is_err(), "{bad}");

@@ -50,6 +50,10 @@ pub struct Hub {
     pub buffered: Arc<crate::limits::BufferedBytes>,
     /// How the access log counts repeated refusals (the node's defaults).
     pub refusal_log: Arc<crate::observe::RefusalLog>,
+    /// Signed requests per enrolled node (`rate_limit_per_node`).
+    pub per_node: Option<crate::limits::Buckets>,
+    /// Revisions per node and period (`rate_limit_revisions_per_period`).
+    pub revisions: Option<crate::limits::Buckets>,
     /// Submissions and releases one at a time in this process (SQLite has
     /// one writer; on PostgreSQL a table lock serializes processes too).
     writes: Arc<Mutex<()>>,
@@ -92,6 +96,8 @@ impl Hub {
             scrape_token,
             verifier: Verifier::new(config.hub_id.clone(), db::now_ms() / 1000),
             buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
+            per_node: crate::limits::Buckets::new(config.rate_limit_per_node),
+            revisions: crate::limits::Buckets::new(config.rate_limit_revisions_per_period),
             config,
             pool,
             key,
@@ -134,6 +140,26 @@ impl Hub {
             f(conn)
         })
         .await
+    }
+
+    /// Records that `node`'s report for `period` was refused with `error`
+    /// (audit row and a warning); a failure to record is logged, and the
+    /// refusal stands.
+    pub async fn refused(&self, node: &str, period: Period, error: &ApiError) {
+        let detail = error.to_string();
+        tracing::warn!(node = %node, period = %period, problem = error.code(), %detail,
+            "report refused");
+        let row = store::AuditRow {
+            at: db::now_ms(),
+            node_id: node.to_string(),
+            action: "report.submit".into(),
+            outcome: error.code().to_string(),
+            period: period.to_string(),
+            detail,
+        };
+        if let Err(e) = self.writing(move |conn| store::audit(conn, &row)).await {
+            tracing::error!(error = %e, "the hub's audit row of a refusal was not stored");
+        }
     }
 
     fn changed(&self) {

@@ -41,6 +41,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    hub_audit (id) {
+        id -> BigInt,
+        at -> BigInt,
+        node_id -> Text,
+        action -> Text,
+        outcome -> Text,
+        period -> Text,
+        detail -> Text,
+    }
+}
+
 use crate::db::{DbConnection, StoreError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 

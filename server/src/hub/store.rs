@@ -4,7 +4,7 @@
 
 use super::merge;
 use super::publish::LedgerEntry;
-use super::schema::{hub_cells, hub_ledger, hub_nodes, hub_reports};
+use super::schema::{hub_audit, hub_cells, hub_ledger, hub_nodes, hub_reports};
 use crate::db::{DbConnection, StoreError};
 use diesel::prelude::*;
 use serde::de::DeserializeOwned;
@@ -121,10 +121,41 @@ pub fn submit(
     node: &str,
     report: &Report,
 ) -> Result<SubmissionReceipt, StoreError> {
+    match submit_limited(conn, node, report, || Ok(()))? {
+        Submitted::Receipt(receipt) => Ok(receipt),
+        Submitted::TooSoon(_) => Err(StoreError::Conflict("a revision too soon".into())),
+    }
+}
+
+/// What [`submit_limited`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Receipt(SubmissionReceipt),
+    /// A revision `may_revise` refused: nothing was stored; retry after.
+    TooSoon(std::time::Duration),
+}
+
+/// [`submit`], asking `may_revise` before a report replaces a kept one of
+/// the same period with other cells (a revision); a refusal stores
+/// nothing. A first report, a resend and a new version with the same
+/// cells are not revisions.
+pub fn submit_limited(
+    conn: &mut DbConnection,
+    node: &str,
+    report: &Report,
+    may_revise: impl FnOnce() -> Result<(), std::time::Duration>,
+) -> Result<Submitted, StoreError> {
     conn.transaction(|conn| {
         lock(conn)?;
         let kept = kept_report(conn, node, report.period, report.vocabulary)?;
         let outcome = merge::decide(kept.as_ref(), report);
+        if let (Some(kept), SubmissionOutcome::Stored) = (&kept, outcome) {
+            if kept.cells != merge::canonical(report).cells {
+                if let Err(wait) = may_revise() {
+                    return Ok(Submitted::TooSoon(wait));
+                }
+            }
+        }
         let version = match (&kept, outcome) {
             (Some(kept), SubmissionOutcome::Superseded) => kept.version,
             _ => report.version,
@@ -174,15 +205,89 @@ pub fn submit(
                 crate::on_backend!(conn, |c| insert.execute(c))?;
             }
         }
-        Ok(SubmissionReceipt {
+        Ok(Submitted::Receipt(SubmissionReceipt {
             node: node.to_string(),
             period: report.period,
             vocabulary: report.vocabulary,
             version,
             kept: outcome != SubmissionOutcome::Superseded,
             outcome,
-        })
+        }))
     })
+}
+
+/// One row of the hub's audit trail: what it refused from a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at: i64,
+    pub node_id: String,
+    /// `report.submit`.
+    pub action: String,
+    /// The problem code (`report-over-ceiling`, `report-revisions-limited`).
+    pub outcome: String,
+    pub period: String,
+    pub detail: String,
+}
+
+/// Records `row` (its detail cut to the audit's length).
+pub fn audit(conn: &mut DbConnection, row: &AuditRow) -> Result<(), StoreError> {
+    let cut = |s: &str, n| crate::store::audit::cut(s, n);
+    diesel::insert_into(hub_audit::table)
+        .values((
+            hub_audit::at.eq(row.at),
+            hub_audit::node_id.eq(cut(&row.node_id, 80)),
+            hub_audit::action.eq(cut(&row.action, 160)),
+            hub_audit::outcome.eq(cut(&row.outcome, 80)),
+            hub_audit::period.eq(cut(&row.period, 16)),
+            hub_audit::detail.eq(cut(&row.detail, crate::store::audit::MAX_DETAIL)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The audit trail, oldest first.
+pub fn audit_rows(conn: &mut DbConnection) -> Result<Vec<AuditRow>, StoreError> {
+    let rows: Vec<(i64, String, String, String, String, String)> = hub_audit::table
+        .order(hub_audit::id)
+        .select((
+            hub_audit::at,
+            hub_audit::node_id,
+            hub_audit::action,
+            hub_audit::outcome,
+            hub_audit::period,
+            hub_audit::detail,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, node_id, action, outcome, period, detail)| AuditRow {
+            at,
+            node_id,
+            action,
+            outcome,
+            period,
+            detail,
+        })
+        .collect())
+}
+
+/// For each period of vocabulary `vocab`, the nodes that reported it.
+pub fn period_nodes(
+    conn: &mut DbConnection,
+    vocab: u32,
+) -> Result<BTreeMap<Period, Vec<String>>, StoreError> {
+    let rows: Vec<(String, String)> = hub_reports::table
+        .filter(hub_reports::vocabulary.eq(vocabulary(vocab)?))
+        .select((hub_reports::period, hub_reports::node_id))
+        .load(conn)?;
+    let mut periods: BTreeMap<Period, Vec<String>> = BTreeMap::new();
+    for (period, node) in rows {
+        let period: Period = period
+            .parse()
+            .map_err(|e: String| StoreError::Corrupt(format!("a stored period: {e}")))?;
+        periods.entry(period).or_default().push(node);
+    }
+    Ok(periods)
 }
 
 /// Every kept report of a period in one vocabulary, by node id.
@@ -376,6 +481,68 @@ mod tests {
                     base: Some(value + 12),
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn only_revisions_ask_and_a_refused_one_stores_nothing() {
+        for db in TestDb::both() {
+            let mut conn = connect(&db);
+            let asked = std::cell::Cell::new(0);
+            let send = |conn: &mut DbConnection, r: &Report, allow: bool| {
+                submit_limited(conn, "county-b", r, || {
+                    asked.set(asked.get() + 1);
+                    if allow {
+                        Ok(())
+                    } else {
+                        Err(std::time::Duration::from_secs(600))
+                    }
+                })
+                .unwrap_or_else(|e| panic!("{e}"))
+            };
+            // A first report, a resend and the same cells again under a
+            // new version are not revisions.
+            assert!(matches!(
+                send(&mut conn, &report(1, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert!(matches!(
+                send(&mut conn, &report(1, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert!(matches!(
+                send(&mut conn, &report(2, &[20]), false),
+                Submitted::Receipt(_)
+            ));
+            assert_eq!(asked.get(), 0);
+            // Other cells are: refused, nothing stored.
+            assert_eq!(
+                send(&mut conn, &report(3, &[25]), false),
+                Submitted::TooSoon(std::time::Duration::from_secs(600))
+            );
+            assert_eq!(asked.get(), 1);
+            let period = report(1, &[]).period;
+            let kept = kept_report(&mut conn, "county-b", period, VOCABULARY_VERSION)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(kept.map(|k| k.version), Some(2));
+            assert!(matches!(
+                send(&mut conn, &report(3, &[25]), true),
+                Submitted::Receipt(_)
+            ));
+            // Refusals are audited.
+            let row = AuditRow {
+                at: 1,
+                node_id: "county-b".into(),
+                action: "report.submit".into(),
+                outcome: "report-over-ceiling".into(),
+                period: "2026-10".into(),
+                detail: "x".repeat(1000),
+            };
+            audit(&mut conn, &row).unwrap_or_else(|e| panic!("{e}"));
+            let rows = audit_rows(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].outcome, "report-over-ceiling");
+            assert!(rows[0].detail.len() <= 310, "the detail is cut");
         }
     }
 

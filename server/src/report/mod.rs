@@ -83,6 +83,14 @@ async fn tally(
     periods: &[Period],
     bounds: Option<privacy::Bounds>,
 ) -> Result<(Vec<Report>, crate::plans::BatchRead), ApiError> {
+    let current = period_at(now_ms()).ok_or_else(|| {
+        ApiError::Internal("the clock is outside the years a period spans".into())
+    })?;
+    for period in periods {
+        // The hub refuses these; nothing is read for them.
+        wrapsync_shared::plausibility::check_period(*period, current)
+            .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    }
     let me = app.config.node_id.clone();
     let ids = app
         .blocking(move |conn| stored::home_plan_ids(conn, &me))
@@ -122,6 +130,15 @@ async fn tally(
     for report in &reports {
         report.validate().map_err(|e| {
             ApiError::Internal(format!("the report for {} is invalid: {e}", report.period))
+        })?;
+        // Never a report the hub would refuse as implausible (the ceiling
+        // is the hub's to set, and not known here).
+        wrapsync_shared::plausibility::check_counts(report, u64::MAX).map_err(|e| {
+            ApiError::Internal(format!(
+                "the report for {} is implausible ({}): {e}",
+                report.period,
+                e.rule()
+            ))
         })?;
     }
     Ok((reports, total))

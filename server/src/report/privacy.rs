@@ -142,6 +142,8 @@ pub fn add_noise(report: &mut Report, epsilon: f64, bounds: &Bounds, rng: &mut i
             }
         }
     }
+    // Parts within their wholes, as the hub wants (`plausibility`).
+    wrapsync_shared::plausibility::conform(report);
 }
 
 /// Every cell of the vocabulary, zero where no youth is: which cells a

@@ -212,12 +212,16 @@ fn over_budget(year: i32, spent: f64, budget: f64, epsilon: f64) -> ApiError {
 }
 
 fn parse(row: &ReleaseRow) -> Result<Report, ApiError> {
-    serde_json::from_str(&row.report).map_err(|e| {
+    let mut report: Report = serde_json::from_str(&row.report).map_err(|e| {
         ApiError::Internal(format!(
             "the stored release of {} is unreadable: {e}",
             row.period
         ))
-    })
+    })?;
+    // A release stored before the hub's plausibility rules is made to keep
+    // them as it is read (post-processing: no privacy spent).
+    wrapsync_shared::plausibility::conform(&mut report);
+    Ok(report)
 }
 
 /// An epsilon as people read it: six decimals at most, no trailing zeros.

@@ -176,7 +176,18 @@ async fn pass(app: &App, http: &reqwest::Client) -> Result<usize, String> {
                 tracing::info!(period = %report.period, cells = report.cells.len(), %answer, "reports: sent to the hub");
                 cells += report.cells.len();
             }
-            Err(e) => failed.push(format!("report for {}: {e}", report.period)),
+            Err(e) => {
+                if refused_by_hub(&e) {
+                    // Not a network failure: the hub took the report and
+                    // refused it (implausible, or an invalid report), and
+                    // publishes nothing of it. Resending the same will not
+                    // help; the plans' figures or the node's clock need a
+                    // look.
+                    tracing::error!(period = %report.period, refusal = %e,
+                        "reports: the hub REFUSED this node's report; none of it is published");
+                }
+                failed.push(format!("report for {}: {e}", report.period))
+            }
         }
     }
     if failed.is_empty() {
@@ -184,6 +195,14 @@ async fn pass(app: &App, http: &reqwest::Client) -> Result<usize, String> {
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// Whether a send failed because the hub refused the report itself (a
+/// `4xx` other than a timeout or a rate limit), rather than on the way.
+fn refused_by_hub(error: &str) -> bool {
+    error
+        .strip_prefix("the hub answered 4")
+        .is_some_and(|rest| !rest.starts_with("08") && !rest.starts_with("29"))
 }
 
 /// The wait after `failures` failed passes in a row: doubling from
@@ -199,6 +218,22 @@ fn backoff(failures: u32, interval: Duration, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_told_from_failures() {
+        assert!(refused_by_hub(
+            "the hub answered 422: /problems/report-part-over-whole: the value of …"
+        ));
+        assert!(refused_by_hub(
+            "the hub answered 400: /problems/invalid-report: x"
+        ));
+        assert!(!refused_by_hub(
+            "the hub answered 429: /problems/rate-limited: x"
+        ));
+        assert!(!refused_by_hub("the hub answered 408: x"));
+        assert!(!refused_by_hub("the hub answered 503: /problems/busy: x"));
+        assert!(!refused_by_hub("connection refused"));
+    }
 
     #[test]
     fn back_off_doubles_up_to_a_cap_and_never_past_the_interval() {

@@ -225,7 +225,7 @@ async function show(periods, period, vocabulary) {
 }
 
 async function start() {
-  const [{ periods }, vocabulary] = await Promise.all([getJson("/hub/v1/periods"), getJson("/hub/v1/vocabulary")]);
+  const [{ periods, latest_complete: complete }, vocabulary] = await Promise.all([getJson("/hub/v1/periods"), getJson("/hub/v1/vocabulary")]);
   const select = document.getElementById("period");
   const main = document.getElementById("indicators");
   if (!periods.length) {
@@ -236,7 +236,10 @@ async function start() {
   const sorted = [...periods].sort();
   for (const p of [...sorted].reverse()) select.append(el("option", { value: p }, monthLabel(p, true)));
   const wanted = new URLSearchParams(location.search).get("period");
-  select.value = sorted.includes(wanted) ? wanted : sorted[sorted.length - 1];
+  // Opens on the latest complete month (over, and reported by enough
+  // communities), not on whatever month one community sent last.
+  const fallback = sorted.includes(complete) ? complete : sorted[sorted.length - 1];
+  select.value = sorted.includes(wanted) ? wanted : fallback;
   select.addEventListener("change", () => {
     history.replaceState(null, "", `?period=${select.value}`);
     show(sorted, select.value, vocabulary).catch(fail);

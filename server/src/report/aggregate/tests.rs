@@ -999,3 +999,129 @@ fn bounded_one_youth_changes_a_report_by_no_more_than_the_sensitivity() {
         assert!(counts as f64 > sensitivity.counts || cents as f64 > sensitivity.cents);
     }
 }
+
+/// The node never builds a report the hub would refuse as implausible:
+/// random caseloads (dates around the month, discharges, statuses, CANS,
+/// payments, meetings, junk), counted exactly and with differential
+/// privacy's noise, keep every rule of `wrapsync_shared::plausibility`.
+#[test]
+fn the_reports_a_node_builds_are_plausible() {
+    use rand::{Rng, SeedableRng};
+    use wrapsync_shared::plausibility::{check, check_counts, DEFAULT_MAX_YOUTH};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+    let day = |rng: &mut rand::rngs::StdRng| -> Option<String> {
+        // Mostly around November 2026, sometimes missing or junk.
+        match rng.random_range(0..20) {
+            0 => None,
+            1 => Some("junk".into()),
+            _ => {
+                let start = Date::from_calendar_date(2025, time::Month::June, 1)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let date = start + Duration::days(rng.random_range(0..600));
+                Some(date.to_string())
+            }
+        }
+    };
+    let living = [
+        "home",
+        "kin",
+        "foster",
+        "group",
+        "residential",
+        "detention",
+        "psychiatric",
+    ];
+    let reasons = [
+        "completed",
+        "transitioned",
+        "dropped_out",
+        "moved",
+        "placed",
+        "other",
+    ];
+    let current = Period::new(2026, 12).unwrap_or_else(|| panic!("period"));
+    for round in 0..12 {
+        let plans: Vec<Value> = (0..rng.random_range(1..300))
+            .map(|_| {
+                let birth = day(&mut rng).map(|d| format!("20{}", &d[2..]));
+                let mut p = plan(birth.as_deref(), day(&mut rng).as_deref(), None);
+                if rng.random_bool(0.4) {
+                    p["enrollment"]["discharged_on"] = json!(day(&mut rng));
+                    p["enrollment"]["discharge_reason"] =
+                        json!(reasons[rng.random_range(0..reasons.len())]);
+                }
+                p["enrollment"]["plan_adopted_on"] = json!(day(&mut rng));
+                let statuses: Vec<Value> = (0..rng.random_range(0..4))
+                    .map(|i| {
+                        status(
+                            &format!("s{i}"),
+                            &day(&mut rng).unwrap_or_default(),
+                            json!({
+                                "living": living[rng.random_range(0..living.len())],
+                                "school_days_missed_30d": rng.random_range(0..10),
+                                "arrests_30d": rng.random_range(0..2),
+                                "psych_admissions_180d": rng.random_range(0..2),
+                            }),
+                        )
+                    })
+                    .collect();
+                p["status"] = json!(statuses);
+                let cans_list: Vec<Value> = (0..rng.random_range(0..3))
+                    .map(|i| {
+                        let ratings: serde_json::Map<String, Value> = (0..rng.random_range(0..30))
+                            .map(|k| (format!("item{k}"), json!(rng.random_range(0..4))))
+                            .collect();
+                        cans(
+                            &format!("c{i}"),
+                            &day(&mut rng).unwrap_or_default(),
+                            Some("final"),
+                            Value::Object(ratings),
+                        )
+                    })
+                    .collect();
+                p["cans"] = json!(cans_list);
+                let payments: Vec<Value> = (0..rng.random_range(0..3))
+                    .map(|_| {
+                        flex(
+                            ["housing", "respite", "other"][rng.random_range(0..3)],
+                            rng.random_range(0..200_000),
+                            "paid",
+                            day(&mut rng).as_deref(),
+                        )
+                    })
+                    .collect();
+                p["strategies"] = json!(payments);
+                p["crisis_plan"]["reviewed_on"] = json!(day(&mut rng));
+                p["meetings"] = json!([{"held_on": day(&mut rng), "status": "held"}]);
+                if rng.random_bool(0.3) {
+                    p["team"] = json!([{"role": "natural_support", "status": "active"}]);
+                }
+                p
+            })
+            .collect();
+        for period in [current.previous().previous(), current.previous(), current] {
+            let mut report = Report {
+                vocabulary: VOCABULARY_VERSION,
+                period,
+                version: 1,
+                cells: aggregate(&plans, period),
+            };
+            report.validate().unwrap_or_else(|e| panic!("{e}"));
+            if let Err(e) = check(&report, DEFAULT_MAX_YOUTH, current) {
+                panic!("round {round}, {period}: {} {e}", e.rule());
+            }
+            // With privacy's noise (a small epsilon: wild noise), the
+            // counts' rules still hold (the ceiling is the hub's).
+            crate::report::privacy::add_noise(
+                &mut report,
+                0.05,
+                &crate::report::privacy::Bounds::default(),
+                &mut rng,
+            );
+            report.validate().unwrap_or_else(|e| panic!("{e}"));
+            if let Err(e) = check_counts(&report, u64::MAX) {
+                panic!("noisy, round {round}, {period}: {} {e}", e.rule());
+            }
+        }
+    }
+}
