@@ -483,8 +483,11 @@ impl Plans {
         bytes: &[u8],
         meta: RequestMeta,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let doc =
-            sync::load_document_for(bytes, self.bounds, Some(self.message_ops.for_role(actor.role)))?;
+        let doc = sync::load_document_for(
+            bytes,
+            self.bounds,
+            Some(self.message_ops.for_role(actor.role)),
+        )?;
         let editor = Editor {
             role: actor.role,
             member_id: None,

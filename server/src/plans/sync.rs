@@ -6,8 +6,7 @@
 //! merged. A refused round changes nothing, not even the sync state.
 
 use super::size::{
-    check_added_size, check_bloom, check_sync_state_bounds, count_incoming,
-    Bounds, RouteOps,
+    check_added_size, check_bloom, check_sync_state_bounds, count_incoming, Bounds, RouteOps,
 };
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
@@ -107,9 +106,7 @@ fn check_state_bounds(
     at_least: u64,
 ) -> Result<(), ApiError> {
     match message {
-        Some(message) => {
-            check_sync_state_bounds(message, || change_count(doc).max(at_least))
-        }
+        Some(message) => check_sync_state_bounds(message, || change_count(doc).max(at_least)),
         None => Ok(()),
     }
 }
@@ -432,9 +429,7 @@ impl Plans {
                     return Ok(());
                 };
                 match message_ops(bytes, self.bounds, Some(route)) {
-                    Ok(ops) if spent.saturating_add(ops) > total => {
-                        Err(ApiError::RateLimited(1))
-                    }
+                    Ok(ops) if spent.saturating_add(ops) > total => Err(ApiError::RateLimited(1)),
                     Ok(ops) => {
                         spent += ops;
                         Ok(())

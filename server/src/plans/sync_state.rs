@@ -238,7 +238,10 @@ mod tests {
         assert!(bounded.len() <= 4096, "{}", bounded.len());
         assert!(kept.their_have.is_none() && kept.their_need.is_none());
         assert_eq!(kept.shared_heads, big.shared_heads);
-        assert_eq!(decode(&bounded).map(|s| s.shared_heads), Some(big.shared_heads.clone()));
+        assert_eq!(
+            decode(&bounded).map(|s| s.shared_heads),
+            Some(big.shared_heads.clone())
+        );
         // Heads alone over the bound: a fresh state.
         big.their_heads = Some(hashes);
         let (tiny, _) = encode_bounded(big, 200);
