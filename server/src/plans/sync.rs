@@ -100,7 +100,7 @@ fn change_count(doc: &Automerge) -> u64 {
 
 /// Checks what `message` would leave in the sync state against the size
 /// of the plan `doc` (or, with `at_least`, a plan of that many changes).
-fn check_state_bounds(
+pub(crate) fn check_state_bounds(
     doc: &Automerge,
     message: Option<&sync::Message>,
     at_least: u64,
