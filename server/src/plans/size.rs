@@ -458,6 +458,24 @@ pub(crate) fn count_incoming<'a>(
     Ok(budget.ops_spent())
 }
 
+/// Which messages of a batch run, given the operations each declares
+/// (`None`: refused on its own, which its round says as cheaply): in
+/// order, while their sum stays within `total`; the rest wait.
+pub(crate) fn admit_batch(counted: &[Option<u64>], total: u64) -> Vec<bool> {
+    let mut spent: u64 = 0;
+    counted
+        .iter()
+        .map(|ops| match ops {
+            None => true,
+            Some(ops) if spent.saturating_add(*ops) > total => false,
+            Some(ops) => {
+                spent += ops;
+                true
+            }
+        })
+        .collect()
+}
+
 /// Entries a sync message may describe beyond what a plan's own changes
 /// call for: a device's offline changes the node has not seen yet.
 pub(crate) const SLACK_CHANGES: u64 = 20_000;

@@ -421,20 +421,20 @@ impl Plans {
         route: RouteOps,
         total: u64,
     ) -> Vec<Result<(), ApiError>> {
-        let mut spent: u64 = 0;
-        messages
+        let counted: Vec<Option<u64>> = messages
             .into_iter()
-            .map(|message| {
-                let Some(bytes) = message else {
-                    return Ok(());
-                };
-                match message_ops(bytes, self.bounds, Some(route)) {
-                    Ok(ops) if spent.saturating_add(ops) > total => Err(ApiError::RateLimited(1)),
-                    Ok(ops) => {
-                        spent += ops;
-                        Ok(())
-                    }
-                    Err(_) => Ok(()),
+            .map(|message| match message {
+                None => Some(0),
+                Some(bytes) => message_ops(bytes, self.bounds, Some(route)).ok(),
+            })
+            .collect();
+        super::size::admit_batch(&counted, total)
+            .into_iter()
+            .map(|admitted| {
+                if admitted {
+                    Ok(())
+                } else {
+                    Err(ApiError::RateLimited(1))
                 }
             })
             .collect()

@@ -380,3 +380,25 @@ fn a_bloom_filter_is_bounded_by_the_plans_size() {
         "sync-state-too-large"
     );
 }
+
+/// A batch runs its messages in order while their operations add up to
+/// the batch's limit; past it the rest wait (even a small one after a
+/// large one that did not fit runs, if it still fits); one refused on its
+/// own is left to its round.
+#[test]
+fn a_batch_runs_messages_while_their_operations_fit() {
+    let admitted = admit_batch(
+        &[
+            Some(400),
+            None,
+            Some(700),
+            Some(200),
+            Some(0),
+            Some(300),
+            Some(200),
+        ],
+        1_000,
+    );
+    assert_eq!(admitted, [true, true, false, true, true, true, false]);
+    assert_eq!(admit_batch(&[], 10), Vec::<bool>::new());
+}
