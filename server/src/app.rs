@@ -93,6 +93,13 @@ impl App {
         )
         .with_document_bounds(config.max_document_bytes, config.max_document_ops)
         .with_quotas(config.plan_quota_bytes, config.write_bytes_per_user)
+        .with_sync_limits(
+            config.sync_states_per_user,
+            config.sync_state_idle_secs,
+            config.sync_state_max_bytes,
+            config.sync_state_cache_bytes,
+            config.message_ops(),
+        )
         // PostgreSQL may be shared by several processes of the node (see
         // `cluster`); a SQLite file has one.
         .with_shared(!backend.is_sqlite());

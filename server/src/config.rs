@@ -227,6 +227,46 @@ pub struct Config {
     pub refusal_interval_secs: u64,
     #[serde(default = "default_refusal_rows")]
     pub refusal_rows_per_interval: u64,
+    /// Sync states one user's devices and login sessions keep, over all
+    /// plans (one per device and plan); a new one past it evicts the
+    /// user's least recently used, which only costs that device a fuller
+    /// next round. Default 1,000 (a facilitator's 100 plans on a phone,
+    /// a laptop and a tablet is 300). Peer nodes' states are not counted.
+    #[serde(default = "default_sync_states_per_user")]
+    pub sync_states_per_user: u64,
+    /// Seconds after which a sync state nobody used is gone (the device
+    /// then starts afresh). Default 30 days, as long as a refresh token.
+    #[serde(default = "default_sync_state_idle")]
+    pub sync_state_idle_secs: u64,
+    /// The most one stored sync state may take, in bytes; past it, what the
+    /// device last said it has and needs is dropped (it is asked again).
+    /// Default 256 KiB (a device's Bloom filter of 200,000 changes).
+    #[serde(default = "default_sync_state_max_bytes")]
+    pub sync_state_max_bytes: usize,
+    /// Bytes of sync states kept in memory (least recently used dropped,
+    /// read back from the database when needed). Default 64 MiB.
+    #[serde(default = "default_sync_state_cache_bytes")]
+    pub sync_state_cache_bytes: usize,
+    /// The most operations one device sync message may declare from a
+    /// member who does not run plans (caregiver, youth, provider, family
+    /// advocate, natural support); counted from the changes' headers and
+    /// columns before anything is decoded (`413 message-too-large`).
+    /// Default 50,000 (a week of a busy family's edits is a few thousand).
+    #[serde(default = "default_max_sync_ops_member")]
+    pub max_sync_ops_member: u64,
+    /// The same for facilitators and supervisors, and for an imported
+    /// plan. Default 250,000.
+    #[serde(default = "default_max_sync_ops_staff")]
+    pub max_sync_ops_staff: u64,
+    /// The same for one plan's message from a peer node (a home's first
+    /// push carries the whole plan). Default 500,000.
+    #[serde(default = "default_max_peer_sync_ops")]
+    pub max_peer_sync_ops: u64,
+    /// All the messages of one peer batch (`/federation/v1/sync`)
+    /// together; plans past it are answered `429` and come again in the
+    /// peer's next pass. Default 2,000,000.
+    #[serde(default = "default_max_peer_batch_ops")]
+    pub max_peer_batch_ops: u64,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
     pub peers: Vec<crate::federation::Peer>,
@@ -274,6 +314,38 @@ fn default_max_document_ops() -> u64 {
 pub const DEFAULT_PLAN_QUOTA_BYTES: usize = 4 << 20;
 fn default_plan_quota() -> usize {
     DEFAULT_PLAN_QUOTA_BYTES
+}
+/// See `Config::sync_states_per_user`.
+pub const DEFAULT_SYNC_STATES_PER_USER: u64 = 1_000;
+fn default_sync_states_per_user() -> u64 {
+    DEFAULT_SYNC_STATES_PER_USER
+}
+/// See `Config::sync_state_idle_secs`.
+pub const DEFAULT_SYNC_STATE_IDLE_SECS: u64 = 30 * 24 * 3600;
+fn default_sync_state_idle() -> u64 {
+    DEFAULT_SYNC_STATE_IDLE_SECS
+}
+/// See `Config::sync_state_max_bytes`.
+pub const DEFAULT_SYNC_STATE_MAX_BYTES: usize = 256 << 10;
+fn default_sync_state_max_bytes() -> usize {
+    DEFAULT_SYNC_STATE_MAX_BYTES
+}
+/// See `Config::sync_state_cache_bytes`.
+pub const DEFAULT_SYNC_STATE_CACHE_BYTES: usize = 64 << 20;
+fn default_sync_state_cache_bytes() -> usize {
+    DEFAULT_SYNC_STATE_CACHE_BYTES
+}
+fn default_max_sync_ops_member() -> u64 {
+    crate::plans::MessageOps::DEFAULT.member
+}
+fn default_max_sync_ops_staff() -> u64 {
+    crate::plans::MessageOps::DEFAULT.staff
+}
+fn default_max_peer_sync_ops() -> u64 {
+    crate::plans::MessageOps::DEFAULT.peer
+}
+fn default_max_peer_batch_ops() -> u64 {
+    crate::plans::MessageOps::DEFAULT.peer_batch
 }
 fn default_ops_answer_plan() -> usize {
     256 << 10
@@ -374,6 +446,14 @@ const KEYS: &[&str] = &[
     "dp_epsilon_per_year",
     "dp_cans_items_per_youth",
     "dp_flex_cents_per_youth",
+    "sync_states_per_user",
+    "sync_state_idle_secs",
+    "sync_state_max_bytes",
+    "sync_state_cache_bytes",
+    "max_sync_ops_member",
+    "max_sync_ops_staff",
+    "max_peer_sync_ops",
+    "max_peer_batch_ops",
 ];
 
 /// Overridable keys whose values are fractions (`WRAPSYNC_DP_EPSILON_PER_YEAR=0.5`).
@@ -485,6 +565,21 @@ impl Config {
                 "plan_quota_bytes must be positive".into(),
             ));
         }
+        if self.sync_states_per_user == 0
+            || self.sync_state_idle_secs == 0
+            || self.sync_state_max_bytes < 1024
+            || self.max_sync_ops_member == 0
+            || self.max_sync_ops_staff == 0
+            || self.max_peer_sync_ops == 0
+            || self.max_peer_batch_ops < self.max_peer_sync_ops
+        {
+            return Err(ConfigError::Invalid(
+                "sync_states_per_user, sync_state_idle_secs and the max_*_ops limits must be \
+                 positive, sync_state_max_bytes at least 1024, and max_peer_batch_ops at least \
+                 max_peer_sync_ops"
+                    .into(),
+            ));
+        }
         if self.refusal_interval_secs == 0 || self.refusal_rows_per_interval == 0 {
             return Err(ConfigError::Invalid(
                 "refusal_interval_secs and refusal_rows_per_interval must be positive".into(),
@@ -548,6 +643,16 @@ impl Config {
                 "dp_flex_cents_per_youth must be at most {MAX_CENTS} (what a report cell holds)"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// Operations per message by route and role (`plans::MessageOps`).
+    pub fn message_ops(&self) -> crate::plans::MessageOps {
+        crate::plans::MessageOps {
+            member: self.max_sync_ops_member,
+            staff: self.max_sync_ops_staff,
+            peer: self.max_peer_sync_ops,
+            peer_batch: self.max_peer_batch_ops,
         }
     }
 

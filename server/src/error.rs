@@ -42,6 +42,16 @@ pub enum ApiError {
     /// much.
     #[error("{0}")]
     PlanQuota(String),
+    /// A message declaring more operations than its route allows its
+    /// sender (`max_sync_ops_member`, `max_sync_ops_staff`,
+    /// `max_peer_sync_ops`), refused from its headers and columns before
+    /// anything is decoded. Says which.
+    #[error("{0}")]
+    MessageTooLarge(String),
+    /// A sync message describing its sender (Bloom filter, heads, needs)
+    /// at more length than the plan's size calls for; nothing is kept.
+    #[error("{0}")]
+    SyncStateTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -117,6 +127,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::DocumentTooLarge(_) => "document-too-large",
             ApiError::PlanQuota(_) => "plan-quota",
+            ApiError::MessageTooLarge(_) => "message-too-large",
+            ApiError::SyncStateTooLarge(_) => "sync-state-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Conflict(_) => "conflict",
             ApiError::TransferRefused(_) => "transfer-refused",
@@ -160,6 +172,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::DocumentTooLarge(_) => "Document too large",
             ApiError::PlanQuota(_) => "Plan quota reached",
+            ApiError::MessageTooLarge(_) => "Message too large",
+            ApiError::SyncStateTooLarge(_) => "Sync state too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::TransferRefused(_) => "Transfer refused",
@@ -239,7 +253,9 @@ impl ResponseError for ApiError {
             },
             ApiError::PayloadTooLarge(_)
             | ApiError::DocumentTooLarge(_)
-            | ApiError::PlanQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            | ApiError::PlanQuota(_)
+            | ApiError::MessageTooLarge(_)
+            | ApiError::SyncStateTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)

@@ -71,7 +71,7 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
         (status = 204, description = "This node has nothing to say."),
         (status = 400, description = "`malformed-sync-message`: not an Automerge sync message; `invalid-request`: unreadable transfer certificates."),
         (status = 404, description = "`not-found`: no such plan, or one the family has not (or no longer) consented to share with the sender, or homed at a third node (the same answer)."),
-        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the sender parks the plan instead of retrying)."),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `message-too-large`: they declare more than `max_peer_sync_ops` operations; `sync-state-too-large`: its Bloom filter, heads or needs describe more changes than the plan's size calls for; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the sender parks the plan instead of retrying)."),
         (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (an author's role, the schema, or an actor bound to someone else)."),
         (status = 500, description = INTERNAL),
     )
@@ -152,11 +152,16 @@ pub async fn sync_batch(
         )));
     }
     let over_budget = AtomicUsize::new(0);
+    // What the messages declare, added up from their headers before any
+    // round runs: past `max_peer_batch_ops`, the rest wait for the next.
+    let admission = app
+        .plans
+        .peer_batch_admission(batch.plans.iter().map(|item| item.message.as_deref()));
     let (app, peer, meta, over) = (&app, &peer, &meta, &over_budget);
     // Many at once: each round that stores changes commits durably, and
     // the writer commits concurrent rounds together.
-    let plans: Vec<SyncBatchResult> = futures_util::stream::iter(&batch.plans)
-        .map(|item| async move {
+    let plans: Vec<SyncBatchResult> = futures_util::stream::iter(batch.plans.iter().zip(admission))
+        .map(|(item, admitted)| async move {
             let round = Round {
                 peer,
                 plan: &item.plan,
@@ -165,7 +170,21 @@ pub async fn sync_batch(
                 certificates: item.transfers.as_deref(),
                 over_budget: over,
             };
-            let (message, problem) = match peer_round(app, round, meta).await {
+            let outcome = match admitted {
+                Ok(()) => peer_round(app, round, meta).await,
+                Err(e) => {
+                    app.plans.audit(peer_audit(
+                        peer,
+                        Some(&item.plan),
+                        "peer.sync",
+                        e.audit_outcome(),
+                        Some("past max_peer_batch_ops in this batch".into()),
+                        meta,
+                    ));
+                    Err(e)
+                }
+            };
+            let (message, problem) = match outcome {
                 Ok(message) => (without_changes(message), None),
                 Err(e) => (None, Some(e.problem())),
             };

@@ -107,7 +107,7 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
             headers(("ETag" = String), ("Location" = String), ("Vary" = String))),
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable JSON body; `malformed-document`: bytes that are not a saved Automerge document."),
         (status = 403, description = "`forbidden`: only facilitators and supervisors start plans."),
-        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`; `plan-quota`: its JSON is larger than `plan_quota_bytes`."),
+        (status = 413, description = "`document-too-large`: the document decodes to more than `max_document_bytes`; `message-too-large`: it declares more operations than the caller may import (`max_sync_ops_staff`); `plan-quota`: its JSON is larger than `plan_quota_bytes`."),
         (status = 422, description = "`invalid-op`, `schema-violation`: fields the plan schema refuses; `change-forbidden`, `schema-violation`, `unsupported-op`: a document the caller's role may not make, or that breaks the schema; `invalid-item-id`: an item whose id is not a canonical ULID or is used twice."),
         (status = 500, description = INTERNAL),
     )
@@ -436,7 +436,7 @@ pub async fn history(
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body or a `message` that is not base64; `malformed-sync-message`: not an Automerge sync message."),
         (status = 403, description = "`forbidden`: the caller's role sees only part of this plan, which cannot be synced (read it with GET)."),
         (status = 404, description = PLAN_NOT_FOUND),
-        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the plan and the sync state stay as they were)."),
+        (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `message-too-large`: they declare more operations than the caller's role may send in one message (`max_sync_ops_member`, `max_sync_ops_staff`), counted before decoding; `sync-state-too-large`: its Bloom filter, heads or needs describe more changes than the plan's size calls for; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the plan and the sync state stay as they were)."),
         (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor); `invalid-item-id`: a new item whose id is not a canonical ULID or is already used in the plan."),
         (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
@@ -512,39 +512,48 @@ pub async fn sync_batch(
         )));
     }
     let device = device_key(&req, &user);
+    // What the messages declare, added up from their headers before any
+    // round runs: past twice the role's limit on one, the rest wait.
+    let admission = app.plans.device_batch_admission(
+        &user.actor,
+        batch.plans.iter().map(|item| item.message.as_deref()),
+    );
     let (app, user, device) = (&app, &user, &device);
     // A few plans at a time: enough to keep both cores busy, few enough
     // that one device's batch cannot starve everyone else's requests.
-    let plans: Vec<SyncBatchResult> = futures_util::stream::iter(batch.plans)
-        .map(|item| async move {
-            let mut result = SyncBatchResult {
-                plan: item.plan,
-                message: None,
-                changes: None,
-                heads: None,
-                problem: None,
-            };
-            let outcome =
-                match (item.have, item.message) {
-                    (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
-                        "send `message` or `have`, not both".into(),
-                    )),
-                    (Some(have), None) => catch_up_round(app, user, &result.plan, &have).await.map(
-                        |(changes, heads)| {
-                            result.changes = changes;
-                            result.heads = Some(heads);
-                        },
-                    ),
-                    (None, message) => sync_round(app, user, device, &result.plan, Ok(message))
-                        .await
-                        .map(|message| result.message = message),
+    let plans: Vec<SyncBatchResult> =
+        futures_util::stream::iter(batch.plans.into_iter().zip(admission))
+            .map(|(item, admitted)| async move {
+                let mut result = SyncBatchResult {
+                    plan: item.plan,
+                    message: None,
+                    changes: None,
+                    heads: None,
+                    problem: None,
                 };
-            result.problem = outcome.err().map(|e| e.problem());
-            result
-        })
-        .buffered(4)
-        .collect()
-        .await;
+                let outcome = match admitted {
+                    Err(e) => audited(app, user, Some(&result.plan), "plan.sync", Err(e)),
+                    Ok(()) => match (item.have, item.message) {
+                        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+                            "send `message` or `have`, not both".into(),
+                        )),
+                        (Some(have), None) => catch_up_round(app, user, &result.plan, &have)
+                            .await
+                            .map(|(changes, heads)| {
+                                result.changes = changes;
+                                result.heads = Some(heads);
+                            }),
+                        (None, message) => sync_round(app, user, device, &result.plan, Ok(message))
+                            .await
+                            .map(|message| result.message = message),
+                    },
+                };
+                result.problem = outcome.err().map(|e| e.problem());
+                result
+            })
+            .buffered(4)
+            .collect()
+            .await;
     let reply = SyncBatchReply { plans };
     if cbor {
         let mut body = Vec::new();

@@ -106,6 +106,7 @@ diesel::table! {
         plan_id -> Text,
         state -> Binary,
         updated_at -> BigInt,
+        owner -> Nullable<Text>,
     }
 }
 

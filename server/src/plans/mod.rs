@@ -18,6 +18,7 @@ mod view;
 pub use bulk::BatchRead;
 pub use consent::MAY_SHARE;
 pub(crate) use size::Bounds;
+pub use size::MessageOps;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;
 pub use view::{PlanView, Viewer};
@@ -129,8 +130,15 @@ pub struct Plans {
     changed: tokio::sync::broadcast::Sender<()>,
     /// Set when the node is stopping: open streams end.
     stopping: tokio::sync::watch::Sender<bool>,
-    /// Automerge sync states by (device, plan), backed by the database.
-    sync_states: Mutex<LruCache<(String, String), automerge::sync::State>>,
+    /// Automerge sync states by (device, plan), backed by the database;
+    /// bounded in number and bytes (`sync_state_cache_bytes`).
+    sync_states: Mutex<sync_state::StateCache>,
+    /// How many sync states each user keeps, and for how long unused.
+    sync_limits: stored::SyncStateLimits,
+    /// The most one stored sync state may take (`sync_state_max_bytes`).
+    sync_state_max_bytes: usize,
+    /// Operations per message, by route and role (`size::MessageOps`).
+    message_ops: size::MessageOps,
     /// This node's id: who on a roster is a user here (`PlanView::localized`).
     node_id: String,
     /// Other processes may write the database (PostgreSQL): every read
@@ -191,9 +199,16 @@ impl Plans {
             actor_names: Mutex::new(None),
             changed: tokio::sync::broadcast::channel(16).0,
             stopping: tokio::sync::watch::channel(false).0,
-            sync_states: Mutex::new(LruCache::new(
-                NonZeroUsize::new(cache_plans.saturating_mul(4)).unwrap_or(NonZeroUsize::MIN),
+            sync_states: Mutex::new(sync_state::StateCache::new(
+                cache_plans.saturating_mul(4),
+                crate::config::DEFAULT_SYNC_STATE_CACHE_BYTES,
             )),
+            sync_limits: stored::SyncStateLimits {
+                per_user: crate::config::DEFAULT_SYNC_STATES_PER_USER,
+                idle_ms: crate::config::DEFAULT_SYNC_STATE_IDLE_SECS.saturating_mul(1000) as i64,
+            },
+            sync_state_max_bytes: crate::config::DEFAULT_SYNC_STATE_MAX_BYTES,
+            message_ops: size::MessageOps::DEFAULT,
             shared: false,
         }
     }
@@ -210,6 +225,34 @@ impl Plans {
     pub fn with_document_bounds(mut self, bytes: usize, ops: u64) -> Self {
         self.bounds = size::Bounds { bytes, ops };
         self
+    }
+
+    /// Sets the bounds on sync states (`sync_states_per_user`,
+    /// `sync_state_idle_secs`, `sync_state_max_bytes`,
+    /// `sync_state_cache_bytes`) and on operations per message by route
+    /// and role.
+    pub fn with_sync_limits(
+        mut self,
+        per_user: u64,
+        idle_secs: u64,
+        state_bytes: usize,
+        cache_bytes: usize,
+        message_ops: MessageOps,
+    ) -> Self {
+        let entries = self.cache.lock().cap().get().saturating_mul(4);
+        self.sync_states = Mutex::new(sync_state::StateCache::new(entries, cache_bytes));
+        self.sync_limits = stored::SyncStateLimits {
+            per_user,
+            idle_ms: i64::try_from(idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        self.sync_state_max_bytes = state_bytes;
+        self.message_ops = message_ops;
+        self
+    }
+
+    /// The operations one peer batch's messages may declare together.
+    pub fn peer_batch_ops(&self) -> u64 {
+        self.message_ops.peer_batch
     }
 
     /// Sets what one plan may grow to (`plan_quota_bytes`) and what each
@@ -440,7 +483,11 @@ impl Plans {
         bytes: &[u8],
         meta: RequestMeta,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let doc = sync::load_document(bytes, self.bounds)?;
+        let doc = sync::load_document_for(
+            bytes,
+            self.bounds,
+            Some(self.message_ops.for_role(actor.role)),
+        )?;
         let editor = Editor {
             role: actor.role,
             member_id: None,

@@ -6,8 +6,19 @@
 //! and no edit may be lost. Hundreds of seeds run in CI
 //! (`WRAPSYNC_SIM_SEEDS`, `WRAPSYNC_SIM_STEPS` for more); a failure names
 //! its seed (`WRAPSYNC_SIM_SEED=n` replays one).
+//!
+//! A misbehaving member's phone takes part too (issue 22): a second phone
+//! of phone 0's user that makes up a new `Device-Id` for each round (the
+//! node keeps at most [`STATES_PER_USER`] states per user, least recently
+//! used first out, so phone 0's own state is evicted now and then), and
+//! sends messages past the limits (a Bloom filter far larger than the plan
+//! calls for, a change of more operations than a member may send), which
+//! the node must refuse with nothing changed. The honest phones must still
+//! converge, losing nothing.
 
-use super::sync::{receive_round, Received};
+use super::size::{Bounds, RouteOps};
+use super::sync::{check_state_bounds, decode_for, receive_round, Received};
+use crate::error::ApiError;
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use rand::rngs::StdRng;
@@ -34,8 +45,40 @@ struct Node {
     /// (the node writes sync states without waiting, so a crash may lose
     /// the latest).
     stored_doc: Vec<u8>,
+    /// By device: phones 0.. are the honest phones, [`ROTATED`] and on
+    /// the made-up devices of phone 0's user.
     states: HashMap<usize, sync::State>,
     stored_states: HashMap<usize, Vec<u8>>,
+    /// When each device's state was last used (the store's `updated_at`).
+    last_used: HashMap<usize, u64>,
+    clock: u64,
+}
+
+/// What the simulated node allows one user (`sync_states_per_user`).
+const STATES_PER_USER: usize = 3;
+/// Devices from here on are made up by phone 0's user's scripted phone.
+const ROTATED: usize = 100;
+/// What the simulated node lets a member send in one message.
+const ROUTE: RouteOps = RouteOps {
+    ops: 5_000,
+    setting: "max_sync_ops_member",
+};
+const BOUNDS: Bounds = Bounds {
+    bytes: 64 << 20,
+    ops: 1_000_000,
+};
+
+/// Honest phones' states evicted by made-up devices, over all seeds run:
+/// the simulation must reach the case it is for.
+static HONEST_EVICTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whose a device is: phone 0's user also owns every made-up device.
+fn owner(device: usize) -> usize {
+    if device >= ROTATED {
+        0
+    } else {
+        device
+    }
 }
 
 enum Packet {
@@ -53,6 +96,10 @@ struct World {
     /// Every strength any copy added: all must survive.
     strengths: BTreeSet<String>,
     next_id: u64,
+    /// Made-up devices so far.
+    rotated: usize,
+    /// The attacker's messages past the limits, made once.
+    oversized: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn op(json: serde_json::Value) -> Vec<Op> {
@@ -88,11 +135,15 @@ impl World {
                 stored_doc,
                 states: HashMap::new(),
                 stored_states: HashMap::new(),
+                last_used: HashMap::new(),
+                clock: 0,
             },
             phones,
             in_flight: Vec::new(),
             strengths: BTreeSet::new(),
             next_id: 0,
+            rotated: 0,
+            oversized: None,
         }
     }
 
@@ -144,16 +195,24 @@ impl World {
         }
     }
 
-    /// The node answers one request, as `Plans::sync` does.
-    fn serve(&mut self, phone: usize, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    /// The node answers one request, as `Plans::sync` does: the message is
+    /// held to the route's limit and the plan's size before anything else.
+    fn serve(
+        &mut self,
+        device: usize,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let message = bytes
+            .map(|b| decode_for(&b, BOUNDS, Some(ROUTE)))
+            .transpose()?;
+        check_state_bounds(&self.node.doc, message.as_ref(), 0)?;
         let node = &mut self.node;
-        let mut state = node.states.get(&phone).cloned().unwrap_or_default();
+        let mut state = node.states.get(&device).cloned().unwrap_or_default();
         let before = node.doc.get_heads();
-        let message = bytes.map(|b| sync::Message::decode(&b).unwrap_or_else(|e| panic!("{e}")));
         match receive_round(&mut node.doc, &mut state, message) {
             Ok(Received::Nothing) => {}
             Ok(Received::Changes(scratch)) => {
-                let editor = &self.phones[phone].editor;
+                let editor = &self.phones[owner(device)].editor;
                 if let Err(e) = check_incoming(&scratch, &before, editor) {
                     panic!("a valid phone edit was refused: {e}");
                 }
@@ -161,26 +220,154 @@ impl World {
                 node.stored_doc = node.doc.save();
             }
             Ok(Received::WaitingForDependencies(reply)) => {
-                node.states.insert(phone, state);
-                return reply;
+                self.keep_state(device, state, false);
+                return Ok(reply);
             }
             Err(e) => panic!("the node could not read a phone's message: {e}"),
         }
-        let reply = node
+        let reply = self
+            .node
             .doc
             .generate_sync_message(&mut state)
             .map(sync::Message::encode);
         // Written without waiting: a crash may lose it.
-        if self.rng.random_bool(0.7) {
-            node.stored_states.insert(phone, state.encode());
+        let stored = self.rng.random_bool(0.7);
+        self.keep_state(device, state, stored);
+        Ok(reply)
+    }
+
+    /// Keeps `device`'s state (and in storage, if `stored`); a new one
+    /// past the owner's [`STATES_PER_USER`] evicts the owner's least
+    /// recently used, from memory and storage, as the store does.
+    fn keep_state(&mut self, device: usize, state: sync::State, stored: bool) {
+        let node = &mut self.node;
+        node.clock += 1;
+        if !node.states.contains_key(&device) {
+            loop {
+                let mine: Vec<usize> = node
+                    .states
+                    .keys()
+                    .copied()
+                    .filter(|d| owner(*d) == owner(device))
+                    .collect();
+                if mine.len() < STATES_PER_USER {
+                    break;
+                }
+                let oldest = mine
+                    .into_iter()
+                    .min_by_key(|d| (node.last_used.get(d).copied().unwrap_or_default(), *d));
+                if let Some(oldest) = oldest {
+                    if oldest < ROTATED {
+                        HONEST_EVICTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    node.states.remove(&oldest);
+                    node.stored_states.remove(&oldest);
+                    node.last_used.remove(&oldest);
+                }
+            }
         }
-        node.states.insert(phone, state);
-        reply
+        if stored {
+            node.stored_states.insert(device, state.encode());
+        }
+        node.states.insert(device, state);
+        node.last_used.insert(device, node.clock);
+    }
+
+    /// The scripted phone of phone 0's user: one round under a device id
+    /// never seen before, from an empty copy (its answer is thrown away).
+    fn rotate_device(&mut self) {
+        self.rotated += 1;
+        let device = ROTATED + self.rotated;
+        let message = Automerge::new()
+            .generate_sync_message(&mut sync::State::new())
+            .map(sync::Message::encode);
+        if let Err(e) = self.serve(device, message) {
+            panic!("a made-up device's first round was refused: {e}");
+        }
+        let mine = self.node.states.keys().filter(|d| owner(**d) == 0).count();
+        assert!(mine <= STATES_PER_USER, "{mine} states of one user");
+    }
+
+    /// The scripted phone sends a message past the limits: refused with
+    /// its problem, and neither the plan nor any sync state changes.
+    fn send_oversized(&mut self, bloom: bool) {
+        let (big_bloom, many_ops) = self.oversized.get_or_insert_with(|| {
+            let hashes: Vec<ChangeHash> = (0..25_000u32)
+                .map(|i| {
+                    let mut h = [9u8; 32];
+                    h[..4].copy_from_slice(&i.to_le_bytes());
+                    ChangeHash(h)
+                })
+                .collect();
+            let big_bloom = sync::Message {
+                heads: Vec::new(),
+                need: Vec::new(),
+                have: vec![sync::Have {
+                    last_sync: Vec::new(),
+                    bloom: sync::BloomFilter::from_hashes(hashes.iter()),
+                }],
+                changes: sync::ChunkList::empty(),
+                flags: None,
+                version: sync::MessageVersion::V1,
+            }
+            .encode();
+            let mut doc = Automerge::new();
+            let mut tx = doc.transaction();
+            let notes = automerge::transaction::Transactable::put_object(
+                &mut tx,
+                automerge::ROOT,
+                "notes",
+                automerge::ObjType::Text,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            automerge::transaction::Transactable::splice_text(
+                &mut tx,
+                &notes,
+                0,
+                0,
+                &"x".repeat(6_000),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            tx.commit();
+            let change = doc
+                .get_last_local_change()
+                .unwrap_or_else(|| panic!("a change"));
+            let many_ops = sync::Message {
+                heads: doc.get_heads(),
+                need: Vec::new(),
+                have: Vec::new(),
+                changes: sync::ChunkList::from(vec![change.raw_bytes().to_vec()]),
+                flags: None,
+                version: sync::MessageVersion::V1,
+            }
+            .encode();
+            (big_bloom, many_ops)
+        });
+        let (message, code) = if bloom {
+            (big_bloom.clone(), "sync-state-too-large")
+        } else {
+            (many_ops.clone(), "message-too-large")
+        };
+        let heads = self.node.doc.get_heads();
+        let devices: BTreeSet<usize> = self.node.states.keys().copied().collect();
+        // Under phone 0's own device id, as a replay of its session would.
+        match self.serve(0, Some(message)) {
+            Err(e) => assert_eq!(e.code(), code, "{e}"),
+            Ok(_) => panic!("a message past the limits was taken"),
+        }
+        assert_eq!(self.node.doc.get_heads(), heads);
+        assert_eq!(
+            self.node.states.keys().copied().collect::<BTreeSet<_>>(),
+            devices
+        );
     }
 
     fn step(&mut self) {
         let phones = self.phones.len();
-        match self.rng.random_range(0..100) {
+        match self.rng.random_range(0..104) {
+            100..=101 => self.rotate_device(),
+            102 => self.send_oversized(true),
+            103 => self.send_oversized(false),
             0..=14 => {
                 let who = self.rng.random_range(0..=phones);
                 self.edit((who < phones).then_some(who));
@@ -217,7 +404,10 @@ impl World {
                 }
                 match packet {
                     Packet::ToNode(i, message) => {
-                        if let Some(reply) = self.serve(i, message) {
+                        let reply = self
+                            .serve(i, message)
+                            .unwrap_or_else(|e| panic!("an honest phone was refused: {e}"));
+                        if let Some(reply) = reply {
                             self.in_flight.push(Packet::ToPhone(i, reply));
                         }
                     }
@@ -277,7 +467,10 @@ impl World {
                     .generate_sync_message(&mut p.state)
                     .map(sync::Message::encode);
                 exchanged |= message.is_some();
-                if let Some(reply) = self.serve(i, message) {
+                let reply = self
+                    .serve(i, message)
+                    .map_err(|e| format!("an honest phone was refused: {e}"))?;
+                if let Some(reply) = reply {
                     exchanged = true;
                     let p = &mut self.phones[i];
                     let message = sync::Message::decode(&reply).map_err(|e| e.to_string())?;
@@ -347,6 +540,12 @@ fn env_number(name: &str, default: u64) -> u64 {
 #[test]
 fn phones_and_the_node_converge_through_drops_duplicates_reorders_partitions_and_restarts() {
     for_each_seed(run);
+    if std::env::var("WRAPSYNC_SIM_SEED").is_err() {
+        assert!(
+            HONEST_EVICTED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no seed evicted an honest phone's state"
+        );
+    }
 }
 
 /// Runs `run(seed, steps)` for every seed asked for (`WRAPSYNC_SIM_SEED`,

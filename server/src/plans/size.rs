@@ -46,11 +46,74 @@ pub(crate) struct Bounds {
     pub ops: u64,
 }
 
+/// What one route lets one kind of sender put in a message: fewer
+/// operations than a whole document may hold (`max_sync_ops_member`,
+/// `max_sync_ops_staff`, `max_peer_sync_ops`), so a message no sender of
+/// that kind needs is refused from its headers and columns, in
+/// milliseconds, before Automerge builds anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteOps {
+    pub ops: u64,
+    /// The setting that says so, for the refusal's detail.
+    pub setting: &'static str,
+}
+
+/// The limits on operations per message and per batch, by route and role
+/// (see `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageOps {
+    /// A device's message from a member of a family's team who does not
+    /// run plans (caregivers, youth, providers, advocates, supports).
+    pub member: u64,
+    /// A device's message or an imported plan from a facilitator or a
+    /// supervisor.
+    pub staff: u64,
+    /// One plan's message from a peer node.
+    pub peer: u64,
+    /// All the messages of one peer batch together.
+    pub peer_batch: u64,
+}
+
+impl MessageOps {
+    /// Generous enough that no honest sender meets them (see `Config`).
+    pub const DEFAULT: MessageOps = MessageOps {
+        member: 50_000,
+        staff: 250_000,
+        peer: 500_000,
+        peer_batch: 2_000_000,
+    };
+
+    /// The limit on one device message (or import) from a person whose
+    /// account has `role`.
+    pub(crate) fn for_role(&self, role: wrapsync_shared::roles::Role) -> RouteOps {
+        if role.may_create_plans() {
+            RouteOps {
+                ops: self.staff,
+                setting: "max_sync_ops_staff",
+            }
+        } else {
+            RouteOps {
+                ops: self.member,
+                setting: "max_sync_ops_member",
+            }
+        }
+    }
+
+    pub(crate) fn for_peer(&self) -> RouteOps {
+        RouteOps {
+            ops: self.peer,
+            setting: "max_peer_sync_ops",
+        }
+    }
+}
+
 /// Why a walk stopped.
 #[derive(Debug, PartialEq)]
 enum Refusal {
     /// Past a bound: the message says which.
     TooLarge(String),
+    /// Past what the route allows this sender in one message.
+    OverRoute(String),
     /// Not Automerge chunks as this node accepts them.
     Malformed(&'static str),
 }
@@ -59,6 +122,7 @@ impl Refusal {
     fn into_error(self, malformed: fn(String) -> ApiError) -> ApiError {
         match self {
             Refusal::TooLarge(what) => ApiError::DocumentTooLarge(what),
+            Refusal::OverRoute(what) => ApiError::MessageTooLarge(what),
             Refusal::Malformed(what) => malformed(what.to_string()),
         }
     }
@@ -165,17 +229,25 @@ impl<'a> Reader<'a> {
 /// The budget a walk spends: decoded bytes and declared operations left.
 struct Budget {
     bounds: Bounds,
+    route: Option<RouteOps>,
     bytes: u64,
     ops: u64,
 }
 
 impl Budget {
-    fn new(bounds: Bounds) -> Self {
+    fn new(bounds: Bounds, route: Option<RouteOps>) -> Self {
+        let route = route.filter(|r| r.ops < bounds.ops);
         Budget {
             bounds,
+            route,
             bytes: bounds.bytes as u64,
-            ops: bounds.ops,
+            ops: route.map_or(bounds.ops, |r| r.ops),
         }
+    }
+
+    /// The operations spent so far.
+    fn ops_spent(&self) -> u64 {
+        self.route.map_or(self.bounds.ops, |r| r.ops) - self.ops
     }
 
     fn spend_bytes(&mut self, bytes: u64) -> Result<(), Refusal> {
@@ -189,11 +261,16 @@ impl Budget {
     }
 
     fn spend_ops(&mut self, ops: u64) -> Result<(), Refusal> {
-        self.ops = self.ops.checked_sub(ops).ok_or_else(|| {
-            Refusal::TooLarge(format!(
+        self.ops = self.ops.checked_sub(ops).ok_or_else(|| match self.route {
+            Some(route) => Refusal::OverRoute(format!(
+                "the message declares more than {} operations, the most this sender may send \
+                 in one message ({})",
+                route.ops, route.setting
+            )),
+            None => Refusal::TooLarge(format!(
                 "the Automerge data declares more than max_document_ops ({} operations)",
                 self.bounds.ops
-            ))
+            )),
         })?;
         Ok(())
     }
@@ -355,16 +432,114 @@ fn column_rows(kind: u64, data: &[u8], cap: u64) -> Result<u64, Refusal> {
 /// Checks the chunks of a sync message or a saved document against
 /// `bounds` before Automerge loads them; `malformed` makes the error for
 /// bytes that are not chunks this node accepts.
+#[cfg(test)]
 pub(crate) fn check_incoming_bounds<'a>(
     pieces: impl IntoIterator<Item = &'a [u8]>,
     bounds: Bounds,
     malformed: fn(String) -> ApiError,
 ) -> Result<(), ApiError> {
-    let mut budget = Budget::new(bounds);
+    count_incoming(pieces, bounds, None, malformed).map(drop)
+}
+
+/// [`check_incoming_bounds`], with the operations also held to what the
+/// route allows this sender (`route`: `413 message-too-large` past it);
+/// answers the operations declared.
+pub(crate) fn count_incoming<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    bounds: Bounds,
+    route: Option<RouteOps>,
+    malformed: fn(String) -> ApiError,
+) -> Result<u64, ApiError> {
+    let mut budget = Budget::new(bounds, route);
     pieces
         .into_iter()
         .try_for_each(|piece| walk(piece, &mut budget))
-        .map_err(|refusal| refusal.into_error(malformed))
+        .map_err(|refusal| refusal.into_error(malformed))?;
+    Ok(budget.ops_spent())
+}
+
+/// Which messages of a batch run, given the operations each declares
+/// (`None`: refused on its own, which its round says as cheaply): in
+/// order, while their sum stays within `total`; the rest wait.
+pub(crate) fn admit_batch(counted: &[Option<u64>], total: u64) -> Vec<bool> {
+    let mut spent: u64 = 0;
+    counted
+        .iter()
+        .map(|ops| match ops {
+            None => true,
+            Some(ops) if spent.saturating_add(*ops) > total => false,
+            Some(ops) => {
+                spent += ops;
+                true
+            }
+        })
+        .collect()
+}
+
+/// Entries a sync message may describe beyond what a plan's own changes
+/// call for: a device's offline changes the node has not seen yet.
+pub(crate) const SLACK_CHANGES: u64 = 20_000;
+/// Most `have`s one message may carry (Automerge sends one, or none).
+const MAX_HAVES: usize = 4;
+/// Most bits per entry a Bloom filter may use (Automerge's use 10: a 1 %
+/// false positive rate; 16 gives 0.05 %).
+const MAX_BITS_PER_ENTRY: u64 = 16;
+
+/// What a sync message tells of its sender that the sync state keeps: its
+/// heads, what it needs, and its `have`s (each a Bloom filter of its
+/// changes since their last sync, and that sync's heads).
+fn sizes(message: &automerge::sync::Message) -> (u64, u64) {
+    let mut entries: u64 = 0;
+    let mut lists = message.heads.len().max(message.need.len()) as u64;
+    for have in &message.have {
+        lists = lists.max(have.last_sync.len() as u64);
+        let bytes = have.bloom.to_bytes();
+        let mut reader = Reader::new(&bytes);
+        let filter_entries = reader.uleb().unwrap_or(0);
+        let bits = reader.uleb().unwrap_or(0);
+        // A filter with more bits an entry than any needs counts as that
+        // many more entries.
+        let weight = bits.div_ceil(MAX_BITS_PER_ENTRY).max(1);
+        entries = entries.max(filter_entries.saturating_mul(weight));
+    }
+    (entries, lists)
+}
+
+/// Refuses a sync message that describes its sender at more length than a
+/// plan of `changes` changes (counted only when the message is past the
+/// slack) could need: a `have` whose Bloom filter holds more entries than
+/// twice the plan's changes and [`SLACK_CHANGES`], heads, needs or a last
+/// sync listing more hashes than that, or more than a few `have`s. What
+/// the sync state keeps of a message is so bounded by the plan's size,
+/// before it is kept. `413 sync-state-too-large`.
+pub(crate) fn check_sync_state_bounds(
+    message: &automerge::sync::Message,
+    changes: impl FnOnce() -> u64,
+) -> Result<(), ApiError> {
+    if message.have.len() > MAX_HAVES {
+        return Err(ApiError::SyncStateTooLarge(format!(
+            "the message carries {} `have`s (at most {MAX_HAVES})",
+            message.have.len()
+        )));
+    }
+    let (entries, lists) = sizes(message);
+    if entries.max(lists) <= SLACK_CHANGES {
+        return Ok(());
+    }
+    let changes = changes();
+    let most = changes.saturating_mul(2).saturating_add(SLACK_CHANGES);
+    if entries > most {
+        return Err(ApiError::SyncStateTooLarge(format!(
+            "the message's Bloom filter describes {entries} changes; this plan has {changes} \
+             (at most {most}, at {MAX_BITS_PER_ENTRY} bits each)"
+        )));
+    }
+    if lists > most {
+        return Err(ApiError::SyncStateTooLarge(format!(
+            "the message lists {lists} change hashes; this plan has {changes} (at most {most})"
+        )));
+    }
+    Ok(())
 }
 
 /// Most probes a sync message's Bloom filter may ask for (Automerge's own

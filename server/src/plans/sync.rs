@@ -5,7 +5,9 @@
 //! against the sender's role and the schema; only then are they stored and
 //! merged. A refused round changes nothing, not even the sync state.
 
-use super::size::{check_added_size, check_bloom, check_incoming_bounds, Bounds};
+use super::size::{
+    check_added_size, check_bloom, check_sync_state_bounds, count_incoming, Bounds, RouteOps,
+};
 use super::{audit_record, peer_audit, Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -25,13 +27,30 @@ use wrapsync_shared::plan::PlanError;
 /// The changes it carries are checked against `bounds` first, and the
 /// Bloom filters of what the sender has (see `size`).
 pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiError> {
+    decode_for(bytes, bounds, None)
+}
+
+/// [`decode`], the changes' operations also held to what the route allows
+/// the sender in one message (`413 message-too-large`): counted from the
+/// chunks' headers and columns, so a refusal costs milliseconds whatever
+/// the message declares.
+pub(crate) fn decode_for(
+    bytes: &[u8],
+    bounds: Bounds,
+    route: Option<RouteOps>,
+) -> Result<sync::Message, ApiError> {
     // The size is capped by `max_sync_bytes` before the bytes arrive here.
     if bytes.is_empty() {
         return Err(ApiError::MalformedSync("empty sync message".into()));
     }
     match catch_unwind(|| sync::Message::decode(bytes)) {
         Ok(Ok(message)) => {
-            check_incoming_bounds(message.changes.iter(), bounds, ApiError::MalformedSync)?;
+            count_incoming(
+                message.changes.iter(),
+                bounds,
+                route,
+                ApiError::MalformedSync,
+            )?;
             for have in &message.have {
                 check_bloom(&have.bloom.to_bytes())?;
             }
@@ -43,6 +62,52 @@ pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiE
             "undecodable sync message",
         )),
         Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
+    }
+}
+
+/// The operations a sync message's changes declare, held to `route`
+/// (and `bounds`): what a batch adds up before running any round.
+pub(crate) fn message_ops(
+    bytes: &[u8],
+    bounds: Bounds,
+    route: Option<RouteOps>,
+) -> Result<u64, ApiError> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    match catch_unwind(|| sync::Message::decode(bytes)) {
+        Ok(Ok(message)) => count_incoming(
+            message.changes.iter(),
+            bounds,
+            route,
+            ApiError::MalformedSync,
+        ),
+        Ok(Err(e)) => Err(unreadable(
+            &e,
+            ApiError::MalformedSync,
+            "undecodable sync message",
+        )),
+        Err(_) => Err(ApiError::MalformedSync("undecodable sync message".into())),
+    }
+}
+
+/// How many changes `doc` holds: what bounds a sync message's description
+/// of its sender (`size::check_sync_state_bounds`). Counted only for a
+/// message past the slack.
+fn change_count(doc: &Automerge) -> u64 {
+    doc.get_changes_meta(&[]).len() as u64
+}
+
+/// Checks what `message` would leave in the sync state against the size
+/// of the plan `doc` (or, with `at_least`, a plan of that many changes).
+pub(crate) fn check_state_bounds(
+    doc: &Automerge,
+    message: Option<&sync::Message>,
+    at_least: u64,
+) -> Result<(), ApiError> {
+    match message {
+        Some(message) => check_sync_state_bounds(message, || change_count(doc).max(at_least)),
+        None => Ok(()),
     }
 }
 
@@ -60,10 +125,19 @@ pub(crate) fn unreadable(
 /// Loads a whole saved document; like `decode`, never panics on bad bytes,
 /// and refuses one past `bounds` before loading it (see `size`).
 pub(crate) fn load_document(bytes: &[u8], bounds: Bounds) -> Result<Automerge, ApiError> {
+    load_document_for(bytes, bounds, None)
+}
+
+/// [`load_document`], its operations also held to `route` (an import).
+pub(crate) fn load_document_for(
+    bytes: &[u8],
+    bounds: Bounds,
+    route: Option<RouteOps>,
+) -> Result<Automerge, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::MalformedDocument("empty document".into()));
     }
-    check_incoming_bounds([bytes], bounds, ApiError::MalformedDocument)?;
+    count_incoming([bytes], bounds, route, ApiError::MalformedDocument)?;
     match catch_unwind(|| Automerge::load(bytes)) {
         Ok(Ok(doc)) => {
             check_added_size(&doc, &[], bounds.bytes)?;
@@ -276,9 +350,15 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
+        let route = Some(self.message_ops.for_peer());
+        let message = message
+            .map(|m| decode_for(m, self.bounds, route))
+            .transpose()?;
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
+            // The home's first message describes the whole plan there, so
+            // its size here says nothing yet: a document's limit does.
+            check_state_bounds(&Automerge::new(), message.as_ref(), self.bounds.ops / 2)?;
             let retry = message.clone();
             let mut doc = Automerge::new();
             let mut state = sync::State::new();
@@ -328,6 +408,57 @@ impl Plans {
         };
         self.peer_round(entry, peer, Sender::Home(authors), message, meta)
             .await
+    }
+
+    /// Which messages of one batch may run: each one's operations are
+    /// counted from its headers and columns (milliseconds), and once they
+    /// add up past `total`, the rest get `429` (their sender sends them
+    /// again later); one past `route` alone is left to its round, which
+    /// refuses it as cheaply. Nothing is decoded for good here.
+    fn batch_admission<'a>(
+        &self,
+        messages: impl IntoIterator<Item = Option<&'a [u8]>>,
+        route: RouteOps,
+        total: u64,
+    ) -> Vec<Result<(), ApiError>> {
+        let counted: Vec<Option<u64>> = messages
+            .into_iter()
+            .map(|message| match message {
+                None => Some(0),
+                Some(bytes) => message_ops(bytes, self.bounds, Some(route)).ok(),
+            })
+            .collect();
+        super::size::admit_batch(&counted, total)
+            .into_iter()
+            .map(|admitted| {
+                if admitted {
+                    Ok(())
+                } else {
+                    Err(ApiError::RateLimited(1))
+                }
+            })
+            .collect()
+    }
+
+    /// [`Plans::batch_admission`] for a peer's batch
+    /// (`max_peer_sync_ops` each, `max_peer_batch_ops` in all).
+    pub fn peer_batch_admission<'a>(
+        &self,
+        messages: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Vec<Result<(), ApiError>> {
+        let ops = self.message_ops;
+        self.batch_admission(messages, ops.for_peer(), ops.peer_batch)
+    }
+
+    /// [`Plans::batch_admission`] for a device's batch (`/v1/sync`): the
+    /// role's limit on one message each, twice that in all.
+    pub fn device_batch_admission<'a>(
+        &self,
+        actor: &Actor,
+        messages: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Vec<Result<(), ApiError>> {
+        let route = self.message_ops.for_role(actor.role);
+        self.batch_admission(messages, route, route.ops.saturating_mul(2))
     }
 
     /// After a peer's changes: if the peer holds everything this node now
@@ -424,12 +555,19 @@ impl Plans {
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let input = match (round, reply) {
             (0, _) => PushInput::Start,
-            (_, Some(reply)) => PushInput::Reply(decode(reply, self.bounds)?),
+            (_, Some(reply)) => PushInput::Reply(decode_for(
+                reply,
+                self.bounds,
+                Some(self.message_ops.for_peer()),
+            )?),
             (_, None) => PushInput::Quiet,
         };
         let device = format!("out:{peer}");
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
+        if let PushInput::Reply(reply) = &input {
+            check_state_bounds(&state.doc, Some(reply), 0)?;
+        }
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
         let message = push_step(&mut state.doc, &mut sync_state, input)?.map(sync::Message::encode);
         drop(state);
@@ -447,7 +585,10 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
+        let route = Some(self.message_ops.for_role(actor.role));
+        let message = message
+            .map(|m| decode_for(m, self.bounds, route))
+            .transpose()?;
         if message.as_ref().is_some_and(|m| !m.changes.is_empty()) {
             self.may_write(actor)?;
         }
@@ -470,6 +611,7 @@ impl Plans {
             role: view.role_of(actor).ok_or(ApiError::NotFound)?,
             member_id: view.member(&actor.username).map(|m| m.member_id.clone()),
         };
+        check_state_bounds(&state.doc, message.as_ref(), 0)?;
         let mut sync_state = self.sync_state(device, &entry.id).await?;
         let before = state.doc.get_heads();
         let mut stored_changes = false;
@@ -558,7 +700,9 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message.map(|m| decode(m, self.bounds)).transpose()?;
+        let message = message
+            .map(|m| decode_for(m, self.bounds, Some(self.message_ops.for_peer())))
+            .transpose()?;
         self.peer_round(entry, peer, Sender::Member(authors), message, meta)
             .await
     }
@@ -591,6 +735,7 @@ impl Plans {
         let device = format!("peer:{peer}");
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
+        check_state_bounds(&state.doc, message.as_ref(), 0)?;
         let mut sync_state = self.sync_state(&device, &entry.id).await?;
         let before = state.doc.get_heads();
         match receive_round(&mut state.doc, &mut sync_state, message)? {
@@ -838,12 +983,13 @@ impl Plans {
         let key = (device.to_string(), plan.to_string());
         if !self.shared {
             if let Some(state) = self.sync_states.lock().get(&key) {
-                return Ok(state.clone());
+                return Ok(state);
             }
         }
         let (device, plan) = key;
+        let limits = self.sync_limits;
         let stored = self
-            .blocking(move |conn| stored::load_sync_state(conn, &device, &plan))
+            .blocking(move |conn| stored::load_sync_state(conn, &device, &plan, limits, now_ms()))
             .await?;
         Ok(stored
             .and_then(|bytes| super::sync_state::decode(&bytes))
@@ -853,20 +999,25 @@ impl Plans {
     /// Keeps a device's sync state in memory and on disk: without waiting
     /// when this process alone serves the device (losing it only costs the
     /// next round some resending), else before answering, so the device's
-    /// next round finds it whichever process takes it.
+    /// next round finds it whichever process takes it. A state is kept
+    /// within `sync_state_max_bytes` (see `sync_state::encode_bounded`),
+    /// and each user within `sync_states_per_user` (the store evicts their
+    /// least recently used).
     async fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
-        let encoded = super::sync_state::encode(&state);
+        let (encoded, state) = super::sync_state::encode_bounded(state, self.sync_state_max_bytes);
+        let size = encoded.len();
         let key = (device.to_string(), plan.to_string());
         let (device, plan) = key.clone();
+        let limits = self.sync_limits;
         let save = move |conn: &mut crate::db::DbConnection| {
-            stored::save_sync_state(conn, &device, &plan, &encoded, now_ms())
+            stored::save_sync_state(conn, &device, &plan, &encoded, now_ms(), limits)
         };
         if self.shared {
             if let Err(e) = self.writer.write(save).await {
                 tracing::warn!(error = %e, "sync state not saved");
             }
         } else {
-            self.sync_states.lock().put(key, state);
+            self.sync_states.lock().put(key, state, size);
             self.writer.write_detached(save);
         }
     }

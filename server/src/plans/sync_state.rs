@@ -81,6 +81,101 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<sync::State> {
     Some(state)
 }
 
+/// [`encode`], bounded: a state whose encoding is over `max_bytes` is kept
+/// without what the device last said it has and needs (its `have` and
+/// `need`), and failing that with the shared heads alone. Nothing is lost:
+/// the node then asks the device again, a round later. Answers the bytes
+/// and the state they hold.
+pub(crate) fn encode_bounded(state: sync::State, max_bytes: usize) -> (Vec<u8>, sync::State) {
+    let encoded = encode(&state);
+    if encoded.len() <= max_bytes {
+        return (encoded, state);
+    }
+    let mut lighter = state;
+    lighter.their_have = None;
+    lighter.their_need = None;
+    let encoded = encode(&lighter);
+    if encoded.len() <= max_bytes {
+        return (encoded, lighter);
+    }
+    let mut bare = sync::State::new();
+    bare.shared_heads = lighter.shared_heads;
+    let encoded = encode(&bare);
+    if encoded.len() <= max_bytes {
+        return (encoded, bare);
+    }
+    let bare = sync::State::new();
+    (encode(&bare), bare)
+}
+
+/// Sync states kept in memory by (device, plan), least recently used
+/// first out, bounded both in number and in their encoded bytes.
+pub(crate) struct StateCache {
+    entries: lru::LruCache<(String, String), (sync::State, usize)>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl StateCache {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        StateCache {
+            entries: lru::LruCache::new(
+                std::num::NonZeroUsize::new(max_entries).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn get(&mut self, key: &(String, String)) -> Option<sync::State> {
+        self.entries.get(key).map(|(state, _)| state.clone())
+    }
+
+    /// Keeps `state` (`size`: its encoded bytes), dropping the least
+    /// recently used until the cache is within its bytes; a state larger
+    /// than the whole budget is not kept (it is read back when needed).
+    pub(crate) fn put(&mut self, key: (String, String), state: sync::State, size: usize) {
+        self.pop(&key);
+        if size > self.max_bytes {
+            return;
+        }
+        if let Some((_, (_, dropped))) = self.entries.push(key, (state, size)) {
+            self.bytes -= dropped;
+        }
+        self.bytes += size;
+        while self.bytes > self.max_bytes {
+            match self.entries.pop_lru() {
+                Some((_, (_, dropped))) => self.bytes -= dropped,
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn pop(&mut self, key: &(String, String)) {
+        if let Some((_, size)) = self.entries.pop(key) {
+            self.bytes -= size;
+        }
+    }
+
+    /// Forgets every device's state for `plan`.
+    pub(crate) fn forget_plan(&mut self, plan: &str) {
+        let keys: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .filter(|((_, p), _)| p == plan)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.pop(&key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len_and_bytes(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +211,66 @@ mod tests {
         let old = decode(&ns.encode()).unwrap_or_default();
         assert_eq!(old.shared_heads, ns.shared_heads);
         assert!(decode(b"\xff\x00").is_none());
+    }
+
+    /// A state with a huge `have` is stored without it, within the bound;
+    /// a small one is stored whole.
+    #[test]
+    fn an_encoded_state_stays_within_its_bound() {
+        let mut big = sync::State::new();
+        big.shared_heads = vec![ChangeHash([1; 32])];
+        let hashes: Vec<ChangeHash> = (0..2000u32)
+            .map(|i| {
+                let mut h = [0u8; 32];
+                h[..4].copy_from_slice(&i.to_le_bytes());
+                ChangeHash(h)
+            })
+            .collect();
+        big.their_have = Some(vec![Have {
+            last_sync: Vec::new(),
+            bloom: BloomFilter::from_hashes(hashes.iter()),
+        }]);
+        big.their_need = Some(hashes.clone());
+        let (whole, kept) = encode_bounded(big.clone(), 1 << 20);
+        assert_eq!(whole, encode(&big));
+        assert!(kept.their_have.is_some());
+        let (bounded, kept) = encode_bounded(big.clone(), 4096);
+        assert!(bounded.len() <= 4096, "{}", bounded.len());
+        assert!(kept.their_have.is_none() && kept.their_need.is_none());
+        assert_eq!(kept.shared_heads, big.shared_heads);
+        assert_eq!(
+            decode(&bounded).map(|s| s.shared_heads),
+            Some(big.shared_heads.clone())
+        );
+        // Heads alone over the bound: a fresh state.
+        big.their_heads = Some(hashes);
+        let (tiny, _) = encode_bounded(big, 200);
+        assert!(tiny.len() <= 200, "{}", tiny.len());
+    }
+
+    #[test]
+    fn the_state_cache_is_bounded_in_bytes_least_recently_used_first() {
+        let key = |d: &str, p: &str| (d.to_string(), p.to_string());
+        let mut cache = StateCache::new(100, 1000);
+        cache.put(key("a", "p"), sync::State::new(), 400);
+        cache.put(key("b", "p"), sync::State::new(), 400);
+        assert!(cache.get(&key("a", "p")).is_some()); // a is now the most recent
+        cache.put(key("c", "q"), sync::State::new(), 400);
+        assert!(cache.get(&key("b", "p")).is_none(), "b went first");
+        assert_eq!(cache.len_and_bytes(), (2, 800));
+        // Replacing an entry counts its new size only.
+        cache.put(key("a", "p"), sync::State::new(), 100);
+        assert_eq!(cache.len_and_bytes(), (2, 500));
+        // Larger than the whole budget: not kept, and nothing else dropped.
+        cache.put(key("d", "p"), sync::State::new(), 5000);
+        assert_eq!(cache.len_and_bytes(), (2, 500));
+        cache.forget_plan("p");
+        assert_eq!(cache.len_and_bytes(), (1, 400));
+        // The number of entries is bounded too.
+        let mut few = StateCache::new(2, 1 << 20);
+        for d in ["x", "y", "z"] {
+            few.put(key(d, "p"), sync::State::new(), 10);
+        }
+        assert_eq!(few.len_and_bytes(), (2, 20));
     }
 }

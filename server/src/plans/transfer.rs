@@ -237,17 +237,7 @@ impl Plans {
             tracing::warn!("the log still holds the forgotten plan until a later checkpoint");
         }
         self.cache.lock().pop(plan_id);
-        {
-            let mut states = self.sync_states.lock();
-            let keys: Vec<(String, String)> = states
-                .iter()
-                .filter(|((_, plan), _)| plan == plan_id)
-                .map(|(key, _)| key.clone())
-                .collect();
-            for key in keys {
-                states.pop(&key);
-            }
-        }
+        self.sync_states.lock().forget_plan(plan_id);
         drop(guard);
         let _ = self.changed.send(());
         Ok(())

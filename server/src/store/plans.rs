@@ -513,24 +513,52 @@ pub fn changes_since(
         .collect())
 }
 
+/// How many sync states a user may keep and how long an unused one lasts
+/// (`sync_states_per_user`, `sync_state_idle_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncStateLimits {
+    pub per_user: u64,
+    pub idle_ms: i64,
+}
+
+/// Whose a sync state is: the user before the `/` of a device's or a login
+/// session's key (`user/device:…`, `user/session:…`); a peer node's
+/// (`peer:…`, `out:…`) is no user's and is not counted.
+pub fn sync_state_owner(device_id: &str) -> Option<&str> {
+    device_id
+        .split_once('/')
+        .map(|(owner, _)| owner)
+        .filter(|owner| !owner.is_empty())
+}
+
+/// A sync state unused for longer than the limits allow reads as none.
 pub fn load_sync_state(
     conn: &mut DbConnection,
     device_id: &str,
     plan_id: &str,
+    limits: SyncStateLimits,
+    now: i64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(sync_states::table
         .find((device_id, plan_id))
+        .filter(sync_states::updated_at.ge(now.saturating_sub(limits.idle_ms)))
         .select(sync_states::state)
         .first(conn)
         .optional()?)
 }
 
+/// Saves a sync state. A new one first makes room: states unused for the
+/// idle time go (every user's: a new state is the moment to look), and
+/// the owner's least recently used beyond `per_user` - 1, so no user ever
+/// holds more than `per_user` (an evicted state only costs its device a
+/// fuller next round).
 pub fn save_sync_state(
     conn: &mut DbConnection,
     device_id: &str,
     plan_id: &str,
     state: &[u8],
     now: i64,
+    limits: SyncStateLimits,
 ) -> Result<(), StoreError> {
     let updated = diesel::update(sync_states::table.find((device_id, plan_id)))
         .set((
@@ -538,15 +566,40 @@ pub fn save_sync_state(
             sync_states::updated_at.eq(now),
         ))
         .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(sync_states::table)
-            .values((
-                sync_states::device_id.eq(device_id),
-                sync_states::plan_id.eq(plan_id),
-                sync_states::state.eq(state),
-                sync_states::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+    if updated > 0 {
+        return Ok(());
     }
+    diesel::delete(
+        sync_states::table.filter(sync_states::updated_at.lt(now.saturating_sub(limits.idle_ms))),
+    )
+    .execute(conn)?;
+    let owner = sync_state_owner(device_id);
+    if let Some(owner) = owner {
+        let held: i64 = sync_states::table
+            .filter(sync_states::owner.eq(owner))
+            .count()
+            .get_result(conn)?;
+        let keep = i64::try_from(limits.per_user.max(1) - 1).unwrap_or(i64::MAX);
+        if held > keep {
+            let oldest: Vec<(String, String)> = sync_states::table
+                .filter(sync_states::owner.eq(owner))
+                .order((sync_states::updated_at.asc(), sync_states::device_id.asc()))
+                .limit(held - keep)
+                .select((sync_states::device_id, sync_states::plan_id))
+                .load(conn)?;
+            for (device, plan) in oldest {
+                diesel::delete(sync_states::table.find((device, plan))).execute(conn)?;
+            }
+        }
+    }
+    diesel::insert_into(sync_states::table)
+        .values((
+            sync_states::device_id.eq(device_id),
+            sync_states::plan_id.eq(plan_id),
+            sync_states::state.eq(state),
+            sync_states::updated_at.eq(now),
+            sync_states::owner.eq(owner),
+        ))
+        .execute(conn)?;
     Ok(())
 }

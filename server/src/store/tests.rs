@@ -386,3 +386,76 @@ fn the_writer_commits_concurrent_writes_and_isolates_a_failing_one() {
         assert_eq!(stored.len(), 39, "{:?}", test.backend);
     }
 }
+
+/// A user's sync states stop at the cap, the least recently used going
+/// first; peers' are not counted; states unused past the idle time read
+/// as none and go when a new state is stored.
+#[test]
+fn sync_states_are_capped_per_user_and_expire() {
+    use crate::db::schema::sync_states;
+    for test in TestDb::both() {
+        let mut conn = test.connect();
+        plans::insert_plan(&mut conn, &plan_row("P1", 1)).unwrap_or_else(|e| panic!("{e}"));
+        let limits = plans::SyncStateLimits {
+            per_user: 3,
+            idle_ms: 1_000_000,
+        };
+        let save = |conn: &mut DbConnection, device: &str, now: i64| {
+            plans::save_sync_state(conn, device, "P1", b"s", now, limits)
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        let held = |conn: &mut DbConnection| -> Vec<String> {
+            sync_states::table
+                .order(sync_states::device_id.asc())
+                .select(sync_states::device_id)
+                .load(conn)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for (i, device) in ["u1/device:a", "u1/device:b", "u1/device:c"]
+            .iter()
+            .enumerate()
+        {
+            save(&mut conn, device, 10 + i as i64);
+        }
+        save(&mut conn, "peer:county-b", 10);
+        save(&mut conn, "u2/session:s", 10);
+        // `a` is used again: `b` is now the least recently used.
+        save(&mut conn, "u1/device:a", 20);
+        save(&mut conn, "u1/device:d", 21);
+        assert_eq!(
+            held(&mut conn),
+            [
+                "peer:county-b",
+                "u1/device:a",
+                "u1/device:c",
+                "u1/device:d",
+                "u2/session:s"
+            ]
+        );
+        for i in 0..50 {
+            save(&mut conn, &format!("u1/device:x{i}"), 30 + i);
+        }
+        let owned: i64 = sync_states::table
+            .filter(sync_states::owner.eq("u1"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap_or_default();
+        assert_eq!(owned, 3);
+        // Unused past the idle time: read as none, gone at the next new state.
+        let later = 10 + limits.idle_ms + 1;
+        let load = |conn: &mut DbConnection, device: &str, now: i64| {
+            plans::load_sync_state(conn, device, "P1", limits, now)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(load(&mut conn, "u2/session:s", 11).is_some());
+        assert!(load(&mut conn, "u2/session:s", later).is_none());
+        save(&mut conn, "u3/device:new", later);
+        let left = held(&mut conn);
+        assert!(!left.contains(&"u2/session:s".to_string()), "{left:?}");
+        assert!(!left.contains(&"peer:county-b".to_string()), "{left:?}");
+        assert!(left.contains(&"u3/device:new".to_string()), "{left:?}");
+        assert_eq!(plans::sync_state_owner("u1/device:a"), Some("u1"));
+        assert_eq!(plans::sync_state_owner("peer:county-b"), None);
+        assert_eq!(plans::sync_state_owner("out:county-b"), None);
+    }
+}

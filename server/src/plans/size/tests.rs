@@ -257,3 +257,148 @@ fn bytes_that_are_not_chunks_we_accept_are_malformed() {
         );
     }
 }
+
+/// A message under the document's bounds but past what its route allows
+/// the sender is refused as `message-too-large`, from the walk alone; the
+/// document's own bound still says `document-too-large`.
+#[test]
+fn a_message_past_its_routes_operations_is_refused_before_loading() {
+    let saved = typed(3_000).save();
+    let route = |ops| {
+        Some(RouteOps {
+            ops,
+            setting: "max_sync_ops_member",
+        })
+    };
+    let count = |route| {
+        count_incoming(
+            [&saved[..]],
+            bounds(1 << 20, 1_000_000),
+            route,
+            ApiError::MalformedDocument,
+        )
+    };
+    let ops = count(None).unwrap();
+    assert!((3_000..3_100).contains(&ops), "{ops}");
+    assert_eq!(count(route(5_000)).unwrap(), ops);
+    let refused = count(route(1_000)).unwrap_err();
+    assert_eq!(refused.code(), "message-too-large");
+    assert!(
+        refused.to_string().contains("max_sync_ops_member"),
+        "{refused}"
+    );
+    // A route allowing more than the document's bound: the bound speaks.
+    let over = count_incoming(
+        [&saved[..]],
+        bounds(1 << 20, 1_000),
+        route(5_000),
+        ApiError::MalformedDocument,
+    );
+    assert_eq!(code(over.map(drop)), "document-too-large");
+    // The millions a run declares stop at the route's limit too.
+    let bomb = declaring(1 << 40);
+    let refused = count_incoming(
+        [&bomb[..]],
+        bounds(1 << 20, 1_000_000),
+        route(50_000),
+        ApiError::MalformedDocument,
+    );
+    assert_eq!(code(refused.map(drop)), "message-too-large");
+}
+
+fn hashes(count: u32) -> Vec<ChangeHash> {
+    (0..count)
+        .map(|i| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_le_bytes());
+            ChangeHash(h)
+        })
+        .collect()
+}
+
+fn message_with(
+    have: Vec<automerge::sync::Have>,
+    heads: Vec<ChangeHash>,
+) -> automerge::sync::Message {
+    automerge::sync::Message {
+        heads,
+        need: Vec::new(),
+        have,
+        changes: automerge::sync::ChunkList::empty(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+}
+
+fn have_of(count: u32) -> automerge::sync::Have {
+    automerge::sync::Have {
+        last_sync: Vec::new(),
+        bloom: automerge::sync::BloomFilter::from_hashes(hashes(count).iter()),
+    }
+}
+
+/// What a sync state keeps of a message is bounded by the plan's size: a
+/// Bloom filter of more changes than twice the plan's and the slack is
+/// refused, and so are long lists of heads and too many `have`s; a filter
+/// within the slack passes without the plan's changes being counted.
+#[test]
+fn a_bloom_filter_is_bounded_by_the_plans_size() {
+    let small = message_with(vec![have_of(1_000)], hashes(3));
+    check_sync_state_bounds(&small, || panic!("counted for a small filter")).unwrap();
+    let big = message_with(vec![have_of(60_000)], hashes(3));
+    assert_eq!(
+        code(check_sync_state_bounds(&big, || 100)),
+        "sync-state-too-large"
+    );
+    // A plan that large may well be described so.
+    check_sync_state_bounds(&big, || 30_000).unwrap();
+    let heads = message_with(Vec::new(), hashes(30_000));
+    assert_eq!(
+        code(check_sync_state_bounds(&heads, || 10)),
+        "sync-state-too-large"
+    );
+    let many = message_with((0..5).map(|_| have_of(1)).collect(), Vec::new());
+    assert_eq!(
+        code(check_sync_state_bounds(&many, || 10)),
+        "sync-state-too-large"
+    );
+    // Bits per entry past what any filter needs count as more entries.
+    let mut bytes = Vec::new();
+    uleb(1_000, &mut bytes);
+    uleb(16 * 40, &mut bytes);
+    uleb(7, &mut bytes);
+    bytes.extend(vec![0u8; 1_000 * 16 * 40 / 8]);
+    let wide = automerge::sync::Have {
+        last_sync: Vec::new(),
+        bloom: automerge::sync::BloomFilter::try_from(&bytes[..]).unwrap(),
+    };
+    assert_eq!(
+        code(check_sync_state_bounds(
+            &message_with(vec![wide], Vec::new()),
+            || 100
+        )),
+        "sync-state-too-large"
+    );
+}
+
+/// A batch runs its messages in order while their operations add up to
+/// the batch's limit; past it the rest wait (even a small one after a
+/// large one that did not fit runs, if it still fits); one refused on its
+/// own is left to its round.
+#[test]
+fn a_batch_runs_messages_while_their_operations_fit() {
+    let admitted = admit_batch(
+        &[
+            Some(400),
+            None,
+            Some(700),
+            Some(200),
+            Some(0),
+            Some(300),
+            Some(200),
+        ],
+        1_000,
+    );
+    assert_eq!(admitted, [true, true, false, true, true, true, false]);
+    assert_eq!(admit_batch(&[], 10), Vec::<bool>::new());
+}
