@@ -358,11 +358,27 @@ fn a_peer_batch_of_huge_messages_is_refused_from_their_headers(backend: Backend)
         &json!({ "id": peer.id, "url": "http://127.0.0.1:9", "public_key": peer.public_key }),
     )
     .assert_status(201);
+    // Plans homed here that the family shared with the peer: what a peer
+    // may push to (a plan it never held gets 404 before its size counts).
+    let fran = node.login(FACILITATOR);
+    let shared: Vec<String> = (0..4)
+        .map(|i| {
+            let plan = node.create_plan(&fran, &format!("Shared family {i}")).id;
+            node.post(
+                &format!("/v1/plans/{plan}/shares"),
+                &fran,
+                &json!({ "node": peer.id }),
+            )
+            .assert_status(201);
+            plan
+        })
+        .collect();
     let message = huge_message();
     let batch = PeerSyncBatch {
-        plans: (0..4)
-            .map(|_| PeerSyncItem {
-                plan: ulid::Ulid::new().to_string(),
+        plans: shared
+            .iter()
+            .map(|plan| PeerSyncItem {
+                plan: plan.clone(),
                 message: Some(message.clone()),
                 authors: Default::default(),
                 transfers: None,
@@ -409,6 +425,11 @@ fn a_peer_batch_of_huge_messages_is_refused_from_their_headers(backend: Backend)
         peak_before >> 20,
         peak_after >> 20
     );
-    // Nothing was made of them.
-    assert!(node.list_all_plans(&sam).is_empty());
+    // Nothing of them was stored: the plans hold what they held.
+    assert_eq!(node.list_all_plans(&sam).len(), shared.len());
+    for plan in &shared {
+        assert!(node.read_plan(&fran, plan).plan["strengths"]
+            .as_array()
+            .is_some_and(|s| s.is_empty()));
+    }
 }
