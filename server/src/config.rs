@@ -133,6 +133,19 @@ pub struct Config {
     /// burst 64 MiB; the burst must be at least `max_sync_bytes`.
     #[serde(default = "default_peer_bytes_rate")]
     pub rate_limit_peer_bytes: RateLimit,
+    /// Change-feed streams (`/v1/changes/stream`) one user may have open
+    /// on a process: one more closes that user's oldest (which is told to
+    /// come back in 30 s), so a dead stream left by a phone that changed
+    /// networks never locks its user out. Default 8 (a phone and a few
+    /// browser tabs).
+    #[serde(default = "default_max_streams_per_user")]
+    pub max_streams_per_user: usize,
+    /// Change-feed streams a process keeps open for everyone together;
+    /// over it a new stream is refused `429 rate-limited` with
+    /// `Retry-After: 15`. Keep it under the process's descriptor limit.
+    /// Default 4,096.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -302,6 +315,12 @@ fn default_peer_bytes_rate() -> RateLimit {
         burst: f64::from(64u32 << 20),
     }
 }
+fn default_max_streams_per_user() -> usize {
+    8
+}
+fn default_max_streams() -> usize {
+    4096
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -332,6 +351,8 @@ const KEYS: &[&str] = &[
     "body_min_bytes_per_sec",
     "max_buffered_body_bytes",
     "cache_plans",
+    "max_streams_per_user",
+    "max_streams",
     "workers",
     "log_format",
     "log_file",
