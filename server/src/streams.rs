@@ -46,7 +46,7 @@ pub struct StreamMetrics {
     open: Gauge,
     wakes: Counter,
     stream_queries: Counter,
-    fanout_queries: Counter,
+    fanout_reads: Counter,
     replaced: Counter,
     refused: Counter,
 }
@@ -69,9 +69,9 @@ impl StreamMetrics {
             self.stream_queries.clone(),
         );
         registry.register(
-            "change_fanout_queries",
-            "Database queries the change-feed fan-out ran, each for all open streams",
-            self.fanout_queries.clone(),
+            "change_fanout_reads",
+            "Reads of the change log (a query of changes and one of their plans' rosters) by the change-feed fan-out, each for all open streams",
+            self.fanout_reads.clone(),
         );
         registry.register(
             "change_streams_replaced",
@@ -295,7 +295,7 @@ impl Streams {
             }
         };
         loop {
-            self.metrics.fanout_queries.inc();
+            self.metrics.fanout_reads.inc();
             let rows = plans.changes_with_members(since, BATCH).await?;
             let full = rows.len() as i64 >= BATCH;
             if let Some((_, seq, _, _)) = rows.last() {
@@ -334,8 +334,9 @@ impl Streams {
         for (username, changes) in batches {
             if let Some(user) = inner.users.get(&username) {
                 for slot in &user.slots {
-                    slot.deliver(&changes);
+                    // Counted first: whoever sees the change has seen it counted.
                     self.metrics.wakes.inc();
+                    slot.deliver(&changes);
                 }
             }
         }
