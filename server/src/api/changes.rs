@@ -97,6 +97,7 @@ pub async fn page(
         (status = 200, description = "Server-Sent Events: `event: change`, `id:` the cursor, `data:` a `PlanChange`; a keep-alive comment every 15 s.",
             content_type = "text/event-stream"),
         (status = 400, description = "`invalid-request`: a `since` or `Last-Event-ID` this node did not give out, or an unknown parameter."),
+        (status = 429, description = "`rate-limited`: this process has `max_streams` streams open; `Retry-After` says when to come back. (A user past `max_streams_per_user` is not refused: their oldest stream ends, with `retry: 30000`.)"),
     )
 )]
 pub async fn stream(
