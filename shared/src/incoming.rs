@@ -4,10 +4,12 @@
 //! against the plan schema. A refused change set is refused whole.
 
 use crate::ops::Editor;
-use crate::plan::{child, each_item_id, is_item_id, is_new_item_id, validate, PlanError};
+use crate::plan::{
+    check_scalar, child, each_item_id, is_item_id, is_new_item_id, validate, PlanError,
+};
 use crate::roles::may_write;
 use crate::schema::{self, Field, Kind, PLAN};
-use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, Value, ROOT};
+use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use std::collections::HashMap;
 
 /// Checks what the changes between `before` and `doc`'s current heads did:
@@ -50,6 +52,9 @@ pub fn check_incoming(
             }
         };
         let path = format!("/{}", segments.join("/"));
+        if !removes {
+            check_new_text(doc, &patch.obj, &segments, &path)?;
+        }
         let Some(target) = classify(&segments) else {
             // Unknown fields are named by the schema check below.
             continue;
@@ -123,6 +128,57 @@ pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Holds the text and phone values a change sets (every concurrent value of
+/// the field, as any may be shown) to the rules new values follow
+/// ([`crate::text`]): no bidirectional control or invisible character, a
+/// phone number in its canonical E.164 form. Values that were there before
+/// are not re-checked ([`validate`] keeps the older rules for them), so
+/// plans stored before these rules still load and sync.
+fn check_new_text(
+    doc: &Automerge,
+    obj: &automerge::ObjId,
+    segments: &[String],
+    path: &str,
+) -> Result<(), PlanError> {
+    let Some(kind) = text_kind(segments) else {
+        return Ok(());
+    };
+    let Some(key) = segments.last() else {
+        return Ok(());
+    };
+    for (value, _) in doc.get_all(obj, key.as_str()).unwrap_or_default() {
+        if let Value::Scalar(scalar) = value {
+            if let ScalarValue::Str(text) = scalar.as_ref() {
+                check_scalar(&kind, &serde_json::Value::String(text.to_string()), path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kind of the text or phone field `segments` name, if they name one.
+fn text_kind(segments: &[String]) -> Option<Kind> {
+    let mut fields: &[Field] = PLAN;
+    let mut i = 0;
+    while i < segments.len() {
+        let field = schema::field(fields, &segments[i])?;
+        let last = i + 1 == segments.len();
+        match field.kind {
+            Kind::Text { .. } | Kind::Phone if last => return Some(field.kind),
+            Kind::Struct(inner) => {
+                fields = inner;
+                i += 1;
+            }
+            Kind::Collection(inner) => {
+                fields = inner;
+                i += 2;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// True when `segments` end at an item of a collection (`needs/<id>`,

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod plan;
 pub mod roles;
 pub mod schema;
+pub mod text;
 mod wire_bytes;
 
 pub use automerge;

@@ -329,6 +329,21 @@ fn set_field(
             tx.put(obj, key, to_scalar(&field.kind, value))
                 .map_err(internal)
         }
+        Kind::Phone => {
+            // Stored and shown as E.164, whatever was typed (`crate::text`).
+            let typed = value
+                .as_str()
+                .ok_or_else(|| PlanError::schema(path, "expected a phone number"))?;
+            let canonical =
+                crate::text::normalize_phone(typed).map_err(|detail| PlanError::InvalidPhone {
+                    path: path.to_string(),
+                    detail,
+                })?;
+            let canonical = Json::String(canonical);
+            check_scalar(&Kind::Phone, &canonical, path)?;
+            tx.put(obj, key, to_scalar(&Kind::Phone, &canonical))
+                .map_err(internal)
+        }
         kind => {
             check_scalar(&kind, value, path)?;
             tx.put(obj, key, to_scalar(&kind, value)).map_err(internal)
