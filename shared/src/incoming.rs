@@ -441,4 +441,93 @@ mod tests {
             Err(PlanError::Schema { .. })
         ));
     }
+
+    #[test]
+    fn synced_text_with_direction_controls_or_invisible_characters_is_refused() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        for (path, value) in [
+            ("vision", "Call \u{202E}3210-555-303"),
+            ("vision", "zero\u{200B}width"),
+            ("title", "\u{2066}Plan\u{2069}"),
+        ] {
+            let (scratch, before) = phone_edit(&doc, |tx| {
+                assert!(tx.put(ROOT, path, value).is_ok());
+            });
+            let result = check_incoming(&scratch, &before, &editor(Role::Facilitator, None));
+            assert!(
+                matches!(&result, Err(PlanError::UnsafeText { path: p, .. }) if p == &format!("/{path}")),
+                "{value:?}: {result:?}"
+            );
+        }
+        // Inside an item, as a new item's field.
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "name", "Ana\u{200F}").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Err(PlanError::UnsafeText { .. })
+        ));
+        let team = obj(&doc, &["team"]);
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            let id = ulid::Ulid::new().to_string();
+            let item = tx.put_object(&team, id.as_str(), automerge::ObjType::Map);
+            let item = item.unwrap_or(ROOT);
+            assert!(tx.put(&item, "name", "Mallory\u{202E}").is_ok());
+            assert!(tx.put(&item, "role", "provider").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Err(PlanError::UnsafeText { .. })
+        ));
+        // Persian with its non-joiner is words, not a trick.
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "vision", "\u{0645}\u{06CC}\u{200C}\u{062E}").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_synced_phone_number_must_be_stored_as_e164() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        for typed in ["303-555-0123", "+1 303 555 0123", "+1303555012\u{200B}3"] {
+            let (scratch, before) = phone_edit(&doc, |tx| {
+                assert!(tx.put(&member, "phone", typed).is_ok());
+            });
+            let result = check_incoming(&scratch, &before, &editor(Role::Facilitator, None));
+            assert!(
+                matches!(&result, Err(PlanError::InvalidPhone { path, .. } | PlanError::UnsafeText { path, .. }) if path.ends_with("/phone")),
+                "{typed:?}: {result:?}"
+            );
+        }
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "phone", "+13035550123").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn values_stored_before_the_text_rules_do_not_block_other_edits() {
+        let (mut doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        // Written before these rules (raw, as an old node would have).
+        let mut tx = doc.transaction();
+        assert!(tx.put(&member, "phone", "555-0101").is_ok());
+        assert!(tx.put(ROOT, "mission", "old\u{200B}text").is_ok());
+        tx.commit();
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "vision", "A new vision").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
 }
