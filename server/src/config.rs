@@ -146,6 +146,11 @@ pub struct Config {
     /// Default 4,096.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+    /// The region (ISO 3166 code) national phone numbers written into plans
+    /// are read in, before they are stored as E.164: `303-555-0123` becomes
+    /// `+13035550123` with `US`. Default `US`.
+    #[serde(default = "default_phone_region")]
+    pub phone_region: String,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -315,6 +320,9 @@ fn default_peer_bytes_rate() -> RateLimit {
         burst: f64::from(64u32 << 20),
     }
 }
+fn default_phone_region() -> String {
+    wrapsync_shared::text::DEFAULT_PHONE_REGION.into()
+}
 fn default_max_streams_per_user() -> usize {
     8
 }
@@ -353,6 +361,7 @@ const KEYS: &[&str] = &[
     "cache_plans",
     "max_streams_per_user",
     "max_streams",
+    "phone_region",
     "workers",
     "log_format",
     "log_file",
@@ -443,6 +452,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        wrapsync_shared::text::set_phone_region(&self.phone_region).map_err(ConfigError::Invalid)?;
         if !is_node_id(&self.node_id) {
             return Err(ConfigError::Invalid(
                 "node_id must be 1-64 letters, digits, - or _".into(),
