@@ -452,7 +452,8 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        wrapsync_shared::text::set_phone_region(&self.phone_region).map_err(ConfigError::Invalid)?;
+        wrapsync_shared::text::set_phone_region(&self.phone_region)
+            .map_err(ConfigError::Invalid)?;
         if !is_node_id(&self.node_id) {
             return Err(ConfigError::Invalid(
                 "node_id must be 1-64 letters, digits, - or _".into(),

@@ -482,7 +482,9 @@ mod tests {
         ));
         // Persian with its non-joiner is words, not a trick.
         let (scratch, before) = phone_edit(&doc, |tx| {
-            assert!(tx.put(ROOT, "vision", "\u{0645}\u{06CC}\u{200C}\u{062E}").is_ok());
+            assert!(tx
+                .put(ROOT, "vision", "\u{0645}\u{06CC}\u{200C}\u{062E}")
+                .is_ok());
         });
         assert_eq!(
             check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),

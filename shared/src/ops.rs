@@ -665,7 +665,10 @@ mod tests {
         .unwrap_or_default();
         let plan = render(&doc);
         assert_eq!(plan["team"][0]["phone"], json!("+13035550123"));
-        assert_eq!(plan["crisis_plan"]["contacts"][0]["phone"], json!("+17195550142"));
+        assert_eq!(
+            plan["crisis_plan"]["contacts"][0]["phone"],
+            json!("+17195550142")
+        );
         let ana = added[0].id.clone().unwrap_or_default();
         assert!(apply(
             &mut doc,
@@ -674,7 +677,13 @@ mod tests {
         )
         .is_ok());
         assert_eq!(render(&doc)["team"][0]["phone"], json!("+442079460958"));
-        for typed in ["555-0123", "1-800-FLOWERS", "303-555-0123 x12", "303-555-0123\u{202E}", "42"] {
+        for typed in [
+            "555-0123",
+            "1-800-FLOWERS",
+            "303-555-0123 x12",
+            "303-555-0123\u{202E}",
+            "42",
+        ] {
             let refused = apply(
                 &mut doc,
                 &facilitator(),
@@ -714,7 +723,10 @@ mod tests {
         );
         assert!(matches!(
             refused,
-            Err(OpFailure { error: PlanError::UnsafeText { .. }, .. })
+            Err(OpFailure {
+                error: PlanError::UnsafeText { .. },
+                ..
+            })
         ));
         assert!(apply(
             &mut doc,

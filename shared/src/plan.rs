@@ -361,8 +361,9 @@ fn check_value(kind: &Kind, value: &Json, path: &str, new: bool) -> Result<(), P
             } else {
                 Err(PlanError::InvalidPhone {
                     path: path.to_string(),
-                    detail: "a phone number is stored as E.164, `+` and its digits (`+13035550123`)"
-                        .into(),
+                    detail:
+                        "a phone number is stored as E.164, `+` and its digits (`+13035550123`)"
+                            .into(),
                 })
             }
         }

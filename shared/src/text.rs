@@ -160,8 +160,8 @@ pub fn normalize_phone_in(input: &str, region: Id) -> Result<String, String> {
                 .into(),
         );
     }
-    let number = phonenumber::parse(Some(region), trimmed)
-        .map_err(|_| "not a phone number".to_string())?;
+    let number =
+        phonenumber::parse(Some(region), trimmed).map_err(|_| "not a phone number".to_string())?;
     if number.extension().is_some() {
         return Err("extensions are not stored with a phone number".into());
     }
@@ -193,7 +193,11 @@ mod tests {
             ("+44 20 7946 0958", "+442079460958"),
             ("+52 55 1234 5678", "+525512345678"),
         ] {
-            assert_eq!(normalize_phone_in(typed, Id::US).as_deref(), Ok(stored), "{typed}");
+            assert_eq!(
+                normalize_phone_in(typed, Id::US).as_deref(),
+                Ok(stored),
+                "{typed}"
+            );
         }
         // The county's region reads its own national numbers.
         assert_eq!(
@@ -206,12 +210,12 @@ mod tests {
     fn what_is_not_one_dialable_number_is_refused() {
         for typed in [
             "",
-            "555-0123",               // no area code
-            "call 303-555-0123",      // words
-            "303-555-0123 ext. 12",   // an extension
-            "1-800-FLOWERS",          // letters dial other digits than shown
-            "303-555-0123\u{202E}",   // a direction override
-            "303\u{200B}-555-0123",   // a zero-width space
+            "555-0123",             // no area code
+            "call 303-555-0123",    // words
+            "303-555-0123 ext. 12", // an extension
+            "1-800-FLOWERS",        // letters dial other digits than shown
+            "303-555-0123\u{202E}", // a direction override
+            "303\u{200B}-555-0123", // a zero-width space
             "+1 303 555 0123 303 555 0199",
             "12",
         ] {
@@ -242,9 +246,9 @@ mod tests {
             "bell\u{0007}",
             "line\u{2028}separator",
             "tag\u{E0041}",
-            "a\u{200D}b",          // a joiner between ASCII letters
-            "\u{200C}\u{0645}",    // at the start
-            "\u{0645}\u{200C} x",  // before a space
+            "a\u{200D}b",         // a joiner between ASCII letters
+            "\u{200C}\u{0645}",   // at the start
+            "\u{0645}\u{200C} x", // before a space
         ] {
             assert!(unsafe_char(bad).is_some(), "{bad:?}");
             assert!(unsafe_detail(bad).is_some_and(|d| d.contains("U+")));
@@ -252,9 +256,9 @@ mod tests {
         for good in [
             "Line one\nline two\tindented",
             "Carla's grandmother, Señora Muñoz — 😀",
-            "می\u{200C}خواهم",                          // Persian, ZWNJ
+            "می\u{200C}خواهم",                             // Persian, ZWNJ
             "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}", // a family emoji
-            "क्\u{200D}ष",                                 // Devanagari, ZWJ
+            "क्\u{200D}ष",                                  // Devanagari, ZWJ
             "עברית and English",
         ] {
             assert_eq!(unsafe_char(good), None, "{good:?}");

@@ -7,11 +7,11 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::openapi::problems::INTERNAL;
 use crate::plans::{audit_record, Actor};
+use crate::streams::{Registration, Wake};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::time::Duration;
-use crate::streams::{Registration, Wake};
 use wrapsync_shared::api::{ChangeFeed, PlanChange};
 use wrapsync_shared::roles::Role;
 
