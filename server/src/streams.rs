@@ -310,7 +310,7 @@ impl Streams {
         }
     }
 
-    fn route(&self, rows: Vec<(String, i64, i64, Vec<String>)>) {
+    fn route(&self, rows: Vec<crate::store::plans::ChangedPlan>) {
         if rows.is_empty() {
             return;
         }

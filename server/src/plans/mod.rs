@@ -956,7 +956,7 @@ impl Plans {
         &self,
         since: i64,
         limit: i64,
-    ) -> Result<Vec<(String, i64, i64, Vec<String>)>, ApiError> {
+    ) -> Result<Vec<stored::ChangedPlan>, ApiError> {
         self.blocking(move |conn| stored::changes_with_members(conn, since, limit))
             .await
     }

@@ -514,6 +514,10 @@ pub fn changes_since(
         .collect())
 }
 
+/// A changed plan for the change-feed fan-out: its id, newest change-log
+/// cursor, when it changed (ms), and the usernames on its roster.
+pub type ChangedPlan = (String, i64, i64, Vec<String>);
+
 /// What the change-feed streams are sent, for all of them at once: the
 /// plans changed after `since` (each once, with its newest seq and time,
 /// oldest first, at most `limit`) and the usernames on each plan's roster.
@@ -522,7 +526,7 @@ pub fn changes_with_members(
     conn: &mut DbConnection,
     since: i64,
     limit: i64,
-) -> Result<Vec<(String, i64, i64, Vec<String>)>, StoreError> {
+) -> Result<Vec<ChangedPlan>, StoreError> {
     let rows = changes_since(conn, None, since, limit)?;
     if rows.is_empty() {
         return Ok(Vec::new());

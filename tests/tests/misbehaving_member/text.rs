@@ -163,7 +163,7 @@ fn a_device_cannot_sync_unsafe_text_or_an_uncanonical_phone_number(backend: Back
             .keys(&team)
             .find(|id| {
                 let item = child(&phone.doc, &team, id);
-                matches!(phone.doc.get(&item, "name"), Ok(Some((Value::Scalar(n), _))) if n.to_str() == Some("Carla"))
+                matches!(phone.doc.get(&item, "name"), Ok(Some((Value::Scalar(n), _))) if n.as_str() == Some("Carla"))
             })
             .expect("Carla on the team");
         let member = child(&phone.doc, &team, &member);
