@@ -22,6 +22,8 @@ pub struct App {
     pub writer: Writer,
     pub tokens: TokenKeys,
     pub plans: Plans,
+    /// Open change-feed streams and their fan-out.
+    pub streams: std::sync::Arc<crate::streams::Streams>,
     pub federation: Federation,
     pub metrics: crate::metrics::Metrics,
     /// Per-user, per-peer and per-address request budgets; body bytes.
@@ -111,6 +113,12 @@ impl App {
             peer_new_plans: crate::limits::Buckets::new(config.rate_limit_peer_new_plans),
             buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
         };
+        let streams = std::sync::Arc::new(crate::streams::Streams::new(
+            config.max_streams_per_user,
+            config.max_streams,
+        ));
+        let mut metrics = crate::metrics::Metrics::new(&federation.outbound.metrics);
+        metrics.register_streams(&streams.metrics);
         let refusal_log =
             std::sync::Arc::new(crate::observe::RefusalLog::new(config.refusal_counting()));
         Ok((
@@ -121,7 +129,8 @@ impl App {
                 writer,
                 tokens,
                 plans,
-                metrics: crate::metrics::Metrics::new(&federation.outbound.metrics),
+                streams,
+                metrics,
                 limits,
                 login_throttle: crate::auth::throttle::LoginThrottle::new(),
                 password_checks: std::sync::Arc::new(tokio::sync::Semaphore::new(
@@ -264,6 +273,7 @@ pub async fn serve(
     }));
     actix_web::rt::spawn(reload_on_hangup(app.clone()));
     actix_web::rt::spawn(read_revoked_sessions(app.clone()));
+    actix_web::rt::spawn(crate::streams::run(app.clone()));
     let handle = server.handle();
     let stopping = app.clone();
     actix_web::rt::spawn(async move {

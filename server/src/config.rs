@@ -148,6 +148,24 @@ pub struct Config {
     /// minute and a half).
     #[serde(default = "default_replay_ids_per_peer")]
     pub replay_ids_per_peer: usize,
+    /// Change-feed streams (`/v1/changes/stream`) one user may have open
+    /// on a process: one more closes that user's oldest (which is told to
+    /// come back in 30 s), so a dead stream left by a phone that changed
+    /// networks never locks its user out. Default 8 (a phone and a few
+    /// browser tabs).
+    #[serde(default = "default_max_streams_per_user")]
+    pub max_streams_per_user: usize,
+    /// Change-feed streams a process keeps open for everyone together;
+    /// over it a new stream is refused `429 rate-limited` with
+    /// `Retry-After: 15`. Keep it under the process's descriptor limit.
+    /// Default 4,096.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// The region (ISO 3166 code) national phone numbers written into plans
+    /// are read in, before they are stored as E.164: `303-555-0123` becomes
+    /// `+13035550123` with `US`. Default `US`.
+    #[serde(default = "default_phone_region")]
+    pub phone_region: String,
     /// Plans kept loaded in memory (least recently used are dropped).
     #[serde(default = "default_cache_plans")]
     pub cache_plans: usize,
@@ -398,6 +416,15 @@ fn default_peer_new_plans_rate() -> RateLimit {
 fn default_replay_ids_per_peer() -> usize {
     crate::federation::signing::DEFAULT_REPLAY_IDS_PER_PEER
 }
+fn default_phone_region() -> String {
+    wrapsync_shared::text::DEFAULT_PHONE_REGION.into()
+}
+fn default_max_streams_per_user() -> usize {
+    8
+}
+fn default_max_streams() -> usize {
+    4096
+}
 fn default_compact_after() -> usize {
     64
 }
@@ -428,6 +455,9 @@ const KEYS: &[&str] = &[
     "body_min_bytes_per_sec",
     "max_buffered_body_bytes",
     "cache_plans",
+    "max_streams_per_user",
+    "max_streams",
+    "phone_region",
     "workers",
     "log_format",
     "log_file",
@@ -526,6 +556,8 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        wrapsync_shared::text::set_phone_region(&self.phone_region)
+            .map_err(ConfigError::Invalid)?;
         if !is_node_id(&self.node_id) {
             return Err(ConfigError::Invalid(
                 "node_id must be 1-64 letters, digits, - or _".into(),

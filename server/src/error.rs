@@ -168,6 +168,8 @@ impl ApiError {
                 PlanError::TestFailed(_) => "Test failed",
                 PlanError::UnknownVersion(_) => "Unknown version",
                 PlanError::InvalidItemId { .. } => "Invalid item id",
+                PlanError::UnsafeText { .. } => "Unsafe text",
+                PlanError::InvalidPhone { .. } => "Invalid phone number",
             },
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::DocumentTooLarge(_) => "Document too large",

@@ -22,5 +22,6 @@ pub mod openapi;
 pub mod plans;
 pub mod report;
 pub mod store;
+pub mod streams;
 pub mod tally;
 pub mod users;

@@ -401,6 +401,11 @@ impl Metrics {
         }
     }
 
+    /// Adds the change-feed streams' figures (`crate::streams`).
+    pub fn register_streams(&mut self, streams: &crate::streams::StreamMetrics) {
+        streams.register(&mut self.registry);
+    }
+
     /// The OpenMetrics text, with the figures read at scrape time set.
     pub fn render(&self, scrape: Scrape<'_>) -> Result<String, std::fmt::Error> {
         self.plans_cached

@@ -4,10 +4,12 @@
 //! against the plan schema. A refused change set is refused whole.
 
 use crate::ops::Editor;
-use crate::plan::{child, each_item_id, is_item_id, is_new_item_id, validate, PlanError};
+use crate::plan::{
+    check_scalar, child, each_item_id, is_item_id, is_new_item_id, validate, PlanError,
+};
 use crate::roles::may_write;
 use crate::schema::{self, Field, Kind, PLAN};
-use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, Value, ROOT};
+use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use std::collections::HashMap;
 
 /// Checks what the changes between `before` and `doc`'s current heads did:
@@ -50,6 +52,9 @@ pub fn check_incoming(
             }
         };
         let path = format!("/{}", segments.join("/"));
+        if !removes {
+            check_new_text(doc, &patch.obj, &segments, &path)?;
+        }
         let Some(target) = classify(&segments) else {
             // Unknown fields are named by the schema check below.
             continue;
@@ -123,6 +128,57 @@ pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Holds the text and phone values a change sets (every concurrent value of
+/// the field, as any may be shown) to the rules new values follow
+/// ([`crate::text`]): no bidirectional control or invisible character, a
+/// phone number in its canonical E.164 form. Values that were there before
+/// are not re-checked ([`validate`] keeps the older rules for them), so
+/// plans stored before these rules still load and sync.
+fn check_new_text(
+    doc: &Automerge,
+    obj: &automerge::ObjId,
+    segments: &[String],
+    path: &str,
+) -> Result<(), PlanError> {
+    let Some(kind) = text_kind(segments) else {
+        return Ok(());
+    };
+    let Some(key) = segments.last() else {
+        return Ok(());
+    };
+    for (value, _) in doc.get_all(obj, key.as_str()).unwrap_or_default() {
+        if let Value::Scalar(scalar) = value {
+            if let ScalarValue::Str(text) = scalar.as_ref() {
+                check_scalar(&kind, &serde_json::Value::String(text.to_string()), path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kind of the text or phone field `segments` name, if they name one.
+fn text_kind(segments: &[String]) -> Option<Kind> {
+    let mut fields: &[Field] = PLAN;
+    let mut i = 0;
+    while i < segments.len() {
+        let field = schema::field(fields, &segments[i])?;
+        let last = i + 1 == segments.len();
+        match field.kind {
+            Kind::Text { .. } | Kind::Phone if last => return Some(field.kind),
+            Kind::Struct(inner) => {
+                fields = inner;
+                i += 1;
+            }
+            Kind::Collection(inner) => {
+                fields = inner;
+                i += 2;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// True when `segments` end at an item of a collection (`needs/<id>`,
@@ -384,5 +440,96 @@ mod tests {
             check_incoming(&scratch, &before, &editor(Role::Supervisor, None)),
             Err(PlanError::Schema { .. })
         ));
+    }
+
+    #[test]
+    fn synced_text_with_direction_controls_or_invisible_characters_is_refused() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        for (path, value) in [
+            ("vision", "Call \u{202E}3210-555-303"),
+            ("vision", "zero\u{200B}width"),
+            ("title", "\u{2066}Plan\u{2069}"),
+        ] {
+            let (scratch, before) = phone_edit(&doc, |tx| {
+                assert!(tx.put(ROOT, path, value).is_ok());
+            });
+            let result = check_incoming(&scratch, &before, &editor(Role::Facilitator, None));
+            assert!(
+                matches!(&result, Err(PlanError::UnsafeText { path: p, .. }) if p == &format!("/{path}")),
+                "{value:?}: {result:?}"
+            );
+        }
+        // Inside an item, as a new item's field.
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "name", "Ana\u{200F}").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Err(PlanError::UnsafeText { .. })
+        ));
+        let team = obj(&doc, &["team"]);
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            let id = ulid::Ulid::new().to_string();
+            let item = tx.put_object(&team, id.as_str(), automerge::ObjType::Map);
+            let item = item.unwrap_or(ROOT);
+            assert!(tx.put(&item, "name", "Mallory\u{202E}").is_ok());
+            assert!(tx.put(&item, "role", "provider").is_ok());
+        });
+        assert!(matches!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Err(PlanError::UnsafeText { .. })
+        ));
+        // Persian with its non-joiner is words, not a trick.
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx
+                .put(ROOT, "vision", "\u{0645}\u{06CC}\u{200C}\u{062E}")
+                .is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_synced_phone_number_must_be_stored_as_e164() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        for typed in ["303-555-0123", "+1 303 555 0123", "+1303555012\u{200B}3"] {
+            let (scratch, before) = phone_edit(&doc, |tx| {
+                assert!(tx.put(&member, "phone", typed).is_ok());
+            });
+            let result = check_incoming(&scratch, &before, &editor(Role::Facilitator, None));
+            assert!(
+                matches!(&result, Err(PlanError::InvalidPhone { path, .. } | PlanError::UnsafeText { path, .. }) if path.ends_with("/phone")),
+                "{typed:?}: {result:?}"
+            );
+        }
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "phone", "+13035550123").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn values_stored_before_the_text_rules_do_not_block_other_edits() {
+        let (mut doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        // Written before these rules (raw, as an old node would have).
+        let mut tx = doc.transaction();
+        assert!(tx.put(&member, "phone", "555-0101").is_ok());
+        assert!(tx.put(ROOT, "mission", "old\u{200B}text").is_ok());
+        tx.commit();
+        let (scratch, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "vision", "A new vision").is_ok());
+        });
+        assert_eq!(
+            check_incoming(&scratch, &before, &editor(Role::Facilitator, None)),
+            Ok(())
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod plausibility;
 pub mod roles;
 pub mod schema;
+pub mod text;
 mod wire_bytes;
 
 pub use automerge;

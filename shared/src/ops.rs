@@ -329,6 +329,21 @@ fn set_field(
             tx.put(obj, key, to_scalar(&field.kind, value))
                 .map_err(internal)
         }
+        Kind::Phone => {
+            // Stored and shown as E.164, whatever was typed (`crate::text`).
+            let typed = value
+                .as_str()
+                .ok_or_else(|| PlanError::schema(path, "expected a phone number"))?;
+            let canonical =
+                crate::text::normalize_phone(typed).map_err(|detail| PlanError::InvalidPhone {
+                    path: path.to_string(),
+                    detail,
+                })?;
+            let canonical = Json::String(canonical);
+            check_scalar(&Kind::Phone, &canonical, path)?;
+            tx.put(obj, key, to_scalar(&Kind::Phone, &canonical))
+                .map_err(internal)
+        }
         kind => {
             check_scalar(&kind, value, path)?;
             tx.put(obj, key, to_scalar(&kind, value)).map_err(internal)
@@ -634,6 +649,96 @@ mod tests {
             tx.rollback();
         }
         result
+    }
+
+    #[test]
+    fn phone_numbers_are_stored_as_e164_whatever_was_typed() {
+        let mut doc = new_doc();
+        let added = apply(
+            &mut doc,
+            &facilitator(),
+            json!([
+                {"op":"add","path":"/team","value":{"name":"Ana","role":"caregiver","phone":"(303) 555-0123"}},
+                {"op":"add","path":"/crisis_plan/contacts","value":{"name":"Crisis line","phone":"1-719-555-0142"}}
+            ]),
+        )
+        .unwrap_or_default();
+        let plan = render(&doc);
+        assert_eq!(plan["team"][0]["phone"], json!("+13035550123"));
+        assert_eq!(
+            plan["crisis_plan"]["contacts"][0]["phone"],
+            json!("+17195550142")
+        );
+        let ana = added[0].id.clone().unwrap_or_default();
+        assert!(apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"replace","path":format!("/team/{ana}/phone"),"value":"+44 20 7946 0958"}]),
+        )
+        .is_ok());
+        assert_eq!(render(&doc)["team"][0]["phone"], json!("+442079460958"));
+        for typed in [
+            "555-0123",
+            "1-800-FLOWERS",
+            "303-555-0123 x12",
+            "303-555-0123\u{202E}",
+            "42",
+        ] {
+            let refused = apply(
+                &mut doc,
+                &facilitator(),
+                json!([{"op":"replace","path":format!("/team/{ana}/phone"),"value":typed}]),
+            );
+            assert!(
+                matches!(&refused, Err(OpFailure { error: PlanError::InvalidPhone { path, .. }, .. }) if path.ends_with("/phone")),
+                "{typed:?}: {refused:?}"
+            );
+        }
+        assert_eq!(render(&doc)["team"][0]["phone"], json!("+442079460958"));
+        assert_eq!(validate(&doc), Ok(()));
+    }
+
+    #[test]
+    fn text_with_direction_controls_or_invisible_characters_is_refused() {
+        let mut doc = new_doc();
+        for (path, value) in [
+            ("/vision", "Call \u{202E}3210-555-303"),
+            ("/title", "Rivera\u{200B}"),
+            ("/mission", "\u{FEFF}mission"),
+        ] {
+            let refused = apply(
+                &mut doc,
+                &facilitator(),
+                json!([{"op":"replace","path":path,"value":value}]),
+            );
+            assert!(
+                matches!(&refused, Err(OpFailure { error: PlanError::UnsafeText { path: p, .. }, .. }) if p == path),
+                "{value:?}: {refused:?}"
+            );
+        }
+        let refused = apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"add","path":"/strengths","value":{"statement":"Kind\u{2066}"}}]),
+        );
+        assert!(matches!(
+            refused,
+            Err(OpFailure {
+                error: PlanError::UnsafeText { .. },
+                ..
+            })
+        ));
+        assert!(apply(
+            &mut doc,
+            &facilitator(),
+            json!([{"op":"replace","path":"/vision","value":"Señora Muñoz\nsays hello \u{1F44B}"}]),
+        )
+        .is_ok());
+        let mut tx = doc.transaction();
+        assert!(matches!(
+            init_plan(&mut tx, "\u{202E}ylimaf"),
+            Err(PlanError::UnsafeText { .. })
+        ));
     }
 
     #[test]

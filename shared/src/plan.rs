@@ -41,6 +41,14 @@ pub enum PlanError {
     /// of the plan (in any collection) already has.
     #[error("`{path}`: {detail}")]
     InvalidItemId { path: String, detail: String },
+    /// Text holding a bidirectional control or an invisible character
+    /// (see [`crate::text`]).
+    #[error("`{path}`: {detail}")]
+    UnsafeText { path: String, detail: String },
+    /// A phone number that is not one valid number (ops), or not stored in
+    /// its canonical E.164 form (sync, import).
+    #[error("`{path}`: {detail}")]
+    InvalidPhone { path: String, detail: String },
 }
 
 impl PlanError {
@@ -55,6 +63,8 @@ impl PlanError {
             PlanError::TestFailed(_) => "test-failed",
             PlanError::UnknownVersion(_) => "unknown-version",
             PlanError::InvalidItemId { .. } => "invalid-item-id",
+            PlanError::UnsafeText { .. } => "unsafe-text",
+            PlanError::InvalidPhone { .. } => "invalid-phone",
         }
     }
 
@@ -307,10 +317,30 @@ fn conflict_at(doc: &impl ReadDoc, path: &[String]) -> Option<Conflict> {
     })
 }
 
-/// Checks a JSON value against a scalar field kind. Containers are checked
-/// by their callers.
+/// Checks a JSON value against a scalar field kind, as a new value is held
+/// to (ops, and what incoming changes set: [`crate::text`]'s rules).
+/// Containers are checked by their callers.
 pub(crate) fn check_scalar(kind: &Kind, value: &Json, path: &str) -> Result<(), PlanError> {
+    check_value(kind, value, path, true)
+}
+
+/// [`check_scalar`] for values already stored: text and phone numbers are
+/// held to the rules they were written under (no control characters, a
+/// length), so plans stored before [`crate::text`]'s rules still load and
+/// sync. New values are checked by [`check_scalar`].
+fn check_stored_scalar(kind: &Kind, value: &Json, path: &str) -> Result<(), PlanError> {
+    check_value(kind, value, path, false)
+}
+
+fn check_value(kind: &Kind, value: &Json, path: &str, new: bool) -> Result<(), PlanError> {
     let bad = |detail: String| Err(PlanError::schema(path, detail));
+    let unsafe_text = |s: &str| match crate::text::unsafe_detail(s) {
+        Some(detail) if new => Err(PlanError::UnsafeText {
+            path: path.to_string(),
+            detail,
+        }),
+        _ => Ok(()),
+    };
     match (kind, value) {
         (Kind::Text { max }, Json::String(s)) => {
             if s.chars().count() > *max {
@@ -319,8 +349,25 @@ pub(crate) fn check_scalar(kind: &Kind, value: &Json, path: &str) -> Result<(), 
             if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
                 return bad("text holds control characters".into());
             }
-            Ok(())
+            unsafe_text(s)
         }
+        (Kind::Phone, Json::String(s)) => {
+            if !new {
+                return check_value(&Kind::Text { max: 200 }, value, path, false);
+            }
+            unsafe_text(s)?;
+            if crate::text::is_canonical_phone(s) {
+                Ok(())
+            } else {
+                Err(PlanError::InvalidPhone {
+                    path: path.to_string(),
+                    detail:
+                        "a phone number is stored as E.164, `+` and its digits (`+13035550123`)"
+                            .into(),
+                })
+            }
+        }
+        (Kind::Phone, _) => bad("expected a phone number".into()),
         (Kind::Date, Json::String(s)) if is_date(s) => Ok(()),
         (Kind::Date, _) => bad("expected a date, YYYY-MM-DD".into()),
         (Kind::Int { min, max }, Json::Number(n)) => match n.as_i64() {
@@ -507,7 +554,7 @@ impl<D: ReadDoc> Checker<'_, D> {
                 _ => Err(PlanError::schema(at, "must be the id of a team member")),
             };
         }
-        check_scalar(&field.kind, &json, at)
+        check_stored_scalar(&field.kind, &json, at)
     }
 
     fn value(

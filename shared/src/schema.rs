@@ -18,6 +18,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 pub enum Kind {
     /// A string of at most `max` characters.
     Text { max: usize },
+    /// A phone number, stored as E.164 (`+13035550123`; see [`crate::text`]).
+    Phone,
     /// A calendar date, `YYYY-MM-DD`.
     Date,
     /// A whole number in `min..=max`.
@@ -148,7 +150,7 @@ const TEAM_MEMBER: &[Field] = &[
     f("support", Kind::Enum(SUPPORT_KINDS)),
     // A user id of this node: a record number, so identifying.
     id("user", SHORT),
-    id("phone", SHORT),
+    id("phone", Kind::Phone),
     id("email", SHORT),
     id("joined_on", Kind::Date),
     f("status", Kind::Enum(&["active", "left"])),
@@ -241,7 +243,7 @@ const PLAN_ITEM: &[Field] = &[
 const CONTACT: &[Field] = &[
     req(id("name", SHORT)),
     id("relationship", SHORT),
-    id("phone", SHORT),
+    id("phone", Kind::Phone),
     f("status", Kind::Enum(&["active", "closed"])),
 ];
 
@@ -438,7 +440,7 @@ mod tests {
         fn check(fields: &[Field]) {
             for field in fields {
                 match field.kind {
-                    Kind::Text { .. } | Kind::Date => {
+                    Kind::Text { .. } | Kind::Phone | Kind::Date => {
                         assert!(field.identifying, "{} must be identifying", field.name)
                     }
                     Kind::Struct(inner) | Kind::Collection(inner) => check(inner),

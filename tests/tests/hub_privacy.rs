@@ -28,7 +28,9 @@ fn seed_family(node: &TestNode, token: &str, n: usize, today: &str) -> (String, 
     let surname = format!("Quackenbush{n}x");
     let youth = format!("Zebediah {surname}");
     let street = format!("{} Marigold Lane", 4400 + n);
-    let phone = format!("555-867-53{n:02}");
+    // Typed as people do; stored (and so searched for) as E.164.
+    let typed_phone = format!("303-867-53{n:02}");
+    let phone = format!("+130386753{n:02}");
     let email = format!("zeb{n}.quack@example.org");
     let note = format!("Ms Oyelaran{n} drove {youth} to the clinic");
     let birth = format!("2011-03-{:02}", 10 + n);
@@ -43,12 +45,12 @@ fn seed_family(node: &TestNode, token: &str, n: usize, today: &str) -> (String, 
             {"op":"replace","path":"/youth/birth_date","value": birth},
             {"op":"replace","path":"/enrollment/enrolled_on","value": today},
             {"op":"replace","path":"/vision","value": format!("{youth} lives safely at {street}")},
-            {"op":"add","path":"/team","value":{"name": format!("Grandma {surname}"), "role":"natural_support", "support":"informal", "phone": phone, "email": email}},
+            {"op":"add","path":"/team","value":{"name": format!("Grandma {surname}"), "role":"natural_support", "support":"informal", "phone": typed_phone, "email": email}},
             {"op":"add","path":"/status","value":{"as_of": today, "living":"home", "school_days_missed_30d": 1, "arrests_30d": 0, "psych_admissions_180d": 1}},
             {"op":"add","path":"/cans","value":{"assessed_on": today, "ratings": {"bh.anxiety": 3, "ls.school_attendance": 2}}},
             {"op":"add","path":"/meetings","value":{"held_on": today, "place": street, "decisions": note, "status":"held"}},
             {"op":"replace","path":"/crisis_plan/reviewed_on","value": today},
-            {"op":"add","path":"/crisis_plan/contacts","value":{"name": format!("Uncle {surname}"), "phone": phone}},
+            {"op":"add","path":"/crisis_plan/contacts","value":{"name": format!("Uncle {surname}"), "phone": typed_phone}},
         ]),
     );
     let secrets = vec![

@@ -15,7 +15,7 @@ import { ulid } from "./ulid.js";
 /** A local edit the plan layout does not allow (nothing was changed by the failing op). */
 export class PlanEditError extends Error {
   constructor(
-    readonly code: "invalid-op" | "schema-violation" | "no-such-item",
+    readonly code: "invalid-op" | "schema-violation" | "no-such-item" | "unsafe-text" | "invalid-phone",
     readonly path: string,
     detail: string,
   ) {
@@ -32,6 +32,50 @@ function isObj(v: unknown): v is AnyMap {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !A.isImmutableString(v) && !A.isCounter(v);
 }
 
+/**
+ * Bidirectional controls and invisible characters, refused in plan text as
+ * the node refuses them (`shared/src/text.rs`): they make what is shown
+ * differ from what was written. Zero-width (non-)joiners between two
+ * non-ASCII characters (Persian, Indic scripts, emoji) are words, not tricks.
+ */
+// eslint-disable-next-line no-misleading-character-class
+const UNSAFE = /[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\u206a-\u206f\ufeff\u034f\u115f\u1160\u3164\uffa0\u180e\u2028\u2029\u00ad\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\ufff9-\ufffb\u{e0001}\u{e0020}-\u{e007f}]/u;
+
+/** The first character the node would refuse in plan text, if any. */
+export function unsafeChar(text: string): string | undefined {
+  const chars = [...text];
+  const joins = (c: string | undefined) => c !== undefined && c.codePointAt(0)! > 0x7f && !/\s/u.test(c) && !UNSAFE.test(c);
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (!UNSAFE.test(c)) continue;
+    if ((c === "\u200c" || c === "\u200d") && joins(chars[i - 1]) && joins(chars[i + 1])) continue;
+    return c;
+  }
+  return undefined;
+}
+
+/**
+ * A phone number as the node stores it, E.164: national numbers are read as
+ * North American (`(303) 555-0123` → `+13035550123`); others need their `+`.
+ * The node checks the number is valid for its region when it syncs.
+ */
+export function normalizePhone(typed: string, path = "phone"): string {
+  const bad = (detail: string): never => {
+    throw new PlanEditError("invalid-phone", path, detail);
+  };
+  if (unsafeChar(typed) !== undefined) bad("a phone number holds an invisible or direction-changing character");
+  const trimmed = typed.trim();
+  if (!/^\+?[0-9 ()./\u00a0-]+$/.test(trimmed)) bad("a phone number may hold only digits, a leading +, spaces, dashes, dots and brackets");
+  const digits = trimmed.replace(/[^0-9]/g, "");
+  if (trimmed.startsWith("+")) {
+    if (!/^[1-9][0-9]{6,14}$/.test(digits)) bad("not a phone number");
+    return `+${digits}`;
+  }
+  const national = digits.length === 11 && digits.startsWith("1") ? digits.slice(1) : digits;
+  if (!/^[2-9][0-9]{2}[2-9][0-9]{6}$/.test(national)) bad("not a valid phone number (a national number needs its area code)");
+  return `+1${national}`;
+}
+
 function check(kind: Kind, value: Json, path: string): void {
   const bad = (detail: string): never => {
     throw new PlanEditError("schema-violation", path, detail);
@@ -42,6 +86,14 @@ function check(kind: Kind, value: Json, path: string): void {
       if ([...(value as string)].length > kind.max) bad(`text longer than ${kind.max} characters`);
       // eslint-disable-next-line no-control-regex
       if (/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(value as string)) bad("text holds control characters");
+      if (unsafeChar(value as string) !== undefined) {
+        throw new PlanEditError("unsafe-text", path, "text holds an invisible or direction-changing character");
+      }
+      return;
+    case "phone":
+      if (typeof value !== "string" || normalizePhone(value, path) !== value) {
+        throw new PlanEditError("invalid-phone", path, "a phone number is stored as E.164 (+13035550123)");
+      }
       return;
     case "date":
       if (typeof value !== "string" || !isDate(value)) bad("expected a date, YYYY-MM-DD");
@@ -272,6 +324,10 @@ export class PlanEditor {
       }
       obj[key] = (value as string[]).map((id) => new A.ImmutableString(id));
       return;
+    }
+    if (kind.t === "phone") {
+      if (typeof value !== "string") throw new PlanEditError("invalid-phone", path, "expected a phone number");
+      value = normalizePhone(value, path);
     }
     check(kind, value, path);
     if (kind.t === "member" && !this.hasItem("team", value as string)) {

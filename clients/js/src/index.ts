@@ -11,7 +11,7 @@ export { SseParser, type SseEvent } from "./sse.js";
 export { MemoryStore, type PlanStore } from "./store.js";
 export { Replica } from "./replica.js";
 export type { ReplicaOptions, SyncResult, BackgroundSync, BackgroundSyncOptions, PlanDoc } from "./replica.js";
-export { PlanEditor, PlanEditError } from "./editor.js";
+export { PlanEditor, PlanEditError, normalizePhone, unsafeChar } from "./editor.js";
 export type { LocalOp, StrengthInput, ProgressInput, NeedInput } from "./editor.js";
 export { render, versionOf, type Json, type JsonObject } from "./render.js";
 export * as schema from "./schema.js";

@@ -6,6 +6,8 @@
 
 export type Kind =
   | { t: "text"; max: number }
+  /** A phone number, stored as E.164 (`+13035550123`). */
+  | { t: "phone" }
   | { t: "date" }
   | { t: "int"; min: number; max: number }
   | { t: "number" }
@@ -55,7 +57,7 @@ const TEAM_MEMBER: Field[] = [
   req(f("role", oneOf(...TEAM_ROLES))),
   f("support", oneOf(...SUPPORT_KINDS)),
   f("user", SHORT),
-  f("phone", SHORT),
+  f("phone", { t: "phone" }),
   f("email", SHORT),
   f("joined_on", DATE),
   f("status", oneOf("active", "left")),
@@ -123,7 +125,7 @@ const PLAN_ITEM: Field[] = [req(f("description", LONG)), f("status", oneOf("acti
 const CONTACT: Field[] = [
   req(f("name", SHORT)),
   f("relationship", SHORT),
-  f("phone", SHORT),
+  f("phone", { t: "phone" }),
   f("status", oneOf("active", "closed")),
 ];
 

@@ -302,7 +302,7 @@ test("a plan made only with @automerge/automerge imports, syncs both ways, and r
       ops: [
         { op: "replace", path: "/mission", value: "Keep Ada at home with her family" },
         { op: "replace", path: `/needs/${need}/status`, value: "met" },
-        { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Ngozi", relationship: "aunt", phone: "555-0142" } },
+        { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Ngozi", relationship: "aunt", phone: "719-555-0142" } },
       ],
     }),
     200,
@@ -331,7 +331,7 @@ test("a plan made only with @automerge/automerge imports, syncs both ways, and r
   assert.ok(A.isImmutableString(raw.mission), "strings arrive as scalar strings");
   assert.equal(raw.mission.val, "Keep Ada at home with her family");
   assert.equal(raw.needs[need].status.val, "met");
-  assert.equal(raw.crisis_plan.contacts[contact].phone.val, "555-0142");
+  assert.equal(raw.crisis_plan.contacts[contact].phone.val, "+17195550142");
   assert.equal(raw.crisis_plan.contacts[contact].status.val, "active");
   assert.equal(raw.outcomes[outcome].progress[progressId].value, 2);
   assert.equal(raw.strategies[strategy].steps[step].done_on.val, "2026-03-05");

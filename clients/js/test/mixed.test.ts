@@ -196,7 +196,7 @@ for (const order of ORDERS) {
       (p) => {
         p.setMission(missions.dana);
         const need = p.addNeed({ domain: "home", statement: "Quieter bedtimes" });
-        const contact = p.add("/crisis_plan/contacts", { name: "Mobile crisis team", relationship: "county", phone: "555-0199" })!;
+        const contact = p.add("/crisis_plan/contacts", { name: "Mobile crisis team", relationship: "county", phone: "(719) 555-0199" })!;
         const strength = p.addStrength({ statement: `Dana: coach checks in weekly ${tag}`, about: "community" });
         return { need, contact, strength };
       },
@@ -265,7 +265,7 @@ for (const order of ORDERS) {
       id: danaIds.contact,
       name: "Mobile crisis team",
       relationship: "county",
-      phone: "555-0199",
+      phone: "+17195550199",
       status: "active",
     });
     // The concurrently set fields show one value, and keep every value (and who set it) as a conflict.

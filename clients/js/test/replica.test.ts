@@ -264,7 +264,7 @@ test("offline edits of nested items, references, ratings and numbers are accepte
       })!;
       p.add("/cans", { assessed_on: "2026-01-20", ratings: { "ls.school": 2, "cb.adjustment": 1 } });
       p.add("/status", { as_of: "2026-01-31", living: "home", school_days_missed_30d: 4 });
-      p.add("/crisis_plan/contacts", { name: "Dr. Lee", phone: "555-0100" });
+      p.add("/crisis_plan/contacts", { name: "Dr. Lee", phone: "303-555-0100" });
       p.replace("/enrollment/phase", "implementation");
       p.replace(`/needs/${need}/status`, "met");
       p.replace("/youth/birth_date", "2012-03-04");

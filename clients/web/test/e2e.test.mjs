@@ -144,14 +144,14 @@ test("two phones edit offline and converge through the node; signing out forgets
   const ops = (o) => fran.post(`/v1/plans/${id}/ops`, { ops: o });
   const r1 = await ops([
     { op: "replace", path: "/vision", value: "Maya feels safe at home, goes to school every day, and has time for her art." },
-    { op: "add", path: "/team", value: { name: "Carla Rivera", role: "caregiver", user: "carla", phone: "555-0101" } },
+    { op: "add", path: "/team", value: { name: "Carla Rivera", role: "caregiver", user: "carla", phone: "719-555-0101" } },
     { op: "add", path: "/team", value: { name: "Mateo Rivera", role: "youth", user: "mateo" } },
     { op: "add", path: "/outcomes", value: { statement: "Mateo goes to school most days", indicator: "school days a week", baseline: 2, target: 5 } },
     { op: "add", path: "/crisis_plan/triggers", value: { description: "Arguments about homework late at night" } },
     { op: "add", path: "/crisis_plan/response_steps", value: { description: "Give Mateo space in his room for 15 minutes" } },
     { op: "add", path: "/crisis_plan/response_steps", value: { description: "Call Aunt Rosa to come over" } },
-    { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Rosa", relationship: "aunt", phone: "555-0142" } },
-    { op: "add", path: "/crisis_plan/contacts", value: { name: "Mobile crisis team", relationship: "county", phone: "555-0199" } },
+    { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Rosa", relationship: "aunt", phone: "719-555-0142" } },
+    { op: "add", path: "/crisis_plan/contacts", value: { name: "Mobile crisis team", relationship: "county", phone: "719-555-0199" } },
     { op: "add", path: "/meetings", value: { held_on: inDays(-7), place: "Rivera home", next_on: inDays(14) } },
   ]);
   const [, carlaMember, mateoMember, outcome] = r1.results.map((r) => r.id);
@@ -179,7 +179,7 @@ test("two phones edit offline and converge through the node; signing out forgets
     await mateo.page.locator(`#my-steps [data-step="${mateoStep}"]`).waitFor();
     assert.equal(await mateo.page.locator(`#my-steps [data-step="${carlaStep}"]`).count(), 0);
     // Crisis contacts are tap-to-call links.
-    assert.equal(await carla.page.locator('#crisis a[href="tel:5550142"]').count(), 1);
+    assert.equal(await carla.page.locator('#crisis a[href="tel:+17195550142"]').count(), 1);
 
     // The app shell is installable: manifest + an active service worker.
     for (const p of [carla.page, mateo.page]) {

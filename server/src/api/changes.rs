@@ -7,11 +7,13 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::openapi::problems::INTERNAL;
 use crate::plans::{audit_record, Actor};
+use crate::streams::{Registration, Wake};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::time::Duration;
-use wrapsync_shared::api::ChangeFeed;
+use wrapsync_shared::api::{ChangeFeed, PlanChange};
+use wrapsync_shared::roles::Role;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +97,7 @@ pub async fn page(
         (status = 200, description = "Server-Sent Events: `event: change`, `id:` the cursor, `data:` a `PlanChange`; a keep-alive comment every 15 s.",
             content_type = "text/event-stream"),
         (status = 400, description = "`invalid-request`: a `since` or `Last-Event-ID` this node did not give out, or an unknown parameter."),
+        (status = 429, description = "`rate-limited`: this process has `max_streams` streams open; `Retry-After` says when to come back. (A user past `max_streams_per_user` is not refused: their oldest stream ends, with `retry: 30000`.)"),
     )
 )]
 pub async fn stream(
@@ -108,6 +111,16 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
     let since = parse_since(resume.or(params.since.as_deref()))?;
+    // Registered before its backlog is read: whatever is committed from
+    // here on is handed to it by the fan-out (`crate::streams`).
+    let streams = app.streams.clone();
+    let registration = streams
+        .open(
+            &app.plans,
+            &user.actor.username,
+            user.actor.role == Role::Supervisor,
+        )
+        .await?;
     app.plans.audit(audit_record(
         &user.actor,
         None,
@@ -117,13 +130,15 @@ pub async fn stream(
         &user.meta,
     ));
     let feed = Feed {
-        wakeups: app.plans.subscribe(),
+        registration,
         stopping: app.plans.stopping(),
         app: app.into_inner(),
         actor: user.actor,
         session_id: user.session_id,
         since,
         first: true,
+        more: false,
+        ending: false,
     };
     let events = futures_util::stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next().await?;
@@ -145,34 +160,62 @@ struct Feed {
     /// latest with the next keep-alive.
     session_id: String,
     since: i64,
-    wakeups: tokio::sync::broadcast::Receiver<()>,
+    /// Where the fan-out hands this stream its user's changes.
+    registration: Registration,
     stopping: tokio::sync::watch::Receiver<bool>,
     first: bool,
+    /// The last read of the backlog was a full page: read on at once.
+    more: bool,
+    /// Replaced by a newer stream of the user: ends after its goodbye.
+    ending: bool,
 }
 
 impl Feed {
     /// The next piece of the stream, or `None` when it ends.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if *self.stopping.borrow() || self.app.revoked_sessions.is_revoked(&self.session_id) {
+            if self.ending
+                || *self.stopping.borrow()
+                || self.app.revoked_sessions.is_revoked(&self.session_id)
+            {
                 return None;
             }
             let first = std::mem::take(&mut self.first);
-            if !first {
-                // A change anywhere on the node, a keep-alive, or the end.
-                tokio::select! {
+            let read = std::mem::take(&mut self.more) || first;
+            if !read {
+                // This user's changes, a keep-alive, or the end.
+                let slot = self.registration.slot.clone();
+                let woke = tokio::select! {
                     _ = self.stopping.changed() => return None,
-                    woke = tokio::time::timeout(KEEP_ALIVE, self.wakeups.recv()) => match woke {
-                        Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
-                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                        Ok(_) => {}
-                    },
+                    woke = tokio::time::timeout(KEEP_ALIVE, slot.woken()) => woke,
+                };
+                match woke {
+                    Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                    Ok(Wake::Replaced) => {
+                        self.ending = true;
+                        return Some(Bytes::from_static(crate::streams::REPLACED.as_bytes()));
+                    }
+                    Ok(Wake::Changes(changes)) => {
+                        let chunk = self.events(changes);
+                        if !chunk.is_empty() {
+                            return Some(Bytes::from(chunk));
+                        }
+                        continue;
+                    }
+                    Ok(Wake::Lagged) => {}
                 }
             }
-            let (chunk, cursor) = events_since(&self.app, &self.actor, self.since)
+            // The backlog (opening, or after falling behind): one query for
+            // this stream alone.
+            self.app.streams.metrics.stream_query();
+            let changes = self
+                .app
+                .plans
+                .changes(&self.actor, self.since, MAX_PAGE)
                 .await
                 .ok()?;
-            self.since = cursor;
+            self.more = changes.len() as i64 >= MAX_PAGE;
+            let chunk = self.events(changes);
             if !chunk.is_empty() {
                 return Some(Bytes::from(chunk));
             }
@@ -181,20 +224,25 @@ impl Feed {
             }
         }
     }
-}
 
-/// The SSE text for changes after `since`, and the new cursor.
-async fn events_since(app: &App, actor: &Actor, since: i64) -> Result<(String, i64), ApiError> {
-    let changes = app.plans.changes(actor, since, MAX_PAGE).await?;
-    let mut out = String::new();
-    let mut cursor = since;
-    for change in changes {
-        cursor = change.cursor.parse().unwrap_or(cursor);
-        let data = serde_json::to_string(&change).unwrap_or_default();
-        out.push_str(&format!(
-            "id: {}\nevent: change\ndata: {data}\n\n",
-            change.cursor
-        ));
+    /// The SSE text for those of `changes` after the stream's cursor,
+    /// which moves past them.
+    fn events(&mut self, changes: Vec<PlanChange>) -> String {
+        let mut out = String::new();
+        for change in changes {
+            let Ok(cursor) = change.cursor.parse::<i64>() else {
+                continue;
+            };
+            if cursor <= self.since {
+                continue;
+            }
+            self.since = cursor;
+            let data = serde_json::to_string(&change).unwrap_or_default();
+            out.push_str(&format!(
+                "id: {}\nevent: change\ndata: {data}\n\n",
+                change.cursor
+            ));
+        }
+        out
     }
-    Ok((out, cursor))
 }

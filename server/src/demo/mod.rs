@@ -811,12 +811,12 @@ async fn seed_family(
         op("replace", "/enrollment/phase", json!(["planning", "implementation", "implementation", "transition", "implementation", "planning"][n - 1])),
         op("replace", "/vision", json!(format!("{youth} lives at home, goes to school every day, and our family has fun together again."))),
         op("replace", "/mission", json!(format!("Help the {surname} family keep {youth} safe, at home and in school."))),
-        op("add", "/team", json!({"name": format!("{caregiver} {surname}"), "role": "caregiver", "support": "natural", "user": format!("caregiver{n}"), "phone": format!("555-01{n}{c}")})),
+        op("add", "/team", json!({"name": format!("{caregiver} {surname}"), "role": "caregiver", "support": "natural", "user": format!("caregiver{n}"), "phone": format!("719-555-01{n}{c}")})),
         op("add", "/team", json!({"name": format!("{youth} {surname}"), "role": "youth", "support": "natural", "user": format!("youth{n}")})),
         op("add", "/team", json!({"name": county.advocate, "role": "family_advocate", "support": "formal", "user": "advocate1"})),
         op("add", "/team", json!({"name": format!("{} {provider}", county.doctor), "role": "provider", "support": "formal", "user": provider})),
         op("add", "/team", json!({"name": format!("{} {n}", county.coach), "role": "natural_support", "support": "natural", "user": format!("natural{n}")})),
-        op("add", "/team", json!({"name": format!("Grandma {surname}"), "role": "natural_support", "support": "informal", "phone": format!("555-02{n}{c}")})),
+        op("add", "/team", json!({"name": format!("Grandma {surname}"), "role": "natural_support", "support": "informal", "phone": format!("719-555-02{n}{c}")})),
     ];
     let (view, results) = app
         .plans
@@ -878,7 +878,7 @@ async fn seed_family(
         op(
             "add",
             "/crisis_plan/contacts",
-            json!({"name": "County mobile crisis team", "relationship": "crisis line", "phone": format!("555-010{c}")}),
+            json!({"name": "County mobile crisis team", "relationship": "crisis line", "phone": format!("719-555-010{c}")}),
         ),
         op(
             "replace",

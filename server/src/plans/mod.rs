@@ -996,6 +996,23 @@ impl Plans {
             .collect())
     }
 
+    /// Every plan changed after cursor `since` (at most `limit`, oldest
+    /// first) with the usernames on its roster: one batch for all open
+    /// change-feed streams (`crate::streams`).
+    pub async fn changes_with_members(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<stored::ChangedPlan>, ApiError> {
+        self.blocking(move |conn| stored::changes_with_members(conn, since, limit))
+            .await
+    }
+
+    /// The change log's newest cursor (0 when empty).
+    pub async fn last_change_seq(&self) -> Result<i64, ApiError> {
+        self.blocking(stored::last_change_seq).await
+    }
+
     /// Ends every open change-feed stream (the node is stopping).
     pub fn stop_streams(&self) {
         self.stopping.send_replace(true);

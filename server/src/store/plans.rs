@@ -5,6 +5,7 @@
 use crate::db::schema::{plan_changes, plan_chunks, plan_members, plans, sync_states};
 use crate::db::{DbConnection, StoreError};
 use diesel::prelude::*;
+use std::collections::HashMap;
 use wrapsync_shared::roles::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -510,6 +511,41 @@ pub fn changes_since(
     Ok(rows
         .into_iter()
         .map(|(plan, seq, at)| (plan, seq.unwrap_or_default(), at.unwrap_or_default()))
+        .collect())
+}
+
+/// A changed plan for the change-feed fan-out: its id, newest change-log
+/// cursor, when it changed (ms), and the usernames on its roster.
+pub type ChangedPlan = (String, i64, i64, Vec<String>);
+
+/// What the change-feed streams are sent, for all of them at once: the
+/// plans changed after `since` (each once, with its newest seq and time,
+/// oldest first, at most `limit`) and the usernames on each plan's roster.
+/// Two queries however many streams are open.
+pub fn changes_with_members(
+    conn: &mut DbConnection,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<ChangedPlan>, StoreError> {
+    let rows = changes_since(conn, None, since, limit)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = rows.iter().map(|(plan, _, _)| plan.as_str()).collect();
+    let members: Vec<(String, String)> = plan_members::table
+        .filter(plan_members::plan_id.eq_any(&ids))
+        .select((plan_members::plan_id, plan_members::username))
+        .load(conn)?;
+    let mut by_plan: HashMap<String, Vec<String>> = HashMap::new();
+    for (plan, username) in members {
+        by_plan.entry(plan).or_default().push(username);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(plan, seq, at)| {
+            let members = by_plan.remove(&plan).unwrap_or_default();
+            (plan, seq, at, members)
+        })
         .collect())
 }
 

@@ -732,6 +732,7 @@ fn a_report_carries_no_name_date_address_note_or_id_of_the_plans() {
         "Oakes",
         "Oyelaran",
         "719-555",
+        "7195550142",
         "example.org",
         "pquintanilla",
         "robotics",
@@ -758,7 +759,7 @@ fn a_report_carries_no_name_date_address_note_or_id_of_the_plans() {
             }
         }
     }
-    assert_eq!(secrets.len(), 24 + 12 * 8);
+    assert_eq!(secrets.len(), 25 + 12 * 8);
     for secret in &secrets {
         assert!(!text.contains(secret.as_str()), "{secret} leaked: {text}");
     }
