@@ -120,6 +120,11 @@ fn sorted_heads(doc: &Automerge) -> Vec<String> {
     heads
 }
 
+/// Rounds a batch may take to converge: three, and one more when a Bloom
+/// filter's false positive (about 1 % a change) hides a change its sender
+/// then has to ask for (seen once in ~90 runs).
+const ROUNDS: usize = 4;
+
 fn many_plans_sync_a_round_per_request(backend: Backend) {
     let node = TestNode::spawn(backend);
     let fran = node.login(FACILITATOR);
@@ -142,7 +147,7 @@ fn many_plans_sync_a_round_per_request(backend: Backend) {
     ];
     let mut phone = Device::new(&asked);
     let (answer, rounds) = phone.sync(&node, &carla);
-    assert!(rounds <= 3, "a cold batch took {rounds} rounds");
+    assert!(rounds <= ROUNDS, "a cold batch took {rounds} rounds");
     for refused in &answer.plans[2..] {
         let problem = refused.problem.as_ref().expect("refused");
         assert_eq!(
@@ -170,7 +175,7 @@ fn many_plans_sync_a_round_per_request(backend: Backend) {
     );
     phone.plans.truncate(2);
     let (_, rounds) = phone.sync(&node, &carla);
-    assert!(rounds <= 3, "converging took {rounds} rounds");
+    assert!(rounds <= ROUNDS, "converging took {rounds} rounds");
     for (i, plan) in plans[..2].iter().enumerate() {
         let served = node.read_plan(&carla, plan);
         assert_eq!(render(&phone.plans[i].1), served.plan);
