@@ -106,10 +106,10 @@ fn sync(
 
 pub fn devices(o: &Options, member: &Member, until: Instant, tally: &Tally) -> Result<(), String> {
     let http = client(Some(FLOODS_FROM))?;
-    let mut doc = Automerge::new();
+    let doc = Automerge::new();
     let mut state = wrapsync_shared::automerge::sync::State::new();
     let message =
-        wrapsync_shared::automerge::sync::SyncDoc::generate_sync_message(&mut doc, &mut state)
+        wrapsync_shared::automerge::sync::SyncDoc::generate_sync_message(&doc, &mut state)
             .ok_or("an empty document has a first message")?
             .encode();
     let mut n = 0u64;
