@@ -53,6 +53,11 @@ pub enum ApiError {
     /// schema, or because their actor belongs to someone else.
     #[error("changes refused: {0}")]
     RefusedChanges(PlanError),
+    /// A change to the roster or the family's consent record by someone not
+    /// of the plan's home (a peer's member, a replica's team): only the
+    /// home's own people change who is on the team and what was consented.
+    #[error("{0}")]
+    HomeAuthority(String),
     /// Bytes that are not an Automerge sync message.
     #[error("not a readable Automerge sync message: {0}")]
     MalformedSync(String),
@@ -115,6 +120,7 @@ impl ApiError {
             ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
             ApiError::RefusedChanges(error) => error.code(),
+            ApiError::HomeAuthority(_) => "home-authority",
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
@@ -155,6 +161,7 @@ impl ApiError {
             ApiError::MalformedSync(_) => "Malformed sync message",
             ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
+            ApiError::HomeAuthority(_) => "Changed only at the plan's home",
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::PrivacyBudgetSpent(_) => "Privacy budget spent",
@@ -176,6 +183,7 @@ impl ApiError {
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken
             | ApiError::RefusedChanges(PlanError::Forbidden(_))
+            | ApiError::HomeAuthority(_)
             | ApiError::Plan {
                 error: PlanError::Forbidden(_),
                 ..
@@ -231,7 +239,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_)
             | ApiError::TransferRefused(_)
             | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
-            ApiError::RefusedChanges(_) | ApiError::ReportRefused(_) => {
+            ApiError::RefusedChanges(_)
+            | ApiError::HomeAuthority(_)
+            | ApiError::ReportRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
