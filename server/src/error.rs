@@ -241,9 +241,7 @@ impl ResponseError for ApiError {
             | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_)
             | ApiError::HomeAuthority(_)
-            | ApiError::ReportRefused(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | ApiError::ReportRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -78,10 +78,7 @@ pub fn check_home_authority(doc: &Automerge, before: &[ChangeHash]) -> Result<()
         let mut segments = patch.path.iter().map(|(_, prop)| prop_text(prop));
         let first = match (segments.next(), &patch.action) {
             (Some(first), _) => first,
-            (
-                None,
-                PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key },
-            ) => key.clone(),
+            (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => key.clone(),
             (None, PatchAction::Conflict { prop }) => prop_text(prop),
             (None, _) => continue,
         };
@@ -367,7 +364,11 @@ mod tests {
         );
         let consents = obj(&doc, &["consents"]);
         let (consent, before) = phone_edit(&doc, |tx| {
-            let item = tx.put_object(&consents, "01JZZZZZZZZZZZZZZZZZZZZZZZ", automerge::ObjType::Map);
+            let item = tx.put_object(
+                &consents,
+                "01JZZZZZZZZZZZZZZZZZZZZZZZ",
+                automerge::ObjType::Map,
+            );
             assert!(item.is_ok());
         });
         assert_eq!(

@@ -191,10 +191,20 @@ mod tests {
 
     #[test]
     fn the_roster_and_the_consents_are_the_homes_alone() {
-        for path in ["/team", "/team/01J/status", "/consents", "/consents/01J/status"] {
+        for path in [
+            "/team",
+            "/team/01J/status",
+            "/consents",
+            "/consents/01J/status",
+        ] {
             assert!(home_only(path), "{path}");
         }
-        for path in ["/teams", "/vision", "/strengths/01J/statement", "/consentsx"] {
+        for path in [
+            "/teams",
+            "/vision",
+            "/strengths/01J/statement",
+            "/consentsx",
+        ] {
             assert!(!home_only(path), "{path}");
         }
     }

@@ -579,7 +579,8 @@ impl Plans {
         if outside_home(&entry.view(), actor) {
             let home_only = |path: &str| wrapsync_shared::roles::home_only(path);
             if let Some(op) = ops.iter().find(|op| {
-                op.op != "test" && (home_only(&op.path) || op.from.as_deref().is_some_and(home_only))
+                op.op != "test"
+                    && (home_only(&op.path) || op.from.as_deref().is_some_and(home_only))
             }) {
                 return Err(home_authority(PlanError::Forbidden(op.path.clone())));
             }
@@ -1251,14 +1252,20 @@ mod tests {
         assert_eq!(at(Some("fran"), None), (s("fran"), None));
         assert_eq!(at(Some("cody@county-b"), None), (s("cody@county-b"), None));
         // A replica: the home's people came from it; a third node's via it.
-        assert_eq!(at(Some("bea@county-b"), Some("county-b")), (s("bea@county-b"), None));
+        assert_eq!(
+            at(Some("bea@county-b"), Some("county-b")),
+            (s("bea@county-b"), None)
+        );
         assert_eq!(
             at(Some("cody@county-c"), Some("county-b")),
             (s("cody@county-c"), s("county-b"))
         );
         assert_eq!(at(Some("fran"), Some("county-b")), (s("fran"), None));
         // Not vouched for: nobody named, the node that delivered it.
-        assert_eq!(at(Some("@county-b"), Some("county-b")), (None, s("county-b")));
+        assert_eq!(
+            at(Some("@county-b"), Some("county-b")),
+            (None, s("county-b"))
+        );
         assert_eq!(at(None, Some("county-b")), (None, s("county-b")));
         assert_eq!(at(None, None), (None, None));
     }

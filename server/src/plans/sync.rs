@@ -263,7 +263,10 @@ fn vouched_by_home(name: &str, home: &str, this_node: &str) -> Option<String> {
     match name.split_once('@') {
         None if !name.is_empty() => Some(format!("{name}@{home}")),
         Some((person, node))
-            if !person.is_empty() && !node.is_empty() && !node.contains('@') && node != this_node =>
+            if !person.is_empty()
+                && !node.is_empty()
+                && !node.contains('@')
+                && node != this_node =>
         {
             Some(name.to_string())
         }

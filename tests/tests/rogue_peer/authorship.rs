@@ -33,7 +33,13 @@ fn node_with_peer(backend: Backend) -> (TestNode, NodeSigner) {
 /// Sync rounds as the peer (vouching for `act`: actor hex → username), a
 /// fresh session, until the node has nothing to say or refuses: answers
 /// the last reply (`204`, or the refusal).
-fn rounds(node: &TestNode, peer: &NodeSigner, plan: &str, doc: &mut Automerge, act: Value) -> Reply {
+fn rounds(
+    node: &TestNode,
+    peer: &NodeSigner,
+    plan: &str,
+    doc: &mut Automerge,
+    act: Value,
+) -> Reply {
     let path = format!("/federation/v1/plans/{plan}/sync");
     let mut state = sync::State::new();
     for _ in 0..10 {
@@ -54,7 +60,8 @@ fn rounds(node: &TestNode, peer: &NodeSigner, plan: &str, doc: &mut Automerge, a
             return reply;
         }
         let message = sync::Message::decode(&reply.body).expect("a sync message");
-        doc.receive_sync_message(&mut state, message).expect("applies");
+        doc.receive_sync_message(&mut state, message)
+            .expect("applies");
     }
     panic!("no quiet after 10 rounds");
 }
@@ -116,7 +123,10 @@ fn a_home_cannot_forge_a_replicas_people(backend: Backend) {
         role: Role::Supervisor,
         member_id: None,
     };
-    apply_ops(&mut tx, &ops, &home_editor, &mut || ulid::Ulid::new().to_string()).expect("ops");
+    apply_ops(&mut tx, &ops, &home_editor, &mut || {
+        ulid::Ulid::new().to_string()
+    })
+    .expect("ops");
     tx.commit();
     let bea = json!({ &home_actor: "bea" });
     rounds(&node, &b, &plan, &mut doc, bea.clone()).assert_status(204);
@@ -143,8 +153,7 @@ fn a_home_cannot_forge_a_replicas_people(backend: Backend) {
         json!({ &home_actor: "bea", &fran_hex: "bea" }),
     ] {
         let mut attempt = forged.clone();
-        rounds(&node, &b, &plan, &mut attempt, act.clone())
-            .assert_problem(422, "change-forbidden");
+        rounds(&node, &b, &plan, &mut attempt, act.clone()).assert_problem(422, "change-forbidden");
         assert_eq!(
             node.read_plan(&fran, &plan).plan["vision"],
             "Fran's words",
@@ -168,7 +177,9 @@ fn a_home_cannot_forge_a_replicas_people(backend: Backend) {
     // A change by a third node's person, which the home relays and vouches
     // for: kept, and shown as theirs, delivered by county-b.
     let cody = ActorId::random();
-    let mut relayed = edited(&doc, cody.clone(), |d| put(d, &ROOT, "mission", "Cody's words"));
+    let mut relayed = edited(&doc, cody.clone(), |d| {
+        put(d, &ROOT, "mission", "Cody's words")
+    });
     let cody_hex = cody.to_hex_string();
     rounds(
         &node,
@@ -285,10 +296,13 @@ fn a_peer_cannot_take_over_the_homes_roster_or_consents(backend: Backend) {
             edited(&doc, faye.clone(), |d| {
                 let mut tx = d.transaction();
                 let id = ulid::Ulid::new().to_string();
-                let member = tx.put_object(&team, id.as_str(), ObjType::Map).expect("member");
+                let member = tx
+                    .put_object(&team, id.as_str(), ObjType::Map)
+                    .expect("member");
                 tx.put(&member, "name", "Mallory").expect("name");
                 tx.put(&member, "role", "facilitator").expect("role");
-                tx.put(&member, "user", format!("mallory@{PEER}")).expect("user");
+                tx.put(&member, "user", format!("mallory@{PEER}"))
+                    .expect("user");
                 tx.commit();
             }),
         ),
@@ -297,7 +311,9 @@ fn a_peer_cannot_take_over_the_homes_roster_or_consents(backend: Backend) {
             edited(&doc, faye.clone(), |d| {
                 let mut tx = d.transaction();
                 let id = ulid::Ulid::new().to_string();
-                let consent = tx.put_object(&consents, id.as_str(), ObjType::Map).expect("consent");
+                let consent = tx
+                    .put_object(&consents, id.as_str(), ObjType::Map)
+                    .expect("consent");
                 tx.put(&consent, "grantee", "county-x").expect("grantee");
                 tx.put(&consent, "scope", "full_plan").expect("scope");
                 tx.commit();
