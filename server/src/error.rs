@@ -63,6 +63,11 @@ pub enum ApiError {
     /// schema, or because their actor belongs to someone else.
     #[error("changes refused: {0}")]
     RefusedChanges(PlanError),
+    /// A change to the roster or the family's consent record by someone not
+    /// of the plan's home (a peer's member, a replica's team): only the
+    /// home's own people change who is on the team and what was consented.
+    #[error("{0}")]
+    HomeAuthority(String),
     /// Bytes that are not an Automerge sync message.
     #[error("not a readable Automerge sync message: {0}")]
     MalformedSync(String),
@@ -136,6 +141,7 @@ impl ApiError {
             ApiError::MalformedDocument(_) => "malformed-document",
             ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
             ApiError::RefusedChanges(error) => error.code(),
+            ApiError::HomeAuthority(_) => "home-authority",
             ApiError::InvalidReport(_) => "invalid-report",
             ApiError::ReportRefused(_) => "report-refused",
             ApiError::ReportImplausible { rule, .. } => rule,
@@ -182,6 +188,7 @@ impl ApiError {
             ApiError::MalformedSync(_) => "Malformed sync message",
             ApiError::MalformedDocument(_) => "Malformed document",
             ApiError::RefusedChanges(_) => "Changes refused",
+            ApiError::HomeAuthority(_) => "Changed only at the plan's home",
             ApiError::InvalidReport(_) => "Invalid report",
             ApiError::ReportRefused(_) => "Report refused",
             ApiError::ReportImplausible { .. } => "Implausible report",
@@ -205,6 +212,7 @@ impl ApiError {
             | ApiError::InvalidCredentials
             | ApiError::InvalidRefreshToken
             | ApiError::RefusedChanges(PlanError::Forbidden(_))
+            | ApiError::HomeAuthority(_)
             | ApiError::Plan {
                 error: PlanError::Forbidden(_),
                 ..
@@ -263,6 +271,7 @@ impl ResponseError for ApiError {
             | ApiError::TransferRefused(_)
             | ApiError::PrivacyBudgetSpent(_) => StatusCode::CONFLICT,
             ApiError::RefusedChanges(_)
+            | ApiError::HomeAuthority(_)
             | ApiError::ReportRefused(_)
             | ApiError::ReportImplausible { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotReady | ApiError::Contended | ApiError::Busy => {

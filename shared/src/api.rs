@@ -159,6 +159,12 @@ pub struct HistoryEntry {
     pub time: i64,
     /// What changed, e.g. `replace /needs/*/status`.
     pub summary: Option<String>,
+    /// The node that delivered the change to this one, when it is not the
+    /// author's own node: a plan's home relaying a third node's change to a
+    /// replica, or a change the home did not vouch for (then `user` is
+    /// absent). Absent for changes made here or sent by their author's node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use crate::ops::Editor;
 use crate::plan::{
     check_scalar, child, each_item_id, is_item_id, is_new_item_id, validate, PlanError,
 };
-use crate::roles::may_write;
+use crate::roles::{home_only, may_write};
 use crate::schema::{self, Field, Kind, PLAN};
 use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use std::collections::HashMap;
@@ -70,6 +70,29 @@ pub fn check_incoming(
         }
     }
     validate(doc)
+}
+
+/// Refuses changes between `before` and `doc`'s heads that touch a part of
+/// the plan only its home's people change ([`home_only`]: the roster and
+/// the consent record), for changes made by anyone else: a peer's members
+/// at the home, a replica's team on the replica. `Forbidden` names the
+/// first such path.
+pub fn check_home_authority(doc: &Automerge, before: &[ChangeHash]) -> Result<(), PlanError> {
+    let after = doc.get_heads();
+    for patch in doc.diff(before, &after) {
+        let mut segments = patch.path.iter().map(|(_, prop)| prop_text(prop));
+        let first = match (segments.next(), &patch.action) {
+            (Some(first), _) => first,
+            (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => key.clone(),
+            (None, PatchAction::Conflict { prop }) => prop_text(prop),
+            (None, _) => continue,
+        };
+        let path = format!("/{first}");
+        if home_only(&path) {
+            return Err(PlanError::Forbidden(path));
+        }
+    }
+    Ok(())
 }
 
 /// Holds the items that the changes between `before` and `doc`'s heads
@@ -382,6 +405,36 @@ mod tests {
             check_incoming(&scratch, &before, &other),
             Err(PlanError::Forbidden(_))
         ));
+    }
+
+    #[test]
+    fn only_the_home_changes_the_roster_and_the_consents() {
+        let (doc, ana, _, _) = plan();
+        let member = obj(&doc, &["team", &ana]);
+        let (left, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(&member, "status", "left").is_ok());
+        });
+        assert_eq!(
+            check_home_authority(&left, &before),
+            Err(PlanError::Forbidden("/team".into()))
+        );
+        let consents = obj(&doc, &["consents"]);
+        let (consent, before) = phone_edit(&doc, |tx| {
+            let item = tx.put_object(
+                &consents,
+                "01JZZZZZZZZZZZZZZZZZZZZZZZ",
+                automerge::ObjType::Map,
+            );
+            assert!(item.is_ok());
+        });
+        assert_eq!(
+            check_home_authority(&consent, &before),
+            Err(PlanError::Forbidden("/consents".into()))
+        );
+        let (vision, before) = phone_edit(&doc, |tx| {
+            assert!(tx.put(ROOT, "vision", "Home together").is_ok());
+        });
+        assert_eq!(check_home_authority(&vision, &before), Ok(()));
     }
 
     #[test]

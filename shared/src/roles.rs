@@ -137,6 +137,21 @@ pub const WRITE_RULES: &[(&str, &[Role])] = &[
     ("/title", &[Facilitator]),
 ];
 
+/// Parts of a plan that only people of its home change, whatever their
+/// role: who is on the team (with which role and status) and the family's
+/// consent record. A replica's team and a peer's members edit the rest as
+/// their role allows; the home, which holds the family's grants and checks
+/// who may see the plan, is the one place these change.
+pub const HOME_ONLY: &[&str] = &["/team", "/consents"];
+
+/// Is `path` (or `pattern`) in a part of the plan only its home's people
+/// change ([`HOME_ONLY`])?
+pub fn home_only(path: &str) -> bool {
+    HOME_ONLY
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+}
+
 /// Fields of an action step that the member responsible for it may set,
 /// whatever their role.
 pub const OWN_STEP_FIELDS: &[&str] = &["done_on", "status"];
@@ -171,6 +186,26 @@ mod tests {
             let expected = matches!(role, Facilitator | Supervisor);
             assert_eq!(may_write(role, "/team", false), expected, "{role}");
             assert_eq!(may_write(role, "/team/*/role", false), expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn the_roster_and_the_consents_are_the_homes_alone() {
+        for path in [
+            "/team",
+            "/team/01J/status",
+            "/consents",
+            "/consents/01J/status",
+        ] {
+            assert!(home_only(path), "{path}");
+        }
+        for path in [
+            "/teams",
+            "/vision",
+            "/strengths/01J/statement",
+            "/consentsx",
+        ] {
+            assert!(!home_only(path), "{path}");
         }
     }
 

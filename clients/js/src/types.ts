@@ -76,6 +76,8 @@ export interface HistoryEntry {
   /** Seconds since the Unix epoch, as the author's device recorded it. */
   time: number;
   summary: string | null;
+  /** The node that delivered the change, when not the author's own node. */
+  via?: string;
 }
 
 export interface History {

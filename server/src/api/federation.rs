@@ -72,7 +72,7 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
         (status = 400, description = "`malformed-sync-message`: not an Automerge sync message; `invalid-request`: unreadable transfer certificates."),
         (status = 404, description = "`not-found`: no such plan, or one the family has not (or no longer) consented to share with the sender, or homed at a third node (the same answer)."),
         (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `message-too-large`: they declare more than `max_peer_sync_ops` operations; `sync-state-too-large`: its Bloom filter, heads or needs describe more changes than the plan's size calls for; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the sender parks the plan instead of retrying)."),
-        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (an author's role, the schema, or an actor bound to someone else)."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (an author's role, the schema, an actor bound to someone else or to a person of this node, or an author the home may not vouch for); `home-authority`: a peer's members changing the roster or the consent record of a plan homed here."),
         (status = 500, description = INTERNAL),
     )
 )]

@@ -623,6 +623,15 @@ impl Plans {
                 .ok_or_else(replica_of_others)?,
             member_id,
         };
+        if outside_home(&entry.view(), actor) {
+            let home_only = |path: &str| wrapsync_shared::roles::home_only(path);
+            if let Some(op) = ops.iter().find(|op| {
+                op.op != "test"
+                    && (home_only(&op.path) || op.from.as_deref().is_some_and(home_only))
+            }) {
+                return Err(home_authority(PlanError::Forbidden(op.path.clone())));
+            }
+        }
         let size_before = entry.view().size();
         let at_quota = size_before >= self.quota && ops.iter().any(|op| op.op == "add");
         let floor = growth_floor(ops);
@@ -918,6 +927,7 @@ impl Plans {
                         actor: c.actor.to_hex_string(),
                         time: c.timestamp,
                         summary,
+                        via: None,
                     })
                 })
                 .collect()
@@ -931,11 +941,13 @@ impl Plans {
         let names = self
             .blocking(move |conn| actor_users(conn, &actors))
             .await?;
+        let home = entry.view().home.clone();
         for change in &mut changes {
-            change.user = names
+            let name = names
                 .iter()
                 .find(|(a, _)| *a == change.actor)
-                .map(|(_, u)| u.clone());
+                .map(|(_, u)| u.as_str());
+            (change.user, change.via) = attribution(name, home.as_deref());
         }
         Ok(changes)
     }
@@ -1187,6 +1199,45 @@ pub fn peer_audit(
     }
 }
 
+/// Whether `actor`'s edits of `view` are held to the home's authority
+/// ([`wrapsync_shared::roles::HOME_ONLY`]): on a replica (its team edits
+/// content, the home the roster and consents), or as a person of another
+/// node (`name@node`) at the home.
+pub(crate) fn outside_home(view: &PlanView, actor: &Actor) -> bool {
+    view.home.is_some() || actor.username.contains('@')
+}
+
+/// A roster or consent change by someone not of the plan's home, refused
+/// (`422 home-authority`); other refusals as they are.
+pub(crate) fn home_authority(error: PlanError) -> ApiError {
+    match error {
+        PlanError::Forbidden(path) => ApiError::HomeAuthority(format!(
+            "{path}: the team's roster and the family's consent record are changed only at \
+             the plan's home, by its own people"
+        )),
+        other => ApiError::RefusedChanges(other),
+    }
+}
+
+/// Who made a change and which node delivered it, from the name its
+/// actor is bound to (`@node`: a node delivered it without vouching for
+/// an author) and the plan's home (`None`: homed here). A plan's home
+/// takes changes only from their author's node; a replica takes them only
+/// from the home, so a change whose author is not of the home came via it.
+fn attribution(name: Option<&str>, home: Option<&str>) -> (Option<String>, Option<String>) {
+    match name {
+        Some(name) if name.starts_with('@') => (None, Some(name[1..].to_string())),
+        Some(name) => {
+            let via = match (name.split_once('@'), home) {
+                (Some((_, node)), Some(home)) if node != home => Some(home.to_string()),
+                _ => None,
+            };
+            (Some(name.to_string()), via)
+        }
+        None => (None, home.map(str::to_string)),
+    }
+}
+
 /// A supervisor reading a replica may not edit it: only its team does.
 pub(crate) fn replica_of_others() -> ApiError {
     ApiError::Forbidden("a plan homed at another node is edited by its team".into())
@@ -1255,6 +1306,32 @@ mod tests {
             // Plus one would be 1 in 2^64 if the steps are random.
             assert!(pair[1] - pair[0] > 1, "a neighbour is not the next id");
         }
+    }
+
+    #[test]
+    fn history_names_the_node_that_delivered_a_change_not_made_by_its_people() {
+        let at = |name: Option<&str>, home: Option<&str>| attribution(name, home);
+        let s = |v: &str| Some(v.to_string());
+        // Homed here: local people and a peer's members, as bound.
+        assert_eq!(at(Some("fran"), None), (s("fran"), None));
+        assert_eq!(at(Some("cody@county-b"), None), (s("cody@county-b"), None));
+        // A replica: the home's people came from it; a third node's via it.
+        assert_eq!(
+            at(Some("bea@county-b"), Some("county-b")),
+            (s("bea@county-b"), None)
+        );
+        assert_eq!(
+            at(Some("cody@county-c"), Some("county-b")),
+            (s("cody@county-c"), s("county-b"))
+        );
+        assert_eq!(at(Some("fran"), Some("county-b")), (s("fran"), None));
+        // Not vouched for: nobody named, the node that delivered it.
+        assert_eq!(
+            at(Some("@county-b"), Some("county-b")),
+            (None, s("county-b"))
+        );
+        assert_eq!(at(None, Some("county-b")), (None, s("county-b")));
+        assert_eq!(at(None, None), (None, None));
     }
 
     #[test]

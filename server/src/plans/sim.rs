@@ -1015,3 +1015,338 @@ mod nodes {
         super::for_each_seed(run);
     }
 }
+
+/// A rogue replica (issue 22): beside honest content edits, it marks the
+/// home's facilitator "left", adds a member of its own, writes the
+/// consent record, and makes changes under the home's actor. The home
+/// checks each replica's changes as `Plans::sync_peer` does (role,
+/// [`check_home_authority`], an actor bound to another node's person
+/// refused) and refuses a round that carries any of them whole; replicas
+/// refuse a change the home delivers under their own people's actors, as
+/// `bind_home_authors` does. Honest nodes must converge with every honest
+/// edit, and nothing the rogue forged may reach them; the rogue still
+/// receives everything (only its own direction stalls, after its first
+/// forgery, since its later changes depend on it).
+///
+/// [`check_home_authority`]: wrapsync_shared::incoming::check_home_authority
+mod rogue {
+    use super::{op, sorted};
+    use crate::plans::sync::{push_done, push_step, receive_round, PushInput, Received};
+    use automerge::sync::{self, SyncDoc};
+    use automerge::transaction::{Transactable, Transaction};
+    use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ROOT};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+    use wrapsync_shared::incoming::{check_home_authority, check_incoming};
+    use wrapsync_shared::ops::{apply_ops, Editor};
+    use wrapsync_shared::plan::{init_plan, render};
+    use wrapsync_shared::roles::Role;
+
+    /// Node 0 is the home, 1 an honest replica, 2 the rogue.
+    const ROGUE: usize = 2;
+
+    struct World {
+        rng: StdRng,
+        docs: Vec<Automerge>,
+        /// Whose person each actor is (the `actors` table, by node).
+        owners: BTreeMap<ActorId, usize>,
+        /// Strengths added by honest nodes: must reach every node.
+        honest: BTreeSet<String>,
+        /// Changes the rogue forged: must reach no honest node.
+        forged: BTreeSet<ChangeHash>,
+        /// The home's facilitator's member id.
+        fran: String,
+        next: u64,
+    }
+
+    fn facilitator() -> Editor {
+        Editor {
+            role: Role::Facilitator,
+            member_id: None,
+        }
+    }
+
+    fn field(tx: &Transaction<'_>, name: &str) -> Option<ObjId> {
+        tx.get(ROOT, name).ok().flatten().map(|(_, obj)| obj)
+    }
+
+    /// Puts a new map item `id` with `fields` in `parent`.
+    fn put_map(
+        tx: &mut Transaction<'_>,
+        parent: &ObjId,
+        id: &str,
+        fields: &[(&str, &str)],
+    ) -> bool {
+        let Ok(item) = tx.put_object(parent, id, ObjType::Map) else {
+            return false;
+        };
+        fields
+            .iter()
+            .all(|(key, value)| tx.put(&item, *key, *value).is_ok())
+    }
+
+    impl World {
+        fn new(seed: u64) -> World {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut home = Automerge::new().with_actor(ActorId::from(rng.random::<[u8; 16]>()));
+            let mut tx = home.transaction();
+            init_plan(&mut tx, "Shared family").unwrap_or_else(|e| panic!("{e}"));
+            let fran = ulid::Ulid::from_parts(1_700_000_000_000, 1).to_string();
+            let ops = op(serde_json::json!([{"op":"add","path":"/team","value":
+                {"id": fran, "name":"Fran","role":"facilitator","user":"fran"}}]));
+            apply_ops(&mut tx, &ops, &facilitator(), &mut || fran.clone())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            tx.commit();
+            let mut owners = BTreeMap::new();
+            owners.insert(home.get_actor().clone(), 0);
+            let docs: Vec<Automerge> = (0..3)
+                .map(|n| {
+                    if n == 0 {
+                        home.fork().with_actor(home.get_actor().clone())
+                    } else {
+                        let actor = ActorId::from(rng.random::<[u8; 16]>());
+                        owners.insert(actor.clone(), n);
+                        home.fork().with_actor(actor)
+                    }
+                })
+                .collect();
+            World {
+                rng,
+                docs,
+                owners,
+                honest: BTreeSet::new(),
+                forged: BTreeSet::new(),
+                fran,
+                next: 0,
+            }
+        }
+
+        fn new_id(&mut self) -> String {
+            self.next += 1;
+            ulid::Ulid::from_parts(1_800_000_000_000 + self.next, self.rng.random()).to_string()
+        }
+
+        fn add_strength(&mut self, n: usize) {
+            let id = self.new_id();
+            let ops = op(serde_json::json!([{"op":"add","path":"/strengths",
+                "value":{"statement":format!("s {id}"),"about":"family"}}]));
+            let mut tx = self.docs[n].transaction();
+            apply_ops(&mut tx, &ops, &facilitator(), &mut || id.clone())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            tx.commit();
+            if n != ROGUE {
+                self.honest.insert(id);
+            }
+        }
+
+        /// One of the rogue's forgeries, on its own copy.
+        fn forge(&mut self) {
+            let id = self.new_id();
+            let kind = self.rng.random_range(0..4);
+            let home = self.docs[0].get_actor().clone();
+            let fran = self.fran.clone();
+            let doc = &mut self.docs[ROGUE];
+            let before = doc.get_heads();
+            let own = doc.get_actor().clone();
+            if kind == 3 {
+                // Under the home's actor.
+                doc.set_actor(home);
+            }
+            let mut tx = doc.transaction();
+            let team = field(&tx, "team");
+            let consents = field(&tx, "consents");
+            let member = team
+                .as_ref()
+                .and_then(|team| tx.get(team, fran.as_str()).ok().flatten())
+                .map(|(_, member)| member);
+            let done = match (kind, team, consents, member) {
+                (0, _, _, Some(member)) => tx.put(&member, "status", "left").is_ok(),
+                (1, Some(team), _, _) => put_map(
+                    &mut tx,
+                    &team,
+                    &id,
+                    &[
+                        ("name", "Mallory"),
+                        ("role", "facilitator"),
+                        ("user", "mallory@rogue"),
+                    ],
+                ),
+                (2, _, Some(consents), _) => put_map(
+                    &mut tx,
+                    &consents,
+                    &id,
+                    &[("grantee", "rogue"), ("scope", "full_plan")],
+                ),
+                (3, ..) => tx.put(ROOT, "vision", format!("forged {id}")).is_ok(),
+                _ => false,
+            };
+            assert!(done, "the rogue's edit applies to its copy");
+            tx.commit();
+            doc.set_actor(own);
+            let forged: Vec<ChangeHash> =
+                doc.get_changes(&before).iter().map(|c| c.hash()).collect();
+            self.forged.extend(forged);
+        }
+
+        /// Whether `to` keeps changes `from` pushed: the checks of
+        /// `Plans::sync_peer` at the home, of `bind_home_authors` at a
+        /// replica; actors first seen are bound to the sender's people.
+        fn accept(
+            &mut self,
+            from: usize,
+            to: usize,
+            scratch: &Automerge,
+            before: &[ChangeHash],
+        ) -> bool {
+            let actors: BTreeSet<ActorId> = scratch
+                .get_changes(before)
+                .iter()
+                .map(|c| c.actor_id().clone())
+                .collect();
+            let ok = if to == 0 {
+                actors
+                    .iter()
+                    .all(|a| self.owners.get(a).is_none_or(|owner| *owner == from))
+                    && check_incoming(scratch, before, &facilitator()).is_ok()
+                    && check_home_authority(scratch, before).is_ok()
+            } else {
+                actors.iter().all(|a| self.owners.get(a) != Some(&to))
+            };
+            if ok {
+                for actor in actors {
+                    self.owners
+                        .entry(actor)
+                        .or_insert(if to == 0 { from } else { 0 });
+                }
+            }
+            ok
+        }
+
+        /// A whole push session from `from` to `to` on a reliable link.
+        fn session(&mut self, from: usize, to: usize) -> Result<(), String> {
+            let mut outgoing = sync::State::new();
+            let mut incoming = sync::State::new();
+            let mut input = PushInput::Start;
+            for round in 0..60 {
+                let next = push_step(&mut self.docs[from], &mut outgoing, input)
+                    .map_err(|e| e.to_string())?;
+                if push_done(round, next.as_ref()) {
+                    return Ok(());
+                }
+                let before = self.docs[to].get_heads();
+                let mut receiver = self.docs[to].clone();
+                let received = match receive_round(&mut receiver, &mut incoming, next) {
+                    Ok(received) => received,
+                    // Bytes the receiver cannot apply (400: the rogue reusing
+                    // the home's actor and sequence numbers; or the rogue's
+                    // own copy, holding those, taking the home's): refused.
+                    Err(_) if from == ROGUE || to == ROGUE => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                };
+                let reply = match received {
+                    Received::Nothing => receiver.generate_sync_message(&mut incoming),
+                    Received::WaitingForDependencies(reply) => reply
+                        .map(|bytes| sync::Message::decode(&bytes))
+                        .transpose()
+                        .map_err(|e| e.to_string())?,
+                    Received::Changes(scratch) => {
+                        if !self.accept(from, to, &scratch, &before) {
+                            if from != ROGUE {
+                                return Err(format!(
+                                    "node {to} refused node {from}'s honest changes"
+                                ));
+                            }
+                            // Refused whole (422): the session ends.
+                            return Ok(());
+                        }
+                        let scratch = *scratch;
+                        let reply = scratch.generate_sync_message(&mut incoming);
+                        receiver = scratch;
+                        reply
+                    }
+                };
+                self.docs[to] = receiver;
+                input = match reply {
+                    Some(message) => PushInput::Reply(message),
+                    None => PushInput::Quiet,
+                };
+            }
+            Err(format!("a session {from} → {to} did not end"))
+        }
+
+        fn step(&mut self) -> Result<(), String> {
+            match self.rng.random_range(0..10) {
+                0..=2 => {
+                    let n = self.rng.random_range(0..3);
+                    self.add_strength(n);
+                }
+                3 => self.forge(),
+                _ => {
+                    let replica = self.rng.random_range(1..3);
+                    if self.rng.random_bool(0.5) {
+                        self.session(0, replica)?;
+                    } else {
+                        self.session(replica, 0)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn check(&self) -> Result<(), String> {
+            if sorted(self.docs[0].get_heads()) != sorted(self.docs[1].get_heads()) {
+                return Err("the home and the honest replica differ".into());
+            }
+            for (n, doc) in self.docs.iter().enumerate().take(ROGUE) {
+                let plan = render(doc);
+                let strengths: BTreeSet<String> = plan["strengths"]
+                    .as_array()
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|s| s["id"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(lost) = self.honest.difference(&strengths).next() {
+                    return Err(format!("honest strength {lost} is missing at node {n}"));
+                }
+                if let Some(hash) = self
+                    .forged
+                    .iter()
+                    .find(|h| doc.get_change_by_hash(h).is_some())
+                {
+                    return Err(format!("forged change {hash} reached node {n}"));
+                }
+                let team = plan["team"].to_string();
+                if team.contains("mallory") || team.contains("\"left\"") {
+                    return Err(format!("the rogue changed the roster at node {n}: {team}"));
+                }
+                if plan["consents"].as_array().is_some_and(|c| !c.is_empty()) {
+                    return Err(format!("the rogue wrote a consent at node {n}"));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn run(seed: u64, steps: usize) -> Result<(), String> {
+        let mut world = World::new(seed);
+        for _ in 0..steps {
+            world.step()?;
+        }
+        // Healed: sessions every way until nothing moves.
+        for _ in 0..3 {
+            for replica in 1..3 {
+                world.session(replica, 0)?;
+                world.session(0, replica)?;
+            }
+        }
+        world.check()
+    }
+
+    #[test]
+    fn honest_nodes_converge_and_refuse_a_rogue_replicas_roster_consent_and_actor_forgeries() {
+        super::for_each_seed(run);
+    }
+}

@@ -18,7 +18,7 @@ use automerge::{Automerge, ReadDoc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use wrapsync_shared::incoming::{check_incoming, check_new_item_ids};
+use wrapsync_shared::incoming::{check_home_authority, check_incoming, check_new_item_ids};
 use wrapsync_shared::ops::Editor;
 use wrapsync_shared::plan::PlanError;
 
@@ -329,6 +329,25 @@ enum Sender<'a> {
     Home(&'a BTreeMap<String, String>),
 }
 
+/// The account a plan's `home` vouches an actor's changes to (`name`, as it
+/// signed it): its own people as `name@home`, a third node's as they are;
+/// `None` for what it may not speak for (this node's people, malformed
+/// names).
+fn vouched_by_home(name: &str, home: &str, this_node: &str) -> Option<String> {
+    match name.split_once('@') {
+        None if !name.is_empty() => Some(format!("{name}@{home}")),
+        Some((person, node))
+            if !person.is_empty()
+                && !node.is_empty()
+                && !node.contains('@')
+                && node != this_node =>
+        {
+            Some(name.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// How the home's changes are checked at a replica (see [`Sender::Home`]).
 const HOME_EDITOR: Editor = Editor {
     role: wrapsync_shared::roles::Role::Supervisor,
@@ -517,9 +536,10 @@ impl Plans {
         Ok(bytes)
     }
 
-    /// The people of this node whose changes the plan holds, by actor:
-    /// vouched for in each signed push, so the receiver can attribute and
-    /// check them.
+    /// The people whose changes the plan holds, by actor: this node's own
+    /// (plain names), and, where the plan is homed here, the other nodes'
+    /// people it took changes from (`name@node`); vouched for in each
+    /// signed push, so the receiver can attribute and check them.
     pub async fn local_authors(&self, entry: &PlanEntry) -> BTreeMap<String, String> {
         let actors: HashSet<String> = {
             let state = entry.state.lock().await;
@@ -531,11 +551,17 @@ impl Plans {
                 .collect()
         };
         let names = self.actor_names().await;
+        // The home also vouches for the people of other nodes whose changes
+        // it took (`name@node`, each checked against the team when it came):
+        // it relays them to its replicas. A replica vouches only for its own.
+        let homed_here = entry.view().home.is_none();
         actors
             .into_iter()
             .filter_map(|a| {
                 let name = names.get(&a)?;
-                (!name.contains('@')).then(|| (a, name.clone()))
+                let ours = !name.contains('@');
+                let relayed = homed_here && !name.starts_with('@');
+                (ours || relayed).then(|| (a, name.clone()))
             })
             .collect()
     }
@@ -627,6 +653,9 @@ impl Plans {
                     check_incoming(&scratch, &before, &editor)
                         .and_then(|()| check_new_item_ids(&scratch, &before))
                         .map_err(ApiError::RefusedChanges)?;
+                    if super::outside_home(&view, actor) {
+                        check_home_authority(&scratch, &before).map_err(super::home_authority)?;
+                    }
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,
@@ -754,6 +783,9 @@ impl Plans {
                             .peer_authors(peer, authors, &team, &scratch, &before)
                             .await?;
                         check_by_author(&state.doc, &scratch, &before, &editors)?;
+                        // A peer's members never change the roster or the
+                        // consent record of a plan homed here.
+                        check_home_authority(&scratch, &before).map_err(super::home_authority)?;
                         let summary = format!(
                             "{} changes from node {peer}",
                             scratch.get_changes(&before).len()
@@ -795,8 +827,20 @@ impl Plans {
     }
 
     /// Binds the actors of the home's new changes to the people it vouches
-    /// for (`name@home`), so the history here says who made them; an actor
-    /// that belongs to someone else already refuses the round.
+    /// for, so the history here says who made them; refuses the round
+    /// (`422 change-forbidden`, nothing kept) for a change the home may not
+    /// deliver. What the home may vouch for, and what is refused:
+    ///
+    /// - its own people (`name` → `name@home`) and the people of a third
+    ///   node whose changes it took and relays (`name@node`): bound so;
+    /// - a person of this node (`name@<this node>`), or a change under an
+    ///   actor bound here to one of this node's people, vouched for or
+    ///   not: refused. This node's people's changes are made here; none
+    ///   comes back new from a peer, so such a change is a forgery;
+    /// - an actor already bound to someone else: refused;
+    /// - an actor it does not vouch for: kept, bound to the home itself
+    ///   (`@home`: the history names no author and says it came via the
+    ///   home), unless already bound to a person of another node.
     pub(super) async fn bind_home_authors(
         &self,
         home: &str,
@@ -804,19 +848,45 @@ impl Plans {
         scratch: &Automerge,
         before: &[automerge::ChangeHash],
     ) -> Result<(), ApiError> {
-        let binding: Vec<(String, String)> = scratch
+        let refuse = |why: String| ApiError::RefusedChanges(PlanError::Forbidden(why));
+        let actors: Vec<String> = scratch
             .get_changes(before)
             .iter()
             .map(|c| c.actor_id().to_hex_string())
             .collect::<HashSet<_>>()
             .into_iter()
-            .filter_map(|hex| {
-                let name = authors
-                    .get(&hex)
-                    .filter(|n| !n.is_empty() && !n.contains('@'))?;
-                Some((hex, format!("{name}@{home}")))
-            })
             .collect();
+        if actors.is_empty() {
+            return Ok(());
+        }
+        let lookup = actors.clone();
+        let owners: HashMap<String, String> = self
+            .blocking(move |conn| crate::store::users::actor_users(conn, &lookup))
+            .await?
+            .into_iter()
+            .collect();
+        let mut binding = Vec::new();
+        for hex in actors {
+            let owner = owners.get(&hex);
+            if let Some(owner) = owner.filter(|o| !o.contains('@')) {
+                return Err(refuse(format!(
+                    "changes of actor {hex}, which belongs to {owner} of this node: \
+                     node {home} may not deliver them"
+                )));
+            }
+            let here = match authors.get(&hex) {
+                // Bound before (to `@node` when not vouched for then).
+                _ if owner.is_some_and(|o| o.starts_with('@')) => continue,
+                None if owner.is_some() => continue,
+                None => format!("@{home}"),
+                Some(name) => vouched_by_home(name, home, &self.node_id).ok_or_else(|| {
+                    refuse(format!(
+                        "node {home} vouches for actor {hex} as `{name}`, whom it may not speak for"
+                    ))
+                })?,
+            };
+            binding.push((hex, here));
+        }
         self.bind_remote_actors(binding).await
     }
 
@@ -1019,6 +1089,22 @@ impl Plans {
         } else {
             self.sync_states.lock().put(key, state, size);
             self.writer.write_detached(save);
+        }
+    }
+}
+
+#[cfg(test)]
+mod vouching_tests {
+    use super::vouched_by_home;
+
+    #[test]
+    fn a_home_vouches_for_its_own_people_and_relays_a_third_nodes_but_never_ours() {
+        let v = |name| vouched_by_home(name, "county-b", "county-a");
+        assert_eq!(v("bea").as_deref(), Some("bea@county-b"));
+        assert_eq!(v("cody@county-c").as_deref(), Some("cody@county-c"));
+        assert_eq!(v("fran@county-a"), None, "a person of this node");
+        for bad in ["", "@county-c", "cody@", "a@b@c"] {
+            assert_eq!(v(bad), None, "{bad}");
         }
     }
 }
