@@ -121,6 +121,9 @@ pub struct Plans {
     write_budget: Option<crate::limits::Buckets>,
     /// Usernames of bound actors, for showing who set a conflicting value.
     actor_names: Mutex<Option<Arc<HashMap<String, String>>>>,
+    /// Bumped whenever actors are bound: a load of `actor_names` that began
+    /// before is not cached (it may miss the new binding).
+    actor_names_generation: std::sync::atomic::AtomicU64,
     /// Distinguishes this process's actors from any other process's, so two
     /// processes never reuse an (actor, seq) pair.
     instance: [u8; 8],
@@ -197,6 +200,7 @@ impl Plans {
             instance: rand::random(),
             bound_actors: Mutex::new(HashSet::new()),
             actor_names: Mutex::new(None),
+            actor_names_generation: Default::default(),
             changed: tokio::sync::broadcast::channel(16).0,
             stopping: tokio::sync::watch::channel(false).0,
             sync_states: Mutex::new(sync_state::StateCache::new(
@@ -317,16 +321,29 @@ impl Plans {
     /// Every bound actor's username, loaded once and again after new
     /// actors are bound. Small: one row per person and device.
     async fn actor_names(&self) -> Arc<HashMap<String, String>> {
+        use std::sync::atomic::Ordering;
         if let Some(names) = self.actor_names.lock().clone() {
             return names;
         }
+        let generation = self.actor_names_generation.load(Ordering::SeqCst);
         let loaded = self
             .blocking(crate::store::users::all_actor_users)
             .await
             .unwrap_or_default();
         let names = Arc::new(loaded.into_iter().collect::<HashMap<_, _>>());
-        *self.actor_names.lock() = Some(names.clone());
+        let mut cached = self.actor_names.lock();
+        if self.actor_names_generation.load(Ordering::SeqCst) == generation {
+            *cached = Some(names.clone());
+        }
         names
+    }
+
+    /// Names are reloaded when next needed (actors were just bound).
+    fn forget_actor_names(&self) {
+        let mut cached = self.actor_names.lock();
+        self.actor_names_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *cached = None;
     }
 
     /// `view`, re-rendered if a conflicting value's actor was bound only by
@@ -568,7 +585,7 @@ impl Plans {
             })
             .await?;
         if actor.is_some() {
-            *self.actor_names.lock() = None;
+            self.forget_actor_names();
             self.bound_actors.lock().extend(actors);
         }
         let view = Arc::new(self.with_names(&doc, view).await);
@@ -784,11 +801,12 @@ impl Plans {
             })
             .await?;
         *entry.seen.lock() = revision;
-        let _ = self.changed.send(());
         if !newly_bound.is_empty() {
-            // Names are reloaded when next needed.
-            *self.actor_names.lock() = None;
+            // Before anyone is told of the change (an outbound push vouches
+            // for its authors by these names).
+            self.forget_actor_names();
         }
+        let _ = self.changed.send(());
         self.bound_actors.lock().extend(newly_bound);
         Ok(seq)
     }
@@ -850,7 +868,7 @@ impl Plans {
                 .any(|v| v.user.is_none());
             if unnamed && !missing.is_empty() {
                 // Another process may have bound the actors meanwhile.
-                *self.actor_names.lock() = None;
+                self.forget_actor_names();
                 view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
                     .localized(revision.home.clone(), &self.node_id);
             }

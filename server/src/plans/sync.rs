@@ -874,8 +874,18 @@ impl Plans {
                      node {home} may not deliver them"
                 )));
             }
+            let placeholder = format!("@{home}");
             let here = match authors.get(&hex) {
-                // Bound before (to `@node` when not vouched for then).
+                // Bound before to `@node` when not vouched for then: only
+                // the node that delivered it unnamed may name it later.
+                Some(_) if owner == Some(&placeholder) => {
+                    let name = authors.get(&hex).map(String::as_str).unwrap_or_default();
+                    vouched_by_home(name, home, &self.node_id).ok_or_else(|| {
+                        refuse(format!(
+                            "node {home} vouches for actor {hex} as `{name}`, whom it may not speak for"
+                        ))
+                    })?
+                }
                 _ if owner.is_some_and(|o| o.starts_with('@')) => continue,
                 None if owner.is_some() => continue,
                 None => format!("@{home}"),
@@ -887,22 +897,38 @@ impl Plans {
             };
             binding.push((hex, here));
         }
-        self.bind_remote_actors(binding).await
+        self.bind_remote_actors(home, binding).await
     }
 
     /// Binds each actor to the account of a person of another node
     /// (`name@node`, made on first use); an actor that belongs to someone
-    /// else already refuses the round, and nothing is bound.
-    async fn bind_remote_actors(&self, binding: Vec<(String, String)>) -> Result<(), ApiError> {
+    /// else already refuses the round, and nothing is bound. An actor bound
+    /// to `from`'s placeholder (`@from`: it delivered the actor's changes
+    /// before it named their author, as when its own binding had not yet
+    /// reached its cache) takes the name `from` now gives it.
+    async fn bind_remote_actors(
+        &self,
+        from: &str,
+        binding: Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
         if binding.is_empty() {
             return Ok(());
         }
         let now = now_ms();
+        let placeholder = format!("@{from}");
         self.writer
             .write(move |conn| {
+                let unnamed = crate::store::users::user_by_name(conn, &placeholder)?.map(|u| u.id);
                 for (hex, here) in &binding {
                     let user = crate::store::users::remote_user(conn, here, now)?;
                     let owners = actor_owners(conn, std::slice::from_ref(hex))?;
+                    let renamed = owners
+                        .iter()
+                        .any(|(_, owner)| Some(owner) == unnamed.as_ref() && *owner != user);
+                    if renamed {
+                        crate::store::users::rebind_actor(conn, hex, &user)?;
+                        continue;
+                    }
                     if owners.iter().any(|(_, owner)| *owner != user) {
                         return Err(crate::db::StoreError::Conflict(format!(
                             "actor {hex} belongs to another person"
@@ -919,8 +945,7 @@ impl Plans {
                 }
                 other => other.into(),
             })?;
-        // Names are reloaded when next needed.
-        *self.actor_names.lock() = None;
+        self.forget_actor_names();
         Ok(())
     }
 
@@ -975,7 +1000,7 @@ impl Plans {
             );
             binding.push((hex, here));
         }
-        self.bind_remote_actors(binding).await?;
+        self.bind_remote_actors(peer, binding).await?;
         Ok(editors)
     }
 

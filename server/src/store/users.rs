@@ -241,6 +241,15 @@ pub fn bind_actor(
 }
 
 /// Usernames of the users the given actors are bound to.
+/// Gives an actor bound to a node's placeholder account (`@node`) the
+/// person that node has since named for it.
+pub fn rebind_actor(conn: &mut DbConnection, actor: &str, user_id: &str) -> Result<(), StoreError> {
+    diesel::update(actors::table.find(actor))
+        .set(actors::user_id.eq(user_id))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn actor_users(
     conn: &mut DbConnection,
     actor_ids: &[String],

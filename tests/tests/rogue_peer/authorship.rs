@@ -41,6 +41,15 @@ fn rounds(
     act: Value,
 ) -> Reply {
     let path = format!("/federation/v1/plans/{plan}/sync");
+    // The home's signed word that the family shares the plan with this
+    // node, which its first push must carry.
+    let Value::Object(consent) = json!({
+        "typ": "wrapsync-consent", "iss": peer.id, "sub": plan, "aud": node.node_id(),
+        "by": format!("bea@{}", peer.id), "iat": unix_now(),
+    }) else {
+        unreachable!()
+    };
+    let consent = peer.sign_claims(&peer.id, &consent);
     let mut state = sync::State::new();
     for _ in 0..10 {
         let body = doc
@@ -54,6 +63,7 @@ fn rounds(
             node.request(Method::POST, &path)
                 .header("content-type", "application/octet-stream")
                 .header("authorization", authorization)
+                .header("wrapsync-transfers", &consent)
                 .body(body),
         );
         if reply.status != 200 {
