@@ -210,8 +210,10 @@ fn with_privacy_a_past_month_is_released_once_noisy_and_within_the_budget(backen
         .map(|d| d.categories.len().max(1) * AgeBand::ALL.len())
         .sum();
     assert_eq!((cells.len(), noisy.cells.len()), (vocabulary, vocabulary));
-    // Noise: most cells are not what the exact counts say (zeros mostly
-    // stay zeros, clamped).
+    // Noise: many cells are not what the exact counts say (zeros mostly
+    // stay zeros, clamped, and every count is then held within the count
+    // it is part of, as the hub's plausibility rules demand, which pulls
+    // more of them back to zero: 50 to 82 of 270 moved in twelve runs).
     let exact = by_key(&plain);
     let moved = cells
         .iter()
@@ -220,7 +222,7 @@ fn with_privacy_a_past_month_is_released_once_noisy_and_within_the_budget(backen
             (v, b) != (*value, *base)
         })
         .count();
-    assert!(moved >= vocabulary / 5, "{moved} of {vocabulary} moved");
+    assert!(moved >= vocabulary / 10, "{moved} of {vocabulary} moved");
     let secret = ["Zebulon", "Perpetua", "Wyndham", "Ottoline", "2013-"];
     let json_text = serde_json::to_string(&noisy).unwrap();
     assert!(secret.iter().all(|s| !json_text.contains(s)), "{json_text}");
