@@ -104,12 +104,14 @@ impl App {
         )
         // PostgreSQL may be shared by several processes of the node (see
         // `cluster`); a SQLite file has one.
+        .with_known_nodes(federation.is_node(config.node_id.clone()))
         .with_shared(!backend.is_sqlite());
         let limits = crate::limits::RateLimits {
             per_user: crate::limits::Buckets::new(config.rate_limit_per_user),
             per_peer: crate::limits::Buckets::new(config.rate_limit_per_peer),
             login_per_ip: crate::limits::Buckets::new(config.rate_limit_login_per_ip),
             peer_bytes: crate::limits::Buckets::new(config.rate_limit_peer_bytes),
+            user_bytes: crate::limits::Buckets::new(config.rate_limit_user_bytes),
             peer_new_plans: crate::limits::Buckets::new(config.rate_limit_peer_new_plans),
             buffered: crate::limits::BufferedBytes::new(config.max_buffered_body_bytes),
         };

@@ -133,6 +133,17 @@ pub struct Config {
     /// burst 64 MiB; the burst must be at least `max_sync_bytes`.
     #[serde(default = "default_peer_bytes_rate")]
     pub rate_limit_peer_bytes: RateLimit,
+    /// Request body bytes per signed-in user (`{ per_second, burst }`),
+    /// taken on the declared length once the token checks out and before
+    /// the body is read (pieces of a body of no declared length as they
+    /// come); over it, `429` with `Retry-After`. Reading and parsing a
+    /// body is the work no later refusal saves, so this is what bounds the
+    /// CPU one member's looping phone takes from the others. Default
+    /// 4 MiB/s, burst 128 MiB (a phone back from weeks offline, or a
+    /// morning of large imports, never meets it); the burst must be at
+    /// least `max_sync_bytes`.
+    #[serde(default = "default_user_bytes_rate")]
+    pub rate_limit_user_bytes: RateLimit,
     /// Plans a peer node may make here that this node never held (a
     /// replica's first changes, a handover of a plan with no replica
     /// here), per peer (`{ per_second, burst }`); over it, `429` with
@@ -407,6 +418,12 @@ fn default_peer_bytes_rate() -> RateLimit {
         burst: f64::from(64u32 << 20),
     }
 }
+fn default_user_bytes_rate() -> RateLimit {
+    RateLimit {
+        per_second: f64::from(4u32 << 20),
+        burst: f64::from(128u32 << 20),
+    }
+}
 fn default_peer_new_plans_rate() -> RateLimit {
     RateLimit {
         per_second: 0.5,
@@ -578,6 +595,7 @@ impl Config {
             ("rate_limit_per_peer", self.rate_limit_per_peer),
             ("rate_limit_login_per_ip", self.rate_limit_login_per_ip),
             ("rate_limit_peer_bytes", self.rate_limit_peer_bytes),
+            ("rate_limit_user_bytes", self.rate_limit_user_bytes),
             ("rate_limit_peer_new_plans", self.rate_limit_peer_new_plans),
             ("write_bytes_per_user", self.write_bytes_per_user),
         ] {
@@ -626,10 +644,11 @@ impl Config {
         let largest = self.max_sync_bytes.max(self.max_body_bytes);
         if self.max_buffered_body_bytes < largest
             || self.rate_limit_peer_bytes.burst < largest as f64
+            || self.rate_limit_user_bytes.burst < largest as f64
         {
             return Err(ConfigError::Invalid(
-                "max_buffered_body_bytes and rate_limit_peer_bytes.burst must be at least \
-                 max_sync_bytes"
+                "max_buffered_body_bytes, rate_limit_peer_bytes.burst and \
+                 rate_limit_user_bytes.burst must be at least max_sync_bytes"
                     .into(),
             ));
         }

@@ -229,6 +229,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Stale => ApiError::Contended,
+            StoreError::Missing(_) => ApiError::NotFound,
             e => ApiError::Internal(e.to_string()),
         }
     }

@@ -160,6 +160,8 @@ pub struct RateLimits {
     pub login_per_ip: Option<Buckets>,
     /// Body bytes per peer node, taken before a body is read.
     pub peer_bytes: Option<Buckets>,
+    /// Body bytes per signed-in user, taken before a body is read.
+    pub user_bytes: Option<Buckets>,
     /// New plans (replicas and handovers of plans never held here) per
     /// peer node.
     pub peer_new_plans: Option<Buckets>,

@@ -95,6 +95,73 @@ pub fn check_home_authority(doc: &Automerge, before: &[ChangeHash]) -> Result<()
     Ok(())
 }
 
+/// Refuses changes between `before` and `doc`'s heads to a consent item
+/// that names a node (`is_node`: this node and its peers), before or after
+/// them: such an item is the node's record of a federation grant, written
+/// only when the family's consent is recorded or withdrawn through the
+/// shares API, so the document never says other than the grants that are
+/// enforced. Consents naming anyone else (a school's release of
+/// information) stay the team's to write. `Forbidden` names the item.
+pub fn check_grant_records(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    is_node: impl Fn(&str) -> bool,
+) -> Result<(), PlanError> {
+    let after = doc.get_heads();
+    let consents_at = |heads: &[ChangeHash]| match doc.get_at(&ROOT, "consents", heads) {
+        Ok(Some((Value::Object(_), id))) => Some(id),
+        _ => None,
+    };
+    let grantee_at = |item: &str, heads: &[ChangeHash]| -> Option<String> {
+        let consents = consents_at(heads)?;
+        let (_, item) = doc
+            .get_at(&consents, item, heads)
+            .ok()
+            .flatten()
+            .filter(|(v, _)| matches!(v, Value::Object(_)))?;
+        match doc.get_at(&item, "grantee", heads).ok()?? {
+            (Value::Scalar(s), _) => s.as_str().map(str::to_string),
+            _ => None,
+        }
+    };
+    let names_a_node = |item: &str| {
+        [before, &after[..]]
+            .iter()
+            .any(|heads| grantee_at(item, heads).is_some_and(|g| is_node(&g)))
+    };
+    let items_at = |heads: &[ChangeHash]| -> Vec<String> {
+        consents_at(heads)
+            .map(|c| doc.keys_at(&c, heads).collect())
+            .unwrap_or_default()
+    };
+    for patch in doc.diff(before, &after) {
+        let mut segments = patch.path.iter().map(|(_, prop)| prop_text(prop));
+        let items: Vec<String> = match (segments.next(), segments.next(), &patch.action) {
+            (Some(first), Some(item), _) if first == "consents" => vec![item],
+            (
+                Some(first),
+                None,
+                PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key },
+            ) if first == "consents" => {
+                vec![key.clone()]
+            }
+            // The whole collection put anew: every item it had or has.
+            (None, _, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key })
+                if key == "consents" =>
+            {
+                let mut items = items_at(before);
+                items.extend(items_at(&after));
+                items
+            }
+            _ => continue,
+        };
+        if let Some(item) = items.iter().find(|item| names_a_node(item)) {
+            return Err(PlanError::Forbidden(format!("/consents/{item}")));
+        }
+    }
+    Ok(())
+}
+
 /// Holds the items that the changes between `before` and `doc`'s heads
 /// create to the rule the ops path keeps ([`add_item`]): a canonical ULID id
 /// ([`is_new_item_id`]) that no other item of the plan has. Items that were
@@ -435,6 +502,47 @@ mod tests {
             assert!(tx.put(ROOT, "vision", "Home together").is_ok());
         });
         assert_eq!(check_home_authority(&vision, &before), Ok(()));
+    }
+
+    #[test]
+    fn consents_naming_a_node_are_the_grants_record() {
+        let (doc, _, _, _) = plan();
+        let consents = obj(&doc, &["consents"]);
+        let is_node = |g: &str| g == "county-b";
+        let add = |doc: &Automerge, grantee: &'static str| {
+            phone_edit(doc, |tx| {
+                let item = tx.put_object(
+                    &consents,
+                    "01JZZZZZZZZZZZZZZZZZZZZZZZ",
+                    automerge::ObjType::Map,
+                );
+                let Ok(item) = item else { panic!("an item") };
+                assert!(tx.put(&item, "grantee", grantee).is_ok());
+                assert!(tx.put(&item, "scope", "full_plan").is_ok());
+            })
+        };
+        // A school's release of information is the team's to write.
+        let (school, before) = add(&doc, "county-school");
+        assert_eq!(check_grant_records(&school, &before, is_node), Ok(()));
+        // A consent naming a node is not, added or changed.
+        let (node, before) = add(&doc, "county-b");
+        assert_eq!(
+            check_grant_records(&node, &before, is_node),
+            Err(PlanError::Forbidden(
+                "/consents/01JZZZZZZZZZZZZZZZZZZZZZZZ".into()
+            ))
+        );
+        let item = obj(&node, &["consents", "01JZZZZZZZZZZZZZZZZZZZZZZZ"]);
+        let (revoked, before) = phone_edit(&node, |tx| {
+            assert!(tx.put(&item, "status", "revoked").is_ok());
+        });
+        assert!(check_grant_records(&revoked, &before, is_node).is_err());
+        // Nor may a school's consent be turned into one.
+        let item = obj(&school, &["consents", "01JZZZZZZZZZZZZZZZZZZZZZZZ"]);
+        let (renamed, before) = phone_edit(&school, |tx| {
+            assert!(tx.put(&item, "grantee", "county-b").is_ok());
+        });
+        assert!(check_grant_records(&renamed, &before, is_node).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod openapi;
 mod postgres;
 mod process;
 mod proxy;
+pub mod raw;
 mod tls;
 mod tokens;
 

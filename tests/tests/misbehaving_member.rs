@@ -20,3 +20,7 @@ mod streams;
 /// Text that becomes an action: phone numbers, invisible characters.
 #[path = "misbehaving_member/text.rs"]
 mod text;
+
+/// Request body bytes per user, taken before the body is read.
+#[path = "misbehaving_member/bytes.rs"]
+mod bytes;

@@ -104,11 +104,30 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     };
     req.extensions_mut().insert(Caller::user(&actor));
     crate::limits::admit(app.limits.per_user.as_ref(), &actor.user_id)?;
+    // The body's declared bytes, before a byte is read: a refusal here
+    // costs what any other token refusal costs. A body of no declared
+    // length is charged piece by piece as it is read (`read_body`).
+    // A length no route takes is left to the body's own `413`.
+    let largest = app.config.max_sync_bytes.max(app.config.max_body_bytes);
+    if let Some(bytes) = declared_length(req).filter(|b| (1..=largest).contains(b)) {
+        take_user_bytes(app, &actor.user_id, bytes)?;
+    }
     Ok(AuthUser {
         actor,
         session_id: claims.sid,
         meta: request_meta(req),
     })
+}
+
+/// Takes `bytes` of the user's request-body budget (`rate_limit_user_bytes`):
+/// `429` with the seconds to wait when they are not there.
+fn take_user_bytes(app: &App, user_id: &str, bytes: usize) -> Result<(), ApiError> {
+    match app.limits.user_bytes.as_ref() {
+        None => Ok(()),
+        Some(budget) => budget
+            .take_n(user_id, bytes as f64, std::time::Instant::now())
+            .map_err(|wait| ApiError::RateLimited(crate::limits::retry_after_secs(wait))),
+    }
 }
 
 /// A JSON body: `Content-Type: application/json`, no `Content-Encoding`
@@ -237,10 +256,23 @@ fn read_body(
         Ok((content_type, rules))
     });
     let declared = declared_length(req);
+    // A signed-in caller's declared length was charged by `AuthUser`;
+    // pieces of a body of no declared length are charged as they come.
+    let chunked_budget = match (declared, req.extensions().get::<Caller>()) {
+        (None, Some(caller)) => caller
+            .user_id()
+            .map(str::to_string)
+            .zip(req.app_data::<web::Data<App>>().cloned()),
+        _ => None,
+    };
     let payload = payload.take();
     async move {
         let (content_type, rules) = checked?;
-        let body = read_stream(payload, declared, &rules, |_| Ok(())).await?;
+        let body = read_stream(payload, declared, &rules, |bytes| match &chunked_budget {
+            Some((user_id, app)) => take_user_bytes(app, user_id, bytes),
+            None => Ok(()),
+        })
+        .await?;
         Ok((content_type, body))
     }
 }

@@ -43,6 +43,11 @@ impl Caller {
         }
     }
 
+    /// The signed-in user's id (none for a peer).
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
     /// A peer node, named as `plans::peer_audit` names it.
     pub fn peer(node: &str) -> Self {
         Caller {

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND};
-use crate::plans::{audit_record, MAY_SHARE};
+use crate::plans::audit_record;
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
 use wrapsync_shared::api::{Share, ShareList, ShareRequest, Transfer, TransferRequest};
@@ -150,43 +150,10 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, node) = path.into_inner();
-    let (_, role) = authorized(&app, &user, &id, "plan.unshare").await?;
-    if !MAY_SHARE.contains(&role) {
-        app.plans.audit(audit_record(
-            &user.actor,
-            Some(&id),
-            "plan.unshare",
-            "denied",
-            None,
-            &user.meta,
-        ));
-        return Err(ApiError::Forbidden(
-            "a facilitator, caregiver or supervisor withdraws a family's consent".into(),
-        ));
-    }
-    let audit = audit_record(
-        &user.actor,
-        Some(&id),
-        "plan.unshare",
-        "ok",
-        Some(format!("with {node}")),
-        &user.meta,
-    );
-    let by = user.actor.user_id.clone();
-    let (plan, peer) = (id.clone(), node.clone());
-    let revoked = app
-        .writer
-        .write(move |conn| {
-            let revoked = consent::revoke(conn, &plan, &peer, &by, now_ms())?;
-            if revoked {
-                crate::store::audit::insert_audit(conn, &[audit])?;
-            }
-            Ok(revoked)
-        })
+    let (entry, role) = authorized(&app, &user, &id, "plan.unshare").await?;
+    app.plans
+        .unshare(&entry, &user.actor, role, &node, &user.meta)
         .await?;
-    if !revoked {
-        return Err(ApiError::NotFound);
-    }
     Ok(HttpResponse::NoContent().finish())
 }
 

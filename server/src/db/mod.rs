@@ -45,6 +45,9 @@ pub enum StoreError {
     /// write is rolled back and done again on the newer document.
     #[error("the plan changed meanwhile")]
     Stale,
+    /// What the write was to change is not there (any more): rolled back.
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl StoreError {

@@ -586,8 +586,6 @@ struct Seeded {
 
 struct SeededFamily {
     plan: String,
-    /// The caregiver's roster member id (who gives consents).
-    caregiver_member: String,
 }
 
 impl Seeded {
@@ -662,11 +660,6 @@ async fn seed_all(apps: &[web::Data<App>]) -> Result<DemoManifest, ApiError> {
                     username,
                 });
             }
-            ops.push(op(
-                "add",
-                "/consents",
-                json!({"grantee": node, "scope": "full_plan", "granted_by": family.caregiver_member, "granted_on": "2026-11-02"}),
-            ));
         }
         app.plans
             .apply(&entry, &facilitator, None, ops, meta.clone())
@@ -677,6 +670,7 @@ async fn seed_all(apps: &[web::Data<App>]) -> Result<DemoManifest, ApiError> {
             facilitator
         };
         let peers = app.federation.peers();
+        // Each share also writes the plan's consent record of it.
         for &h in sharing.holders {
             app.plans
                 .share(&entry, &granting, &peers, NODE_IDS[h], None, &meta)
@@ -974,10 +968,7 @@ async fn seed_family(
     app.plans
         .apply(&entry, facilitator, None, strategies, meta)
         .await?;
-    Ok(SeededFamily {
-        plan: plan_id,
-        caregiver_member: caregiver_id,
-    })
+    Ok(SeededFamily { plan: plan_id })
 }
 
 #[cfg(test)]

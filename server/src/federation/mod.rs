@@ -24,7 +24,9 @@ pub struct Federation {
     config_peers: Vec<Peer>,
     /// The peers added at run time, as last set.
     stored_peers: RwLock<Vec<Peer>>,
-    peers: RwLock<Arc<Peers>>,
+    /// Shared with the plan service, which asks whether a name is a node
+    /// (`Federation::is_node`).
+    peers: Arc<RwLock<Arc<Peers>>>,
     pub outbound: outbound::Outbound,
     /// Authorities trusted for peers' HTTPS beyond the web PKI.
     roots: Vec<reqwest::Certificate>,
@@ -75,7 +77,9 @@ impl Federation {
             ),
             config_peers: config.peers.clone(),
             stored_peers: RwLock::new(Vec::new()),
-            peers: RwLock::new(Arc::new(Peers::default().with_rotations(rotations))),
+            peers: Arc::new(RwLock::new(Arc::new(
+                Peers::default().with_rotations(rotations),
+            ))),
             outbound: outbound::Outbound::default(),
             roots,
         };
@@ -165,6 +169,14 @@ impl Federation {
     /// The peers now (the config file's and those added at run time).
     pub fn peers(&self) -> Arc<Peers> {
         self.peers.read().clone()
+    }
+
+    /// Whether `name` is a node this one knows: itself (`own`) or a peer,
+    /// as the peers stand when it is asked. What a plan's consent record
+    /// keeps for the grants (`Plans::with_known_nodes`).
+    pub fn is_node(&self, own: String) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let peers = self.peers.clone();
+        move |name: &str| name == own || peers.read().get(name).is_some()
     }
 
     /// Whether `id` comes from the config file (and so cannot be changed at

@@ -39,7 +39,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapsync_shared::api::{HistoryEntry, PlanChange, PlanSummary};
-use wrapsync_shared::incoming::{check_incoming, check_new_item_ids};
+use wrapsync_shared::incoming::{check_grant_records, check_incoming, check_new_item_ids};
 use wrapsync_shared::ops::{apply_ops, is_summary, summarize, Editor, Op, OpResult};
 use wrapsync_shared::plan::{init_plan, PlanError};
 use wrapsync_shared::roles::Role;
@@ -148,6 +148,9 @@ pub struct Plans {
     /// checks the plan's revision first, and sync states are not cached.
     shared: bool,
     revision_checks: Arc<revisions::RevisionChecks>,
+    /// Whether a name is a node (this one or a peer): a consent naming one
+    /// is the record of a grant, written only through `consent.rs`.
+    known_nodes: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// How many times a write is computed anew when other processes changed the
@@ -182,7 +185,9 @@ impl Plans {
         cache_plans: usize,
         compact_after: usize,
     ) -> Self {
+        let own = node_id.clone();
         Plans {
+            known_nodes: Arc::new(move |name: &str| name == own),
             node_id,
             revision_checks: revisions::RevisionChecks::new(pool.clone()),
             cache: Mutex::new(LruCache::new(
@@ -218,6 +223,16 @@ impl Plans {
     }
 
     /// Whether other processes write the same database (see `shared`).
+    /// Says which names are nodes (this one and its peers, as they stand
+    /// when asked), for the consent record (`consent.rs`).
+    pub fn with_known_nodes(
+        mut self,
+        is_node: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.known_nodes = Arc::new(is_node);
+        self
+    }
+
     pub fn with_shared(mut self, shared: bool) -> Self {
         self.shared = shared;
         self
@@ -512,6 +527,8 @@ impl Plans {
         check_incoming(&doc, &[], &editor)
             .and_then(|()| check_new_item_ids(&doc, &[]))
             .map_err(ApiError::RefusedChanges)?;
+        // A new plan has no grants for a consent record to mirror.
+        check_grant_records(&doc, &[], &*self.known_nodes).map_err(grant_record)?;
         let id = ulid::Ulid::new().to_string();
         let view = PlanView::render(&id, &doc, &HashMap::new()).localized(None, &self.node_id);
         if view.role_of(actor).is_none() {
@@ -614,7 +631,7 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         self.may_write(actor)?;
-        retrying(|| self.apply_once(entry, actor, base.clone(), &ops, &meta)).await
+        retrying(|| self.apply_once(entry, actor, base.clone(), &ops, &meta, None)).await
     }
 
     /// [`Plans::apply`], once: the ops on the document as caught up now.
@@ -625,6 +642,7 @@ impl Plans {
         base: Option<Vec<String>>,
         ops: &[Op],
         meta: &RequestMeta,
+        record: Option<&consent::ConsentRecord>,
     ) -> Result<(Arc<PlanView>, Vec<OpResult>), ApiError> {
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
@@ -634,13 +652,18 @@ impl Plans {
             .member(&actor.username)
             .map(|m| m.member_id.clone());
         let editor = Editor {
-            role: entry
-                .view()
-                .editing_role_of(actor)
-                .ok_or_else(replica_of_others)?,
+            role: match record {
+                // The node keeps the consent record for whoever may speak
+                // for the family (`consent::MAY_SHARE`, checked before).
+                Some(_) => Role::Facilitator,
+                None => entry
+                    .view()
+                    .editing_role_of(actor)
+                    .ok_or_else(replica_of_others)?,
+            },
             member_id,
         };
-        if outside_home(&entry.view(), actor) {
+        if record.is_none() && outside_home(&entry.view(), actor) {
             let home_only = |path: &str| wrapsync_shared::roles::home_only(path);
             if let Some(op) = ops.iter().find(|op| {
                 op.op != "test"
@@ -690,14 +713,17 @@ impl Plans {
                 .with_message(summary.clone())
                 .with_time(unix_secs()),
         );
-        let audit = audit_record(
-            actor,
-            Some(&entry.id),
-            "plan.ops",
-            "ok",
-            Some(summary),
-            meta,
-        );
+        let audit = match record {
+            Some(record) => record.audit.clone(),
+            None => audit_record(
+                actor,
+                Some(&entry.id),
+                "plan.ops",
+                "ok",
+                Some(summary),
+                meta,
+            ),
+        };
         if hash.is_none() {
             // Only `test` ops: nothing to store, but the access is audited.
             self.writer.audit(audit);
@@ -707,14 +733,27 @@ impl Plans {
         let change_bytes = change.len();
         let view = PlanView::render(&entry.id, &state.doc, &*self.actor_names().await)
             .localized(entry.view().home.clone(), &self.node_id);
-        if let Err(e) = self.check_quota(size_before, view.size()) {
+        let refused = self.check_quota(size_before, view.size()).and_then(|()| {
+            let touches_consents = |path: &str| path.starts_with("/consents");
+            if record.is_none()
+                && ops.iter().any(|op| {
+                    touches_consents(&op.path) || op.from.as_deref().is_some_and(touches_consents)
+                })
+            {
+                check_grant_records(&state.doc, &heads_before, &*self.known_nodes)
+                    .map_err(grant_record)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = refused {
             // The document holds the refused change: back to the stored plan.
             self.reload(entry, &mut state).await?;
             return Err(e);
         }
         let actors = vec![self.actor_id(actor).to_hex_string()];
+        let consent = record.map(|r| r.change.clone());
         match self
-            .persist(entry, Some(actor), &view, change, actors, audit)
+            .persist(entry, Some(actor), &view, change, actors, audit, consent)
             .await
         {
             Ok(seq) => {
@@ -755,6 +794,7 @@ impl Plans {
         change: Vec<u8>,
         actors: Vec<String>,
         audit: AuditRecord,
+        grant: Option<consent::ConsentChange>,
     ) -> Result<i64, ApiError> {
         let members_changed = view.members != entry.view().members;
         let now = now_ms();
@@ -794,6 +834,9 @@ impl Plans {
                     for actor_hex in &unbound {
                         bind_actor(conn, actor_hex, user_id, now)?;
                     }
+                }
+                if let Some(grant) = &grant {
+                    grant.store(conn, &row.id)?;
                 }
                 stored::record_change(conn, &row.id, now)?;
                 insert_audit(conn, &[audit])?;
@@ -1223,6 +1266,19 @@ pub fn peer_audit(
 /// node (`name@node`) at the home.
 pub(crate) fn outside_home(view: &PlanView, actor: &Actor) -> bool {
     view.home.is_some() || actor.username.contains('@')
+}
+
+/// A change to a consent naming a node, refused (`422 home-authority`):
+/// the consent record mirrors the grants, written only through the shares
+/// API (`consent.rs`).
+pub(crate) fn grant_record(error: PlanError) -> ApiError {
+    match error {
+        PlanError::Forbidden(path) => ApiError::HomeAuthority(format!(
+            "{path}: a consent naming a node is the plan's record of the family's grant; it \
+             changes only when consent is recorded or withdrawn (/v1/plans/{{id}}/shares)"
+        )),
+        other => ApiError::RefusedChanges(other),
+    }
 }
 
 /// A roster or consent change by someone not of the plan's home, refused

@@ -18,7 +18,9 @@ use automerge::{Automerge, ReadDoc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use wrapsync_shared::incoming::{check_home_authority, check_incoming, check_new_item_ids};
+use wrapsync_shared::incoming::{
+    check_grant_records, check_home_authority, check_incoming, check_new_item_ids,
+};
 use wrapsync_shared::ops::Editor;
 use wrapsync_shared::plan::PlanError;
 
@@ -527,7 +529,7 @@ impl Plans {
         self.check_quota(entry.view().size(), view.size())?;
         let bytes = change.len();
         let seq = self
-            .persist(entry, actor, &view, change, actors, audit)
+            .persist(entry, actor, &view, change, actors, audit, None)
             .await?;
         state.chunks.insert(seq);
         let view = self.with_names(&scratch, view).await;
@@ -656,6 +658,8 @@ impl Plans {
                     if super::outside_home(&view, actor) {
                         check_home_authority(&scratch, &before).map_err(super::home_authority)?;
                     }
+                    check_grant_records(&scratch, &before, &*self.known_nodes)
+                        .map_err(super::grant_record)?;
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
                     let audit = audit_record(
                         actor,

@@ -10,78 +10,10 @@
 
 use serde_json::json;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
+use wrapsync_tests::raw::{answer, assert_problem, connect, post_chunked, post_head};
 use wrapsync_tests::users::{FACILITATOR, SUPERVISOR};
 use wrapsync_tests::{unix_now, Backend, NodeSigner, TestHub, TestNode, HUB_ID};
-
-/// What the node answered on a raw connection: the status line and the
-/// rest, or `None` if nothing came within the read timeout.
-struct Answer {
-    status: u16,
-    text: String,
-}
-
-/// A raw connection to `url` whose reads give up after `secs`.
-fn connect(url: &str, secs: u64) -> TcpStream {
-    let address = url.trim_start_matches("http://");
-    let stream = TcpStream::connect(address).expect("the server accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(secs)))
-        .expect("a read timeout");
-    stream
-}
-
-/// Sends `POST path` headers declaring `length` body bytes, and no body.
-fn post_head(stream: &mut TcpStream, path: &str, headers: &[(&str, String)], length: usize) {
-    let mut head =
-        format!("POST {path} HTTP/1.1\r\nHost: wrapsync\r\nContent-Length: {length}\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("headers sent");
-}
-
-/// The answer's head and body, up to the end of the connection or the
-/// read timeout; `None` if no answer came at all.
-fn answer(stream: &mut TcpStream) -> Option<Answer> {
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                bytes.extend_from_slice(&buf[..n]);
-                // A whole problem document arrived (they are small).
-                let text = String::from_utf8_lossy(&bytes);
-                if let Some((_, body)) = text.split_once("\r\n\r\n") {
-                    if body.ends_with('}') {
-                        break;
-                    }
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
-    Some(Answer { status, text })
-}
-
-#[track_caller]
-fn assert_problem(answer: Option<Answer>, status: u16, code: &str) -> Answer {
-    let answer = answer.unwrap_or_else(|| {
-        panic!("no answer within the read timeout (expected {status} {code}): the server waited for the body")
-    });
-    assert_eq!(answer.status, status, "{}", answer.text);
-    assert!(
-        answer.text.contains(&format!("/problems/{code}")),
-        "{}",
-        answer.text
-    );
-    answer
-}
 
 /// The node's resident memory, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -234,23 +166,8 @@ fn a_peer_over_its_byte_budget_is_refused_before_its_body(backend: Backend) {
     // whole, sent in pieces, refused once it passes what is left.
     let body = vec![0xffu8; 7 * 131_072];
     let mut stream = connect(node.url(), 30);
-    let mut headers = signed_headers(&node, &peer, BATCH, &body);
-    headers.push(("Transfer-Encoding", "chunked".to_string()));
-    let mut head = format!("POST {BATCH} HTTP/1.1\r\nHost: wrapsync\r\n");
-    for (name, value) in &headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("headers sent");
-    for piece in body.chunks(131_072) {
-        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
-        chunk.extend_from_slice(piece);
-        chunk.extend_from_slice(b"\r\n");
-        if stream.write_all(&chunk).is_err() {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    let headers = signed_headers(&node, &peer, BATCH, &body);
+    post_chunked(&mut stream, BATCH, &headers, &body, 131_072);
     assert_problem(answer(&mut stream), 429, "rate-limited");
     node.get_anon("/healthz").assert_status(200);
 }

@@ -380,7 +380,136 @@ fn a_peer_cannot_take_over_the_homes_roster_or_consents(backend: Backend) {
     );
 }
 
+/// The plan's consents naming a node mirror the grants: the shares API
+/// writes them, with the grant, and nobody else does: not the home's own
+/// facilitator by ops, not a caregiver's phone by sync. Consents naming
+/// anyone else (a school's release of information) stay the team's.
+fn the_consent_record_mirrors_the_grants(backend: Backend) {
+    let (node, _) = node_with_peer(backend);
+    let fran = node.login(FACILITATOR);
+    let carla = node.login(CAREGIVER);
+    let plan = node.create_plan(&fran, "Mirrored family").id;
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
+    );
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let record = |node: &TestNode| -> Value {
+        let plan = node.read_plan(&fran, &plan).plan;
+        let found = plan["consents"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["grantee"] == PEER).cloned());
+        found.unwrap_or(Value::Null)
+    };
+    assert_eq!(record(&node), Value::Null);
+
+    // Sharing writes the record, by the person who recorded the consent.
+    node.post(
+        &format!("/v1/plans/{plan}/shares"),
+        &carla,
+        &json!({"node": PEER}),
+    )
+    .assert_status(201);
+    let shared = record(&node);
+    assert_eq!(shared["status"], "active", "{shared}");
+    assert_eq!(shared["scope"], "full_plan");
+    assert_eq!(shared["granted_on"], today.as_str());
+    let carla_member = actor_member(&node, &fran, &plan, CAREGIVER);
+    assert_eq!(shared["granted_by"], carla_member.as_str());
+    let id = shared["id"].as_str().expect("an item id").to_string();
+    let history = node.history(&fran, &plan);
+    assert_eq!(
+        history.changes.last().and_then(|c| c.user.as_deref()),
+        Some(CAREGIVER)
+    );
+
+    // Nobody writes it by hand: not the home's facilitator, whose ops are
+    // refused whole, ...
+    let version = node.read_plan(&fran, &plan).version;
+    for ops in [
+        json!([{"op":"replace","path":format!("/consents/{id}/status"),"value":"revoked"}]),
+        json!([{"op":"add","path":"/consents","value":{"grantee":PEER,"scope":"summary"}}]),
+        json!([{"op":"replace","path":"/vision","value":"Home"},
+               {"op":"replace","path":format!("/consents/{id}/expires_on"),"value":"2027-01-01"}]),
+    ] {
+        node.post_ops(&fran, &plan, None, ops.clone())
+            .assert_problem(422, "home-authority");
+        assert_eq!(node.read_plan(&fran, &plan).version, version, "{ops}");
+    }
+    // ... nor a caregiver's phone by sync.
+    let mut phone = wrapsync_tests::Device::new("carlas-phone");
+    phone.sync(&node, &carla, &plan);
+    phone.edit(
+        Role::Caregiver,
+        Some(&carla_member),
+        json!([{"op":"replace","path":format!("/consents/{id}/status"),"value":"revoked"}]),
+    );
+    phone
+        .round(&node, &carla, &plan)
+        .0
+        .assert_problem(422, "home-authority");
+    assert_eq!(node.read_plan(&fran, &plan).version, version);
+    let shares = node.get(&format!("/v1/plans/{plan}/shares"), &fran);
+    assert_eq!(shares.json["shares"][0]["live"], true, "{}", shares.text());
+    // A school's release of information is the team's to record.
+    node.apply_ops(
+        &fran,
+        &plan,
+        json!([{"op":"add","path":"/consents","value":{"grantee":"county-school","scope":"summary"}}]),
+    );
+
+    // Withdrawing the consent marks the record, with the grant.
+    node.post(
+        &format!("/v1/plans/{plan}/shares/{PEER}/revoke"),
+        &fran,
+        &json!({}),
+    )
+    .assert_status(204);
+    let revoked = record(&node);
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+    assert_eq!(revoked["revoked_on"], today.as_str());
+    let shares = node.get(&format!("/v1/plans/{plan}/shares"), &fran);
+    assert_eq!(shares.json["shares"][0]["live"], false, "{}", shares.text());
+    // Withdrawn twice is no grant: 404, and nothing written.
+    let version = node.read_plan(&fran, &plan).version;
+    node.post(
+        &format!("/v1/plans/{plan}/shares/{PEER}/revoke"),
+        &fran,
+        &json!({}),
+    )
+    .assert_problem(404, "not-found");
+    assert_eq!(node.read_plan(&fran, &plan).version, version);
+
+    // Consent given again: the same record, active again.
+    node.post(
+        &format!("/v1/plans/{plan}/shares"),
+        &fran,
+        &json!({"node": PEER}),
+    )
+    .assert_status(201);
+    let renewed = record(&node);
+    assert_eq!(renewed["id"], id.as_str());
+    assert_eq!(renewed["status"], "active", "{renewed}");
+    assert!(renewed.get("revoked_on").is_none(), "{renewed}");
+    let plan_now = node.read_plan(&fran, &plan).plan;
+    let consents = plan_now["consents"].as_array().map(Vec::len);
+    assert_eq!(consents, Some(2), "{}", plan_now["consents"]);
+}
+
+/// `user`'s roster member id on `plan`.
+fn actor_member(node: &TestNode, token: &str, plan: &str, user: &str) -> String {
+    let plan = node.read_plan(token, plan).plan;
+    plan["team"]
+        .as_array()
+        .and_then(|t| t.iter().find(|m| m["user"] == user))
+        .and_then(|m| m["id"].as_str())
+        .expect("on the team")
+        .to_string()
+}
+
 on_both_backends!(
     a_home_cannot_forge_a_replicas_people,
-    a_peer_cannot_take_over_the_homes_roster_or_consents
+    a_peer_cannot_take_over_the_homes_roster_or_consents,
+    the_consent_record_mirrors_the_grants
 );
