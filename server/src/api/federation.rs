@@ -89,17 +89,17 @@ pub async fn plan_sync(
         .headers()
         .get(transfer::CERTIFICATES_HEADER)
         .and_then(|v| v.to_str().ok());
-    let over_budget = AtomicUsize::new(0);
+    let refused = Refused::default();
     let round = Round {
         peer: &peer,
         plan: &id,
         authors: &authors,
         message,
         certificates,
-        over_budget: &over_budget,
+        refused: &refused,
     };
     let answer = peer_round(&app, round, &meta).await;
-    audit_over_budget(&app, &peer, &over_budget, &meta);
+    refused.audit(&app, &peer, &meta);
     Ok(match answer? {
         Some(reply) => HttpResponse::Ok()
             .content_type("application/octet-stream")
@@ -151,13 +151,13 @@ pub async fn sync_batch(
             twice.plan
         )));
     }
-    let over_budget = AtomicUsize::new(0);
+    let refused = Refused::default();
     // What the messages declare, added up from their headers before any
     // round runs: past `max_peer_batch_ops`, the rest wait for the next.
     let admission = app
         .plans
         .peer_batch_admission(batch.plans.iter().map(|item| item.message.as_deref()));
-    let (app, peer, meta, over) = (&app, &peer, &meta, &over_budget);
+    let (app, peer, meta, tally) = (&app, &peer, &meta, &refused);
     // Many at once: each round that stores changes commits durably, and
     // the writer commits concurrent rounds together.
     let plans: Vec<SyncBatchResult> = futures_util::stream::iter(batch.plans.iter().zip(admission))
@@ -168,7 +168,7 @@ pub async fn sync_batch(
                 authors: &item.authors,
                 message: item.message.as_deref(),
                 certificates: item.transfers.as_deref(),
-                over_budget: over,
+                refused: tally,
             };
             let outcome = match admitted {
                 Ok(()) => peer_round(app, round, meta).await,
@@ -199,7 +199,7 @@ pub async fn sync_batch(
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
-    audit_over_budget(app, peer, over, meta);
+    tally.audit(app, peer, meta);
     let mut reply = Vec::new();
     ciborium::into_writer(&SyncBatchReply { plans }, &mut reply)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -222,21 +222,69 @@ fn without_changes(reply: Option<Vec<u8>>) -> Option<Vec<u8>> {
     }
 }
 
-/// One audit row for the plans a request would have made here past its
-/// sender's budget (`rate_limit_peer_new_plans`), however many.
-fn audit_over_budget(app: &App, peer: &str, over: &AtomicUsize, meta: &RequestMeta) {
-    let refused = over.load(Ordering::Relaxed);
-    if refused > 0 {
-        app.plans.audit(peer_audit(
-            peer,
-            None,
-            "peer.replicate",
-            "rate-limited",
-            Some(format!(
-                "{refused} new plan(s) refused: over rate_limit_peer_new_plans"
+/// What one request's rounds refused that is audited once per request,
+/// however many plans it named: a batch of 500 plans this node does not
+/// hold (or does not share with the sender) is one row, not 500.
+#[derive(Default)]
+struct Refused {
+    /// New plans past the sender's budget (`rate_limit_peer_new_plans`).
+    over_budget: AtomicUsize,
+    /// Plans answered `404`, with the first few ids.
+    not_found: parking_lot::Mutex<(usize, Vec<String>)>,
+}
+
+/// Plan ids a tally row names (the rest are counted).
+const NAMED_IN_TALLY: usize = 3;
+
+impl Refused {
+    fn not_found(&self, plan: &str) -> ApiError {
+        let mut tally = self.not_found.lock();
+        tally.0 += 1;
+        if tally.1.len() < NAMED_IN_TALLY {
+            tally.1.push(plan.to_string());
+        }
+        ApiError::NotFound
+    }
+
+    fn audit(&self, app: &App, peer: &str, meta: &RequestMeta) {
+        let refused = self.over_budget.load(Ordering::Relaxed);
+        if refused > 0 {
+            app.plans.audit(peer_audit(
+                peer,
+                None,
+                "peer.replicate",
+                "rate-limited",
+                Some(format!(
+                    "{refused} new plan(s) refused: over rate_limit_peer_new_plans"
+                )),
+                meta,
+            ));
+        }
+        let (count, named) = std::mem::take(&mut *self.not_found.lock());
+        let error = ApiError::NotFound;
+        match named.as_slice() {
+            [] => {}
+            // One plan: its row, as any refusal's.
+            [plan] if count == 1 => app.plans.audit(peer_audit(
+                peer,
+                Some(plan),
+                "peer.sync",
+                error.audit_outcome(),
+                Some(error.to_string()),
+                meta,
             )),
-            meta,
-        ));
+            _ => app.plans.audit(peer_audit(
+                peer,
+                None,
+                "peer.sync",
+                error.audit_outcome(),
+                Some(format!(
+                    "{count} plans not held here or not shared with {peer} (first: {})",
+                    named.join(", ")
+                )),
+                meta,
+            )),
+        }
     }
 }
 
@@ -250,9 +298,8 @@ struct Round<'a> {
     authors: &'a BTreeMap<String, String>,
     message: Option<&'a [u8]>,
     certificates: Option<&'a str>,
-    /// New plans refused over the sender's budget: audited once per
-    /// request by the caller.
-    over_budget: &'a AtomicUsize,
+    /// Refusals audited once per request by the caller.
+    refused: &'a Refused,
 }
 
 /// One Automerge sync round with a peer node: for a plan homed here that
@@ -271,7 +318,7 @@ async fn peer_round(
         authors,
         message,
         certificates,
-        over_budget,
+        refused,
     } = round;
     let audited = |e: ApiError| {
         app.plans.audit(peer_audit(
@@ -302,7 +349,7 @@ async fn peer_round(
                 None => None,
             };
             let Some(entry) = entry else {
-                return Err(audited(ApiError::NotFound));
+                return Err(refused.not_found(id));
             };
             app.plans
                 .sync_peer(&entry, peer, authors, message, meta.clone())
@@ -320,7 +367,7 @@ async fn peer_round(
                 _ => false,
             };
             if home != peer && !followed {
-                return Err(audited(ApiError::NotFound));
+                return Err(refused.not_found(id));
             }
             app.plans
                 .sync_from_home(Some(&entry), id, peer, authors, message, meta.clone())
@@ -341,10 +388,10 @@ async fn peer_round(
                 signing::find_consent(statements, &peers, id, peer, me, now)
             });
             if consent.is_none() {
-                return Err(audited(ApiError::NotFound));
+                return Err(refused.not_found(id));
             }
             if let Err(e) = transfer::new_plan_admitted(app, peer) {
-                over_budget.fetch_add(1, Ordering::Relaxed);
+                refused.over_budget.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
             let answer = app
@@ -366,7 +413,7 @@ async fn peer_round(
             }
             answer
         }
-        None => Err(audited(ApiError::NotFound)),
+        None => Err(refused.not_found(id)),
     }
 }
 

@@ -461,6 +461,19 @@ fn replicas_are_made_only_of_plans_the_sender_homes_and_shares_here_within_a_bud
     for id in &ids {
         assert_eq!(plan_status(&node, &sam, id), 404);
     }
+    // One audit row for the request, however many plans it named.
+    let unknown_rows = || {
+        node.audit(&sam, "limit=200")
+            .entries
+            .into_iter()
+            .filter(|e| e.action == "peer.sync" && e.outcome == "not_found")
+            .collect::<Vec<_>>()
+    };
+    wait_until(deadline(10), || !unknown_rows().is_empty());
+    let rows = unknown_rows();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let detail = rows[0].detail.clone().unwrap_or_default();
+    assert!(detail.starts_with("3 plans not held here"), "{detail}");
 
     // A flood of new plans, each with county-b's signed consent: at most
     // the budget's burst (200) is made, the rest refused with 429 (and
