@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts a release node for load measurements (see the README, "Measured"):
+# Starts a release node for load measurements (see docs/measurements.md):
 #   [WORKERS=n] [CPU_QUOTA=cores] [LOG=level] [DEFAULT_LIMITS=1] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
 # makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
 # `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU

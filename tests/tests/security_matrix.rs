@@ -3,7 +3,7 @@
 //! their own plan, on another family's, on another county's; with no
 //! token, an expired one, the wrong `aud` or `iss`, `alg: none`, another
 //! algorithm, `exp` as a string, a flipped signature, another node's token
-//! — answers the status the README documents, and every refusal leaves
+//! — answers the status docs/api.md documents, and every refusal leaves
 //! exactly one audit row, found by the `X-Request-Id` the test sent.
 //!
 //! Two real nodes trust each other: `county-a`, the node under test, and
@@ -454,7 +454,7 @@ fn variants(access: Access) -> Vec<Variant> {
     all
 }
 
-/// What the README documents for a route and a variant.
+/// What docs/api.md ("Errors") documents for a route and a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     /// Served.
@@ -928,7 +928,7 @@ fn every_route_answers_every_caller_as_documented(backend: Backend) {
     tried.extend(refusals_off_the_matrix(&world));
     assert!(
         wrong.is_empty(),
-        "answers differ from the README:\n{}",
+        "answers differ from docs/api.md:\n{}",
         wrong.join("\n")
     );
     assert_each_refusal_audited_once(&world, &tried);

@@ -1,4 +1,4 @@
-//! Two-node federation benchmark (see the README, "Measured"): node A homes
+//! Two-node federation benchmark (see docs/measurements.md, "Federation"): node A homes
 //! `--plans` plans shared with node B, team members on both; once B holds
 //! them all, the link is cut (through a [`Proxy`] on each direction), each
 //! side makes `--changes` changes per plan with its own team members, and

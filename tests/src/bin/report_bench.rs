@@ -1,4 +1,4 @@
-//! Node report benchmark (see the README, "State reporting"): a release
+//! Node report benchmark (see docs/measurements.md, "State reporting"): a release
 //! node on SQLite homes `--plans` plans with a typical caseload's content
 //! (enrollment, status snapshots, CANS, meetings, a payment), made through
 //! the API; then `wrapsync report --period` (a separate process reading
