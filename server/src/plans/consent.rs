@@ -6,7 +6,7 @@
 use super::{audit_record, Actor, PlanEntry, Plans, RequestMeta};
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::federation::Peers;
+use crate::peers::Peers;
 use crate::store::consent::{self, Grant};
 use wrapsync_shared::roles::Role;
 
