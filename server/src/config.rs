@@ -3,11 +3,23 @@
 
 use crate::db::{Backend, DatabaseKey};
 use crate::limits::{Buckets, RateLimit};
-use crate::report::privacy::{Bounds, Privacy};
+use crate::peers::is_node_id;
+use crate::privacy::{Bounds, Privacy};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use wrapsync_shared::indicators::MAX_CENTS;
+
+/// How log lines are written to stderr: `text` for people (the default),
+/// `json` (one object a line, span fields such as `request_id` included)
+/// for a log collector. Config key `log_format`, `WRAPSYNC_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
 
 /// Everything a node needs to run. Unknown keys are refused, so a typo in a
 /// config file is an error rather than a silently ignored setting.
@@ -222,7 +234,7 @@ pub struct Config {
     /// the hub (the first goes at start).
     #[serde(default = "default_report_interval")]
     pub report_interval_secs: u64,
-    /// Differential privacy for the reports (see `report::privacy`): the
+    /// Differential privacy for the reports (see `privacy`): the
     /// privacy loss ε this node may spend on a calendar year of months, a
     /// twelfth per month, each month released once after it ends. None:
     /// reports carry exact counts. A positive, finite number.
@@ -243,7 +255,7 @@ pub struct Config {
     pub metrics_token_file: Option<PathBuf>,
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
-    pub log_format: crate::observe::LogFormat,
+    pub log_format: LogFormat,
     /// A file the node appends its log lines to (created owner-only)
     /// instead of stderr. None: stderr.
     #[serde(default)]
@@ -298,7 +310,7 @@ pub struct Config {
     pub max_peer_batch_ops: u64,
     /// Nodes this node trusts (`[[peers]]` with `id`, `url`, `public_key`).
     #[serde(default)]
-    pub peers: Vec<crate::federation::Peer>,
+    pub peers: Vec<crate::peers::Peer>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -365,16 +377,16 @@ fn default_sync_state_cache_bytes() -> usize {
     DEFAULT_SYNC_STATE_CACHE_BYTES
 }
 fn default_max_sync_ops_member() -> u64 {
-    crate::plans::MessageOps::DEFAULT.member
+    crate::limits::MessageOps::DEFAULT.member
 }
 fn default_max_sync_ops_staff() -> u64 {
-    crate::plans::MessageOps::DEFAULT.staff
+    crate::limits::MessageOps::DEFAULT.staff
 }
 fn default_max_peer_sync_ops() -> u64 {
-    crate::plans::MessageOps::DEFAULT.peer
+    crate::limits::MessageOps::DEFAULT.peer
 }
 fn default_max_peer_batch_ops() -> u64 {
-    crate::plans::MessageOps::DEFAULT.peer_batch
+    crate::limits::MessageOps::DEFAULT.peer_batch
 }
 fn default_ops_answer_plan() -> usize {
     256 << 10
@@ -430,8 +442,12 @@ fn default_peer_new_plans_rate() -> RateLimit {
         burst: 200.0,
     }
 }
+/// One-time ids each peer may have in force at once, by default: a peer at
+/// its whole request rate (`rate_limit_per_peer`, 200/s) signing for a
+/// minute, as nodes do, has about 18,000 (60 s + 30 s of skew).
+pub const DEFAULT_REPLAY_IDS_PER_PEER: usize = 20_000;
 fn default_replay_ids_per_peer() -> usize {
-    crate::federation::signing::DEFAULT_REPLAY_IDS_PER_PEER
+    DEFAULT_REPLAY_IDS_PER_PEER
 }
 fn default_phone_region() -> String {
     wrapsync_shared::text::DEFAULT_PHONE_REGION.into()
@@ -446,10 +462,10 @@ fn default_compact_after() -> usize {
     64
 }
 fn default_refusal_interval() -> u64 {
-    crate::store::audit::RefusalCounting::default().interval_secs
+    crate::tally::RefusalCounting::default().interval_secs
 }
 fn default_refusal_rows() -> u64 {
-    crate::store::audit::RefusalCounting::default().rows
+    crate::tally::RefusalCounting::default().rows
 }
 
 /// The keys that environment variables may override.
@@ -652,8 +668,8 @@ impl Config {
                     .into(),
             ));
         }
-        crate::federation::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
-        crate::api::forwarded::TrustedProxies::parse(&self.trusted_proxies)
+        crate::peers::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
+        crate::forwarded::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(ConfigError::Invalid)?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Invalid(format!(
@@ -697,9 +713,9 @@ impl Config {
         }
     }
 
-    /// Operations per message by route and role (`plans::MessageOps`).
-    pub fn message_ops(&self) -> crate::plans::MessageOps {
-        crate::plans::MessageOps {
+    /// Operations per message by route and role (`limits::MessageOps`).
+    pub fn message_ops(&self) -> crate::limits::MessageOps {
+        crate::limits::MessageOps {
             member: self.max_sync_ops_member,
             staff: self.max_sync_ops_staff,
             peer: self.max_peer_sync_ops,
@@ -708,8 +724,8 @@ impl Config {
     }
 
     /// How refusals are counted in the audit trail and the log.
-    pub fn refusal_counting(&self) -> crate::store::audit::RefusalCounting {
-        crate::store::audit::RefusalCounting {
+    pub fn refusal_counting(&self) -> crate::tally::RefusalCounting {
+        crate::tally::RefusalCounting {
             interval_secs: self.refusal_interval_secs,
             rows: self.refusal_rows_per_interval,
         }
@@ -799,16 +815,6 @@ impl Config {
     }
 }
 
-/// 1-64 letters, digits, `-` or `_`: what a node id (this node's or a
-/// peer's) may be.
-pub fn is_node_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// `scheme://host[:port]`, nothing after: what a browser sends as `Origin`.
 fn is_origin(origin: &str) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
@@ -869,10 +875,10 @@ mod tests {
         let file = write("node_id = \"county-a\"\ndata_dir = \"/tmp/x\"\n");
         let load = |env: Vec<(String, String)>| Config::load(Some(file.path()), env.into_iter());
         let text = load(vec![]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(text.log_format, crate::observe::LogFormat::Text);
+        assert_eq!(text.log_format, LogFormat::Text);
         let json = load(vec![("WRAPSYNC_LOG_FORMAT".into(), "json".into())]);
         let json = json.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(json.log_format, crate::observe::LogFormat::Json);
+        assert_eq!(json.log_format, LogFormat::Json);
         assert!(load(vec![("WRAPSYNC_LOG_FORMAT".into(), "xml".into())]).is_err());
     }
 

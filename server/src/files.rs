@@ -18,6 +18,21 @@ use std::path::Path;
 #[cfg(unix)]
 const OTHERS: u32 = 0o077;
 
+/// Writes `data` to `path` owner-only (`0600` from creation, not narrowed
+/// after) and syncs it: keys, secrets and manifests.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
 /// Creates `dir` (and missing parents) `0700`, or narrows it if it exists
 /// wider; answers the mode it had if narrowed.
 pub fn private_dir(dir: &Path) -> std::io::Result<Option<u32>> {

@@ -153,6 +153,32 @@ impl Buckets {
     }
 }
 
+/// The limits on operations per message and per batch, by route and role
+/// (see `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageOps {
+    /// A device's message from a member of a family's team who does not
+    /// run plans (caregivers, youth, providers, advocates, supports).
+    pub member: u64,
+    /// A device's message or an imported plan from a facilitator or a
+    /// supervisor.
+    pub staff: u64,
+    /// One plan's message from a peer node.
+    pub peer: u64,
+    /// All the messages of one peer batch together.
+    pub peer_batch: u64,
+}
+
+impl MessageOps {
+    /// Generous enough that no honest sender meets them (see `Config`).
+    pub const DEFAULT: MessageOps = MessageOps {
+        member: 50_000,
+        staff: 250_000,
+        peer: 500_000,
+        peer_batch: 2_000_000,
+    };
+}
+
 /// The node's limits on callers.
 pub struct RateLimits {
     pub per_user: Option<Buckets>,

@@ -4,12 +4,12 @@ use clap::{Parser, Subcommand};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use wrapsync_server::app::{self, App};
-use wrapsync_server::config::Config;
+use wrapsync_server::app::App;
+use wrapsync_server::config::{Config, LogFormat};
 use wrapsync_server::db;
 use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
-use wrapsync_server::observe::{init_logging, LogFormat};
+use wrapsync_server::observe::init_logging;
 use wrapsync_server::users::add_user;
 use wrapsync_shared::indicators::Period;
 use wrapsync_shared::roles::Role;
@@ -532,7 +532,7 @@ fn serve(config: Config, path: PathBuf) -> Result<(), BoxError> {
             "{}",
             serde_json::json!({"event": "listening", "url": url, "node_id": node_id})
         );
-        app::run(listener, app).await?;
+        wrapsync_server::serve::run(listener, app).await?;
         Ok::<(), BoxError>(())
     })?;
     // The writer drains what is queued once every handle to it is gone,
@@ -561,8 +561,12 @@ fn serve_hub(config: wrapsync_server::hub::HubConfig) -> Result<(), BoxError> {
                 "public_key": public_key,
             })
         );
-        wrapsync_server::hub::serve(listener, actix_web::web::Data::new(hub), app::stop_signal())
-            .await?;
+        wrapsync_server::hub::serve(
+            listener,
+            actix_web::web::Data::new(hub),
+            wrapsync_server::serve::stop_signal(),
+        )
+        .await?;
         Ok::<(), BoxError>(())
     })
 }

@@ -10,30 +10,38 @@
 //! faster than [`RefusalLog`] lets it: one per kind, source and interval,
 //! plus one line counting the rest.
 
-use crate::api::extract::{header_token, RequestId};
+use crate::config::LogFormat;
 use crate::error::ApiError;
+use crate::forwarded::TrustedProxies;
 use crate::metrics::HttpMetrics;
-use crate::store::audit::RefusalCounting;
-use crate::tally::{Seen, Tally};
+use crate::tally::{RefusalCounting, Seen, Tally};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::HttpMessage;
+use actix_web::{HttpMessage, HttpRequest};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 use tracing::Instrument;
 
-/// How log lines are written to stderr: `text` for people (the default),
-/// `json` (one object a line, span fields such as `request_id` included)
-/// for a log collector. Config key `log_format`, `WRAPSYNC_LOG_FORMAT`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
+/// The request id given to (or made for) every request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A header holding an identifier the client chose (request id, device id):
+/// 1–64 letters, digits, `-` or `_`, else ignored.
+pub fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
 }
 
 /// Sets up logging once at start, filtered by `WRAPSYNC_LOG` (default
@@ -134,12 +142,15 @@ impl RefusalLog {
 /// The label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// The middleware: `.wrap_fn(move |req, srv| observe::request(req, srv, &http, &log))`.
+/// The middleware: `.wrap_fn(move |req, srv| observe::request(req, srv, &http, &log, proxies))`,
+/// with the node's `trusted_proxies` (the hub has none: its direct peer is
+/// the client).
 pub fn request<S, B>(
     req: ServiceRequest,
     srv: &S,
     metrics: &HttpMetrics,
     log: &std::sync::Arc<RefusalLog>,
+    proxies: Option<&TrustedProxies>,
 ) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -150,8 +161,8 @@ where
     req.extensions_mut().insert(RequestId(id.clone()));
     // The client as the audit trail names it (behind a trusted proxy, the
     // address it forwarded), so the log counts refusals per real source.
-    let remote = match req.app_data::<actix_web::web::Data<crate::app::App>>() {
-        Some(app) => app.trusted_proxies.client(req.request()),
+    let remote = match proxies {
+        Some(proxies) => proxies.client(req.request()),
         None => req.peer_addr().map(|a| a.ip()),
     };
     let method = method_label(req.method());
@@ -247,7 +258,7 @@ mod tests {
         let log = std::sync::Arc::new(RefusalLog::new(RefusalCounting::default()));
         let app = test::init_service(
             App::new()
-                .wrap_fn(move |req, srv| request(req, srv, &http, &log))
+                .wrap_fn(move |req, srv| request(req, srv, &http, &log, None))
                 .route("/v1/plans/{id}", web::get().to(plan))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound)

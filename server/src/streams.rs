@@ -363,9 +363,9 @@ impl Drop for Registration {
 
 /// Runs the fan-out until the node stops: once per ring of the change bell
 /// (rings that come while it works are taken together).
-pub async fn run(app: actix_web::web::Data<crate::app::App>) {
-    let mut bell = app.plans.subscribe();
-    let mut stopping = app.plans.stopping();
+pub async fn run(streams: Arc<Streams>, plans: Arc<Plans>) {
+    let mut bell = plans.subscribe();
+    let mut stopping = plans.stopping();
     loop {
         tokio::select! {
             _ = stopping.changed() => return,
@@ -376,7 +376,7 @@ pub async fn run(app: actix_web::web::Data<crate::app::App>) {
             }
         }
         while bell.try_recv().is_ok() {}
-        if let Err(e) = app.streams.fan_out(&app.plans).await {
+        if let Err(e) = streams.fan_out(&plans).await {
             tracing::warn!(error = %e, "change-feed fan-out failed; retrying on the next change");
         }
     }

@@ -13,6 +13,27 @@ use std::hash::Hash;
 /// addresses (an IPv6 prefix) costs memory only up to this.
 pub const MAX_SOURCES: usize = 10_000;
 
+/// How refusals are counted in the trail (config `refusal_interval_secs`,
+/// `refusal_rows_per_interval`): the first `rows` refusals of a kind from
+/// a source in `interval_secs` get their own rows, with their request ids;
+/// the rest of the interval are counted in one summary row written when
+/// the interval closes (the trail is append-only, so never updated in
+/// place). The row's detail says `repeated N more times …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalCounting {
+    pub interval_secs: u64,
+    pub rows: u64,
+}
+
+impl Default for RefusalCounting {
+    fn default() -> Self {
+        RefusalCounting {
+            interval_secs: 60,
+            rows: 1,
+        }
+    }
+}
+
 /// What to do with one refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {

@@ -5,6 +5,7 @@ use crate::api::refusals::Caller;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::limits::{BufferedBytes, Held};
+use crate::observe::RequestId;
 use crate::plans::{Actor, RefusalMark, RequestMeta};
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -15,25 +16,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The request id given to (or made for) every request.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// A header holding an identifier the client chose (request id, device id):
-/// 1–64 letters, digits, `-` or `_`, else ignored.
-pub fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .map(str::to_string)
-}
 
 /// Who sent a request, as audit rows and limits key it. The one place the
 /// client's address is worked out: through `trusted_proxies` (see

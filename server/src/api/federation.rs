@@ -362,7 +362,8 @@ async fn peer_round(
             let entry = app.plans.get(id).await?.ok_or(ApiError::NotFound)?;
             let followed = match certificates {
                 Some(certificates) if home != peer => {
-                    transfer::follow(app, &entry, &home, peer, certificates, meta).await?
+                    transfer::follow(&app.federated(), &entry, &home, peer, certificates, meta)
+                        .await?
                 }
                 _ => false,
             };
@@ -380,7 +381,9 @@ async fn peer_round(
         // sender's budget of new plans, all before the message is decoded.
         // A plan this node gave away is not made again from a replica
         // holder's push.
-        None if wrapsync_shared::plan::is_item_id(id) && !transfer::given_away(app, id).await? => {
+        None if wrapsync_shared::plan::is_item_id(id)
+            && !transfer::given_away(&app.federated(), id).await? =>
+        {
             let me = &app.config.node_id;
             let now = now_ms() / 1000;
             let peers = app.federation.peers();
@@ -390,7 +393,7 @@ async fn peer_round(
             if consent.is_none() {
                 return Err(refused.not_found(id));
             }
-            if let Err(e) = transfer::new_plan_admitted(app, peer) {
+            if let Err(e) = transfer::new_plan_admitted(app.limits.peer_new_plans.as_ref(), peer) {
                 refused.over_budget.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
@@ -409,7 +412,7 @@ async fn peer_round(
                     .unwrap_or(true)
             };
             if !made {
-                transfer::new_plan_unused(app, peer);
+                transfer::new_plan_unused(app.limits.peer_new_plans.as_ref(), peer);
             }
             answer
         }
@@ -458,9 +461,18 @@ pub async fn plan_transfer(
         tracing::debug!(error = %e, "unreadable handover");
         audited(ApiError::InvalidRequest("not a CBOR handover".into()))
     })?;
-    let heads = transfer::receive(&app, &id, &peer, &authors, handover, &meta)
-        .await
-        .map_err(audited)?;
+    let new_plans = app.limits.peer_new_plans.as_ref();
+    let heads = transfer::receive(
+        &app.federated(),
+        &id,
+        &peer,
+        &authors,
+        handover,
+        &meta,
+        new_plans,
+    )
+    .await
+    .map_err(audited)?;
     Ok(HttpResponse::Ok().json(HandoverReceipt {
         plan: id.into_inner(),
         version: heads,

@@ -5,9 +5,9 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod changes;
+pub mod document;
 pub mod extract;
 pub mod federation;
-pub mod forwarded;
 pub mod json;
 pub mod plans;
 pub mod refusals;
@@ -31,7 +31,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
         .get("/healthz", healthz)
         .get("/readyz", readyz)
         .get("/metrics", metrics)
-        .get("/openapi.json", crate::openapi::node_document)
+        .get("/openapi.json", document::node_document)
         .get("/federation/v1/identity", federation::identity)
         .post("/federation/v1/sync", federation::sync_batch)
         .post("/federation/v1/plans/{id}/sync", federation::plan_sync)

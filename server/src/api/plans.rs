@@ -627,7 +627,7 @@ async fn sync_round(
 /// one, else the login session; always scoped to the user, so one person's
 /// device id cannot touch another's state.
 fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
-    let device = super::extract::header_token(req, "device-id").map_or_else(
+    let device = crate::observe::header_token(req, "device-id").map_or_else(
         || format!("session:{}", user.session_id),
         |d| format!("device:{d}"),
     );

@@ -203,10 +203,15 @@ pub async fn transfer(
             "a facilitator or supervisor moves a plan".into(),
         )));
     }
-    let transfer =
-        crate::federation::transfer::start(&app, entry, &user.actor, &body.node, user.meta.clone())
-            .await
-            .map_err(refused)?;
+    let transfer = crate::federation::transfer::start(
+        &app.federated(),
+        entry,
+        &user.actor,
+        &body.node,
+        user.meta.clone(),
+    )
+    .await
+    .map_err(refused)?;
     Ok(if transfer.state == "done" {
         HttpResponse::Ok().json(transfer)
     } else {

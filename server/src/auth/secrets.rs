@@ -78,7 +78,7 @@ fn new_secret() -> Vec<u8> {
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<(), String> {
-    crate::app::write_private(path, data)
+    crate::files::write_private(path, data)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

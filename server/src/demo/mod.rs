@@ -5,13 +5,14 @@
 //! described in `DIR/demo.json` for people and test tools.
 
 mod caseload;
-use crate::app::{self, App};
+use crate::app::App;
 use crate::config::Config;
 use crate::db::blocking;
 use crate::error::ApiError;
 use crate::federation::{identity, NodeKey, Peer};
 use crate::hub::{Hub, HubConfig};
 use crate::plans::{Actor, RequestMeta};
+use crate::serve;
 use crate::users::add_user;
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -446,7 +447,7 @@ async fn run_nodes(
     // Ctrl-C (or SIGTERM) stops every node.
     let on_signal = stop.clone();
     actix_web::rt::spawn(async move {
-        app::stop_signal().await;
+        serve::stop_signal().await;
         on_signal.send_replace(true);
     });
     let servers = listeners
@@ -455,7 +456,7 @@ async fn run_nodes(
         .map(|(listener, app)| {
             let (until, stop) = (stopped(&stop), stop.clone());
             async move {
-                let served = app::serve(listener, app, until).await;
+                let served = serve::serve(listener, app, until).await;
                 // One node ending ends the demo.
                 stop.send_replace(true);
                 served
@@ -505,7 +506,7 @@ async fn run_nodes(
 /// JSON lines) where the nodes are.
 fn announce(dir: &Path, manifest: &DemoManifest) -> Result<(), BoxError> {
     let path = dir.join("demo.json");
-    app::write_private(&path, &serde_json::to_vec_pretty(manifest)?)?;
+    crate::files::write_private(&path, &serde_json::to_vec_pretty(manifest)?)?;
     let nodes: String = manifest
         .nodes
         .iter()

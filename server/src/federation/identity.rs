@@ -95,7 +95,7 @@ impl NodeKey {
             .signing
             .to_pkcs8_pem(Default::default())
             .map_err(|e| KeyError::Invalid(name.clone(), e.to_string()))?;
-        crate::app::write_private(path, pem.as_bytes()).map_err(|e| KeyError::Write(name, e))
+        crate::files::write_private(path, pem.as_bytes()).map_err(|e| KeyError::Write(name, e))
     }
 }
 
@@ -186,7 +186,7 @@ pub fn rotate(
         .map_err(|e| KeyError::Invalid(name.clone(), e.to_string()))?;
     // The statement first: a crash before the key is replaced leaves a
     // statement for a key that is not this node's, which is ignored.
-    crate::app::write_private(&data_dir.join(ROTATION_FILE), statement.as_bytes())
+    crate::files::write_private(&data_dir.join(ROTATION_FILE), statement.as_bytes())
         .map_err(|e| KeyError::Write(name.clone(), e))?;
     let fresh = data_dir.join(format!("{KEY_FILE}.new"));
     new.write_pem(&fresh)?;

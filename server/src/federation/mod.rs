@@ -4,18 +4,64 @@
 
 pub mod identity;
 pub mod outbound;
-pub mod peers;
 pub mod signing;
 pub mod transfer;
 
+/// The peer vocabulary, where federation's users have long found it.
+pub use crate::peers::{KeyRotation, Peer, Peers};
 pub use identity::NodeKey;
-pub use peers::{KeyRotation, Peer, Peers};
 pub use signing::{RequestSigner, SignedBy, SignedRequestError, Verifier};
 
 use crate::config::Config;
-use crate::db::{now_ms, StoreError};
+use crate::db::{now_ms, DbConnection, Pool, StoreError};
+use crate::error::ApiError;
+use crate::plans::Plans;
+use crate::store::writer::Writer;
 use parking_lot::RwLock;
 use std::sync::Arc;
+
+/// An error with its causes: "error sending request" alone does not tell
+/// an operator that the peer's certificate is not trusted.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+/// What federation works with: the plan service, storage and this node's
+/// federation state, rather than the whole `App` (which sits above
+/// federation and lends it these). Cheap to clone: handles and `Arc`s.
+#[derive(Clone)]
+pub struct Context {
+    pub node_id: String,
+    pub plans: Arc<Plans>,
+    pub pool: Pool,
+    pub writer: Writer,
+    pub federation: Arc<Federation>,
+    /// Other processes share the database (PostgreSQL): see [`Federation::current_peers`].
+    pub shared: bool,
+    /// `transfer_keeps_copy`: a plan handed over stays here as a replica.
+    pub keeps_copy: bool,
+}
+
+impl Context {
+    /// The peers now (see [`Federation::current_peers`]).
+    pub async fn peers(&self) -> Result<Arc<Peers>, ApiError> {
+        self.federation.current_peers(&self.pool, self.shared).await
+    }
+
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        Ok(crate::db::blocking(&self.pool, f).await?)
+    }
+}
 
 /// This node's identity and its peers.
 pub struct Federation {
@@ -155,7 +201,7 @@ impl Federation {
 
     /// The client for requests to peers: HTTPS by rustls, trusting the web
     /// PKI and `federation_ca_file`.
-    pub fn http_client(&self) -> Result<reqwest::Client, crate::error::ApiError> {
+    pub fn http_client(&self) -> Result<reqwest::Client, ApiError> {
         self.roots
             .iter()
             .fold(reqwest::Client::builder(), |builder, root| {
@@ -163,7 +209,19 @@ impl Federation {
             })
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| crate::error::ApiError::Internal(e.to_string()))
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// The peers now. On a database other processes share (`shared`:
+    /// PostgreSQL), those added or removed at run time are read afresh
+    /// first, so a peer removed through one process is refused by every
+    /// other one from the next request on (one read of a small table).
+    pub async fn current_peers(&self, pool: &Pool, shared: bool) -> Result<Arc<Peers>, ApiError> {
+        if shared {
+            let stored = crate::db::blocking(pool, crate::store::peers::list).await?;
+            self.set_stored(stored).map_err(ApiError::Internal)?;
+        }
+        Ok(self.peers())
     }
 
     /// The peers now (the config file's and those added at run time).

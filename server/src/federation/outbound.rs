@@ -11,8 +11,7 @@
 //! signed request (see `signing`), one round of each per request; an unreachable peer is retried
 //! with exponential back-off and jitter.
 
-use super::Peer;
-use crate::app::App;
+use super::{describe, Context, Peer};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::metrics::PeerLabel;
@@ -182,72 +181,79 @@ fn backoff_ms(failures: u32) -> i64 {
 /// case a peer lost what it had confirmed (restored from a backup).
 const FULL_PASS: Duration = Duration::from_secs(3600);
 
-/// An error with its causes: "error sending request" alone does not tell
-/// an operator that the peer's certificate is not trusted.
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
+/// The sending loop (in one process of those sharing a database: the
+/// leader, see `cluster`). It owns its HTTP client and its schedule of
+/// passes and works with the parts of the node it needs; what it learns
+/// of each peer goes to [`Outbound`], which the admin endpoint reads and
+/// a peer's request wakes ([`Outbound::heard_from`]).
+pub struct Worker {
+    cx: Context,
+    /// How often an anti-entropy pass looks (`federation_interval_secs`).
+    interval: Duration,
 }
 
-/// Runs until the node stops.
-pub async fn run(app: actix_web::web::Data<App>) {
-    let mut changed = app.plans.subscribe();
-    let mut stopping = app.plans.stopping();
-    let interval = Duration::from_secs(app.config.federation_interval_secs.max(1));
-    let http = match app.federation.http_client() {
-        Ok(http) => http,
-        Err(e) => {
-            tracing::error!(%e, "federation: no HTTP client; not sending to peers");
-            return;
+impl Worker {
+    pub fn new(cx: Context, interval_secs: u64) -> Worker {
+        Worker {
+            cx,
+            interval: Duration::from_secs(interval_secs.max(1)),
         }
-    };
-    let mut last_check: Option<Instant> = None;
-    let mut last_full: Option<Instant> = None;
-    loop {
-        let pass = if last_full.is_none_or(|at| at.elapsed() >= FULL_PASS) {
-            last_full = Some(Instant::now());
-            last_check = last_full;
-            Pass::Full
-        } else if last_check.is_none_or(|at| at.elapsed() >= interval) {
-            last_check = Some(Instant::now());
-            Pass::Stale
-        } else {
-            Pass::Outbox
-        };
-        if pass != Pass::Outbox {
-            super::transfer::resume(&app, &http).await;
-        }
-        let peers: Vec<Peer> = match app.peers().await {
-            Ok(peers) => peers.all().cloned().collect(),
+    }
+
+    /// Runs until the node stops.
+    pub async fn run(self) {
+        let Worker { cx, interval } = self;
+        let mut changed = cx.plans.subscribe();
+        let mut stopping = cx.plans.stopping();
+        let http = match cx.federation.http_client() {
+            Ok(http) => http,
             Err(e) => {
-                tracing::warn!(error = %e, "federation: cannot read the peers; using those known");
-                app.federation.peers().all().cloned().collect()
+                tracing::error!(%e, "federation: no HTTP client; not sending to peers");
+                return;
             }
         };
-        for peer in peers {
-            if app.federation.outbound.due(&peer.id, now_ms()) {
-                let pass = match pass {
-                    Pass::Outbox if app.federation.outbound.take_retry(&peer.id) => Pass::Stale,
-                    pass => pass,
-                };
-                push_to(&app, &http, &peer, pass).await;
+        let mut last_check: Option<Instant> = None;
+        let mut last_full: Option<Instant> = None;
+        loop {
+            let pass = if last_full.is_none_or(|at| at.elapsed() >= FULL_PASS) {
+                last_full = Some(Instant::now());
+                last_check = last_full;
+                Pass::Full
+            } else if last_check.is_none_or(|at| at.elapsed() >= interval) {
+                last_check = Some(Instant::now());
+                Pass::Stale
+            } else {
+                Pass::Outbox
+            };
+            if pass != Pass::Outbox {
+                super::transfer::resume(&cx, &http).await;
             }
-        }
-        let mut wait = interval;
-        if let Some(due) = app.federation.outbound.next_due() {
-            let until = Duration::from_millis((due - now_ms()).max(0) as u64);
-            wait = wait.min(until.max(Duration::from_millis(50)));
-        }
-        tokio::select! {
-            _ = changed.recv() => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopping.changed() => return,
+            let peers: Vec<Peer> = match cx.peers().await {
+                Ok(peers) => peers.all().cloned().collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "federation: cannot read the peers; using those known");
+                    cx.federation.peers().all().cloned().collect()
+                }
+            };
+            for peer in peers {
+                if cx.federation.outbound.due(&peer.id, now_ms()) {
+                    let pass = match pass {
+                        Pass::Outbox if cx.federation.outbound.take_retry(&peer.id) => Pass::Stale,
+                        pass => pass,
+                    };
+                    push_to(&cx, &http, &peer, pass).await;
+                }
+            }
+            let mut wait = interval;
+            if let Some(due) = cx.federation.outbound.next_due() {
+                let until = Duration::from_millis((due - now_ms()).max(0) as u64);
+                wait = wait.min(until.max(Duration::from_millis(50)));
+            }
+            tokio::select! {
+                _ = changed.recv() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.changed() => return,
+            }
         }
     }
 }
@@ -266,10 +272,10 @@ enum Pass {
 }
 
 /// One pass for `peer` over the plans shared with it (see [`Pass`]).
-async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
+async fn push_to(cx: &Context, http: &reqwest::Client, peer: &Peer, pass: Pass) {
     let peer_id = peer.id.clone();
     let now = now_ms();
-    let found = app
+    let found = cx
         .blocking(move |conn| {
             let cursor = stored::peer_cursor(conn, &peer_id)?;
             let last = stored::last_change_seq(conn)?;
@@ -286,12 +292,12 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
         .await;
     let (plans, cursor) = match found {
         Ok(found) => found,
-        Err(e) => return app.federation.outbound.failed(&peer.id, e.to_string(), 0),
+        Err(e) => return cx.federation.outbound.failed(&peer.id, e.to_string(), 0),
     };
     // Many plans per request, a few requests at once: the peer runs a
     // batch's rounds together and commits them together.
     let failures: Vec<String> = futures_util::stream::iter(plans.chunks(BATCH_PLANS))
-        .map(|batch| push_batch(app, http, peer, batch))
+        .map(|batch| push_batch(cx, http, peer, batch))
         .buffer_unordered(BATCHES_IN_FLIGHT)
         .flat_map(futures_util::stream::iter)
         .collect()
@@ -300,18 +306,18 @@ async fn push_to(app: &App, http: &reqwest::Client, peer: &Peer, pass: Pass) {
     // the cursor may move on regardless.
     if let Some(last) = cursor {
         let peer_id = peer.id.clone();
-        let saved = app
+        let saved = cx
             .writer
             .write(move |conn| stored::set_peer_cursor(conn, &peer_id, last, now_ms()))
             .await;
         if let Err(e) = saved {
-            return app
+            return cx
                 .federation
                 .outbound
                 .failed(&peer.id, e.to_string(), plans.len());
         }
     }
-    let outbound = &app.federation.outbound;
+    let outbound = &cx.federation.outbound;
     match failures.first() {
         None => outbound.succeeded(&peer.id, 0),
         Some(error) => {
@@ -342,7 +348,7 @@ struct Session {
 /// rounds in one request. Answers the failures, one line per plan; a
 /// failed plan stays unconfirmed, so the next pass sends it again.
 async fn push_batch(
-    app: &App,
+    cx: &Context,
     http: &reqwest::Client,
     peer: &Peer,
     plans: &[String],
@@ -350,7 +356,7 @@ async fn push_batch(
     let mut failures = Vec::new();
     let mut sessions = Vec::new();
     for plan in plans {
-        match open_session(app, plan, &peer.id).await {
+        match open_session(cx, plan, &peer.id).await {
             Ok(Some(session)) => sessions.push(session),
             Ok(None) => {}
             Err(e) => failures.push(format!("plan {plan}: {e}")),
@@ -361,7 +367,7 @@ async fn push_batch(
         let mut items = Vec::new();
         let mut waiting = Vec::new();
         let messages = futures_util::future::join_all(sessions.iter().map(|session| {
-            app.plans
+            cx.plans
                 .outbound_round(&session.entry, &peer.id, round, session.reply.as_deref())
         }))
         .await;
@@ -392,7 +398,7 @@ async fn push_batch(
             waiting.push(session);
         }
         sessions = Vec::new();
-        let answers = send_round(app, http, peer, items).await;
+        let answers = send_round(cx, http, peer, items).await;
         for (mut session, answer) in waiting.into_iter().zip(answers) {
             let plan = session.entry.id().to_string();
             match answer {
@@ -445,7 +451,7 @@ async fn push_batch(
     if !confirmed.is_empty() {
         let sent = confirmed.len() as u64;
         let peer_id = peer.id.clone();
-        let saved = app
+        let saved = cx
             .writer
             .write(move |conn| {
                 confirmed.iter().try_for_each(|(plan, heads)| {
@@ -455,7 +461,7 @@ async fn push_batch(
             .await;
         match saved {
             Ok(()) => {
-                app.federation
+                cx.federation
                     .outbound
                     .metrics
                     .plans_sent
@@ -469,11 +475,11 @@ async fn push_batch(
 }
 
 /// A push session for `plan` to `peer`, or `None` if the plan is gone.
-async fn open_session(app: &App, plan: &str, peer: &str) -> Result<Option<Session>, ApiError> {
-    let Some(entry) = app.plans.get(plan).await? else {
+async fn open_session(cx: &Context, plan: &str, peer: &str) -> Result<Option<Session>, ApiError> {
+    let Some(entry) = cx.plans.get(plan).await? else {
         return Ok(None);
     };
-    let authors = app.plans.local_authors(&entry).await;
+    let authors = cx.plans.local_authors(&entry).await;
     let heads = entry.view().version.join(",");
     // A plan that moved here: its certificates let replica holders that
     // knew the old home follow the move. A plan homed here also carries
@@ -481,8 +487,8 @@ async fn open_session(app: &App, plan: &str, peer: &str) -> Result<Option<Sessio
     // the peer, without which the peer makes no replica of it.
     let transfers = match entry.view().home {
         None => {
-            let certificates = super::transfer::certificates(app, plan).await?;
-            let consent = super::transfer::consent_statement(app, plan, peer).await?;
+            let certificates = super::transfer::certificates(cx, plan).await?;
+            let consent = super::transfer::consent_statement(cx, plan, peer).await?;
             match (certificates, consent) {
                 (Some(c), Some(s)) => Some(format!("{c},{s}")),
                 (c, s) => c.or(s),
@@ -502,7 +508,7 @@ async fn open_session(app: &App, plan: &str, peer: &str) -> Result<Option<Sessio
 /// Sends one round's messages, as few signed requests as the size cap
 /// allows; answers each item's result, in order.
 async fn send_round(
-    app: &App,
+    cx: &Context,
     http: &reqwest::Client,
     peer: &Peer,
     items: Vec<PeerSyncItem>,
@@ -519,7 +525,7 @@ async fn send_round(
             .is_none_or(|next| bytes + next.message.as_ref().map_or(0, Vec::len) > BATCH_BYTES);
         if full {
             let count = batch.len();
-            match post_batch(app, http, peer, std::mem::take(&mut batch)).await {
+            match post_batch(cx, http, peer, std::mem::take(&mut batch)).await {
                 Ok(results) => answers.extend(results.into_iter().map(Ok)),
                 Err(e) => answers.extend(std::iter::repeat_n(Err(e), count)),
             }
@@ -531,7 +537,7 @@ async fn send_round(
 
 /// One signed `POST /federation/v1/sync`.
 async fn post_batch(
-    app: &App,
+    cx: &Context,
     http: &reqwest::Client,
     peer: &Peer,
     plans: Vec<PeerSyncItem>,
@@ -546,7 +552,7 @@ async fn post_batch(
     };
     let mut body = Vec::new();
     ciborium::into_writer(&PeerSyncBatch { plans }, &mut body).map_err(|e| e.to_string())?;
-    let authorization = app.federation.signer.sign(
+    let authorization = cx.federation.signer.sign(
         &peer.id,
         "POST",
         PATH,

@@ -20,6 +20,7 @@
 
 use super::identity::{Identity, RotationClaims, MAX_GRACE_SECS, ROTATION_TYPE};
 use super::{NodeKey, Peers};
+use crate::config::DEFAULT_REPLAY_IDS_PER_PEER;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use parking_lot::Mutex;
@@ -177,11 +178,6 @@ impl RequestSigner {
 /// The longest one-time id (`jti`) a request may carry (this node's are
 /// 32 hex digits): what one remembered id costs is bounded.
 pub const MAX_JTI_CHARS: usize = 64;
-
-/// One-time ids each peer may have in force at once, by default: a peer at
-/// its whole request rate (`rate_limit_per_peer`, 200/s) signing for a
-/// minute, as nodes do, has about 18,000 (60 s + 30 s of skew).
-pub const DEFAULT_REPLAY_IDS_PER_PEER: usize = 20_000;
 
 /// The one-time ids of accepted requests, per peer, until they expire:
 /// pruned by expiry on every use (not only when full), and at most `limit`
@@ -465,7 +461,7 @@ fn decode_signed<C: serde::de::DeserializeOwned>(
     };
     let from_key = peers.current_key(&sender).unwrap_or_default().to_string();
     let rotation = verify_rotation(&statement, &sender, key, from_key, now)?;
-    let new_key = super::peers::decoding_key(&sender, &rotation.to_key)
+    let new_key = crate::peers::decoding_key(&sender, &rotation.to_key)
         .map_err(SignedRequestError::RotationRefused)?;
     let claims = decode_with::<C>(token, &new_key).map_err(|_| bad_signature())?;
     Ok((sender, claims, Some(rotation)))
@@ -926,7 +922,7 @@ mod tests {
     #[test]
     fn a_new_key_is_taken_on_the_old_keys_word_and_the_old_key_holds_only_through_its_grace() {
         use crate::federation::identity::{self, Identity};
-        use crate::federation::peers::KeyRotation;
+        use crate::peers::KeyRotation;
         let load =
             |dir: &std::path::Path| Identity::load(dir, NOW).unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -17,9 +17,10 @@
 //!    move on the old home's signed word alone.
 
 use super::signing::{grants_digest, verify_transfer};
-use crate::app::App;
+use super::Context;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::limits::Buckets;
 use crate::plans::{peer_audit, Actor, AlsoWrite, PlanEntry, RequestMeta};
 use crate::store::consent::{self, Grant};
 use crate::store::plans as stored;
@@ -48,7 +49,7 @@ fn report(row: &TransferRow, kept: bool) -> Transfer {
 /// `actor`; answers once the new home holds it, or with `pending` if it
 /// could not be reached (the outbound loop keeps trying).
 pub async fn start(
-    app: &App,
+    cx: &Context,
     entry: Arc<PlanEntry>,
     actor: &Actor,
     to: &str,
@@ -59,14 +60,14 @@ pub async fn start(
             "this plan is homed at another node: it moves from its home".into(),
         ));
     }
-    if to == app.config.node_id || app.peers().await?.get(to).is_none() {
+    if to == cx.node_id || cx.peers().await?.get(to).is_none() {
         return Err(ApiError::InvalidRequest(format!(
             "`{to}` is not a peer of this node"
         )));
     }
     let grant = {
         let (plan, node) = (entry.id().to_string(), to.to_string());
-        app.blocking(move |conn| consent::find(conn, &plan, &node))
+        cx.blocking(move |conn| consent::find(conn, &plan, &node))
             .await?
     };
     if !grant.is_some_and(|g| g.is_live(now_ms())) {
@@ -75,18 +76,16 @@ pub async fn start(
             entry.id()
         )));
     }
-    app.plans
-        .qualify_roster(&entry, actor, meta.clone())
-        .await?;
+    cx.plans.qualify_roster(&entry, actor, meta.clone()).await?;
     let now = now_ms() / 1000;
-    let certificate = app
+    let certificate = cx
         .federation
         .signer
         .certify_transfer(entry.id(), to, None, now)
         .map_err(ApiError::Internal)?;
     let row = TransferRow {
         plan_id: entry.id().to_string(),
-        from_node: app.config.node_id.clone(),
+        from_node: cx.node_id.clone(),
         to_node: to.to_string(),
         certificate,
         state: PENDING.into(),
@@ -101,20 +100,20 @@ pub async fn start(
         &meta,
     );
     let recorded = row.clone();
-    app.writer
+    cx.writer
         .write(move |conn| {
             transfers::record(conn, &recorded)?;
             crate::store::audit::insert_audit(conn, &[audit])
         })
         .await?;
-    deliver(app, &app.federation.http_client()?, &row).await
+    deliver(cx, &cx.federation.http_client()?, &row).await
 }
 
 /// Resends the moves away from this node that the new home has not
 /// acknowledged (after a restart, or while it was unreachable).
-pub async fn resume(app: &App, http: &reqwest::Client) {
-    let me = app.config.node_id.clone();
-    let pending = match app
+pub async fn resume(cx: &Context, http: &reqwest::Client) {
+    let me = cx.node_id.clone();
+    let pending = match cx
         .blocking(move |conn| transfers::pending_from(conn, &me))
         .await
     {
@@ -122,7 +121,7 @@ pub async fn resume(app: &App, http: &reqwest::Client) {
         Err(e) => return tracing::warn!(%e, "federation: cannot read pending transfers"),
     };
     for row in pending {
-        if let Err(e) = deliver(app, http, &row).await {
+        if let Err(e) = deliver(cx, http, &row).await {
             tracing::warn!(plan = %row.plan_id, to = %row.to_node, %e, "federation: transfer refused");
         }
     }
@@ -132,21 +131,21 @@ pub async fn resume(app: &App, http: &reqwest::Client) {
 /// home that cannot be reached leaves the move pending; one that refuses
 /// it ends it (the plan stays here).
 async fn deliver(
-    app: &App,
+    cx: &Context,
     http: &reqwest::Client,
     row: &TransferRow,
 ) -> Result<Transfer, ApiError> {
-    let keeps_copy = app.config.transfer_keeps_copy;
-    let Some(entry) = app.plans.get(&row.plan_id).await? else {
+    let keeps_copy = cx.keeps_copy;
+    let Some(entry) = cx.plans.get(&row.plan_id).await? else {
         return Err(ApiError::NotFound);
     };
-    let Some(peer) = app.federation.peers().get(&row.to_node).cloned() else {
-        return refused(app, row, format!("{} is no longer a peer", row.to_node)).await;
+    let Some(peer) = cx.federation.peers().get(&row.to_node).cloned() else {
+        return refused(cx, row, format!("{} is no longer a peer", row.to_node)).await;
     };
-    let document = app.plans.saved(&entry).await?;
+    let document = cx.plans.saved(&entry).await?;
     let grants = {
-        let (plan, me) = (row.plan_id.clone(), app.config.node_id.clone());
-        app.blocking(move |conn| {
+        let (plan, me) = (row.plan_id.clone(), cx.node_id.clone());
+        cx.blocking(move |conn| {
             let now = now_ms();
             let mut grants = Vec::new();
             for grant in consent::for_plan(conn, &plan)? {
@@ -173,7 +172,7 @@ async fn deliver(
     };
     // Certified again as sent (the same move, at the same time), signing
     // the grants that go with it: the new home believes only those.
-    let certificate = app
+    let certificate = cx
         .federation
         .signer
         .certify_transfer(
@@ -192,8 +191,8 @@ async fn deliver(
     let mut body = Vec::new();
     ciborium::into_writer(&handover, &mut body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let path = format!("/federation/v1/plans/{}/transfer", row.plan_id);
-    let authors = app.plans.local_authors(&entry).await;
-    let authorization = app
+    let authors = cx.plans.local_authors(&entry).await;
+    let authorization = cx
         .federation
         .signer
         .sign(&peer.id, "POST", &path, &body, authors, now_ms() / 1000)
@@ -211,11 +210,11 @@ async fn deliver(
             let text = response.text().await.unwrap_or_default();
             (status, text)
         }
-        Err(e) => (0, super::outbound::describe(&e)),
+        Err(e) => (0, super::describe(&e)),
     };
     match status {
         200 => {}
-        400..=499 => return refused(app, row, format!("{status}: {text}")).await,
+        400..=499 => return refused(cx, row, format!("{status}: {text}")).await,
         _ => {
             tracing::warn!(plan = %row.plan_id, to = %row.to_node, %status, %text, "federation: transfer not acknowledged yet");
             return Ok(report(row, keeps_copy));
@@ -245,16 +244,16 @@ async fn deliver(
         &RequestMeta::default(),
     );
     if keeps_copy {
-        app.plans
+        cx.plans
             .rehome(&entry, Some(row.to_node.clone()), audit, also)
             .await?;
     } else {
-        app.plans.forget(&row.plan_id, audit, also).await?;
+        cx.plans.forget(&row.plan_id, audit, also).await?;
     }
     Ok(report(&done, keeps_copy))
 }
 
-async fn refused(app: &App, row: &TransferRow, why: String) -> Result<Transfer, ApiError> {
+async fn refused(cx: &Context, row: &TransferRow, why: String) -> Result<Transfer, ApiError> {
     let (plan, at) = (row.plan_id.clone(), row.created_at);
     let audit = peer_audit(
         &row.to_node,
@@ -264,7 +263,7 @@ async fn refused(app: &App, row: &TransferRow, why: String) -> Result<Transfer, 
         Some(why.clone()),
         &RequestMeta::default(),
     );
-    app.writer
+    cx.writer
         .write(move |conn| {
             transfers::set_state(conn, &plan, at, "refused")?;
             crate::store::audit::insert_audit(conn, &[audit])
@@ -286,15 +285,16 @@ async fn refused(app: &App, row: &TransferRow, why: String) -> Result<Transfer, 
 /// would have recorded itself), to a peer of this node, and still live are
 /// kept; the rest are dropped and the audit row says how many.
 pub async fn receive(
-    app: &App,
+    cx: &Context,
     plan: &str,
     from: &str,
     authors: &BTreeMap<String, String>,
     handover: Handover,
     meta: &RequestMeta,
+    new_plans: Option<&Buckets>,
 ) -> Result<Vec<String>, ApiError> {
-    let me = app.config.node_id.clone();
-    let moved = verify_transfer(&handover.certificate, &app.federation.peers(), plan)
+    let me = cx.node_id.clone();
+    let moved = verify_transfer(&handover.certificate, &cx.federation.peers(), plan)
         .map_err(|e| ApiError::InvalidRequest(format!("the transfer certificate: {e}")))?;
     if moved.from != from || moved.to != me {
         return Err(ApiError::InvalidRequest(
@@ -326,7 +326,7 @@ pub async fn receive(
         .cloned();
     let at = moved.at * 1000;
     let (id, sender) = (plan.to_string(), from.to_string());
-    let (home, known) = app
+    let (home, known) = cx
         .blocking(move |conn| {
             let home = stored::plan_home(conn, &id)?;
             let known = transfers::for_plan(conn, &id)?
@@ -339,7 +339,7 @@ pub async fn receive(
     match judge_handover(held, from, known, signed_grants && to_here.is_some()) {
         HandoverVerdict::Take => {}
         // Within the sender's budget of new plans here.
-        HandoverVerdict::TakeNew => new_plan_admitted(app, from)?,
+        HandoverVerdict::TakeNew => new_plan_admitted(new_plans, from)?,
         HandoverVerdict::NoConsent => {
             return Err(ApiError::Forbidden(
                 "this node holds no replica of this plan, and the certificate signs no consent of the family to share it with this node".into(),
@@ -354,7 +354,7 @@ pub async fn receive(
     let document = handover
         .document
         .ok_or_else(|| ApiError::InvalidRequest("the handover has no document".into()))?;
-    let peers = app.federation.peers();
+    let peers = cx.federation.peers();
     let offered = handover.grants.len();
     let mut grants: Vec<HandoverGrant> = if signed_grants {
         handover
@@ -426,7 +426,7 @@ pub async fn receive(
         ));
     }
     let audit = peer_audit(from, Some(plan), "peer.transfer", "ok", Some(detail), meta);
-    let view = app
+    let view = cx
         .plans
         .take_over(plan, from, authors, &document, audit, also)
         .await?;
@@ -470,14 +470,14 @@ pub fn judge_handover(
 
 /// Takes one of `peer`'s new plans here from its budget
 /// (`rate_limit_peer_new_plans`): `429` when it is spent.
-pub fn new_plan_admitted(app: &App, peer: &str) -> Result<(), ApiError> {
-    crate::limits::admit(app.limits.peer_new_plans.as_ref(), peer)
+pub fn new_plan_admitted(budget: Option<&Buckets>, peer: &str) -> Result<(), ApiError> {
+    crate::limits::admit(budget, peer)
 }
 
 /// Gives back a token [`new_plan_admitted`] took for a round that made no
 /// plan after all.
-pub fn new_plan_unused(app: &App, peer: &str) {
-    if let Some(budget) = app.limits.peer_new_plans.as_ref() {
+pub fn new_plan_unused(budget: Option<&Buckets>, peer: &str) {
+    if let Some(budget) = budget {
         budget.give_back(peer, std::time::Instant::now());
     }
 }
@@ -487,14 +487,14 @@ pub fn new_plan_unused(app: &App, peer: &str) {
 /// signed by the home it moves the plan from; if so the replica is homed at
 /// `sender` from now on.
 pub async fn follow(
-    app: &App,
+    cx: &Context,
     entry: &PlanEntry,
     known: &str,
     sender: &str,
     certificates: &str,
     meta: &RequestMeta,
 ) -> Result<bool, ApiError> {
-    let peers = app.federation.peers();
+    let peers = cx.federation.peers();
     let mut home = known.to_string();
     let mut chain = Vec::new();
     for certificate in certificates
@@ -535,16 +535,16 @@ pub async fn follow(
         }
         Ok(())
     });
-    app.plans
+    cx.plans
         .rehome(entry, Some(sender.to_string()), audit, also)
         .await?;
     Ok(true)
 }
 
 /// The certificates of the moves of a plan, for the header of a push.
-pub async fn certificates(app: &App, plan: &str) -> Result<Option<String>, ApiError> {
+pub async fn certificates(cx: &Context, plan: &str) -> Result<Option<String>, ApiError> {
     let plan = plan.to_string();
-    let rows = app
+    let rows = cx
         .blocking(move |conn| transfers::for_plan(conn, &plan))
         .await?;
     let done: Vec<&str> = rows
@@ -559,16 +559,12 @@ pub async fn certificates(app: &App, plan: &str) -> Result<Option<String>, ApiEr
 /// (homed here) with `peer`, for the pushes that may make the peer's
 /// replica; `None` without a live grant.
 pub async fn consent_statement(
-    app: &App,
+    cx: &Context,
     plan: &str,
     peer: &str,
 ) -> Result<Option<String>, ApiError> {
-    let (plan_id, node, me) = (
-        plan.to_string(),
-        peer.to_string(),
-        app.config.node_id.clone(),
-    );
-    let found = app
+    let (plan_id, node, me) = (plan.to_string(), peer.to_string(), cx.node_id.clone());
+    let found = cx
         .blocking(move |conn| {
             let Some(grant) = consent::find(conn, &plan_id, &node)? else {
                 return Ok(None);
@@ -590,7 +586,7 @@ pub async fn consent_statement(
     let Some((by, expires_at)) = found else {
         return Ok(None);
     };
-    app.federation
+    cx.federation
         .signer
         .certify_consent(
             plan,
@@ -605,9 +601,9 @@ pub async fn consent_statement(
 
 /// Whether this node gave the plan away and kept no copy (so a push about
 /// it must not make a new replica).
-pub async fn given_away(app: &App, plan: &str) -> Result<bool, ApiError> {
-    let (plan, me) = (plan.to_string(), app.config.node_id.clone());
-    Ok(app
+pub async fn given_away(cx: &Context, plan: &str) -> Result<bool, ApiError> {
+    let (plan, me) = (plan.to_string(), cx.node_id.clone());
+    Ok(cx
         .blocking(move |conn| transfers::for_plan(conn, &plan))
         .await?
         .iter()

@@ -38,7 +38,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
         .get("/healthz", crate::api::healthz)
         .get("/readyz", readyz)
         .get("/metrics", metrics)
-        .get("/openapi.json", crate::openapi::hub_document)
+        .get("/openapi.json", super::document::hub_document)
         .get("/hub/v1/identity", identity)
         .post(REPORTS_PATH, submit)
         .get(INDICATORS_PATH, indicators)

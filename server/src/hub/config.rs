@@ -1,7 +1,8 @@
 //! The hub's configuration: a TOML file, then `WRAPSYNC_<KEY>` environment
 //! overrides, checked once at start (the node's conventions, its own keys).
 
-use crate::config::{is_node_id, ConfigError};
+use crate::config::ConfigError;
+use crate::peers::is_node_id;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ pub struct HubConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// `text` (default) or `json` log lines on stderr.
     #[serde(default)]
-    pub log_format: crate::observe::LogFormat,
+    pub log_format: crate::config::LogFormat,
     /// A file the hub appends its log lines to (created owner-only)
     /// instead of stderr. None: stderr.
     #[serde(default)]

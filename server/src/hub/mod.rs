@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod csv;
 pub mod dashboard;
+pub mod document;
 pub mod ledger;
 pub mod linear;
 pub mod merge;
@@ -222,7 +223,7 @@ pub async fn serve(
         actix_web::App::new()
             .app_data(data.clone())
             .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log))
+            .wrap_fn(move |req, srv| crate::observe::request(req, srv, &http, &log, None))
             .configure(api::routes)
     })
     .workers(workers)

@@ -1,8 +1,11 @@
 use super::*;
+use crate::api::document::NodeApi;
+use crate::hub::document::HubApi;
 use actix_web::http::Method;
 use actix_web::web::ServiceConfig;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use utoipa::OpenApi;
 
 const METHODS: [&str; 9] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace", "query",

@@ -9,7 +9,7 @@
 use super::{audit_record, Actor, PlanEntry, Plans, RequestMeta};
 use crate::db::{now_ms, DbConnection, StoreError};
 use crate::error::ApiError;
-use crate::federation::Peers;
+use crate::peers::Peers;
 use crate::store::audit::AuditRecord;
 use crate::store::consent::{self, Grant};
 use serde_json::{json, Value as Json};

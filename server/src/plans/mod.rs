@@ -18,13 +18,13 @@ mod view;
 pub use bulk::BatchRead;
 pub use consent::MAY_SHARE;
 pub(crate) use size::Bounds;
-pub use size::MessageOps;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;
 pub use view::{PlanView, Viewer};
 
 use crate::db::{now_ms, Pool, StoreError};
 use crate::error::ApiError;
+use crate::limits::MessageOps;
 use crate::store::audit::{insert_audit, AuditRecord};
 use crate::store::plans::{self as stored, Membership, PlanRow, Revision};
 use crate::store::users::{actor_users, bind_actor};
@@ -140,8 +140,8 @@ pub struct Plans {
     sync_limits: stored::SyncStateLimits,
     /// The most one stored sync state may take (`sync_state_max_bytes`).
     sync_state_max_bytes: usize,
-    /// Operations per message, by route and role (`size::MessageOps`).
-    message_ops: size::MessageOps,
+    /// Operations per message, by route and role (`MessageOps`).
+    message_ops: MessageOps,
     /// This node's id: who on a roster is a user here (`PlanView::localized`).
     node_id: String,
     /// Other processes may write the database (PostgreSQL): every read
@@ -217,7 +217,7 @@ impl Plans {
                 idle_ms: crate::config::DEFAULT_SYNC_STATE_IDLE_SECS.saturating_mul(1000) as i64,
             },
             sync_state_max_bytes: crate::config::DEFAULT_SYNC_STATE_MAX_BYTES,
-            message_ops: size::MessageOps::DEFAULT,
+            message_ops: MessageOps::DEFAULT,
             shared: false,
         }
     }

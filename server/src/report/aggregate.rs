@@ -12,7 +12,7 @@
 //! held are left out. What each indicator counts is written in
 //! `wrapsync_shared::indicators::DEFINITIONS`; this file follows it.
 
-use super::privacy::Bounds;
+use crate::privacy::Bounds;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use time::{Date, Duration};

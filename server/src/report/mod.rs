@@ -9,13 +9,13 @@
 //! Returns [`ApiError`] like the plan service it reads through.
 
 pub mod aggregate;
-pub mod privacy;
 pub mod release;
 pub mod send;
 
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::privacy;
 use crate::store::audit::{insert_audit, AuditRecord};
 use crate::store::plans as stored;
 use aggregate::{Tally, Youth};

@@ -18,12 +18,12 @@
 //! Each release is audited (`report.generate`, the plans read and the
 //! epsilon spent and left) in the transaction that stores it.
 
-use super::privacy::{self, left_after, monthly_epsilon, Privacy};
 use super::{audit_record, generate, period_at, tally};
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::metrics::YearLabel;
+use crate::privacy::{self, left_after, monthly_epsilon, Privacy};
 use crate::store::audit::insert_audit;
 use crate::store::dp_releases::{self, ReleaseRow};
 use wrapsync_shared::indicators::{Period, Report};

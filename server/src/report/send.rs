@@ -18,7 +18,7 @@ use super::release::release;
 use super::{describe, generate, period_at};
 use crate::app::App;
 use crate::db::now_ms;
-use crate::federation::outbound::describe as describe_http;
+use crate::federation::describe as describe_http;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wrapsync_shared::api::Problem;

@@ -4,6 +4,7 @@
 
 use crate::db::schema::audit_log;
 use crate::db::{DbConnection, StoreError};
+use crate::tally::RefusalCounting;
 use diesel::prelude::*;
 use wrapsync_shared::api::AuditEntry;
 
@@ -76,27 +77,6 @@ pub fn insert_audit(conn: &mut DbConnection, records: &[AuditRecord]) -> Result<
         crate::on_backend!(conn, |c| insert.execute(c))?;
     }
     Ok(())
-}
-
-/// How refusals are counted in the trail (config `refusal_interval_secs`,
-/// `refusal_rows_per_interval`): the first `rows` refusals of a kind from
-/// a source in `interval_secs` get their own rows, with their request ids;
-/// the rest of the interval are counted in one summary row written when
-/// the interval closes (the trail is append-only, so never updated in
-/// place). The row's detail says `repeated N more times …`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefusalCounting {
-    pub interval_secs: u64,
-    pub rows: u64,
-}
-
-impl Default for RefusalCounting {
-    fn default() -> Self {
-        RefusalCounting {
-            interval_secs: 60,
-            rows: 1,
-        }
-    }
 }
 
 /// What makes two refusals "of a kind from a source": the client address,

@@ -2,8 +2,7 @@
 
 use crate::db::schema::{peer_key_rotations, peers};
 use crate::db::{DbConnection, StoreError};
-use crate::federation::peers::KeyRotation;
-use crate::federation::Peer;
+use crate::peers::{KeyRotation, Peer};
 use diesel::prelude::*;
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<Peer>, StoreError> {

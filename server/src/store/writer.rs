@@ -6,8 +6,9 @@
 //! Each write runs in its own savepoint, so one failing write does not sink
 //! the others of its batch. A write is answered only after the batch's commit.
 
-use super::audit::{insert_audit, AuditRecord, RefusalCounting, RefusalTrail};
+use super::audit::{insert_audit, AuditRecord, RefusalTrail};
 use crate::db::{now_ms, Backend, DbConnection, StoreError};
+use crate::tally::RefusalCounting;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -981,7 +981,7 @@ fn distance(a: &[Cell], b: &[Cell]) -> (u64, u64) {
 #[test]
 fn bounded_one_youth_changes_a_report_by_no_more_than_the_sensitivity() {
     let others: Vec<Value> = (0..6).map(identifying_plan).collect();
-    let sensitivity = super::super::privacy::Sensitivity::of(&Bounds::default());
+    let sensitivity = crate::privacy::Sensitivity::of(&Bounds::default());
     for youth in [heavy(None), heavy(Some("2026-11-20"))] {
         let with_youth: Vec<Value> = others.iter().cloned().chain([youth.clone()]).collect();
         let (counts, cents) = distance(
@@ -1113,10 +1113,10 @@ fn the_reports_a_node_builds_are_plausible() {
             }
             // With privacy's noise (a small epsilon: wild noise), the
             // counts' rules still hold (the ceiling is the hub's).
-            crate::report::privacy::add_noise(
+            crate::privacy::add_noise(
                 &mut report,
                 0.05,
-                &crate::report::privacy::Bounds::default(),
+                &crate::privacy::Bounds::default(),
                 &mut rng,
             );
             report.validate().unwrap_or_else(|e| panic!("{e}"));

@@ -3,7 +3,7 @@
 //! the configured `trusted_proxies`, and then only as far as trusted hops
 //! vouch: the right-most address that is not a trusted proxy is the
 //! client (what the last trusted proxy saw). Everything keyed by client
-//! address (login limits, audit rows) goes through `extract::request_meta`.
+//! address (login limits, audit rows) goes through `api::extract::request_meta`.
 
 use actix_web::HttpRequest;
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! The nodes this node trusts: id, base URL and public key, from the config
-//! file (`[[peers]]`). Only a listed peer's signature is accepted.
+//! file (`[[peers]]`) or added at run time. Only a listed peer's signature
+//! is accepted. The peer vocabulary (with what a node id may be) that
+//! config, storage and federation share, so none imports another for it.
 
 use base64::Engine;
 use jsonwebtoken::DecodingKey;
@@ -58,7 +60,7 @@ impl Peers {
     pub fn new(peers: &[Peer]) -> Result<Peers, String> {
         let mut by_id = HashMap::new();
         for peer in peers {
-            if !crate::config::is_node_id(&peer.id) {
+            if !is_node_id(&peer.id) {
                 return Err(format!(
                     "peer `{}`: an id is 1-64 letters, digits, - or _",
                     peer.id
@@ -134,7 +136,7 @@ impl Peers {
     ) -> Result<Peers, String> {
         let mut by_id = HashMap::new();
         for (id, public_key) in nodes {
-            if !crate::config::is_node_id(id) {
+            if !is_node_id(id) {
                 return Err(format!(
                     "node `{id}`: an id is 1-64 letters, digits, - or _"
                 ));
@@ -196,4 +198,14 @@ pub(crate) fn decoding_key(id: &str, public_key: &str) -> Result<DecodingKey, St
         .filter(|k| k.len() == 32)
         .ok_or_else(|| format!("peer {id}: public_key is not a base64url Ed25519 key"))?;
     Ok(DecodingKey::from_ed_der(&raw))
+}
+
+/// 1-64 letters, digits, `-` or `_`: what a node id (this node's or a
+/// peer's) may be.
+pub fn is_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
