@@ -290,7 +290,7 @@ pub(super) fn per_caller() -> (header::HeaderName, &'static str) {
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 409, description = "`test-failed`: a `test` op did not hold; `unknown-version`: `base_version` names changes this node has never seen."),
         (status = 413, description = PLAN_QUOTA),
-        (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which); `invalid-item-id`: a new item's id that is not a canonical ULID or is already used anywhere in the plan; `home-authority`: a roster (`/team`) or consent (`/consents`) change on a replica, or by a person of another node: only the plan's home changes those."),
+        (status = 422, description = "`invalid-op`, `unsupported-op`, `schema-violation`, `no-such-item`: an op the plan refuses (`op_index` says which); `invalid-item-id`: a new item's id that is not a canonical ULID or is already used anywhere in the plan; `home-authority`: a roster (`/team`) or consent (`/consents`) change on a replica, or by a person of another node: only the plan's home changes those; or a change to a consent naming a node, which mirrors the family's grant and changes only through `/v1/plans/{id}/shares`."),
         (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )
@@ -437,7 +437,7 @@ pub async fn history(
         (status = 403, description = "`forbidden`: the caller's role sees only part of this plan, which cannot be synced (read it with GET)."),
         (status = 404, description = PLAN_NOT_FOUND),
         (status = 413, description = "`document-too-large`: the message's changes decode to more than `max_document_bytes`; `message-too-large`: they declare more operations than the caller's role may send in one message (`max_sync_ops_member`, `max_sync_ops_staff`), counted before decoding; `sync-state-too-large`: its Bloom filter, heads or needs describe more changes than the plan's size calls for; `plan-quota`: they would grow the plan past `plan_quota_bytes` (refused whole; the plan and the sync state stay as they were)."),
-        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor); `invalid-item-id`: a new item whose id is not a canonical ULID or is already used in the plan; `home-authority`: roster or consent changes on a replica, or by a person of another node."),
+        (status = 422, description = "`change-forbidden`, `schema-violation`, `unsupported-op`: changes refused whole (role, schema, or another person's actor); `invalid-item-id`: a new item whose id is not a canonical ULID or is already used in the plan; `home-authority`: roster or consent changes on a replica, or by a person of another node, or to a consent naming a node (it mirrors the family's grant: `/v1/plans/{id}/shares`)."),
         (status = 429, description = WRITE_BUDGET),
         (status = 500, description = INTERNAL),
     )

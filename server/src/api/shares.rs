@@ -92,6 +92,7 @@ pub async fn list(
         (status = 400, description = "`malformed-json`, `invalid-request`: an unreadable body, a node that is not a peer, or an `expires_at` in the past."),
         (status = 403, description = "`forbidden`: only a facilitator, caregiver or supervisor records a family's consent."),
         (status = 404, description = PLAN_NOT_FOUND),
+        (status = 422, description = "`home-authority`: the plan is a replica; the family's consent is recorded at its home."),
         (status = 500, description = INTERNAL),
     )
 )]
@@ -141,6 +142,7 @@ pub async fn grant(
         (status = 204, description = "Revoked."),
         (status = 403, description = "`forbidden`: only a facilitator, caregiver or supervisor withdraws a family's consent."),
         (status = 404, description = "`not-found`: no such plan, not on its team, or no live grant to that node."),
+        (status = 422, description = "`home-authority`: the plan is a replica; the family's consent is withdrawn at its home."),
         (status = 500, description = INTERNAL),
     )
 )]

@@ -126,6 +126,15 @@ impl ConsentChange {
     }
 }
 
+/// `422 home-authority`: a replica's people record and withdraw no consent;
+/// the family's consent lives at the plan's home, with its grants.
+fn at_home_only(view: &super::PlanView) -> ApiError {
+    ApiError::HomeAuthority(format!(
+        "the family's consent to share this plan is recorded at its home, {}",
+        view.home.as_deref().unwrap_or("another node")
+    ))
+}
+
 /// The plan schema's scope for a grant's (`full` is the whole plan).
 fn mirror_scope(scope: &str) -> &str {
     match scope {
@@ -158,11 +167,13 @@ impl Plans {
         meta: &RequestMeta,
     ) -> Result<Grant, ApiError> {
         let now = now_ms();
-        let checked = match entry.view().role_of(actor) {
+        let view = entry.view();
+        let checked = match view.role_of(actor) {
             None => Err(ApiError::NotFound),
             Some(role) if !MAY_SHARE.contains(&role) => Err(ApiError::Forbidden(
                 "a facilitator, caregiver or supervisor records a family's consent".into(),
             )),
+            Some(_) if view.home.is_some() => Err(at_home_only(&view)),
             Some(_) if peers.get(node).is_none() => Err(ApiError::InvalidRequest(format!(
                 "`{node}` is not a peer of this node"
             ))),
@@ -237,6 +248,18 @@ impl Plans {
                 "a facilitator, caregiver or supervisor withdraws a family's consent".into(),
             ));
         }
+        if entry.view().home.is_some() {
+            let e = at_home_only(&entry.view());
+            self.audit(audit_record(
+                actor,
+                Some(&entry.id),
+                "plan.unshare",
+                e.audit_outcome(),
+                Some(e.to_string()),
+                meta,
+            ));
+            return Err(e);
+        }
         let now = now_ms();
         let (plan, peer) = (entry.id.clone(), node.to_string());
         let live = self
@@ -267,8 +290,8 @@ impl Plans {
     }
 
     /// Stores `change` and the plan's mirror of it in one transaction,
-    /// with `audit`, and puts the plan in the outbox. On a replica the
-    /// record is the home's to keep: only the grant is stored.
+    /// with `audit`, and puts the plan in the outbox (a plan homed here:
+    /// the callers refuse a replica).
     async fn record_consent(
         &self,
         entry: &PlanEntry,
@@ -279,11 +302,10 @@ impl Plans {
     ) -> Result<(), ApiError> {
         let view = entry.view();
         let granted_by = view.member(&actor.username).map(|m| m.member_id.as_str());
-        let ops = match view.home {
-            None => change.mirror_ops(&view.plan, granted_by),
-            Some(_) => Vec::new(),
-        };
+        let ops = change.mirror_ops(&view.plan, granted_by);
         if ops.is_empty() {
+            // Nothing in the record to change (a grant made before the
+            // record mirrored them, withdrawn): the grant alone.
             let plan = entry.id.clone();
             self.writer
                 .write(move |conn| {

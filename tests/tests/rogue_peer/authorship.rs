@@ -151,6 +151,19 @@ fn a_home_cannot_forge_a_replicas_people(backend: Backend) {
     rounds(&node, &b, &plan, &mut doc, bea.clone()).assert_status(204);
     assert_eq!(render(&doc)["vision"], "Fran's words");
     let fran_actor = actor_of(&node, &fran, &plan, FACILITATOR);
+    // A replica's people record no consent: the family's lives at the home.
+    node.post(
+        &format!("/v1/plans/{plan}/shares"),
+        &fran,
+        &json!({"node": PEER}),
+    )
+    .assert_problem(422, "home-authority");
+    node.post(
+        &format!("/v1/plans/{plan}/shares/{PEER}/revoke"),
+        &fran,
+        &json!({}),
+    )
+    .assert_problem(422, "home-authority");
 
     // County-b writes under Fran's actor: refused, whatever it vouches.
     let forged = edited(&doc, fran_actor.clone(), |d| {
