@@ -229,6 +229,21 @@ impl TestNode {
         self.post_ops(token, id, None, ops).typed(200)
     }
 
+    /// Puts Carla, the test caregiver ([`crate::users::CAREGIVER`]), on
+    /// `plan`'s team as `token`; answers her roster member id.
+    #[track_caller]
+    pub fn add_caregiver(&self, token: &str, plan: &str) -> String {
+        let added = self.apply_ops(
+            token,
+            plan,
+            json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":crate::users::CAREGIVER}}]),
+        );
+        added.results[0]
+            .id
+            .clone()
+            .unwrap_or_else(|| panic!("no member id for Carla: {:?}", added.results))
+    }
+
     /// `GET /v1/plans?query` (query without the `?`); asserts 200.
     #[track_caller]
     pub fn list_plans(&self, token: &str, query: &str) -> PlanList {

@@ -24,6 +24,7 @@ mod proxy;
 pub mod raw;
 mod tls;
 mod tokens;
+pub mod usage;
 
 pub use accounts::{password_of, users, TestUser, USERS};
 pub use demo::{free_ports, Demo};

@@ -91,12 +91,7 @@ fn a_change_through_one_process_is_read_through_the_other_at_once() {
     let carla = a.login(CAREGIVER);
     b.get(&format!("/v1/plans/{plan}"), &carla)
         .assert_status(404);
-    let added = a.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
-    let member = added.results[0].id.clone().expect("a member id");
+    let member = a.add_caregiver(&fran, &plan);
     b.get(&format!("/v1/plans/{plan}"), &carla)
         .assert_status(200);
     assert!(b.list_all_plans(&carla).iter().any(|p| p.id == plan));
@@ -259,12 +254,7 @@ fn a_device_syncing_through_either_process_converges() {
     let (a, b) = two_processes(toml::Table::new());
     let fran = a.login(FACILITATOR);
     let plan = a.create_plan(&fran, "Phone family").id;
-    let added = a.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
-    let member = added.results[0].id.clone().expect("a member id");
+    let member = a.add_caregiver(&fran, &plan);
     let carla = b.login(CAREGIVER);
     let mut phone = Device {
         doc: Automerge::new().with_actor(ActorId::random()),

@@ -12,19 +12,9 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::time::Duration;
 use wrapsync_tests::raw::{answer, assert_problem, connect, post_chunked, post_head};
+use wrapsync_tests::usage::rss;
 use wrapsync_tests::users::{FACILITATOR, SUPERVISOR};
 use wrapsync_tests::{unix_now, Backend, NodeSigner, TestHub, TestNode, HUB_ID};
-
-/// The node's resident memory, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 /// A node that trusts the peer `county-p` (whose key is answered), with
 /// `extra` settings.

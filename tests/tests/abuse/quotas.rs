@@ -202,11 +202,7 @@ fn a_plan_over_a_lowered_quota_stays_usable(backend: Backend) {
         .collect();
     let added = node.apply_ops(&fran, &plan, Value::Array(strengths));
     let first = added.results[0].id.clone().expect("an id");
-    node.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
+    node.add_caregiver(&fran, &plan);
     let config = std::fs::read_to_string(node.config_path()).expect("the config");
     let lowered = config.replace(
         &format!("plan_quota_bytes = {QUOTA}"),
@@ -264,12 +260,7 @@ fn a_device_sync_past_the_quota_is_refused_whole(backend: Backend) {
     let node = TestNode::spawn_with(backend, extra);
     let fran = node.login(FACILITATOR);
     let plan = node.create_plan(&fran, "Offline family").id;
-    let added = node.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
-    let carla_member = added.results[0].id.clone().expect("a member id");
+    let carla_member = node.add_caregiver(&fran, &plan);
     let carla = node.login(CAREGIVER);
 
     // Offline, the phone adds strengths worth more than the quota.

@@ -6,7 +6,6 @@
 //! the token checks out and before a byte of body is read, or counted as a
 //! body of no declared length streams. Another member's budget is their own.
 
-use serde_json::json;
 use wrapsync_tests::raw::{answer, assert_problem, connect, post_chunked, post_head};
 use wrapsync_tests::users::{CAREGIVER, FACILITATOR};
 use wrapsync_tests::{Backend, TestNode};
@@ -24,11 +23,7 @@ fn a_members_body_bytes_are_budgeted_before_the_body_is_read(backend: Backend) {
     let fran = node.login(FACILITATOR);
     let carla = node.login(CAREGIVER);
     let plan = node.create_plan(&fran, "Budgeted family").id;
-    node.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
+    node.add_caregiver(&fran, &plan);
     let path = format!("/v1/plans/{plan}/sync");
     let headers = |token: &str| {
         vec![

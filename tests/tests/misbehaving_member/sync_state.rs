@@ -20,6 +20,7 @@ use wrapsync_shared::automerge::sync::{self, BloomFilter, Have};
 use wrapsync_shared::automerge::transaction::Transactable;
 use wrapsync_shared::automerge::{ActorId, Automerge, ChangeHash, ObjType, ROOT};
 use wrapsync_shared::roles::Role;
+use wrapsync_tests::usage;
 use wrapsync_tests::users::{CAREGIVER, FACILITATOR, SUPERVISOR};
 use wrapsync_tests::{
     deadline, unix_now, wait_until, Backend, Device, NodeSigner, Reply, TestNode,
@@ -62,11 +63,7 @@ fn states_like(node: &TestNode, pattern: &str) -> i64 {
 /// A plan with Carla (a caregiver) on its team.
 fn family_plan(node: &TestNode, fran: &str, title: &str) -> String {
     let plan = node.create_plan(fran, title).id;
-    node.apply_ops(
-        fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
+    node.add_caregiver(fran, &plan);
     plan
 }
 
@@ -81,44 +78,16 @@ fn send_raw(node: &TestNode, token: &str, plan: &str, device: &str, bytes: Vec<u
     )
 }
 
-/// The node's resident memory, in bytes.
+/// The node's resident memory, peak resident memory (bytes) and CPU
+/// seconds used.
 fn rss(node: &TestNode) -> u64 {
-    let pid = node.pid().expect("a running node");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
+    usage::rss(node.pid().expect("a running node"))
 }
-
-/// The node's peak resident memory so far, in bytes (`VmHWM`).
 fn peak(node: &TestNode) -> u64 {
-    let pid = node.pid().expect("a running node");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib * 1024
+    usage::peak_rss(node.pid().expect("a running node"))
 }
-
-/// CPU seconds the node has used (user and system), from `/proc`.
 fn cpu_secs(node: &TestNode) -> f64 {
-    let pid = node.pid().expect("a running node");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the command's closing parenthesis; utime and stime are
-    // the 14th and 15th of the whole line.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<f64> = rest
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().unwrap_or_default())
-        .collect();
-    fields.iter().sum::<f64>() / 100.0
+    usage::cpu_secs(node.pid().expect("a running node"))
 }
 
 fn a_flood_of_device_ids_keeps_a_bounded_number_of_states(backend: Backend) {

@@ -402,11 +402,7 @@ fn the_consent_record_mirrors_the_grants(backend: Backend) {
     let fran = node.login(FACILITATOR);
     let carla = node.login(CAREGIVER);
     let plan = node.create_plan(&fran, "Mirrored family").id;
-    node.apply_ops(
-        &fran,
-        &plan,
-        json!([{"op":"add","path":"/team","value":{"name":"Carla","role":"caregiver","user":CAREGIVER}}]),
-    );
+    let carla_member = node.add_caregiver(&fran, &plan);
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let record = |node: &TestNode| -> Value {
         let plan = node.read_plan(&fran, &plan).plan;
@@ -428,7 +424,6 @@ fn the_consent_record_mirrors_the_grants(backend: Backend) {
     assert_eq!(shared["status"], "active", "{shared}");
     assert_eq!(shared["scope"], "full_plan");
     assert_eq!(shared["granted_on"], today.as_str());
-    let carla_member = actor_member(&node, &fran, &plan, CAREGIVER);
     assert_eq!(shared["granted_by"], carla_member.as_str());
     let id = shared["id"].as_str().expect("an item id").to_string();
     let history = node.history(&fran, &plan);
@@ -508,17 +503,6 @@ fn the_consent_record_mirrors_the_grants(backend: Backend) {
     let plan_now = node.read_plan(&fran, &plan).plan;
     let consents = plan_now["consents"].as_array().map(Vec::len);
     assert_eq!(consents, Some(2), "{}", plan_now["consents"]);
-}
-
-/// `user`'s roster member id on `plan`.
-fn actor_member(node: &TestNode, token: &str, plan: &str, user: &str) -> String {
-    let plan = node.read_plan(token, plan).plan;
-    plan["team"]
-        .as_array()
-        .and_then(|t| t.iter().find(|m| m["user"] == user))
-        .and_then(|m| m["id"].as_str())
-        .expect("on the team")
-        .to_string()
 }
 
 on_both_backends!(
