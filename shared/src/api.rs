@@ -452,6 +452,28 @@ pub struct HandoverGrant {
     pub expires_at: Option<i64>,
 }
 
+/// The digest a transfer certificate signs of a handover's grants: the
+/// SHA-256 of their canonical JSON (sorted), base64url. The old home signs
+/// it, so the new home believes only the grants the old one sent.
+pub fn grants_digest(grants: &[HandoverGrant]) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut rows: Vec<(&str, &str, &str, Option<i64>)> = grants
+        .iter()
+        .map(|g| {
+            (
+                g.node.as_str(),
+                g.scope.as_str(),
+                g.granted_by.as_str(),
+                g.expires_at,
+            )
+        })
+        .collect();
+    rows.sort();
+    let canonical = serde_json::to_vec(&rows).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+}
+
 /// `GET /federation/v1/identity`: what an operator configuring this node
 /// as a peer needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,4 +498,28 @@ pub struct NodeIdentity {
 pub struct HandoverReceipt {
     pub plan: String,
     pub version: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grants_digest_is_of_the_grants_in_any_order() {
+        let grant = |node: &str| HandoverGrant {
+            node: node.into(),
+            scope: "full".into(),
+            granted_by: "carla@county-a".into(),
+            expires_at: None,
+        };
+        let (c, d) = (grant("county-c"), grant("county-d"));
+        assert_eq!(
+            grants_digest(&[c.clone(), d.clone()]),
+            grants_digest(&[d.clone(), c.clone()])
+        );
+        assert_ne!(
+            grants_digest(std::slice::from_ref(&c)),
+            grants_digest(&[c, d])
+        );
+    }
 }

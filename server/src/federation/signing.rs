@@ -548,7 +548,7 @@ struct TransferClaims {
     home: String,
     iat: i64,
     /// The SHA-256 of the family's live grants the handover carries
-    /// ([`grants_digest`]): the old home's signature over them, so the new
+    /// ([`wrapsync_shared::api::grants_digest`]): the old home's signature over them, so the new
     /// home believes only the grants the old home gave. A digest, not the
     /// grants: the certificate is shown to every replica holder, which
     /// must not learn who else the plan is shared with. Absent from
@@ -569,29 +569,10 @@ pub struct Move {
     pub grants: Option<String>,
 }
 
-/// The digest a transfer certificate signs of a handover's grants: the
-/// SHA-256 of their canonical JSON (sorted), base64url.
-pub fn grants_digest(grants: &[wrapsync_shared::api::HandoverGrant]) -> String {
-    let mut rows: Vec<(&str, &str, &str, Option<i64>)> = grants
-        .iter()
-        .map(|g| {
-            (
-                g.node.as_str(),
-                g.scope.as_str(),
-                g.granted_by.as_str(),
-                g.expires_at,
-            )
-        })
-        .collect();
-    rows.sort();
-    let canonical = serde_json::to_vec(&rows).unwrap_or_default();
-    body_digest(&canonical)
-}
-
 impl RequestSigner {
     /// Certifies that `plan` moves from this node to `to`, signing the
     /// digest of the grants that go with it (`grants`, see
-    /// [`grants_digest`]).
+    /// [`wrapsync_shared::api::grants_digest`]).
     pub fn certify_transfer(
         &self,
         plan: &str,
@@ -1166,25 +1147,5 @@ mod tests {
         );
         assert_eq!(found(&sign(&b, "county-a", "carla", None), NOW), None);
         assert_eq!(found("garbage,,", NOW), None);
-    }
-
-    #[test]
-    fn the_grants_digest_is_of_the_grants_in_any_order() {
-        use wrapsync_shared::api::HandoverGrant;
-        let grant = |node: &str| HandoverGrant {
-            node: node.into(),
-            scope: "full".into(),
-            granted_by: "carla@county-a".into(),
-            expires_at: None,
-        };
-        let (c, d) = (grant("county-c"), grant("county-d"));
-        assert_eq!(
-            grants_digest(&[c.clone(), d.clone()]),
-            grants_digest(&[d.clone(), c.clone()])
-        );
-        assert_ne!(
-            grants_digest(std::slice::from_ref(&c)),
-            grants_digest(&[c, d])
-        );
     }
 }

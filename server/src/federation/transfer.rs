@@ -16,7 +16,7 @@
 //!    pushes, so a node holding a replica homed at the old home follows the
 //!    move on the old home's signed word alone.
 
-use super::signing::{grants_digest, verify_transfer};
+use super::signing::verify_transfer;
 use super::Context;
 use crate::db::now_ms;
 use crate::error::ApiError;
@@ -27,6 +27,7 @@ use crate::store::plans as stored;
 use crate::store::transfers::{self, TransferRow, DONE, PENDING};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wrapsync_shared::api::grants_digest;
 use wrapsync_shared::api::{Handover, HandoverGrant, Transfer};
 
 /// The header a new home's pushes carry: the plan's certificates, oldest

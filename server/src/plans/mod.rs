@@ -785,7 +785,8 @@ impl Plans {
     /// Stores one change set of a plan with everything that goes with it, in
     /// one transaction: the chunk, the plan index, the membership if the
     /// roster changed, newly seen actors bound to `actor`, the change feed and
-    /// the audit row.
+    /// the audit row (and the grant a consent record mirrors).
+    #[allow(clippy::too_many_arguments)]
     async fn persist(
         &self,
         entry: &PlanEntry,

@@ -7,12 +7,10 @@
 //! grants carried in a handover are believed only as the old home signed
 //! them; and one peer's one-time ids are bounded.
 
-use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use wrapsync_shared::api::{
-    Handover, HandoverGrant, PeerSyncBatch, PeerSyncItem, ShareList, SyncBatchReply,
+    grants_digest, Handover, HandoverGrant, PeerSyncBatch, PeerSyncItem, ShareList, SyncBatchReply,
 };
 use wrapsync_shared::automerge::sync::{self, SyncDoc};
 use wrapsync_shared::automerge::{ActorId, Automerge};
@@ -72,25 +70,6 @@ fn signed(signer: &NodeSigner, claims: Value) -> String {
         panic!("claims are an object")
     };
     signer.sign_claims(&signer.id, &claims)
-}
-
-/// The digest a transfer certificate signs of a handover's grants
-/// (`federation::signing::grants_digest`).
-fn grants_digest(grants: &[HandoverGrant]) -> String {
-    let mut rows: Vec<(&str, &str, &str, Option<i64>)> = grants
-        .iter()
-        .map(|g| {
-            (
-                g.node.as_str(),
-                g.scope.as_str(),
-                g.granted_by.as_str(),
-                g.expires_at,
-            )
-        })
-        .collect();
-    rows.sort();
-    let canonical = serde_json::to_vec(&rows).expect("json");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
 }
 
 /// `home`'s certificate moving `plan` to `to`, signing `grants` if given.
