@@ -1191,7 +1191,10 @@ fn a_user_bursting_meets_the_default_rate_limit() {
     let limited = limited.unwrap_or_else(|| panic!("400 requests with one token, none refused"));
     limited.assert_problem(429, "rate-limited");
     assert!(limited.header("retry-after").is_some());
-    assert!(served >= 200, "only {served} of 400 served before the burst ran out");
+    assert!(
+        served >= 200,
+        "only {served} of 400 served before the burst ran out"
+    );
     node.get("/v1/plans", &carla).assert_status(200);
 }
 
