@@ -19,7 +19,8 @@ import tempfile
 LAYERS = [
     # Vocabulary and plumbing: the peers, errors, files, limits, the
     # database connection, what every OpenAPI document shares.
-    ["db", "error", "files", "tally", "limits", "peers", "privacy", "forwarded", "openapi"],
+    ["db", "error", "files", "tally", "limits", "peers", "privacy", "forwarded", "openapi",
+     "environment"],
     # The node's settings (their value types sit below or in `config`).
     ["config"],
     # Storage, secrets and tokens, the cluster's leader election.
@@ -37,8 +38,9 @@ LAYERS = [
     # What works over the whole node: reports, backups, HTTP handlers.
     ["report", "backup"],
     ["api"],
-    # Serving the node, the state hub, and what drives them from outside.
-    ["serve", "hub", "demo", "fuzz"],
+    # Serving the node, the state hub, and what drives them from outside
+    # (`cli` is the binary's: it reaches the library as `wrapsync_server`).
+    ["serve", "hub", "demo", "fuzz", "cli"],
 ]
 
 ROOT_FILES = {"lib.rs", "main.rs"}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The abuse soak (docs/security.md, "Measured"): a release node on SQLite
-# pinned to core 0 with its default limits serves the phone workload (the
+# pinned to core 0 with its default limits (but the per-user rate, which
+# the load tool's one user needs: see node.sh) serves the phone workload (the
 # load tool on core 1) while `wrapsync-abuse` floods it with oversized
 # logins and headers, guesses `dana`'s password from four addresses and
 # holds declared 30 MB bodies open. The load tool samples the node's memory

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The misbehaving-member soak (docs/security.md, "Measured"): a release
-# node on SQLite pinned to core 0 with its default limits serves the phone
+# node on SQLite pinned to core 0 with its default limits (but the per-user
+# rate, which the load tool's one user needs: see node.sh) serves the phone
 # workload (the load tool on core 1) while one signed-in caregiver, `dana`,
 # whom `fay` put on a plan, syncs under ever-new device ids, sends sync
 # messages with million-hash Bloom filters and with million-operation

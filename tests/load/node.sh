@@ -19,6 +19,9 @@ if [ ! -f "$root/node.toml" ]; then
     echo 'jwt_secret = "load-test-secret-0123456789abcdef01234567"'
     echo 'access_token_ttl_secs = 7200'
     echo "workers = ${WORKERS:-1}"
+    # The load tool drives `fay` at thousands of requests a second, far past
+    # the per-user default (a person's scale), with DEFAULT_LIMITS too.
+    echo 'rate_limit_per_user = { per_second = 25000, burst = 50000 }'
     # One address sends every login of the run (DEFAULT_LIMITS=1: the
     # node's own defaults, as the abuse soak wants).
     if [ -z "${DEFAULT_LIMITS:-}" ]; then

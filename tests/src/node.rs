@@ -40,6 +40,18 @@ struct NodeConfig {
     extra: toml::Table,
 }
 
+/// The per-user rate limit test nodes get: tests drive one user far
+/// harder than a person (hundreds of calls a second, a whole route matrix
+/// with one token), past the node's default of a person's scale, which
+/// `security_matrix`'s `a_user_bursting_meets_the_default_rate_limit`
+/// tests on its own. The node's old default, 25,000/s, burst 50,000.
+fn test_user_rate() -> toml::Value {
+    let mut limit = toml::Table::new();
+    limit.insert("per_second".into(), 25_000.0.into());
+    limit.insert("burst".into(), 50_000.0.into());
+    toml::Value::Table(limit)
+}
+
 /// Where the node keeps its data.
 enum Database {
     /// The default SQLite file in the data directory.
@@ -93,7 +105,28 @@ impl TestNode {
     }
 
     /// [`TestNode::spawn_with`], reporting failure instead of panicking.
+    /// Unless `extra` sets it, the node gets `test_user_rate()` as its
+    /// `rate_limit_per_user`.
     pub fn try_spawn_with(backend: Backend, mut extra: toml::Table) -> Result<Self> {
+        extra
+            .entry("rate_limit_per_user")
+            .or_insert_with(test_user_rate);
+        Self::try_spawn_with_node_defaults(backend, extra)
+    }
+
+    /// A node with `extra` over the node's own defaults, the per-user rate
+    /// limit included: what a test of the defaults starts.
+    #[track_caller]
+    pub fn spawn_with_node_defaults(backend: Backend, extra: toml::Table) -> Self {
+        match Self::try_spawn_with_node_defaults(backend, extra) {
+            Ok(node) => node,
+            Err(e) => panic!("cannot start a test node: {e}"),
+        }
+    }
+
+    /// [`TestNode::spawn_with_node_defaults`], reporting failure instead
+    /// of panicking.
+    pub fn try_spawn_with_node_defaults(backend: Backend, mut extra: toml::Table) -> Result<Self> {
         let node_id = match extra.remove("node_id") {
             Some(toml::Value::String(id)) => id,
             _ => NODE_ID.to_string(),

@@ -1170,6 +1170,34 @@ fn a_real_peer_hands_a_plan_over(backend: Backend) {
     );
 }
 
+/// On a node of default config, one user's burst of 400 requests meets
+/// `rate_limit_per_user` (10/s, burst 200): `429 rate-limited` with
+/// `Retry-After`, while another user is served as ever.
+#[test]
+fn a_user_bursting_meets_the_default_rate_limit() {
+    let node = TestNode::spawn_with_node_defaults(Backend::Sqlite, toml::Table::new());
+    let fran = node.login(FACILITATOR);
+    let carla = node.login(CAREGIVER);
+    let mut limited = None;
+    let mut served = 0;
+    for _ in 0..400 {
+        let reply = node.get("/v1/plans", &fran);
+        match reply.status {
+            200 => served += 1,
+            429 => limited = limited.or(Some(reply)),
+            other => panic!("HTTP {other}: {}", reply.text()),
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("400 requests with one token, none refused"));
+    limited.assert_problem(429, "rate-limited");
+    assert!(limited.header("retry-after").is_some());
+    assert!(
+        served >= 200,
+        "only {served} of 400 served before the burst ran out"
+    );
+    node.get("/v1/plans", &carla).assert_status(200);
+}
+
 #[test]
 fn the_matrix_lists_every_route_once() {
     let mut seen = std::collections::HashSet::new();

@@ -104,6 +104,18 @@ impl DatabaseKey {
         hex::encode(bytes)
     }
 
+    /// Writes a new random key to `path`, owner-only; never replaces a file
+    /// there (its database would be noise without it).
+    pub fn create_file(path: &Path) -> std::io::Result<()> {
+        if path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file is already there",
+            ));
+        }
+        crate::files::write_private(path, format!("{}\n", DatabaseKey::generate()).as_bytes())
+    }
+
     /// The SQL literal `PRAGMA key` takes: `"x'…'"` for a raw key, else the
     /// passphrase quoted.
     fn literal(&self) -> String {

@@ -11,6 +11,7 @@ use crate::db::blocking;
 use crate::error::ApiError;
 use crate::federation::{identity, NodeKey, Peer};
 use crate::hub::{Hub, HubConfig};
+use crate::limits::RateLimit;
 use crate::plans::{Actor, RequestMeta};
 use crate::serve;
 use crate::users::add_user;
@@ -297,6 +298,7 @@ fn node_config(
         peers: Vec<Peer>,
         hub_url: String,
         hub_id: String,
+        rate_limit_per_user: RateLimit,
     }
     let data_dir = dir.join(id);
     let text = toml::to_string(&DemoConfig {
@@ -306,6 +308,12 @@ fn node_config(
         peers,
         hub_url: hub_url.to_string(),
         hub_id: HUB_ID.to_string(),
+        // The load tool and the benchmarks drive the demo as one user at
+        // thousands of requests a second, far past a person's default.
+        rate_limit_per_user: RateLimit {
+            per_second: 25_000.0,
+            burst: 50_000.0,
+        },
     })?;
     let path = dir.join(format!("{id}.toml"));
     std::fs::write(&path, text)?;
@@ -316,7 +324,13 @@ fn node_config(
         "WRAPSYNC_DATABASE_URL",
         "WRAPSYNC_JWT_SECRET",
     ];
-    let env = std::env::vars().filter(|(name, _)| !PER_NODE.contains(&name.as_str()));
+    // The hub's settings are for the hub; the rest reach every node, which
+    // refuses what is no setting at all.
+    let env = std::env::vars().filter(|(name, _)| {
+        !PER_NODE.contains(&name.as_str())
+            && (crate::config::ENV.takes::<Config>(name)
+                || !crate::hub::config::ENV.takes::<HubConfig>(name))
+    });
     Ok(Config::load(Some(&path), env)?)
 }
 
@@ -347,7 +361,10 @@ fn hub_config(dir: &Path, listen: SocketAddr, keys: &[String]) -> Result<HubConf
         "WRAPSYNC_DATABASE_URL",
         "WRAPSYNC_KEY_FILE",
     ];
-    let env = std::env::vars().filter(|(name, _)| !PER_HUB.contains(&name.as_str()));
+    // Only the hub's settings: the nodes take (or refuse) the rest.
+    let env = std::env::vars().filter(|(name, _)| {
+        !PER_HUB.contains(&name.as_str()) && crate::hub::config::ENV.takes::<HubConfig>(name)
+    });
     Ok(HubConfig::load(Some(&path), env)?)
 }
 

@@ -2,6 +2,7 @@
 //! requests between them signed by the sender and checked by the receiver
 //! exactly as hostile input from a phone is.
 
+pub mod added;
 pub mod identity;
 pub mod outbound;
 pub mod signing;

@@ -2,6 +2,7 @@
 //! overrides, checked once at start (the node's conventions, its own keys).
 
 use crate::config::ConfigError;
+use crate::environment::EnvRules;
 use crate::peers::is_node_id;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -133,23 +134,13 @@ fn default_revision_rate() -> crate::limits::RateLimit {
     }
 }
 
-/// The keys that environment variables may override.
-const KEYS: &[&str] = &[
-    "hub_id",
-    "listen",
-    "data_dir",
-    "database_url",
-    "key_file",
-    "max_body_bytes",
-    "body_min_bytes_per_sec",
-    "max_buffered_body_bytes",
-    "workers",
-    "log_format",
-    "log_file",
-    "metrics_token_file",
-    "max_youth_per_node",
-    "complete_period_min_nodes",
-];
+/// What the hub takes from `WRAPSYNC_*` variables: every key but the
+/// `[[nodes]]` tables (see `environment`).
+pub const ENV: EnvRules = EnvRules {
+    file_only: &["nodes"],
+    lists: &[],
+    fractions: &[],
+};
 
 impl HubConfig {
     /// Reads `path` (if given) and applies `WRAPSYNC_*` overrides from `env`.
@@ -158,14 +149,8 @@ impl HubConfig {
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<HubConfig, ConfigError> {
         let mut table = crate::config::read_table(path)?;
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix("WRAPSYNC_").map(str::to_ascii_lowercase) else {
-                continue;
-            };
-            if KEYS.contains(&key.as_str()) {
-                table.insert(key, crate::config::env_value(value));
-            }
-        }
+        ENV.apply::<HubConfig>(&mut table, env)
+            .map_err(ConfigError::Invalid)?;
         let config: HubConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;

@@ -13,6 +13,11 @@
 //!
 //! A person reads the summary on stderr; the last line on stdout is the same
 //! summary as one JSON object.
+//!
+//! It drives one user far past a person's rate: the node must allow it
+//! (`rate_limit_per_user = { per_second = 25000, burst = 50000 }`, as
+//! `tests/load/node.sh` and `wrapsync demo` write), else its requests are
+//! counted as `429` errors.
 
 mod phone;
 mod report;
