@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use wrapsync_server::app::{self, App};
 use wrapsync_server::config::Config;
 use wrapsync_server::db;
+#[cfg(feature = "demo")]
 use wrapsync_server::demo;
 use wrapsync_server::federation::{Peer, Peers};
 use wrapsync_server::observe::{init_logging, LogFormat};
@@ -107,6 +108,7 @@ enum Command {
     /// Run three seeded demo nodes (county-a, -b, -c) on SQLite under DIR, on
     /// ports BASE_PORT, +1 and +2, peers sharing some plans; describe them in
     /// DIR/demo.json.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value = "wrapsync-demo")]
         dir: PathBuf,
@@ -484,6 +486,7 @@ fn run_tool(command: Command) -> Result<(), BoxError> {
             }
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo { dir, base_port } => demo::run(&dir, base_port),
         Command::Report {
             config,
