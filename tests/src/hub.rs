@@ -271,7 +271,7 @@ impl TestHub {
         let mut bytes = Vec::new();
         read_all(&self._dir.path().join("data"), &mut bytes)?;
         if let Some(database) = &self._database {
-            bytes.extend(database.dump()?);
+            bytes.extend(crate::postgres::dump(database)?);
         }
         Ok(bytes)
     }

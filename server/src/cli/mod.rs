@@ -4,6 +4,7 @@
 //! command's words.
 
 mod backup;
+#[cfg(feature = "demo")]
 mod demo;
 mod hub;
 mod keys;
@@ -76,6 +77,7 @@ enum Command {
     /// Run three seeded demo nodes (county-a, -b, -c) on SQLite under DIR, on
     /// ports BASE_PORT, +1 and +2, peers sharing some plans; describe them in
     /// DIR/demo.json.
+    #[cfg(feature = "demo")]
     Demo(demo::Demo),
 }
 
@@ -98,6 +100,7 @@ impl Cli {
             Command::Keys(command) => command.run(&config.node()?),
             Command::User(command) => command.run(&config.node()?),
             Command::Report(report) => report.run(config.node()?),
+            #[cfg(feature = "demo")]
             Command::Demo(demo) => demo.run(),
         }
     }

@@ -178,7 +178,7 @@ fn key_commands() {
 }
 
 #[test]
-fn backup_restore_report_and_demo() {
+fn backup_restore_and_report() {
     let Command::Backup(backup) = parse("backup --config F --out /b/node.bak").command else {
         panic!("not backup");
     };
@@ -201,6 +201,11 @@ fn backup_restore_report_and_demo() {
         (report.period.to_string(), report.send),
         ("2026-11".to_string(), true)
     );
+}
+
+#[cfg(feature = "demo")]
+#[test]
+fn demo() {
     let Command::Demo(demo) = parse("demo").command else {
         panic!("not demo");
     };

@@ -17,6 +17,8 @@ mod view;
 
 pub use bulk::BatchRead;
 pub use consent::MAY_SHARE;
+/// For the fuzz entry points, which bound what they decode as a node does.
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) use size::Bounds;
 pub use sync::push_done;
 pub use transfer::AlsoWrite;

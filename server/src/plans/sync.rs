@@ -27,7 +27,9 @@ use wrapsync_shared::plan::PlanError;
 /// Decodes a sync message; hostile bytes get a clear error, and a panic in
 /// the decoder is caught rather than taking a worker down.
 /// The changes it carries are checked against `bounds` first, and the
-/// Bloom filters of what the sender has (see `size`).
+/// Bloom filters of what the sender has (see `size`). Handlers use
+/// [`decode_for`]; this is the fuzz targets' and tests' way in.
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn decode(bytes: &[u8], bounds: Bounds) -> Result<sync::Message, ApiError> {
     decode_for(bytes, bounds, None)
 }

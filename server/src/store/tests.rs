@@ -8,20 +8,15 @@ use super::users::{insert_session, rotate_refresh, Session};
 use super::writer::Writer;
 use crate::db::{self, Backend, DbConnection};
 use crate::users::add_user;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use wrapsync_shared::roles::Role;
+use wrapsync_test_db::PgDatabase;
 
 /// A database for one test; a PostgreSQL one is dropped afterwards.
 pub struct TestDb {
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-fn pg_server() -> String {
-    std::env::var("WRAPSYNC_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    _pg: Option<PgDatabase>,
 }
 
 impl TestDb {
@@ -31,24 +26,16 @@ impl TestDb {
         TestDb {
             backend: Backend::Sqlite(path),
             _dir: Some(dir),
-            pg_name: None,
+            _pg: None,
         }
     }
 
     pub fn postgres() -> TestDb {
-        let name = format!(
-            "wrapsync_unit_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = PgConnection::establish(&format!("{}/postgres", pg_server()))
-            .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let pg = PgDatabase::create().unwrap_or_else(|e| panic!("{e}"));
         TestDb {
-            backend: Backend::Postgres(format!("{}/{name}", pg_server())),
+            backend: Backend::Postgres(pg.url()),
             _dir: None,
-            pg_name: Some(name),
+            _pg: Some(pg),
         }
     }
 
@@ -60,17 +47,6 @@ impl TestDb {
         let mut conn = self.backend.connect().unwrap_or_else(|e| panic!("{e}"));
         db::migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
         conn
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", pg_server())) {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
     }
 }
 
