@@ -17,10 +17,64 @@ use wrapsync_shared::incoming::{
 use wrapsync_shared::ops::Editor;
 use wrapsync_shared::plan::PlanError;
 
-impl Plans {
+/// A device's way into syncing one plan, given only to a role that sees
+/// all of it (see [`Plans::device_sync`]): every round and every catching
+/// up goes through it.
+pub struct DeviceSync<'a> {
+    plans: &'a Plans,
+    entry: &'a PlanEntry,
+    actor: &'a Actor,
+}
+
+impl DeviceSync<'_> {
     /// One sync round for `device`: takes the device's message, answers the
     /// node's (or `None` when the two are in sync).
-    pub async fn sync(
+    pub async fn round(
+        &self,
+        device: &str,
+        message: Option<&[u8]>,
+        meta: RequestMeta,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        let (plans, entry, actor) = (self.plans, self.entry, self.actor);
+        plans.sync(entry, actor, device, message, meta).await
+    }
+
+    /// The changes after `have` and the heads now (see
+    /// [`Plans::changes_after`]).
+    pub async fn changes_after(
+        &self,
+        have: &[automerge::ChangeHash],
+        meta: RequestMeta,
+    ) -> Result<(Option<Vec<u8>>, Vec<String>), ApiError> {
+        let (plans, entry, actor) = (self.plans, self.entry, self.actor);
+        plans.changes_after(entry, actor, have, meta).await
+    }
+}
+
+impl Plans {
+    /// The one way into a device's sync of `entry`: an Automerge document
+    /// cannot be synced in part, so a role that does not see every section
+    /// is refused (`403`) and reads the plan through GET instead.
+    pub fn device_sync<'a>(
+        &'a self,
+        entry: &'a PlanEntry,
+        actor: &'a Actor,
+    ) -> Result<DeviceSync<'a>, ApiError> {
+        let role = entry.view().role_of(actor).ok_or(ApiError::NotFound)?;
+        if !role.hidden_sections().is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
+            )));
+        }
+        Ok(DeviceSync {
+            plans: self,
+            entry,
+            actor,
+        })
+    }
+
+    /// [`DeviceSync::round`].
+    async fn sync(
         &self,
         entry: &PlanEntry,
         actor: &Actor,
@@ -137,7 +191,7 @@ impl Plans {
     /// and the heads now: a device with nothing to send catches up without
     /// a sync state or a round trip. Heads this node has never seen get
     /// `409`: the device holds changes of its own and must sync them.
-    pub async fn changes_after(
+    async fn changes_after(
         &self,
         entry: &PlanEntry,
         actor: &Actor,

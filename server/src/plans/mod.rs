@@ -41,6 +41,7 @@ pub(crate) use authority::{grant_record, home_authority, outside_home, replica_o
 pub use bulk::BatchRead;
 pub use cache::PlanEntry;
 pub use consent::MAY_SHARE;
+pub use device_sync::DeviceSync;
 pub use protocol::push_done;
 pub use request::{Actor, RefusalMark, RequestMeta};
 pub(crate) use size::Bounds;
