@@ -3,6 +3,7 @@
 //! exactly as hostile input from a phone is.
 
 pub mod identity;
+pub mod inbound;
 pub mod outbound;
 pub mod signing;
 pub mod transfer;
