@@ -16,7 +16,8 @@ pub fn quiet_caught_panics() {
 }
 
 use crate::federation::{Peers, Verifier};
-use crate::plans::sync::{decode, load_document, receive_round, Received};
+use crate::plans::decode::{decode, load_document};
+use crate::plans::protocol::{receive_round, Received};
 use crate::plans::Bounds;
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;

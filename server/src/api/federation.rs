@@ -8,22 +8,20 @@ use super::refusals::Caller;
 use crate::app::App;
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::federation::inbound::{self, Refused, Round, Tally};
 use crate::federation::signing::Rotation;
-use crate::federation::{signing, transfer, SignedBy, SignedRequestError};
+use crate::federation::{transfer, SignedBy, SignedRequestError};
 use crate::limits::retry_after_secs;
 use crate::openapi::problems::INTERNAL;
 use crate::plans::{peer_audit, RequestMeta};
 use crate::store::audit::AuditRecord;
-use crate::store::consent;
-use crate::store::plans as stored_plans;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use wrapsync_shared::api::{
     Handover, HandoverReceipt, NodeIdentity, PeerSyncBatch, SyncBatchReply, SyncBatchResult,
@@ -98,8 +96,14 @@ pub async fn plan_sync(
         certificates,
         refused: &refused,
     };
-    let answer = peer_round(&app, round, &meta).await;
-    refused.audit(&app, &peer, &meta);
+    let answer = inbound::round(
+        &app.federated(),
+        app.limits.peer_new_plans.as_ref(),
+        round,
+        &meta,
+    )
+    .await;
+    audit_refused(&app, &refused, &peer, &meta);
     Ok(match answer? {
         Some(reply) => HttpResponse::Ok()
             .content_type("application/octet-stream")
@@ -157,7 +161,9 @@ pub async fn sync_batch(
     let admission = app
         .plans
         .peer_batch_admission(batch.plans.iter().map(|item| item.message.as_deref()));
-    let (app, peer, meta, tally) = (&app, &peer, &meta, &refused);
+    let cx = app.federated();
+    let new_plans = app.limits.peer_new_plans.as_ref();
+    let (app, cx, peer, meta, tally) = (&app, &cx, &peer, &meta, &refused);
     // Many at once: each round that stores changes commits durably, and
     // the writer commits concurrent rounds together.
     let plans: Vec<SyncBatchResult> = futures_util::stream::iter(batch.plans.iter().zip(admission))
@@ -171,7 +177,7 @@ pub async fn sync_batch(
                 refused: tally,
             };
             let outcome = match admitted {
-                Ok(()) => peer_round(app, round, meta).await,
+                Ok(()) => inbound::round(cx, new_plans, round, meta).await,
                 Err(e) => {
                     app.plans.audit(peer_audit(
                         peer,
@@ -199,7 +205,7 @@ pub async fn sync_batch(
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
-    tally.audit(app, peer, meta);
+    audit_refused(app, tally, peer, meta);
     let mut reply = Vec::new();
     ciborium::into_writer(&SyncBatchReply { plans }, &mut reply)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -222,203 +228,54 @@ fn without_changes(reply: Option<Vec<u8>>) -> Option<Vec<u8>> {
     }
 }
 
-/// What one request's rounds refused that is audited once per request,
-/// however many plans it named: a batch of 500 plans this node does not
-/// hold (or does not share with the sender) is one row, not 500.
-#[derive(Default)]
-struct Refused {
-    /// New plans past the sender's budget (`rate_limit_peer_new_plans`).
-    over_budget: AtomicUsize,
-    /// Plans answered `404`, with the first few ids.
-    not_found: parking_lot::Mutex<(usize, Vec<String>)>,
-}
-
-/// Plan ids a tally row names (the rest are counted).
-const NAMED_IN_TALLY: usize = 3;
-
-impl Refused {
-    fn not_found(&self, plan: &str) -> ApiError {
-        let mut tally = self.not_found.lock();
-        tally.0 += 1;
-        if tally.1.len() < NAMED_IN_TALLY {
-            tally.1.push(plan.to_string());
-        }
-        ApiError::NotFound
+/// The audit rows of what one request's rounds refused (`inbound::Refused`):
+/// one per kind, however many plans it named.
+fn audit_refused(app: &App, refused: &Refused, peer: &str, meta: &RequestMeta) {
+    let Tally {
+        over_budget,
+        not_found: count,
+        named,
+    } = refused.tally();
+    if over_budget > 0 {
+        app.plans.audit(peer_audit(
+            peer,
+            None,
+            "peer.replicate",
+            "rate-limited",
+            Some(format!(
+                "{over_budget} new plan(s) refused: over rate_limit_peer_new_plans"
+            )),
+            meta,
+        ));
     }
-
-    fn audit(&self, app: &App, peer: &str, meta: &RequestMeta) {
-        let refused = self.over_budget.load(Ordering::Relaxed);
-        if refused > 0 {
-            app.plans.audit(peer_audit(
-                peer,
-                None,
-                "peer.replicate",
-                "rate-limited",
-                Some(format!(
-                    "{refused} new plan(s) refused: over rate_limit_peer_new_plans"
-                )),
-                meta,
-            ));
-        }
-        let (count, named) = std::mem::take(&mut *self.not_found.lock());
-        let error = ApiError::NotFound;
-        match named.as_slice() {
-            [] => {}
-            // One plan: its row, as any refusal's.
-            [plan] if count == 1 => app.plans.audit(peer_audit(
-                peer,
-                Some(plan),
-                "peer.sync",
-                error.audit_outcome(),
-                Some(error.to_string()),
-                meta,
+    let error = ApiError::NotFound;
+    match named.as_slice() {
+        [] => {}
+        // One plan: its row, as any refusal's.
+        [plan] if count == 1 => app.plans.audit(peer_audit(
+            peer,
+            Some(plan),
+            "peer.sync",
+            error.audit_outcome(),
+            Some(error.to_string()),
+            meta,
+        )),
+        _ => app.plans.audit(peer_audit(
+            peer,
+            None,
+            "peer.sync",
+            error.audit_outcome(),
+            Some(format!(
+                "{count} plans not held here or not shared with {peer} (first: {})",
+                named.join(", ")
             )),
-            _ => app.plans.audit(peer_audit(
-                peer,
-                None,
-                "peer.sync",
-                error.audit_outcome(),
-                Some(format!(
-                    "{count} plans not held here or not shared with {peer} (first: {})",
-                    named.join(", ")
-                )),
-                meta,
-            )),
-        }
+            meta,
+        )),
     }
 }
 
 /// Plans of one batch whose rounds run at once.
 const BATCH_CONCURRENCY: usize = 32;
-
-/// One plan's round as a peer sent it.
-struct Round<'a> {
-    peer: &'a str,
-    plan: &'a str,
-    authors: &'a BTreeMap<String, String>,
-    message: Option<&'a [u8]>,
-    certificates: Option<&'a str>,
-    /// Refusals audited once per request by the caller.
-    refused: &'a Refused,
-}
-
-/// One Automerge sync round with a peer node: for a plan homed here that
-/// the family consented to share with it (else `404`, exactly as for a plan
-/// that does not exist), or for a plan homed at that peer, which this node
-/// keeps a replica of (made on the first changes the home sends). Refusals
-/// are audited.
-async fn peer_round(
-    app: &App,
-    round: Round<'_>,
-    meta: &RequestMeta,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    let Round {
-        peer,
-        plan: id,
-        authors,
-        message,
-        certificates,
-        refused,
-    } = round;
-    let audited = |e: ApiError| {
-        app.plans.audit(peer_audit(
-            peer,
-            Some(id),
-            "peer.sync",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            meta,
-        ));
-        e
-    };
-    let home = {
-        let plan = id.to_string();
-        app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
-            .await?
-    };
-    match home {
-        // Homed here: the peer gets it only with the family's consent.
-        Some(None) => {
-            let grant = {
-                let (plan, node) = (id.to_string(), peer.to_string());
-                app.blocking(move |conn| consent::find(conn, &plan, &node))
-                    .await?
-            };
-            let entry = match grant.filter(|g| g.is_live(now_ms())) {
-                Some(_) => app.plans.get(id).await?,
-                None => None,
-            };
-            let Some(entry) = entry else {
-                return Err(refused.not_found(id));
-            };
-            app.plans
-                .sync_peer(&entry, peer, authors, message, meta.clone())
-                .await
-                .map_err(audited)
-        }
-        // A replica of the peer's own plan, or one it now shares with us;
-        // or of a plan that moved to the peer, if its certificates say so.
-        Some(Some(home)) => {
-            let entry = app.plans.get(id).await?.ok_or(ApiError::NotFound)?;
-            let followed = match certificates {
-                Some(certificates) if home != peer => {
-                    transfer::follow(&app.federated(), &entry, &home, peer, certificates, meta)
-                        .await?
-                }
-                _ => false,
-            };
-            if home != peer && !followed {
-                return Err(refused.not_found(id));
-            }
-            app.plans
-                .sync_from_home(Some(&entry), id, peer, authors, message, meta.clone())
-                .await
-                .map_err(audited)
-        }
-        // A plan this node never held: a replica only of a plan the sender
-        // homes (it is made homed at the sender) and shares with this node
-        // (its signed consent statement names this node), within the
-        // sender's budget of new plans, all before the message is decoded.
-        // A plan this node gave away is not made again from a replica
-        // holder's push.
-        None if wrapsync_shared::plan::is_item_id(id)
-            && !transfer::given_away(&app.federated(), id).await? =>
-        {
-            let me = &app.config.node_id;
-            let now = now_ms() / 1000;
-            let peers = app.federation.peers();
-            let consent = certificates.and_then(|statements| {
-                signing::find_consent(statements, &peers, id, peer, me, now)
-            });
-            if consent.is_none() {
-                return Err(refused.not_found(id));
-            }
-            if let Err(e) = transfer::new_plan_admitted(app.limits.peer_new_plans.as_ref(), peer) {
-                refused.over_budget.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
-            let answer = app
-                .plans
-                .sync_from_home(None, id, peer, authors, message, meta.clone())
-                .await
-                .map_err(audited);
-            // Only a round that made the plan spends the budget (a first
-            // round carries no changes yet).
-            let made = {
-                let plan = id.to_string();
-                app.blocking(move |conn| stored_plans::plan_home(conn, &plan))
-                    .await
-                    .map(|home| home.is_some())
-                    .unwrap_or(true)
-            };
-            if !made {
-                transfer::new_plan_unused(app.limits.peer_new_plans.as_ref(), peer);
-            }
-            answer
-        }
-        None => Err(refused.not_found(id)),
-    }
-}
 
 /// A plan moving its home here: the old home's signed handover (CBOR, see
 /// `federation::transfer`). Answers the plan's heads here.

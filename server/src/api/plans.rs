@@ -573,22 +573,16 @@ async fn catch_up_round(
     id: &str,
     have: &[String],
 ) -> Result<(Option<Vec<u8>>, Vec<String>), ApiError> {
-    let (entry, role) = authorized(app, user, id, "plan.sync").await?;
-    let checked = if !role.hidden_sections().is_empty() {
-        Err(ApiError::Forbidden(format!(
-            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
-        )))
-    } else {
+    let (entry, _) = authorized(app, user, id, "plan.sync").await?;
+    let checked = app.plans.device_sync(&entry, &user.actor).and_then(|sync| {
         have.iter()
             .map(|h| h.parse())
             .collect::<Result<Vec<_>, _>>()
+            .map(|have| (sync, have))
             .map_err(|_| ApiError::InvalidRequest("`have` holds a malformed head".into()))
-    };
-    let have = audited(app, user, Some(id), "plan.sync", checked)?;
-    let result = app
-        .plans
-        .changes_after(&entry, &user.actor, &have, user.meta.clone())
-        .await;
+    });
+    let (sync, have) = audited(app, user, Some(id), "plan.sync", checked)?;
+    let result = sync.changes_after(&have, user.meta.clone()).await;
     audited(app, user, Some(id), "plan.sync", result)
 }
 
@@ -600,25 +594,17 @@ async fn sync_round(
     id: &str,
     message: Result<Option<Vec<u8>>, ApiError>,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let (entry, role) = authorized(app, user, id, "plan.sync").await?;
-    if !role.hidden_sections().is_empty() {
-        // An Automerge document cannot be synced in part: a role that may
-        // not see every section reads the plan through GET instead.
-        let refused = ApiError::Forbidden(format!(
-            "a {role} sees part of this plan; read it with GET /v1/plans/{{id}}"
-        ));
-        return audited(app, user, Some(id), "plan.sync", Err(refused));
-    }
+    let (entry, _) = authorized(app, user, id, "plan.sync").await?;
+    let sync = audited(
+        app,
+        user,
+        Some(id),
+        "plan.sync",
+        app.plans.device_sync(&entry, &user.actor),
+    )?;
     let message = audited(app, user, Some(id), "plan.sync", message)?;
-    let result = app
-        .plans
-        .sync(
-            &entry,
-            &user.actor,
-            device,
-            message.as_deref(),
-            user.meta.clone(),
-        )
+    let result = sync
+        .round(device, message.as_deref(), user.meta.clone())
         .await;
     audited(app, user, Some(id), "plan.sync", result)
 }

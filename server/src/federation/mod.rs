@@ -4,6 +4,7 @@
 
 pub mod added;
 pub mod identity;
+pub mod inbound;
 pub mod outbound;
 pub mod signing;
 pub mod transfer;

@@ -16,8 +16,9 @@
 //! the node must refuse with nothing changed. The honest phones must still
 //! converge, losing nothing.
 
+use super::decode::{check_state_bounds, decode_for};
+use super::protocol::{receive_round, Received};
 use super::size::{Bounds, RouteOps};
-use super::sync::{check_state_bounds, decode_for, receive_round, Received};
 use crate::error::ApiError;
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
@@ -575,7 +576,7 @@ fn for_each_seed(run: fn(u64, usize) -> Result<(), String>) {
 /// (partitions), and nodes restart from storage.
 mod nodes {
     use super::{decode, op, sorted};
-    use crate::plans::sync::{push_done, push_step, receive_round, PushInput, Received};
+    use crate::plans::protocol::{push_done, push_step, receive_round, PushInput, Received};
     use automerge::sync::{self, SyncDoc};
     use automerge::{ActorId, Automerge, ReadDoc};
     use rand::rngs::StdRng;
@@ -1031,7 +1032,7 @@ mod nodes {
 /// [`check_home_authority`]: wrapsync_shared::incoming::check_home_authority
 mod rogue {
     use super::{op, sorted};
-    use crate::plans::sync::{push_done, push_step, receive_round, PushInput, Received};
+    use crate::plans::protocol::{push_done, push_step, receive_round, PushInput, Received};
     use automerge::sync::{self, SyncDoc};
     use automerge::transaction::{Transactable, Transaction};
     use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ROOT};

@@ -6,9 +6,16 @@
 //! heads alone the node would answer every round, and a client that syncs
 //! until both sides are quiet would never stop.
 //!
+//! Kept in memory (`StateCache`) and in the database per (device, plan)
+//! by `Plans::sync_state` and `Plans::keep_sync_state`.
+//!
 //! Stored as CBOR; rows in Automerge's own format (first byte `0x43`,
 //! written by earlier versions) are still read.
 
+use super::Plans;
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::store::plans as stored;
 use automerge::sync::{self, BloomFilter, Have};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
@@ -173,6 +180,55 @@ impl StateCache {
     #[cfg(test)]
     fn len_and_bytes(&self) -> (usize, usize) {
         (self.entries.len(), self.bytes)
+    }
+}
+
+impl Plans {
+    /// With a shared database it is read from the database every time:
+    /// the device's last round may have gone through another process.
+    pub(super) async fn sync_state(
+        &self,
+        device: &str,
+        plan: &str,
+    ) -> Result<sync::State, ApiError> {
+        let key = (device.to_string(), plan.to_string());
+        if !self.shared {
+            if let Some(state) = self.sync_states.lock().get(&key) {
+                return Ok(state);
+            }
+        }
+        let (device, plan) = key;
+        let limits = self.sync_limits;
+        let stored = self
+            .blocking(move |conn| stored::load_sync_state(conn, &device, &plan, limits, now_ms()))
+            .await?;
+        Ok(stored.and_then(|bytes| decode(&bytes)).unwrap_or_default())
+    }
+
+    /// Keeps a device's sync state in memory and on disk: without waiting
+    /// when this process alone serves the device (losing it only costs the
+    /// next round some resending), else before answering, so the device's
+    /// next round finds it whichever process takes it. A state is kept
+    /// within `sync_state_max_bytes` (see `sync_state::encode_bounded`),
+    /// and each user within `sync_states_per_user` (the store evicts their
+    /// least recently used).
+    pub(super) async fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
+        let (encoded, state) = encode_bounded(state, self.sync_state_max_bytes);
+        let size = encoded.len();
+        let key = (device.to_string(), plan.to_string());
+        let (device, plan) = key.clone();
+        let limits = self.sync_limits;
+        let save = move |conn: &mut crate::db::DbConnection| {
+            stored::save_sync_state(conn, &device, &plan, &encoded, now_ms(), limits)
+        };
+        if self.shared {
+            if let Err(e) = self.writer.write(save).await {
+                tracing::warn!(error = %e, "sync state not saved");
+            }
+        } else {
+            self.sync_states.lock().put(key, state, size);
+            self.writer.write_detached(save);
+        }
     }
 }
 

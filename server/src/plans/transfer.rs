@@ -3,7 +3,7 @@
 //! old home, moving a plan's home, and forgetting a plan given away. The
 //! exchange between nodes is `federation::transfer`.
 
-use super::sync::load_document;
+use super::decode::load_document;
 use super::{Actor, PlanEntry, PlanView, Plans, RequestMeta};
 use crate::db::{now_ms, DbConnection, StoreError};
 use crate::error::ApiError;
@@ -114,7 +114,7 @@ impl Plans {
             let before = state.doc.get_heads();
             let mut scratch = Box::new(state.doc.clone());
             scratch.merge(&mut incoming.clone()).map_err(|e| {
-                super::sync::unreadable(
+                super::decode::unreadable(
                     &e,
                     ApiError::MalformedDocument,
                     "the plan cannot be merged with this node's copy",

@@ -1,7 +1,7 @@
 //! A plan rendered once per version: the response bodies, the ETag, and the
 //! facts that authorization and listing need, so a read costs no parsing.
 
-use super::{membership, Actor};
+use super::Actor;
 use crate::store::plans::Membership;
 use actix_web::web::Bytes;
 use automerge::{Automerge, ChangeHash};
@@ -207,5 +207,14 @@ impl PlanView {
         } else {
             render()
         }
+    }
+}
+
+/// A member as the plan index stores it.
+fn membership(username: String, member_id: String, role: Role) -> Membership {
+    Membership {
+        username,
+        member_id,
+        role,
     }
 }

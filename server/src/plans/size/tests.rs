@@ -160,7 +160,7 @@ fn sync_messages_of_either_version_pass() {
         if let Some(message) = doc.sync().generate_sync_message(&mut state) {
             seen += message.changes.iter().count();
             let encoded = message.encode();
-            let decoded = crate::plans::sync::decode(&encoded, bounds(1 << 20, 5_000)).unwrap();
+            let decoded = crate::plans::decode::decode(&encoded, bounds(1 << 20, 5_000)).unwrap();
             peer.receive_sync_message(&mut peer_state, decoded).unwrap();
         }
         if let Some(message) = peer.generate_sync_message(&mut peer_state) {
