@@ -237,3 +237,24 @@ fn every_problem_type_is_documented_in_the_openapi_documents() {
         "problem types no operation of the node or hub documents: {missing:?}"
     );
 }
+
+#[test]
+fn every_problem_type_is_documented_in_the_api_guide() {
+    let guide = include_str!("../../../docs/api.md");
+    let errors = guide
+        .split("\n## ")
+        .find(|section| section.starts_with("Errors"))
+        .unwrap_or_else(|| panic!("docs/api.md has no \"Errors\" section"));
+    let missing: Vec<&str> = ProblemType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|slug| {
+            !errors.contains(&format!("`/problems/{slug}`"))
+                && !errors.contains(&format!("`{slug}`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "problem types docs/api.md (\"Errors\") does not list: {missing:?}"
+    );
+}
