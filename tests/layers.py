@@ -23,6 +23,8 @@ LAYERS = [
      "environment"],
     # The node's settings (their value types sit below or in `config`).
     ["config"],
+    # What stops a node or the hub at start.
+    ["start_error"],
     # Storage, secrets and tokens, the cluster's leader election.
     ["store", "auth", "cluster"],
     ["users"],

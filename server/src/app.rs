@@ -7,6 +7,7 @@ use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
 use crate::federation::{self, Federation};
 use crate::plans::Plans;
+use crate::start_error::StartError;
 use crate::store::writer::Writer;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,14 +45,12 @@ pub struct App {
 
 impl App {
     /// Opens storage (migrating it), loads or makes the token secret.
-    pub fn open(config: Config) -> Result<(App, std::thread::JoinHandle<()>), StoreError> {
-        let backend = config
-            .backend()
-            .map_err(|e| StoreError::Connection(e.to_string()))?;
+    pub fn open(config: Config) -> Result<(App, std::thread::JoinHandle<()>), StartError> {
+        let backend = config.backend()?;
         let mut also: Vec<&Path> = backend.sqlite_path().map(Path::new).into_iter().collect();
         also.extend(config.log_file.as_deref());
         crate::files::make_private(&config.data_dir, &also)
-            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
+            .map_err(|e| StartError::data_dir(&config.data_dir, e))?;
         let mut conn = backend.connect()?;
         db::migrate(&mut conn)?;
         let stored_peers = crate::store::peers::list(&mut conn)?;
@@ -65,13 +64,16 @@ impl App {
             now,
         );
         let trusted_proxies = crate::forwarded::TrustedProxies::parse(&config.trusted_proxies)
-            .map_err(StoreError::Connection)?;
+            .map_err(|reason| StartError::Setting {
+                key: "trusted_proxies",
+                reason,
+            })?;
         let rotations = crate::store::peers::rotations(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
         let (writer, writer_thread) = Writer::start(&backend, config.refusal_counting())?;
         let (secret, previous) =
-            crate::auth::secrets::load(&config).map_err(StoreError::Connection)?;
+            crate::auth::secrets::load(&config).map_err(StartError::TokenSecret)?;
         let tokens = TokenKeys::with_previous(
             &secret,
             &previous,
@@ -80,8 +82,7 @@ impl App {
         );
         let federation = Arc::new(Federation::open(&config, stored_peers, rotations)?);
         let scrape_token =
-            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())
-                .map_err(StoreError::Connection)?;
+            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())?;
         let plans = Arc::new(
             Plans::new(
                 config.node_id.clone(),

@@ -598,7 +598,7 @@ impl Config {
         }
         crate::peers::Peers::new(&self.peers).map_err(ConfigError::Invalid)?;
         crate::forwarded::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(ConfigError::Invalid)?;
+            .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))?;
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Invalid(format!(
                 "cors_origins: `{bad}` is not an origin like https://app.example.org"

@@ -1,12 +1,13 @@
 //! The one error type of the HTTP layer, mapped to `application/problem+json`
-//! in one place. Each variant has a stable `type` (`/problems/<code>`) that
-//! clients may match on; the `detail` is for people.
+//! in one place. Each variant has a stable `type` (a [`ProblemType`],
+//! `/problems/<code>`) that clients may match on; the `detail` is for people.
 
 use crate::db::StoreError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use wrapsync_shared::api::Problem;
 use wrapsync_shared::plan::PlanError;
+use wrapsync_shared::problems::ProblemType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -83,10 +84,10 @@ pub enum ApiError {
     #[error("report refused: {0}")]
     ReportRefused(String),
     /// A valid report that cannot be true (`wrapsync_shared::plausibility`):
-    /// `rule` is its problem code (`report-over-ceiling`, …), the detail
+    /// `rule` is its problem type (`report-over-ceiling`, …), the detail
     /// names the indicator, age band and numbers.
     #[error("report refused as implausible: {detail}")]
-    ReportImplausible { rule: &'static str, detail: String },
+    ReportImplausible { rule: ProblemType, detail: String },
     /// A node revising one period faster than the hub's
     /// `rate_limit_revisions_per_period`; `Retry-After` says when.
     #[error("{detail}")]
@@ -119,41 +120,48 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    /// The problem type the client is answered with: the one mapping from
+    /// errors to the stable codes clients match on.
+    pub fn problem_type(&self) -> ProblemType {
         match self {
-            ApiError::MalformedJson(_) => "malformed-json",
-            ApiError::InvalidRequest(_) => "invalid-request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::InvalidCredentials => "invalid-credentials",
-            ApiError::InvalidRefreshToken => "invalid-refresh-token",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not-found",
-            ApiError::Plan { error, .. } => error.code(),
-            ApiError::PayloadTooLarge(_) => "payload-too-large",
-            ApiError::DocumentTooLarge(_) => "document-too-large",
-            ApiError::PlanQuota(_) => "plan-quota",
-            ApiError::MessageTooLarge(_) => "message-too-large",
-            ApiError::SyncStateTooLarge(_) => "sync-state-too-large",
-            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::TransferRefused(_) => "transfer-refused",
-            ApiError::MalformedSync(_) => "malformed-sync-message",
-            ApiError::MalformedDocument(_) => "malformed-document",
-            ApiError::RefusedChanges(PlanError::Forbidden(_)) => "change-forbidden",
-            ApiError::RefusedChanges(error) => error.code(),
-            ApiError::HomeAuthority(_) => "home-authority",
-            ApiError::InvalidReport(_) => "invalid-report",
-            ApiError::ReportRefused(_) => "report-refused",
-            ApiError::ReportImplausible { rule, .. } => rule,
-            ApiError::RevisionsLimited { .. } => "report-revisions-limited",
-            ApiError::PrivacyBudgetSpent(_) => "privacy-budget-spent",
-            ApiError::NotReady => "not-ready",
-            ApiError::RequestTimeout(_) => "request-timeout",
-            ApiError::RateLimited(_) => "rate-limited",
-            ApiError::Busy => "busy",
-            ApiError::Contended => "contended",
-            ApiError::Internal(_) => "internal",
+            ApiError::MalformedJson(_) => ProblemType::MalformedJson,
+            ApiError::InvalidRequest(_) => ProblemType::InvalidRequest,
+            ApiError::Unauthorized(_) => ProblemType::Unauthorized,
+            ApiError::InvalidCredentials => ProblemType::InvalidCredentials,
+            ApiError::InvalidRefreshToken => ProblemType::InvalidRefreshToken,
+            ApiError::Forbidden(_) => ProblemType::Forbidden,
+            ApiError::NotFound => ProblemType::NotFound,
+            ApiError::Plan { error, .. } => error.problem_type(),
+            ApiError::PayloadTooLarge(_) => ProblemType::PayloadTooLarge,
+            ApiError::DocumentTooLarge(_) => ProblemType::DocumentTooLarge,
+            ApiError::PlanQuota(_) => ProblemType::PlanQuota,
+            ApiError::MessageTooLarge(_) => ProblemType::MessageTooLarge,
+            ApiError::SyncStateTooLarge(_) => ProblemType::SyncStateTooLarge,
+            ApiError::UnsupportedMediaType(_) => ProblemType::UnsupportedMediaType,
+            ApiError::Conflict(_) => ProblemType::Conflict,
+            ApiError::TransferRefused(_) => ProblemType::TransferRefused,
+            ApiError::MalformedSync(_) => ProblemType::MalformedSyncMessage,
+            ApiError::MalformedDocument(_) => ProblemType::MalformedDocument,
+            ApiError::RefusedChanges(PlanError::Forbidden(_)) => ProblemType::ChangeForbidden,
+            ApiError::RefusedChanges(error) => error.problem_type(),
+            ApiError::HomeAuthority(_) => ProblemType::HomeAuthority,
+            ApiError::InvalidReport(_) => ProblemType::InvalidReport,
+            ApiError::ReportRefused(_) => ProblemType::ReportRefused,
+            ApiError::ReportImplausible { rule, .. } => *rule,
+            ApiError::RevisionsLimited { .. } => ProblemType::ReportRevisionsLimited,
+            ApiError::PrivacyBudgetSpent(_) => ProblemType::PrivacyBudgetSpent,
+            ApiError::NotReady => ProblemType::NotReady,
+            ApiError::RequestTimeout(_) => ProblemType::RequestTimeout,
+            ApiError::RateLimited(_) => ProblemType::RateLimited,
+            ApiError::Busy => ProblemType::Busy,
+            ApiError::Contended => ProblemType::Contended,
+            ApiError::Internal(_) => ProblemType::Internal,
         }
+    }
+
+    /// The problem type's slug, for logs and audit rows.
+    pub fn code(&self) -> &'static str {
+        self.problem_type().as_str()
     }
 
     fn title(&self) -> &'static str {
@@ -315,7 +323,7 @@ impl ApiError {
         }
         let status = self.status_code();
         Problem {
-            kind: format!("/problems/{}", self.code()),
+            kind: self.problem_type().type_uri(),
             title: self.title().to_string(),
             status: status.as_u16(),
             detail: match self {

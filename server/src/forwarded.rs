@@ -48,9 +48,8 @@ impl TrustedProxies {
         entries
             .iter()
             .map(|e| {
-                Range::parse(e).ok_or_else(|| {
-                    format!("trusted_proxies: `{e}` is not an address or range like 10.0.0.0/8")
-                })
+                Range::parse(e)
+                    .ok_or_else(|| format!("`{e}` is not an address or range like 10.0.0.0/8"))
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)

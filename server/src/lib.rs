@@ -32,6 +32,7 @@ pub mod plans;
 pub mod privacy;
 pub mod report;
 pub mod serve;
+pub mod start_error;
 pub mod store;
 pub mod streams;
 pub mod tally;

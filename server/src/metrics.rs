@@ -4,6 +4,7 @@
 //! plans are held in memory. Counts, route patterns and ids of nodes only;
 //! nothing about a family, never a concrete path (which holds plan ids).
 
+use crate::start_error::StartError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,21 +33,21 @@ impl std::fmt::Debug for ScrapeToken {
 impl ScrapeToken {
     /// The token in `path` (surrounding whitespace dropped); at least 16
     /// characters, so it cannot be guessed in a scrape interval.
-    pub fn read(path: &Path) -> Result<ScrapeToken, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("metrics_token_file {}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<ScrapeToken, StartError> {
+        let refused = |reason: String| StartError::MetricsToken {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
         let token = text.trim();
         if token.len() < 16 {
-            return Err(format!(
-                "metrics_token_file {} holds fewer than 16 characters",
-                path.display()
-            ));
+            return Err(refused("holds fewer than 16 characters".into()));
         }
         Ok(ScrapeToken(Self::digest(token)))
     }
 
     /// The token of `metrics_token_file`, if the config sets one.
-    pub fn configured(file: Option<&Path>) -> Result<Option<ScrapeToken>, String> {
+    pub fn configured(file: Option<&Path>) -> Result<Option<ScrapeToken>, StartError> {
         file.map(Self::read).transpose()
     }
 

@@ -202,8 +202,8 @@ pub struct AuditPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
-    /// `/problems/<code>`, stable for clients to match on: `not-found`,
-    /// `invalid-request`, `unauthorized`, … (the README's "Errors").
+    /// `/problems/<code>`, stable for clients to match on: a
+    /// [`ProblemType`](crate::problems::ProblemType) (docs/api.md, "Errors").
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -213,6 +213,14 @@ pub struct Problem {
     /// For a refused op: its index in the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_index: Option<usize>,
+}
+
+impl Problem {
+    /// The type this build knows the problem as; `None` for one it does not
+    /// (a newer server's), which is then told by its status alone.
+    pub fn problem_type(&self) -> Option<crate::problems::ProblemType> {
+        crate::problems::ProblemType::from_type(&self.kind)
+    }
 }
 
 /// `POST /v1/plans/{id}/sync` in JSON, both ways: one Automerge sync

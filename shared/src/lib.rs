@@ -9,6 +9,7 @@ pub mod indicators;
 pub mod ops;
 pub mod plan;
 pub mod plausibility;
+pub mod problems;
 pub mod roles;
 pub mod schema;
 pub mod text;

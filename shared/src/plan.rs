@@ -3,6 +3,7 @@
 //!
 //! Operations on a plan live in [`crate::ops`]; both walk [`crate::schema`].
 
+use crate::problems::ProblemType;
 use crate::schema::{self, Field, Kind, PLAN, SCHEMA_VERSION};
 use automerge::transaction::Transactable;
 use automerge::{hydrate, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
@@ -52,20 +53,25 @@ pub enum PlanError {
 }
 
 impl PlanError {
-    /// The stable problem type code (`/problems/<code>`).
-    pub fn code(&self) -> &'static str {
+    /// The problem type a client is answered with.
+    pub fn problem_type(&self) -> ProblemType {
         match self {
-            PlanError::InvalidOp(_) => "invalid-op",
-            PlanError::Unsupported(_) => "unsupported-op",
-            PlanError::Schema { .. } => "schema-violation",
-            PlanError::NoSuchItem(_) => "no-such-item",
-            PlanError::Forbidden(_) => "forbidden",
-            PlanError::TestFailed(_) => "test-failed",
-            PlanError::UnknownVersion(_) => "unknown-version",
-            PlanError::InvalidItemId { .. } => "invalid-item-id",
-            PlanError::UnsafeText { .. } => "unsafe-text",
-            PlanError::InvalidPhone { .. } => "invalid-phone",
+            PlanError::InvalidOp(_) => ProblemType::InvalidOp,
+            PlanError::Unsupported(_) => ProblemType::UnsupportedOp,
+            PlanError::Schema { .. } => ProblemType::SchemaViolation,
+            PlanError::NoSuchItem(_) => ProblemType::NoSuchItem,
+            PlanError::Forbidden(_) => ProblemType::Forbidden,
+            PlanError::TestFailed(_) => ProblemType::TestFailed,
+            PlanError::UnknownVersion(_) => ProblemType::UnknownVersion,
+            PlanError::InvalidItemId { .. } => ProblemType::InvalidItemId,
+            PlanError::UnsafeText { .. } => ProblemType::UnsafeText,
+            PlanError::InvalidPhone { .. } => ProblemType::InvalidPhone,
         }
+    }
+
+    /// The problem type's slug (`/problems/<code>`).
+    pub fn code(&self) -> &'static str {
+        self.problem_type().as_str()
     }
 
     pub fn schema(path: &str, detail: impl Into<String>) -> Self {

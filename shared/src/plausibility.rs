@@ -25,6 +25,7 @@
 use crate::indicators::{
     AgeBand, Category, Indicator, Measure, Period, Report, FIRST_PERIOD, VOCABULARY_VERSION,
 };
+use crate::problems::ProblemType;
 use serde::Serialize;
 
 /// The ceiling of youth a node may report served in a month unless the hub
@@ -122,26 +123,16 @@ pub enum Implausible {
 }
 
 impl Implausible {
-    /// The rule broken, stable: the hub's problem type is
-    /// `/problems/<rule>`.
-    pub fn rule(&self) -> &'static str {
+    /// The rule broken: the hub's problem type.
+    pub fn rule(&self) -> ProblemType {
         match self {
-            Implausible::PeriodTooEarly { .. } => "report-period-too-early",
-            Implausible::PeriodInFuture { .. } => "report-period-in-future",
-            Implausible::OverCeiling { .. } => "report-over-ceiling",
-            Implausible::PartOverWhole { .. } => "report-part-over-whole",
-            Implausible::AmountWithoutYouth { .. } => "report-amount-without-youth",
+            Implausible::PeriodTooEarly { .. } => ProblemType::ReportPeriodTooEarly,
+            Implausible::PeriodInFuture { .. } => ProblemType::ReportPeriodInFuture,
+            Implausible::OverCeiling { .. } => ProblemType::ReportOverCeiling,
+            Implausible::PartOverWhole { .. } => ProblemType::ReportPartOverWhole,
+            Implausible::AmountWithoutYouth { .. } => ProblemType::ReportAmountWithoutYouth,
         }
     }
-
-    /// Every rule, for documentation and tests.
-    pub const RULES: &'static [&'static str] = &[
-        "report-period-too-early",
-        "report-period-in-future",
-        "report-over-ceiling",
-        "report-part-over-whole",
-        "report-amount-without-youth",
-    ];
 }
 
 /// A vocabulary value as on the wire (`youth_served`, `6-11`).
@@ -362,7 +353,8 @@ mod tests {
     }
 
     fn rule(report: &Report) -> Result<(), &'static str> {
-        check(report, DEFAULT_MAX_YOUTH, Period::new(2026, 12).unwrap()).map_err(|e| e.rule())
+        check(report, DEFAULT_MAX_YOUTH, Period::new(2026, 12).unwrap())
+            .map_err(|e| e.rule().as_str())
     }
 
     #[test]
@@ -381,15 +373,15 @@ mod tests {
     fn periods_before_the_vocabulary_or_after_this_month_are_refused() {
         let now = Period::new(2026, 12).unwrap();
         let too_early = check_period(Period::new(2000, 1).unwrap(), now).unwrap_err();
-        assert_eq!(too_early.rule(), "report-period-too-early");
+        assert_eq!(too_early.rule().as_str(), "report-period-too-early");
         assert!(too_early.to_string().contains("2000-01"), "{too_early}");
         assert_eq!(
-            check_period(FIRST_PERIOD.previous(), now).map_err(|e| e.rule()),
+            check_period(FIRST_PERIOD.previous(), now).map_err(|e| e.rule().as_str()),
             Err("report-period-too-early")
         );
         for future in [now.next(), Period::new(2999, 12).unwrap()] {
             let e = check_period(future, now).unwrap_err();
-            assert_eq!(e.rule(), "report-period-in-future");
+            assert_eq!(e.rule().as_str(), "report-period-in-future");
             assert!(e.to_string().contains(&future.to_string()), "{e}");
         }
     }
@@ -400,7 +392,7 @@ mod tests {
         let mut huge = honest();
         huge.cells[0].value = 1_000_000;
         let e = check(&huge, DEFAULT_MAX_YOUTH, Period::new(2026, 12).unwrap()).unwrap_err();
-        assert_eq!(e.rule(), "report-over-ceiling");
+        assert_eq!(e.rule().as_str(), "report-over-ceiling");
         assert!(e.to_string().contains("youth_served counts 1000000"), "{e}");
         let spread = report(
             AgeBand::ALL
@@ -412,7 +404,7 @@ mod tests {
         // A node's own ceiling applies.
         assert!(check_counts(&honest(), 12).is_ok());
         assert_eq!(
-            check_counts(&honest(), 11).map_err(|e| e.rule()),
+            check_counts(&honest(), 11).map_err(|e| e.rule().as_str()),
             Err("report-over-ceiling")
         );
         // Youth paid flexible funds in one category, over all bands.
@@ -449,7 +441,11 @@ mod tests {
             });
             assert!(r.validate().is_ok(), "{part:?}");
             let e = check(&r, DEFAULT_MAX_YOUTH, Period::new(2026, 12).unwrap()).unwrap_err();
-            assert_eq!(e.rule(), "report-part-over-whole", "{part:?} of {whole:?}");
+            assert_eq!(
+                e.rule().as_str(),
+                "report-part-over-whole",
+                "{part:?} of {whole:?}"
+            );
             assert!(e.to_string().contains("6-11"), "{e}");
         }
         // The finding's: 999,999 new enrollments against 12 youth served,
@@ -466,7 +462,7 @@ mod tests {
         r.cells
             .push(cell(Indicator::ArrestLatest, B, 1_000_000, Some(1_000_000)));
         assert_eq!(
-            check_counts(&r, DEFAULT_MAX_YOUTH).map_err(|e| e.rule()),
+            check_counts(&r, DEFAULT_MAX_YOUTH).map_err(|e| e.rule().as_str()),
             Err("report-part-over-whole")
         );
         // A part in one band is not bounded by another band's whole.
@@ -484,7 +480,10 @@ mod tests {
             ..cell(Indicator::FlexFunds, B, 10_000, Some(0))
         }]);
         assert_eq!(rule(&r), Err("report-amount-without-youth"));
-        assert!(Implausible::RULES.contains(&"report-amount-without-youth"));
+        assert_eq!(
+            ProblemType::parse("report-amount-without-youth"),
+            Some(ProblemType::ReportAmountWithoutYouth)
+        );
     }
 
     #[test]

@@ -466,7 +466,7 @@ export class WrapsyncClient {
     });
     if (response.ok || init.pass?.includes(response.status)) return response;
     const error = await WrapsyncError.fromResponse(response);
-    if (auth && !retried && response.status === 401 && error.code === "unauthorized" && this.tokens?.refresh_token) {
+    if (auth && !retried && response.status === 401 && error.problemType === "unauthorized" && this.tokens?.refresh_token) {
       // Another request may have refreshed meanwhile; else refresh now.
       if (this.tokens.access_token === sentToken) await this.refresh();
       return this.request(method, path, init, true);

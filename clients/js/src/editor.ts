@@ -9,13 +9,14 @@
  */
 import * as A from "@automerge/automerge";
 import { PLAN, field as fieldOf, isDate, isItemCode, isItemId, type Field, type Kind } from "./schema.js";
+import type { ProblemType } from "./problems.js";
 import type { Json, JsonObject } from "./render.js";
 import { ulid } from "./ulid.js";
 
 /** A local edit the plan layout does not allow (nothing was changed by the failing op). */
 export class PlanEditError extends Error {
   constructor(
-    readonly code: "invalid-op" | "schema-violation" | "no-such-item" | "unsafe-text" | "invalid-phone",
+    readonly code: Extract<ProblemType, "invalid-op" | "schema-violation" | "no-such-item" | "unsafe-text" | "invalid-phone">,
     readonly path: string,
     detail: string,
   ) {

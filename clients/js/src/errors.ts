@@ -1,3 +1,4 @@
+import { isProblemType, type ProblemType } from "./problems.js";
 import type { Problem } from "./types.js";
 
 /**
@@ -26,6 +27,12 @@ export class WrapsyncError extends Error {
   /** The problem code: `type` without the `/problems/` prefix (`not-found`). */
   get code(): string {
     return this.type.replace(/^.*\/problems\//, "");
+  }
+
+  /** The problem type, if this SDK knows it (match on this, not on `code`). */
+  get problemType(): ProblemType | undefined {
+    const code = this.code;
+    return isProblemType(code) ? code : undefined;
   }
 
   /** Builds the error from a failed response (problem+json, or a generic one). */

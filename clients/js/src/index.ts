@@ -7,6 +7,7 @@
 export { WrapsyncClient, DEVICE_ID, MAX_SYNC_BATCH } from "./client.js";
 export type { ClientOptions, Tokens, ListPlansOptions, ChangeSubscription, ChangeSubscriptionOptions, SyncBatchAnswer } from "./client.js";
 export { WrapsyncError } from "./errors.js";
+export { PROBLEM_TYPES, isProblemType, type ProblemType } from "./problems.js";
 export { SseParser, type SseEvent } from "./sse.js";
 export { MemoryStore, type PlanStore } from "./store.js";
 export { Replica } from "./replica.js";

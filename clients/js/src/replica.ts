@@ -354,7 +354,7 @@ export class Replica {
           talk.rounds++;
           if (reply instanceof WrapsyncError) {
             // Heads the node does not know: this copy holds changes of its own.
-            if (talk.have && reply.code === "unknown-version") await toProtocol(id, talk);
+            if (talk.have && reply.problemType === "unknown-version") await toProtocol(id, talk);
             else await finish(id, reply);
             continue;
           }

@@ -1,8 +1,9 @@
 //! The client's one error type. Every call answers `Result<_, ClientError>`:
 //! an HTTP error carries the node's problem document untouched, so callers
-//! (and tests) match on its stable `type` code instead of on prose.
+//! (and tests) match on its [`ProblemType`] instead of on prose.
 
 use wrapsync_shared::api::Problem;
+pub use wrapsync_shared::problems::ProblemType;
 
 /// Why a call to a node failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +46,15 @@ impl ClientError {
         }
     }
 
-    /// The stable problem code (`not-found`, `test-failed`, …): the problem
-    /// `type` without its `/problems/` prefix.
+    /// What went wrong, for an HTTP error with a problem document of a type
+    /// this build knows; `None` for any other (a newer node's type is told
+    /// by [`ClientError::status`] and [`ClientError::code`]).
+    pub fn problem_type(&self) -> Option<ProblemType> {
+        self.problem().and_then(Problem::problem_type)
+    }
+
+    /// The problem code as the node sent it (`not-found`, `test-failed`, …):
+    /// the problem `type` without its `/problems/` prefix, known or not.
     pub fn code(&self) -> Option<&str> {
         self.problem()
             .map(|p| p.kind.strip_prefix("/problems/").unwrap_or(&p.kind))
@@ -106,8 +114,20 @@ mod tests {
         };
         assert_eq!(err.status(), Some(409));
         assert_eq!(err.code(), Some("test-failed"));
+        assert_eq!(err.problem_type(), Some(ProblemType::TestFailed));
         assert_eq!(err.problem().and_then(|p| p.op_index), Some(1));
         assert!(err.to_string().contains("/problems/test-failed"));
+    }
+
+    #[test]
+    fn a_problem_type_this_build_does_not_know_keeps_its_code() {
+        let body = br#"{"type":"/problems/from-a-newer-node","title":"New","status":409}"#;
+        let Err(err) = interpret::<Value>(409, body) else {
+            panic!("decoded an error")
+        };
+        assert_eq!(err.problem_type(), None);
+        assert_eq!(err.code(), Some("from-a-newer-node"));
+        assert_eq!(err.status(), Some(409));
     }
 
     #[test]

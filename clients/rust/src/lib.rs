@@ -13,7 +13,7 @@ mod error;
 pub mod replica;
 
 pub use client::{AuditFilter, Client, Health, ListQuery, PlanFetch};
-pub use error::ClientError;
+pub use error::{ClientError, ProblemType};
 pub use replica::{Replica, ReplicaError, SyncAllReport, SyncReport};
 pub use wrapsync_shared::api;
 pub use wrapsync_shared::ops::Op;

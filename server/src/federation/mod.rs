@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::db::{now_ms, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
 use crate::plans::Plans;
+use crate::start_error::StartError;
 use crate::store::writer::Writer;
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -81,21 +82,25 @@ pub struct Federation {
 }
 
 /// The authorities in `federation_ca_file`, besides the web PKI's.
-fn roots(config: &Config) -> Result<Vec<reqwest::Certificate>, String> {
+fn roots(config: &Config) -> Result<Vec<reqwest::Certificate>, StartError> {
     let Some(path) = &config.federation_ca_file else {
         return Ok(Vec::new());
     };
     std::fs::read(path)
         .map_err(|e| e.to_string())
         .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
-        .map_err(|e| format!("federation_ca_file {}: {e}", path.display()))
+        .map_err(|reason| StartError::CaFile {
+            path: path.clone(),
+            reason,
+        })
 }
 
 impl Federation {
     /// A blocking client trusting what [`Federation::http_client`] trusts,
     /// for the command line.
     pub fn blocking_client(config: &Config) -> Result<reqwest::blocking::Client, String> {
-        roots(config)?
+        roots(config)
+            .map_err(|e| e.to_string())?
             .into_iter()
             .fold(reqwest::blocking::Client::builder(), |builder, root| {
                 builder.add_root_certificate(root)
@@ -112,10 +117,15 @@ impl Federation {
         config: &Config,
         stored: Vec<Peer>,
         rotations: Vec<KeyRotation>,
-    ) -> Result<Federation, StoreError> {
-        let identity = identity::Identity::load(&config.data_dir, now_ms() / 1000)
-            .map_err(|e| StoreError::Connection(e.to_string()))?;
-        let roots = roots(config).map_err(StoreError::Connection)?;
+    ) -> Result<Federation, StartError> {
+        let identity =
+            identity::Identity::load(&config.data_dir, now_ms() / 1000).map_err(|e| {
+                StartError::KeyFile {
+                    path: config.data_dir.join(identity::KEY_FILE),
+                    reason: e.to_string(),
+                }
+            })?;
+        let roots = roots(config)?;
         let federation = Federation {
             signer: RequestSigner::with_identity(config.node_id.clone(), identity),
             verifier: Verifier::with_replay_limit(
@@ -133,7 +143,10 @@ impl Federation {
         };
         federation
             .set_stored(stored)
-            .map_err(StoreError::Connection)?;
+            .map_err(|reason| StartError::Setting {
+                key: "peers",
+                reason,
+            })?;
         Ok(federation)
     }
 

@@ -579,7 +579,7 @@ async fn post_batch(
                 changes: None,
                 heads: None,
                 problem: Some(wrapsync_shared::api::Problem {
-                    kind: "/problems/payload-too-large".into(),
+                    kind: wrapsync_shared::problems::ProblemType::PayloadTooLarge.type_uri(),
                     title: "Payload too large".into(),
                     status,
                     detail: Some(text),

@@ -26,6 +26,7 @@ pub mod tables;
 use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
 use crate::federation::{NodeKey, Peers, Verifier};
+use crate::start_error::StartError;
 use actix_web::{middleware, web, HttpServer};
 pub use config::HubConfig;
 use parking_lot::Mutex;
@@ -67,7 +68,7 @@ pub struct Hub {
 
 impl Hub {
     /// Opens storage (migrating it) and loads or makes the hub's key.
-    pub fn open(config: HubConfig) -> Result<Hub, StoreError> {
+    pub fn open(config: HubConfig) -> Result<Hub, StartError> {
         let backend = Backend::from_url(&config.database_url());
         let key_file = config.key_file();
         let mut also = vec![key_file.as_path()];
@@ -76,23 +77,27 @@ impl Hub {
             also.push(log);
         }
         crate::files::make_private(&config.data_dir, &also)
-            .map_err(|e| StoreError::Connection(format!("{}: {e}", config.data_dir.display())))?;
+            .map_err(|e| StartError::data_dir(&config.data_dir, e))?;
         let mut conn = backend.connect()?;
         schema::migrate(&mut conn)?;
         drop(conn);
         let pool = db::pool(&backend, if backend.is_sqlite() { 4 } else { 8 })?;
-        let key = NodeKey::load_or_create(&config.key_file())
-            .map_err(|e| StoreError::Connection(e.to_string()))?;
+        let key = NodeKey::load_or_create(&key_file).map_err(|e| StartError::KeyFile {
+            path: key_file.clone(),
+            reason: e.to_string(),
+        })?;
         let nodes = Peers::enrolled(
             config
                 .nodes
                 .iter()
                 .map(|n| (n.id.as_str(), n.public_key.as_str())),
         )
-        .map_err(StoreError::Connection)?;
+        .map_err(|reason| StartError::Setting {
+            key: "nodes",
+            reason,
+        })?;
         let scrape_token =
-            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())
-                .map_err(StoreError::Connection)?;
+            crate::metrics::ScrapeToken::configured(config.metrics_token_file.as_deref())?;
         Ok(Hub {
             scrape_token,
             verifier: Verifier::new(config.hub_id.clone(), db::now_ms() / 1000),

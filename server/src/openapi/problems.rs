@@ -1,7 +1,8 @@
 //! What every document shares: the security schemes, and the errors. A
 //! handler lists the errors it answers itself (status and problem types);
-//! this adds what the extractors answer for every route of a kind, and
-//! makes every error response an `application/problem+json` [`Problem`].
+//! this adds what the extractors answer for every route of a kind (and the
+//! plan schema and the storage retry for every route storing plan changes),
+//! and makes every error response an `application/problem+json` [`Problem`].
 //!
 //! [`Problem`]: wrapsync_shared::api::Problem
 
@@ -93,6 +94,10 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
     // Only bodies are `busy`, which says when to retry; `not-ready` does not.
     let body = operation.request_body.is_some();
     let mut common = Vec::new();
+    if stores_plan_changes(operation) {
+        common.push(("422", PLAN_TEXT_AND_PHONES));
+        common.push(("503", CONTENDED));
+    }
     if person {
         common.push(("401", "`unauthorized`: no bearer token, or one that is malformed, expired, forged or for another node, or whose session has ended (a reused refresh token, a disabled user)."));
         common.push((
@@ -167,6 +172,25 @@ fn add_to_operation(operation: &mut Operation, peers_rate_limited: bool) {
         }
     }
 }
+
+/// Whether `operation` stores changes to a plan: the routes whose `422`
+/// names the plan schema (`schema-violation`) are those.
+fn stores_plan_changes(operation: &Operation) -> bool {
+    matches!(
+        operation.responses.responses.get("422"),
+        Some(RefOr::T(response)) if response.description.contains("`schema-violation`")
+    )
+}
+
+/// What the plan schema refuses in any new value, however it arrives.
+const PLAN_TEXT_AND_PHONES: &str = "`unsafe-text`: new text holding a bidirectional control \
+    or an invisible character (the detail names the path and the code point, never the text); \
+    `invalid-phone`: a phone number that is not one valid number (by sync or import: one not \
+    stored as E.164).";
+/// A plan write that other processes sharing the database kept racing.
+const CONTENDED: &str = "`contended`: other processes sharing the database kept changing \
+    the plan while this one stored the change; nothing was stored; `Retry-After` says when to \
+    retry.";
 
 /// Descriptions of errors many handlers answer alike.
 pub const MALFORMED_BODY: &str =

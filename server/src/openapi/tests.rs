@@ -6,6 +6,7 @@ use actix_web::web::ServiceConfig;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use utoipa::OpenApi;
+use wrapsync_shared::problems::ProblemType;
 
 const METHODS: [&str; 9] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace", "query",
@@ -200,4 +201,60 @@ fn operation_ids_are_unique() {
             assert!(seen.insert(id.to_string()), "{method} {path}: {id} twice");
         }
     }
+}
+
+/// Every response description of both documents, where the problem types
+/// an operation answers are named in backquotes.
+fn response_descriptions() -> String {
+    let mut text = String::new();
+    for document in [parsed(NodeApi::openapi()), parsed(HubApi::openapi())] {
+        for (_, _, operation) in operations(&document) {
+            let responses = operation["responses"].as_object().into_iter().flatten();
+            for (_, response) in responses {
+                text.push_str(response["description"].as_str().unwrap_or_default());
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
+/// Problem types no route answers: only `wrapsync report` meets them (and
+/// prints them), so only docs/api.md lists them.
+const NOT_ANSWERED_OVER_HTTP: &[ProblemType] = &[ProblemType::PrivacyBudgetSpent];
+
+#[test]
+fn every_problem_type_is_documented_in_the_openapi_documents() {
+    let text = response_descriptions();
+    let missing: Vec<&str> = ProblemType::ALL
+        .iter()
+        .filter(|t| !NOT_ANSWERED_OVER_HTTP.contains(t))
+        .map(|t| t.as_str())
+        .filter(|slug| !text.contains(&format!("`{slug}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "problem types no operation of the node or hub documents: {missing:?}"
+    );
+}
+
+#[test]
+fn every_problem_type_is_documented_in_the_api_guide() {
+    let guide = include_str!("../../../docs/api.md");
+    let errors = guide
+        .split("\n## ")
+        .find(|section| section.starts_with("Errors"))
+        .unwrap_or_else(|| panic!("docs/api.md has no \"Errors\" section"));
+    let missing: Vec<&str> = ProblemType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|slug| {
+            !errors.contains(&format!("`/problems/{slug}`"))
+                && !errors.contains(&format!("`{slug}`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "problem types docs/api.md (\"Errors\") does not list: {missing:?}"
+    );
 }

@@ -35,7 +35,7 @@ use schedule::Schedule;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wrapsync_client::{Client, ClientError, ListQuery};
+use wrapsync_client::{Client, ClientError, ListQuery, ProblemType};
 
 /// What the load is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -408,7 +408,7 @@ fn pick_plans(
             Ok(plan) => ids.push(plan.id),
             Err(e)
                 if ids.is_empty()
-                    && e.code() == Some("forbidden")
+                    && e.problem_type() == Some(ProblemType::Forbidden)
                     && scenario != Scenario::Read =>
             {
                 eprintln!("wrapsync-load: warning: {username} may not create plans; writing to plans they see");
