@@ -8,11 +8,12 @@
 # changes, and holds STREAMS change-feed streams open. The load tool
 # samples the node's memory and descriptors and the sizes of its database,
 # WAL and log.
-#   [SECS=300] [RATE=1000] [STREAMS=256] tests/load/member-soak.sh
+#   [SECS=300] [RATE=1000] [STREAMS=256] [ATTACKS=devices,bloom,ops,streams] tests/load/member-soak.sh
 # Build first: cargo build --release -p wrapsync-server -p wrapsync-client -p wrapsync-tests --bins
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${SECS:-300} rate=${RATE:-1000} streams=${STREAMS:-256} port=18622
+attacks=${ATTACKS:-devices,bloom,ops,streams}
 root=/tmp/wrapsync-load/member
 rm -rf "$root"
 DEFAULT_LIMITS=1 LOG=info tests/load/node.sh member 0 "$port"
@@ -22,7 +23,7 @@ pid=$(cat "$root/pid")
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 target/release/wrapsync-abuse --url "http://127.0.0.1:$port" --secs "$secs" \
   --member dana:danapassword1 --lead fay:loadpassword1 --streams "$streams" \
-  --attacks devices,bloom,ops,streams > "$root/abuse.json" &
+  --attacks "$attacks" > "$root/abuse.json" &
 abuser=$!
 taskset -c 1 target/release/wrapsync-load --url "http://127.0.0.1:$port" --username fay --password loadpassword1 \
   --scenario phone --plans 100 --rate "$rate" --duration "$secs" --warmup 10 --connections 32 \
