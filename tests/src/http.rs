@@ -28,12 +28,14 @@ impl Reply {
     /// Sends `request` and reads the whole answer; a transport failure is
     /// the error.
     pub fn read(request: RequestBuilder) -> Result<Reply, String> {
-        let response = request.send().map_err(|e| format!("request failed: {e}"))?;
+        let response = request
+            .send()
+            .map_err(|e| format!("request failed: {}", chain(&e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .bytes()
-            .map_err(|e| format!("reading a response failed: {e}"))?
+            .map_err(|e| format!("reading a response failed: {}", chain(&e)))?
             .to_vec();
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
         Ok(Reply {
@@ -290,4 +292,18 @@ pub fn encode_query(value: &str) -> String {
         }
     }
     out
+}
+
+/// An error and its causes, outermost first: reqwest's own message ("error
+/// sending request") says nothing of whether the connection was refused,
+/// reset or closed early.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
