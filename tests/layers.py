@@ -20,7 +20,7 @@ LAYERS = [
     # Vocabulary and plumbing: the peers, errors, files, limits, the
     # database connection, what every OpenAPI document shares.
     ["db", "error", "files", "tally", "limits", "peers", "privacy", "forwarded", "openapi",
-     "environment"],
+     "environment", "blocking"],
     # The node's settings (their value types sit below or in `config`).
     ["config"],
     # What stops a node or the hub at start.

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod blocking;
 pub mod cluster;
 pub mod config;
 pub mod db;

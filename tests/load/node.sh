@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts a release node for load measurements (see docs/measurements.md):
-#   [WORKERS=n] [CPU_QUOTA=cores] [LOG=level] [DEFAULT_LIMITS=1] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
+#   [WORKERS=n] [CPU_QUOTA=cores] [LOG=level] [DEFAULT_LIMITS=1] [USERS=n] tests/load/node.sh NAME CPU PORT [DATABASE_URL]
 # makes /tmp/wrapsync-load/NAME (config, data dir, user `fay`, password
-# `loadpassword1`) unless it exists, starts `wrapsync node` pinned to CPU
+# `loadpassword1`; with USERS=n also supervisors `phone1` … `phoneN`, same
+# password, for `wrapsync-load --username phone --users n`, and the node's
+# default per-user limit) unless it exists, starts `wrapsync node` pinned to CPU
 # (a list such as 0,1 for both cores) with WORKERS HTTP workers (default
 # one), and prints its pid and URL. Several names on one
 # postgres:// URL are processes sharing one database.
@@ -20,8 +22,11 @@ if [ ! -f "$root/node.toml" ]; then
     echo 'access_token_ttl_secs = 7200'
     echo "workers = ${WORKERS:-1}"
     # The load tool drives `fay` at thousands of requests a second, far past
-    # the per-user default (a person's scale), with DEFAULT_LIMITS too.
-    echo 'rate_limit_per_user = { per_second = 25000, burst = 50000 }'
+    # the per-user default (a person's scale), with DEFAULT_LIMITS too;
+    # USERS spreads the load over people, who keep the default.
+    if [ -z "${USERS:-}" ]; then
+      echo 'rate_limit_per_user = { per_second = 25000, burst = 50000 }'
+    fi
     # One address sends every login of the run (DEFAULT_LIMITS=1: the
     # node's own defaults, as the abuse soak wants).
     if [ -z "${DEFAULT_LIMITS:-}" ]; then
@@ -31,6 +36,10 @@ if [ ! -f "$root/node.toml" ]; then
   } > "$root/node.toml"
   WRAPSYNC_PASSWORD=loadpassword1 "$bin" user add --config "$root/node.toml" \
     --username fay --role facilitator >/dev/null 2>&1 || true
+  for i in $(seq "${USERS:-0}"); do
+    WRAPSYNC_PASSWORD=loadpassword1 "$bin" user add --config "$root/node.toml" \
+      --username "phone$i" --role supervisor >/dev/null 2>&1 || true
+  done
 fi
 # CPU_QUOTA=0.5: the node gets at most half a core's time (a cgroup, in
 # 10 ms periods so throttling stalls stay short), so the node, not the

@@ -251,7 +251,16 @@ impl TestNode {
         .map(drop)
     }
 
-    /// Runs `wrapsync <args> --config FILE` to completion.
+    /// Runs `wrapsync user add` for a user made up by a test, with
+    /// `password` (load runs sign many users in with one).
+    pub fn add_user_with_password(&self, username: &str, role: &str, password: &str) -> Result<()> {
+        self.run_cli(
+            &["user", "add", "--username", username, "--role", role],
+            Some(password),
+        )
+        .map(drop)
+    }
+
     /// Runs `wrapsync <args>` on this node's config (`--config` goes right
     /// after the subcommand words) and answers what it printed.
     pub fn cli(&self, args: &[&str]) -> Result<String> {

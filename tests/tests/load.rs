@@ -2,7 +2,8 @@
 //! The load tool against real processes: `wrapsync-load --scenario phone`
 //! spreads a phone workload (reads, lists, ops, real Automerge sync rounds,
 //! refreshes and logins) over two node processes sharing one PostgreSQL
-//! database, sampling both processes, and every request succeeds.
+//! database, sampling both processes, and every request succeeds; spread
+//! over many users, it runs within a node's default per-user limit.
 
 use std::path::{Path, PathBuf};
 use wrapsync_tests::users::FACILITATOR;
@@ -88,4 +89,44 @@ fn a_phone_workload_over_two_processes_succeeds_and_is_sampled() {
         assert!(process["rss_mb_at_end"].as_f64() > Some(1.0), "{soak}");
         assert!(process["fds_max"].as_u64() > Some(3), "{soak}");
     }
+}
+
+/// Runs the phone workload at 100 requests a second for 4 s against `node`
+/// as `users` users `phone1`… (or `phone` alone) and answers the summary.
+fn phones_at_100_a_second(node: &TestNode, users: usize) -> serde_json::Value {
+    let output = std::process::Command::new(load_binary())
+        .args([
+            "--url",
+            &node.url(),
+            "--username",
+            "phone",
+            "--scenario",
+            "phone",
+        ])
+        .args(["--plans", "4", "--rate", "100", "--duration", "4"])
+        .args(["--connections", "4", "--seed", "5"])
+        .args(["--users", &users.to_string()])
+        .env("WRAPSYNC_PASSWORD", "phone-password-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// 400 requests in 4 s: one user meets the default per-user limit (10 a
+/// second, burst 200); spread over 16 users (6.25 a second each) none does.
+#[test]
+fn a_workload_spread_over_users_meets_no_default_rate_limit() {
+    let node = TestNode::spawn_with_node_defaults(Backend::Sqlite, toml::Table::new());
+    for name in std::iter::once("phone".to_string()).chain((1..=16).map(|i| format!("phone{i}"))) {
+        node.add_user_with_password(&name, "supervisor", "phone-password-1")
+            .unwrap();
+    }
+    let spread = phones_at_100_a_second(&node, 16);
+    assert_eq!(spread["errors"], serde_json::json!({}), "{spread}");
+    assert_eq!(spread["sent"], spread["ok"], "{spread}");
+    let one = phones_at_100_a_second(&node, 1);
+    assert!(one["errors"]["429"].as_u64() > Some(100), "{one}");
 }

@@ -117,7 +117,7 @@ fn take_user_bytes(app: &App, user_id: &str, bytes: usize) -> Result<(), ApiErro
 /// size, and parse errors told apart from shape errors.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -125,9 +125,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let body = read_body(req, payload, &["application/json"], |c, _| c.max_body_bytes);
         Box::pin(async move {
             let (_, body) = body.await?;
-            parse_json(&body).map(JsonBody)
+            parse_json_body(body).await.map(JsonBody)
         })
     }
+}
+
+/// [`parse_json`] of a whole body, off the HTTP worker when it is large
+/// (see `crate::blocking`).
+async fn parse_json_body<T: DeserializeOwned + Send + 'static>(
+    body: web::BytesMut,
+) -> Result<T, ApiError> {
+    crate::blocking::read_large(body.len(), move || parse_json(&body))
+        .await
+        .unwrap_or_else(|| Err(ApiError::MalformedJson("unreadable JSON body".into())))
 }
 
 /// A new plan: JSON fields to start one, or a whole saved Automerge
@@ -137,7 +147,7 @@ pub enum NewPlanBody<T> {
     Document(Vec<u8>),
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for NewPlanBody<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest for NewPlanBody<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -156,7 +166,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for NewPlanBody<T> {
             if content_type == "application/octet-stream" {
                 return Ok(NewPlanBody::Document(body.to_vec()));
             }
-            parse_json(&body).map(NewPlanBody::Json)
+            parse_json_body(body).await.map(NewPlanBody::Json)
         })
     }
 }
@@ -184,7 +194,7 @@ impl FromRequest for SyncBody {
             if content_type == "application/octet-stream" {
                 return Ok(SyncBody::Binary(body.to_vec()));
             }
-            let json: wrapsync_shared::api::SyncMessage = parse_json(&body)?;
+            let json: wrapsync_shared::api::SyncMessage = parse_json_body(body).await?;
             Ok(SyncBody::Json(json.message))
         })
     }
@@ -209,14 +219,22 @@ impl FromRequest for SyncBatchBody {
         );
         Box::pin(async move {
             let (content_type, body) = body.await?;
-            if content_type == "application/cbor" {
-                let batch = ciborium::from_reader(&body[..]).map_err(|e| {
-                    tracing::debug!(error = %e, "unreadable CBOR sync batch");
-                    ApiError::InvalidRequest("the body is not a CBOR sync batch".into())
-                })?;
-                return Ok(SyncBatchBody { batch, cbor: true });
-            }
-            parse_json(&body).map(|batch| SyncBatchBody { batch, cbor: false })
+            let cbor = content_type == "application/cbor";
+            let len = body.len();
+            let parse = move || {
+                if cbor {
+                    ciborium::from_reader(&body[..]).map_err(|e| {
+                        tracing::debug!(error = %e, "unreadable CBOR sync batch");
+                        ApiError::InvalidRequest("the body is not a CBOR sync batch".into())
+                    })
+                } else {
+                    parse_json(&body)
+                }
+            };
+            let batch = crate::blocking::read_large(len, parse)
+                .await
+                .unwrap_or_else(|| Err(ApiError::InvalidRequest("unreadable sync batch".into())))?;
+            Ok(SyncBatchBody { batch, cbor })
         })
     }
 }

@@ -139,10 +139,20 @@ pub async fn sync_batch(
 ) -> Result<HttpResponse, ApiError> {
     let PeerRequest { signed, body, meta } = request;
     let SignedBy { peer, .. } = signed;
-    let batch: PeerSyncBatch = ciborium::from_reader(&body[..]).map_err(|e| {
-        tracing::debug!(error = %e, "unreadable peer sync batch");
-        ApiError::InvalidRequest("not a CBOR peer sync batch".into())
-    })?;
+    let len = body.len();
+    let parse = move || {
+        ciborium::from_reader::<PeerSyncBatch, _>(&body[..]).map_err(|e| {
+            tracing::debug!(error = %e, "unreadable peer sync batch");
+            ApiError::InvalidRequest("not a CBOR peer sync batch".into())
+        })
+    };
+    let batch = crate::blocking::read_large(len, parse)
+        .await
+        .unwrap_or_else(|| {
+            Err(ApiError::InvalidRequest(
+                "not a CBOR peer sync batch".into(),
+            ))
+        })?;
     if batch.plans.len() > MAX_SYNC_BATCH {
         return Err(ApiError::InvalidRequest(format!(
             "at most {MAX_SYNC_BATCH} plans per request"
@@ -160,7 +170,8 @@ pub async fn sync_batch(
     // round runs: past `max_peer_batch_ops`, the rest wait for the next.
     let admission = app
         .plans
-        .peer_batch_admission(batch.plans.iter().map(|item| item.message.as_deref()));
+        .peer_batch_admission(batch.plans.iter().map(|item| item.message.as_deref()))
+        .await;
     let cx = app.federated();
     let new_plans = app.limits.peer_new_plans.as_ref();
     let (app, cx, peer, meta, tally) = (&app, &cx, &peer, &meta, &refused);

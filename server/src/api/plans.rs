@@ -514,10 +514,13 @@ pub async fn sync_batch(
     let device = device_key(&req, &user);
     // What the messages declare, added up from their headers before any
     // round runs: past twice the role's limit on one, the rest wait.
-    let admission = app.plans.device_batch_admission(
-        &user.actor,
-        batch.plans.iter().map(|item| item.message.as_deref()),
-    );
+    let admission = app
+        .plans
+        .device_batch_admission(
+            &user.actor,
+            batch.plans.iter().map(|item| item.message.as_deref()),
+        )
+        .await;
     let (app, user, device) = (&app, &user, &device);
     // A few plans at a time: enough to keep both cores busy, few enough
     // that one device's batch cannot starve everyone else's requests.

@@ -11,19 +11,35 @@ impl Plans {
     /// add up past `total`, the rest get `429` (their sender sends them
     /// again later); one past `route` alone is left to its round, which
     /// refuses it as cheaply. Nothing is decoded for good here.
-    fn batch_admission<'a>(
+    /// A large batch is counted off the HTTP worker (`crate::blocking`).
+    async fn batch_admission<'a>(
         &self,
         messages: impl IntoIterator<Item = Option<&'a [u8]>>,
         route: RouteOps,
         total: u64,
     ) -> Vec<Result<(), ApiError>> {
-        let counted: Vec<Option<u64>> = messages
+        let messages: Vec<Option<Vec<u8>>> = messages
             .into_iter()
-            .map(|message| match message {
-                None => Some(0),
-                Some(bytes) => message_ops(bytes, self.bounds, Some(route)).ok(),
-            })
+            .map(|message| message.map(<[u8]>::to_vec))
             .collect();
+        let len = messages.iter().flatten().map(Vec::len).sum();
+        let messages_len = messages.len();
+        let bounds = self.bounds;
+        let count = move || -> Vec<Option<u64>> {
+            messages
+                .iter()
+                .map(|message| match message {
+                    None => Some(0),
+                    Some(bytes) => message_ops(bytes, bounds, Some(route)).ok(),
+                })
+                .collect()
+        };
+        // A count that panicked counts nothing: each message goes to its
+        // round, which refuses what it cannot read.
+        let many = messages_len;
+        let counted = crate::blocking::read_large(len, count)
+            .await
+            .unwrap_or_else(|| vec![None; many]);
         super::size::admit_batch(&counted, total)
             .into_iter()
             .map(|admitted| {
@@ -38,22 +54,24 @@ impl Plans {
 
     /// [`Plans::batch_admission`] for a peer's batch
     /// (`max_peer_sync_ops` each, `max_peer_batch_ops` in all).
-    pub fn peer_batch_admission<'a>(
+    pub async fn peer_batch_admission<'a>(
         &self,
         messages: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Vec<Result<(), ApiError>> {
         let ops = self.message_ops;
         self.batch_admission(messages, ops.for_peer(), ops.peer_batch)
+            .await
     }
 
     /// [`Plans::batch_admission`] for a device's batch (`/v1/sync`): the
     /// role's limit on one message each, twice that in all.
-    pub fn device_batch_admission<'a>(
+    pub async fn device_batch_admission<'a>(
         &self,
         actor: &Actor,
         messages: impl IntoIterator<Item = Option<&'a [u8]>>,
     ) -> Vec<Result<(), ApiError>> {
         let route = self.message_ops.for_role(actor.role);
         self.batch_admission(messages, route, route.ops.saturating_mul(2))
+            .await
     }
 }

@@ -55,6 +55,27 @@ pub(crate) fn decode_for(
     }
 }
 
+/// [`decode_for`] of an optional message, off the HTTP worker when it is
+/// long (a member's admitted megabyte of Bloom filters or changes takes
+/// tens of milliseconds to read: see `crate::blocking`).
+pub(crate) async fn decode_message(
+    bytes: Option<&[u8]>,
+    bounds: Bounds,
+    route: Option<RouteOps>,
+) -> Result<Option<sync::Message>, ApiError> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    if bytes.len() < crate::blocking::OFF_WORKER_FROM {
+        return decode_for(bytes, bounds, route).map(Some);
+    }
+    let bytes = bytes.to_vec();
+    crate::blocking::read_large(bytes.len(), move || decode_for(&bytes, bounds, route))
+        .await
+        .unwrap_or_else(|| Err(ApiError::MalformedSync("undecodable sync message".into())))
+        .map(Some)
+}
+
 /// The operations a sync message's changes declare, held to `route`
 /// (and `bounds`): what a batch adds up before running any round.
 pub(crate) fn message_ops(

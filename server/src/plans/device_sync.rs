@@ -4,7 +4,7 @@
 //! sender's role and the schema; only then are they stored and merged. A
 //! refused round changes nothing, not even the sync state.
 
-use super::decode::{check_state_bounds, decode_for};
+use super::decode::{check_state_bounds, decode_message};
 use super::protocol::{receive_round, Received};
 use super::size::check_added_size;
 use super::{audit_record, Actor, PlanEntry, Plans, RequestMeta};
@@ -83,9 +83,7 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let route = Some(self.message_ops.for_role(actor.role));
-        let message = message
-            .map(|m| decode_for(m, self.bounds, route))
-            .transpose()?;
+        let message = decode_message(message, self.bounds, route).await?;
         if message.as_ref().is_some_and(|m| !m.changes.is_empty()) {
             self.may_write(actor)?;
         }

@@ -113,18 +113,25 @@ impl Plans {
         bytes: &[u8],
         meta: RequestMeta,
     ) -> Result<Arc<PlanView>, ApiError> {
-        let doc = super::decode::load_document_for(
-            bytes,
-            self.bounds,
-            Some(self.message_ops.for_role(actor.role)),
-        )?;
+        let (bounds, route) = (self.bounds, Some(self.message_ops.for_role(actor.role)));
+        let bytes_len = bytes.len();
         let editor = Editor {
             role: actor.role,
             member_id: None,
         };
-        check_incoming(&doc, &[], &editor)
-            .and_then(|()| check_new_item_ids(&doc, &[]))
-            .map_err(ApiError::RefusedChanges)?;
+        // Loading and checking a megabyte of changes takes a while: off
+        // the HTTP worker (`crate::blocking`).
+        let bytes = bytes.to_vec();
+        let load = move || {
+            let doc = super::decode::load_document_for(&bytes, bounds, route)?;
+            check_incoming(&doc, &[], &editor)
+                .and_then(|()| check_new_item_ids(&doc, &[]))
+                .map_err(ApiError::RefusedChanges)?;
+            Ok::<_, ApiError>(doc)
+        };
+        let doc = crate::blocking::read_large(bytes_len, load)
+            .await
+            .unwrap_or_else(|| Err(ApiError::MalformedDocument("unreadable document".into())))?;
         // A new plan has no grants for a consent record to mirror.
         check_grant_records(&doc, &[], &*self.known_nodes).map_err(grant_record)?;
         let id = ulid::Ulid::new().to_string();

@@ -2,7 +2,7 @@
 //! the home's changes to a replica here (or a plan it has just shared),
 //! and this node's side of pushing a plan to a peer.
 
-use super::decode::{check_state_bounds, decode_for, unreadable};
+use super::decode::{check_state_bounds, decode_message, unreadable};
 use super::protocol::{push_step, receive_round, PushInput, Received};
 use super::size::check_added_size;
 use super::{peer_audit, PlanEntry, Plans, RequestMeta};
@@ -84,9 +84,7 @@ impl Plans {
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let route = Some(self.message_ops.for_peer());
-        let message = message
-            .map(|m| decode_for(m, self.bounds, route))
-            .transpose()?;
+        let message = decode_message(message, self.bounds, route).await?;
         let Some(entry) = entry else {
             // First contact: nothing is kept until the plan itself arrives.
             // The home's first message describes the whole plan there, so
@@ -183,11 +181,13 @@ impl Plans {
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let input = match (round, reply) {
             (0, _) => PushInput::Start,
-            (_, Some(reply)) => PushInput::Reply(decode_for(
-                reply,
-                self.bounds,
-                Some(self.message_ops.for_peer()),
-            )?),
+            (_, Some(reply)) => {
+                let route = Some(self.message_ops.for_peer());
+                match decode_message(Some(reply), self.bounds, route).await? {
+                    Some(message) => PushInput::Reply(message),
+                    None => PushInput::Quiet,
+                }
+            }
             (_, None) => PushInput::Quiet,
         };
         let device = format!("out:{peer}");
@@ -218,9 +218,8 @@ impl Plans {
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let message = message
-            .map(|m| decode_for(m, self.bounds, Some(self.message_ops.for_peer())))
-            .transpose()?;
+        let route = Some(self.message_ops.for_peer());
+        let message = decode_message(message, self.bounds, route).await?;
         self.peer_round(entry, peer, Sender::Member(authors), message, meta)
             .await
     }

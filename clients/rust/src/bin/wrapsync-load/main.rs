@@ -14,10 +14,12 @@
 //! A person reads the summary on stderr; the last line on stdout is the same
 //! summary as one JSON object.
 //!
-//! It drives one user far past a person's rate: the node must allow it
-//! (`rate_limit_per_user = { per_second = 25000, burst = 50000 }`, as
-//! `tests/load/node.sh` and `wrapsync demo` write), else its requests are
-//! counted as `429` errors.
+//! By default it drives one user far past a person's rate: the node must
+//! allow it (`rate_limit_per_user = { per_second = 25000, burst = 50000 }`,
+//! as `tests/load/node.sh` and `wrapsync demo` write), else its requests
+//! are counted as `429` errors. `--users N` spreads the requests over N
+//! users instead (`{username}1` … `{username}N`, one password), so a node
+//! at its default per-user limit serves them as it would serve people.
 
 mod phone;
 mod report;
@@ -28,9 +30,8 @@ mod target;
 
 use clap::{Parser, ValueEnum};
 use report::Kind;
-use reqwest::header::HeaderValue;
 use reqwest::Url;
-use run::{Base, PlanUrls, Target};
+use run::{Base, PlanUrls, Session, Target};
 use schedule::Schedule;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,11 @@ struct Args {
     /// Seconds during which requests fall due; the run then ends by itself.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Spread the requests over this many users, `{username}1` …
+    /// `{username}N` (one password; they must exist and see the plans, as
+    /// supervisors do): each user's phones get `rate / N` requests a second.
+    #[arg(long, default_value_t = 1)]
+    users: usize,
     /// Concurrent keep-alive connections sharing the schedule.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -173,6 +179,9 @@ fn load(args: Args) -> Result<ExitCode, String> {
     if !(1..=64).contains(&args.threads) {
         return Err("--threads must be in 1..=64".into());
     }
+    if !(1..=10_000).contains(&args.users) {
+        return Err("--users must be in 1..=10000".into());
+    }
     let timeout = Duration::from_millis(args.timeout_ms);
     let (urls, username, password) = credentials(&args)?;
     let urls = urls
@@ -196,19 +205,12 @@ fn load(args: Args) -> Result<ExitCode, String> {
             .map_err(|_| "--warmup must be a number of seconds, 0 or more")?,
     };
 
-    let (token, plan_ids) = prepare(&url, &username, &password, &args, duration + timeout)?;
+    let usernames = usernames(&username, args.users);
+    let (sessions, plan_ids) = prepare(&url, &usernames, &password, &args, duration + timeout)?;
     let bases = urls
         .iter()
         .map(|url| base(url, &plan_ids))
         .collect::<Result<Vec<_>, _>>()?;
-    let login_body = serde_json::to_vec(&wrapsync_client::api::LoginRequest {
-        username: username.clone(),
-        password: password.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| "the node answered an access token that is not a header value")?;
-    auth.set_sensitive(true);
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -238,10 +240,9 @@ fn load(args: Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         let target = Target {
             http,
-            auth,
             bases,
             mix: args.scenario.mix(),
-            login_body,
+            sessions,
             warmup: watch.warmup,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -327,15 +328,26 @@ fn credentials(args: &Args) -> Result<(Vec<String>, String, String), String> {
     Ok((urls, username, password))
 }
 
-/// Logs in and picks the plans to load, with the blocking client before the
-/// runtime starts. Answers the access token and the plan ids.
+/// The users the load is spread over: `username` itself, or
+/// `{username}1` … `{username}N`.
+fn usernames(username: &str, users: usize) -> Vec<String> {
+    if users == 1 {
+        vec![username.to_string()]
+    } else {
+        (1..=users).map(|i| format!("{username}{i}")).collect()
+    }
+}
+
+/// Logs every user in and picks the plans to load (as the first user), with
+/// the blocking client before the runtime starts. Answers each user's
+/// session and the plan ids.
 fn prepare(
     url: &Url,
-    username: &str,
+    usernames: &[String],
     password: &str,
     args: &Args,
     longest_run: Duration,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(Vec<Session>, Vec<String>), String> {
     let http = reqwest::blocking::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -343,19 +355,29 @@ fn prepare(
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))?;
     let mut client = Client::with_http(url.as_str(), http).map_err(|e| e.to_string())?;
-    let tokens = client
-        .login(username, password)
-        .map_err(|e| format!("logging in as {username}: {e}"))?;
-    if Duration::from_secs(tokens.expires_in) < longest_run {
-        eprintln!(
-            "wrapsync-load: warning: the access token expires in {} s, before the run ends: expect 401s",
-            tokens.expires_in
-        );
+    let mut sessions = Vec::with_capacity(usernames.len());
+    let mut plans = Vec::new();
+    for (i, username) in usernames.iter().enumerate() {
+        let token = log_in(&mut client, username, password)?;
+        if i == 0 {
+            if Duration::from_secs(token.expires_in) < longest_run {
+                eprintln!(
+                    "wrapsync-load: warning: the access token expires in {} s, before the run ends: expect 401s",
+                    token.expires_in
+                );
+            }
+            plans = pick_plans(&client, username, args.scenario, args.plans)?;
+        }
+        sessions.push(Session::new(username, password, &token.access_token)?);
     }
-    let plans = pick_plans(&client, username, args.scenario, args.plans)?;
     let shown: Vec<&str> = plans.iter().take(3).map(String::as_str).collect();
     eprintln!(
-        "wrapsync-load: logged in as {username}; {} plan(s): {}{}",
+        "wrapsync-load: logged in as {}{}; {} plan(s): {}{}",
+        usernames.first().map_or("", String::as_str),
+        match usernames.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        },
         plans.len(),
         shown.join(", "),
         if plans.len() > shown.len() {
@@ -364,7 +386,29 @@ fn prepare(
             ""
         }
     );
-    Ok((tokens.access_token, plans))
+    Ok((sessions, plans))
+}
+
+/// Logs `username` in, waiting out the node's per-address login limit (a
+/// run of many users signs them all in from this one address).
+fn log_in(
+    client: &mut Client,
+    username: &str,
+    password: &str,
+) -> Result<wrapsync_client::api::TokenResponse, String> {
+    let give_up = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        match client.login(username, password) {
+            Ok(tokens) => return Ok(tokens),
+            Err(e)
+                if e.problem_type() == Some(ProblemType::RateLimited)
+                    && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(format!("logging in as {username}: {e}")),
+        }
+    }
 }
 
 /// How the plans the load writes to are titled.

@@ -33,18 +33,39 @@ pub struct Base {
     pub refresh: Url,
 }
 
+/// One user the load signs in as.
+#[derive(Debug)]
+pub struct Session {
+    /// `Bearer <token>`, marked sensitive so it never shows in debug output.
+    auth: HeaderValue,
+    /// `{"username","password"}` for logins, kept out of every report.
+    login_body: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(username: &str, password: &str, access_token: &str) -> Result<Session, String> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {access_token}"))
+            .map_err(|_| "the node answered an access token that is not a header value")?;
+        auth.set_sensitive(true);
+        let login_body = serde_json::to_vec(&wrapsync_client::api::LoginRequest {
+            username: username.to_string(),
+            password: password.to_string(),
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Session { auth, login_body })
+    }
+}
+
 /// Everything the connections share, read-only.
 #[derive(Debug)]
 pub struct Target {
     pub http: reqwest::Client,
-    /// `Bearer <token>`, marked sensitive so it never shows in debug output.
-    pub auth: HeaderValue,
+    /// The users signed in; each connection plays the phones of some.
+    pub sessions: Vec<Session>,
     /// Requests go to these round-robin, as a load balancer would send them.
     pub bases: Vec<Base>,
     /// Each kind's share of the requests (summing to 1).
     pub mix: &'static [(Kind, f64)],
-    /// `{"username","password"}` for logins, kept out of every report.
-    pub login_body: Vec<u8>,
     /// Requests due this soon after the start are sent but left out of the
     /// percentiles (errors still count): phones pulling their first copies,
     /// plans loading into the cache.
@@ -77,6 +98,9 @@ pub async fn run(
 ) -> Result<(Stats, Duration), String> {
     if target.bases.iter().any(|b| b.plans.is_empty()) || target.bases.is_empty() {
         return Err("no plan to send requests to".into());
+    }
+    if target.sessions.is_empty() {
+        return Err("no user to send requests as".into());
     }
     let shares: f64 = target.mix.iter().map(|m| m.1).sum();
     if (shares - 1.0).abs() > 1e-9 {
@@ -111,7 +135,12 @@ async fn lane(
     mut rng: StdRng,
 ) -> Stats {
     let end = start + schedule.duration();
-    let mut phone = Phone::new(format!("wrapsync-load-{k}"));
+    let mut phones: Vec<(usize, Phone)> =
+        phones_of_lane(k, schedule.lanes(), target.sessions.len())
+            .into_iter()
+            .map(|user| (user, Phone::new(format!("wrapsync-load-{k}-{user}"))))
+            .collect();
+    let mut turn = 0;
     for i in schedule.lane(k) {
         let due = start + schedule.due(i);
         let now = Instant::now();
@@ -125,7 +154,11 @@ async fn lane(
         let base = &target.bases[i as usize % target.bases.len()];
         let plan = rng.random_range(0..base.plans.len());
         let kind = draw(target.mix, rng.random::<f64>());
-        let (kind, outcome) = send(&target, base, plan, kind, &mut phone, &mut rng).await;
+        let count = phones.len();
+        let (user, phone) = &mut phones[turn % count];
+        turn += 1;
+        let session = &target.sessions[*user];
+        let (kind, outcome) = send(&target, session, base, plan, kind, phone, &mut rng).await;
         let latency = due.elapsed();
         if due < start + target.warmup {
             match outcome {
@@ -147,11 +180,23 @@ async fn lane(
     stats
 }
 
+/// The users whose phones connection `k` of `lanes` plays, in turn: every
+/// user is played by one connection when there are at least as many users
+/// as connections; else connections share users, each with its own phone.
+fn phones_of_lane(k: usize, lanes: usize, users: usize) -> Vec<usize> {
+    if users >= lanes {
+        (k..users).step_by(lanes).collect()
+    } else {
+        vec![k % users]
+    }
+}
+
 /// Sends one request of `kind` (a refresh with no session yet logs in
 /// instead: the kind sent is answered) and reads its whole answer (only
 /// then is it complete, and only then can the connection carry the next).
 async fn send(
     target: &Target,
+    session: &Session,
     base: &Base,
     plan: usize,
     kind: Kind,
@@ -186,7 +231,7 @@ async fn send(
         }
         Kind::Login => json(
             target.http.post(base.login.clone()),
-            target.login_body.clone(),
+            session.login_body.clone(),
         ),
         Kind::Refresh => {
             let body = serde_json::to_vec(&RefreshRequest {
@@ -200,7 +245,7 @@ async fn send(
     };
     let request = match kind {
         Kind::Login | Kind::Refresh => request,
-        _ => request.header(AUTHORIZATION, target.auth.clone()),
+        _ => request.header(AUTHORIZATION, session.auth.clone()),
     };
     let outcome = async {
         let response = request.send().await.map_err(|e| failure(&e))?;
@@ -272,6 +317,19 @@ mod tests {
             .filter(|_| draw(&mix, rng.random::<f64>()) == Kind::List)
             .count();
         assert!((29_000..31_000).contains(&lists), "{lists}");
+    }
+
+    #[test]
+    fn every_user_is_played_and_by_one_connection_when_there_are_enough() {
+        let played: Vec<Vec<usize>> = (0..4).map(|k| phones_of_lane(k, 4, 10)).collect();
+        assert_eq!(played[0], [0, 4, 8]);
+        assert_eq!(played[3], [3, 7]);
+        let mut all: Vec<usize> = played.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        // Fewer users than connections: shared, each connection one phone.
+        assert_eq!(phones_of_lane(5, 8, 3), [2]);
+        assert_eq!(phones_of_lane(0, 8, 1), [0]);
     }
 
     #[test]
