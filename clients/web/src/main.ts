@@ -835,7 +835,8 @@ function crisisCard(plan: JsonObject): HTMLElement {
         callRow("tel:911", t("card.911"), t("card.911Detail")),
         callRow("tel:988", t("card.988"), t("card.988Detail")),
         callRow("sms:988", t("card.988Text"), t("card.988TextDetail"), "✉"),
-        county ? callRow(telHref(county.phone), county.name ?? t("card.county"), `${t("card.countyDetail")} · ${county.phone}`) : null,
+        // The node's name for its line stays as written; the label is in the person's language.
+        county ? callRow(telHref(county.phone), t("card.county"), [county.name, t("card.countyDetail"), county.phone].filter(Boolean).join(" · ")) : null,
       ),
     ),
     contacts.length
