@@ -549,7 +549,8 @@ function footer(): HTMLElement {
                 "aria-pressed": String(l.code === language()),
                 onclick: () => {
                   setLanguage(l.code);
-                  void render();
+                  // The screen is redrawn: keep the keyboard's place on the switch.
+                  void render().then(() => (document.querySelector(`footer button[lang="${l.code}"]`) as HTMLElement | null)?.focus());
                 },
               },
               l.name,

@@ -102,6 +102,7 @@ test("Spanish from the browser's language, switchable and kept; Intl dates and m
     await page.getByRole("heading", { name: "Call now" }).waitFor();
     assert.equal(await page.evaluate(() => document.documentElement.lang), "en");
     assert.equal(await page.getByRole("button", { name: "English" }).getAttribute("aria-pressed"), "true");
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("lang")), "en", "the keyboard stays on the language switch");
     await page.reload();
     await page.getByRole("heading", { name: "Call now" }).waitFor();
     await page.getByRole("button", { name: "Español" }).click();
