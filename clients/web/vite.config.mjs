@@ -13,7 +13,7 @@ function serviceWorker() {
     apply: "build",
     generateBundle(_options, bundle) {
       const files = Object.keys(bundle).filter((f) => !f.endsWith(".map"));
-      const publicFiles = ["manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png", "icons/apple-touch-icon.png"];
+      const publicFiles = ["config.json", "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png", "icons/apple-touch-icon.png"];
       const shell = ["./", ...files, ...publicFiles].sort();
       const version = createHash("sha256").update(shell.join("\n")).digest("hex").slice(0, 12);
       const source = readFileSync(new URL("./src/sw.js", import.meta.url), "utf8")

@@ -5,6 +5,8 @@
  */
 import { Replica, WrapsyncClient, WrapsyncError, type ChangeSubscription, type JsonObject, type PlanSummary } from "@wrapsync/client";
 import { IndexedDBStore } from "@wrapsync/client/indexeddb";
+import { appConfig, loadConfig } from "./config";
+import { LANGUAGES, applyDocumentLanguage, formatDate, formatMoney, formatNumber, formatTime, has, language, setLanguage, t, tn } from "./i18n";
 import "./style.css";
 
 // ---------------------------------------------------------------- types
@@ -133,14 +135,7 @@ function today(): string {
 }
 
 function prettyDate(iso: Json | undefined): string {
-  if (typeof iso !== "string") return "";
-  const [y, m, d] = iso.split("-").map(Number);
-  if (!y || !m || !d) return iso;
-  return new Date(y, m - 1, d).toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric", year: "numeric" });
-}
-
-function prettyTime(ms: number): string {
-  return new Date(ms).toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+  return typeof iso === "string" ? formatDate(iso) : "";
 }
 
 function str(v: Json | undefined): string {
@@ -149,6 +144,11 @@ function str(v: Json | undefined): string {
 
 function items(v: Json | undefined): Item[] {
   return Array.isArray(v) ? (v.filter((x) => x && typeof x === "object" && !Array.isArray(x)) as Item[]) : [];
+}
+
+/** The catalog's name for a schema value (`role.youth`), or the value itself when a newer node sends one the catalogs lack. */
+function label(prefix: string, value: string): string {
+  return has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : value.replace(/_/g, " ");
 }
 
 function active(list: Item[]): Item[] {
@@ -179,14 +179,20 @@ function replaceKids(el: Element, ...children: (Child | Child[])[]): void {
   el.replaceChildren(...children.flat().filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
 }
 
+/**
+ * A plain-language message, in the person's language, for what went wrong.
+ * The node's problem types each have one (`problem.<type>` in the
+ * catalogs); its English `detail` is never shown to the family.
+ */
 function describe(e: unknown): string {
   if (e instanceof WrapsyncError) {
-    if (e.status === 401) return "Your sign-in has expired. Please sign in again.";
-    if (e.code === "change-forbidden") return "The team's server did not accept a change made on this phone.";
-    return e.detail ?? e.message;
+    if (e.status === 401 && e.code !== "invalid-credentials") return t("error.expired");
+    if (has(`problem.${e.code}`)) return t(`problem.${e.code}`);
+    return t("error.status", { status: String(e.status) });
   }
-  if (e instanceof TypeError) return "Can't reach the team's server right now.";
-  return e instanceof Error ? e.message : String(e);
+  if (e instanceof TypeError) return t("error.offline");
+  if (e instanceof DOMException && e.name === "QuotaExceededError") return t("error.storageFull");
+  return t("error.unexpected");
 }
 
 // ---------------------------------------------------------------- session
@@ -315,12 +321,13 @@ window.addEventListener("offline", () => {
 
 // ---------------------------------------------------------------- routing
 
-type Route = { name: "signin" } | { name: "plans" } | { name: "plan"; id: string };
+/** `crisis`: the plan's crisis card rather than the whole plan. */
+type Route = { name: "signin" } | { name: "plans" } | { name: "plan"; id: string; crisis: boolean };
 
 function route(): Route {
   if (!session) return { name: "signin" };
-  const m = location.hash.match(/^#\/plan\/([A-Za-z0-9_-]+)/);
-  if (m) return { name: "plan", id: m[1]! };
+  const m = location.hash.match(/^#\/plan\/([A-Za-z0-9_-]+)(\/crisis)?/);
+  if (m) return { name: "plan", id: m[1]!, crisis: !!m[2] };
   return { name: "plans" };
 }
 
@@ -384,22 +391,18 @@ async function signOut(ev?: Event): Promise<void> {
   const button = ev?.currentTarget instanceof HTMLButtonElement ? ev.currentTarget : null;
   if (button) {
     button.disabled = true;
-    button.textContent = "Signing out…";
+    button.textContent = t("signout.busy");
   }
   const s = session;
   const r = replica;
   if (s && r) {
     const pending = await unsyncedPlans(s, r);
     if (pending.length > 0) {
-      const ok = confirm(
-        navigator.onLine
-          ? "Some changes on this phone could not be sent to your team. Sign out anyway and delete them from this phone?"
-          : "You're offline, and some changes on this phone have not been sent to your team yet. Sign out anyway and delete them from this phone?",
-      );
+      const ok = confirm(navigator.onLine ? t("signout.confirmOnline") : t("signout.confirmOffline"));
       if (!ok) {
         if (button) {
           button.disabled = false;
-          button.textContent = "Sign out";
+          button.textContent = t("signout.button");
         }
         return;
       }
@@ -503,15 +506,65 @@ function deleteDatabase(name: string): Promise<void> {
 
 // ---------------------------------------------------------------- chrome
 
-function topBar(title: string, back?: string): HTMLElement {
+/**
+ * The bar at the top. Inside a plan, its right-hand button opens the crisis
+ * card (one tap from every screen of a plan); on the plans list it signs
+ * out, away from the everyday buttons.
+ */
+function topBar(title: string, opts: { back?: "plans" | string; crisis?: string } = {}): HTMLElement {
+  const back = opts.back
+    ? opts.back === "plans"
+      ? h("a", { class: "back", href: "#/plans", "aria-label": t("nav.backToPlans") }, t("nav.plans"))
+      : h("a", { class: "back", href: opts.back, "aria-label": t("nav.backToPlan") }, t("nav.plan"))
+    : h("span", { class: "brand" }, t("app.title"));
+  const right = opts.crisis
+    ? h("a", { class: "crisis-link", id: "crisis-link", href: opts.crisis }, h("span", { "aria-hidden": "true" }, "☎ "), t("crisis.button"))
+    : session && !opts.back
+      ? h("button", { class: "link", type: "button", onclick: signOut }, t("signout.button"))
+      : h("span");
+  return h("header", { class: "bar" }, back, h("h1", {}, title), right);
+}
+
+/** The language switch, at the foot of every screen: each language in its own words. */
+function footer(): HTMLElement {
   return h(
-    "header",
-    { class: "bar" },
-    back ? h("a", { class: "back", href: back, "aria-label": "Back to my plans" }, "‹ Plans") : h("span", { class: "brand" }, "Family plan"),
-    h("h1", {}, title),
-    // Signing out lives on the plans list, away from the everyday buttons.
-    session && !back ? h("button", { class: "link", type: "button", onclick: signOut }, "Sign out") : h("span"),
+    "footer",
+    { class: "foot" },
+    h(
+      "nav",
+      { "aria-label": t("nav.language") },
+      h(
+        "ul",
+        { class: "langs" },
+        LANGUAGES.map((l) =>
+          h(
+            "li",
+            {},
+            h(
+              "button",
+              {
+                class: "lang",
+                type: "button",
+                lang: l.code,
+                "aria-pressed": String(l.code === language()),
+                onclick: () => {
+                  setLanguage(l.code);
+                  // The screen is redrawn: keep the keyboard's place on the switch.
+                  void render().then(() => (document.querySelector(`footer button[lang="${l.code}"]`) as HTMLElement | null)?.focus());
+                },
+              },
+              l.name,
+            ),
+          ),
+        ),
+      ),
+    ),
   );
+}
+
+/** Puts a screen on the page: its bar, its content, the language switch. */
+function show(...children: (Child | Child[])[]): void {
+  replaceKids(app, ...children, footer());
 }
 
 /** "Saved on this phone / synced" for the plan on screen. */
@@ -531,23 +584,23 @@ function fillStatus(el: HTMLElement, id: string): void {
   if (st.error && online) {
     state = "error";
     icon = "!";
-    text = pending ? `Saved on this phone. Not synced: ${st.error}` : `Not synced: ${st.error}`;
+    text = pending ? t("status.errorPending", { error: st.error }) : t("status.error", { error: st.error });
   } else if (!online) {
     state = pending ? "pending" : "offline";
     icon = pending ? "●" : "○";
-    text = pending ? "Saved on this phone. It will sync when you're back online." : "Offline. You can still make changes.";
+    text = pending ? t("status.offlinePending") : t("status.offline");
   } else if (st.syncing) {
     state = "syncing";
     icon = "↻";
-    text = pending ? "Saved on this phone. Syncing with your team…" : "Checking for updates…";
+    text = pending ? t("status.syncingPending") : t("status.syncing");
   } else if (pending) {
     state = "pending";
     icon = "●";
-    text = "Saved on this phone. Waiting to sync.";
+    text = t("status.pending");
   } else {
     state = "synced";
     icon = "✓";
-    text = st.lastSyncedAt ? `Synced with your team at ${prettyTime(st.lastSyncedAt)}` : "Synced with your team";
+    text = st.lastSyncedAt ? t("status.syncedAt", { time: formatTime(st.lastSyncedAt) }) : t("status.synced");
   }
   el.dataset.state = state;
   el.replaceChildren(
@@ -561,7 +614,7 @@ function fillStatus(el: HTMLElement, id: string): void {
             class: "link",
             type: "button",
             onclick: async () => {
-              if (!replica || !confirm("Drop the changes on this phone that were not accepted, and download the plan again?")) return;
+              if (!replica || !confirm(t("status.fixConfirm"))) return;
               await replica.discardLocal(id).catch(() => undefined);
               st.error = null;
               st.refused = false;
@@ -569,7 +622,7 @@ function fillStatus(el: HTMLElement, id: string): void {
               void render();
             },
           },
-          "Fix",
+          t("status.fix"),
         )
       : null,
     ].filter((c): c is HTMLElement => c !== null),
@@ -591,7 +644,7 @@ async function render(): Promise<void> {
   if (r.name === "signin") return renderSignIn();
   if (!client) await startSession(session!);
   if (r.name === "plans") return renderPlans();
-  return renderPlan(r.id);
+  return renderPlan(r.id, r.crisis);
 }
 
 function renderSignIn(): void {
@@ -608,7 +661,7 @@ function renderSignIn(): void {
         const baseUrl = String(data.get("server") ?? "").trim().replace(/\/+$/, "") || defaultServer();
         const button = form.querySelector("button[type=submit]") as HTMLButtonElement;
         button.disabled = true;
-        button.textContent = "Signing in…";
+        button.textContent = t("signin.busy");
         error.hidden = true;
         try {
           const c = new WrapsyncClient({ baseUrl });
@@ -618,40 +671,37 @@ function renderSignIn(): void {
           await startSession(s);
           go("#/plans");
         } catch (e) {
-          error.textContent =
-            e instanceof WrapsyncError && e.status === 401
-              ? "That username and password don't match. Please try again."
-              : `Couldn't sign in. ${describe(e)}`;
+          error.textContent = e instanceof WrapsyncError && e.status === 401 ? t("signin.mismatch") : t("signin.failed", { reason: describe(e) });
           error.hidden = false;
           button.disabled = false;
-          button.textContent = "Sign in";
+          button.textContent = t("signin.button");
         }
       },
     },
-    h("label", {}, "Username", h("input", { name: "username", autocomplete: "username", autocapitalize: "none", spellcheck: "false", required: true })),
-    h("label", {}, "Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    h("label", {}, t("signin.username"), h("input", { name: "username", autocomplete: "username", autocapitalize: "none", spellcheck: "false", required: true })),
+    h("label", {}, t("signin.password"), h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
     error,
-    h("button", { class: "primary", type: "submit" }, "Sign in"),
+    h("button", { class: "primary", type: "submit" }, t("signin.button")),
     h(
       "details",
       { class: "server" },
-      h("summary", {}, "Team server"),
-      h("label", {}, "Server address", h("input", { name: "server", type: "url", value: defaultServer(), inputmode: "url" })),
+      h("summary", {}, t("signin.server")),
+      h("label", {}, t("signin.serverAddress"), h("input", { name: "server", type: "url", value: defaultServer(), inputmode: "url" })),
     ),
   );
   const farewell =
     location.hash === FORGOTTEN
-      ? "You're signed out. Nothing from your plans is left on this phone."
+      ? t("signout.done")
       : location.hash === FORGET_INCOMPLETE
-        ? "You're signed out, but this app is still open in another tab, so some plan data could not be deleted yet. Close the other tabs and sign out there too."
+        ? t("signout.incomplete")
         : null;
-  app.replaceChildren(
-    topBar("Sign in"),
+  show(
+    topBar(t("signin.title")),
     h(
       "main",
       {},
       farewell ? h("p", { class: "notice", id: "signed-out", role: "status" }, farewell) : null,
-      h("div", { class: "welcome" }, h("img", { src: "./icons/icon.svg", alt: "", width: "72", height: "72" }), h("p", {}, "Your family's plan, on your phone. It works even without internet.")),
+      h("div", { class: "welcome" }, h("img", { src: "./icons/icon.svg", alt: "", width: "72", height: "72" }), h("p", {}, t("signin.welcome"))),
       form,
     ),
   );
@@ -662,13 +712,13 @@ async function renderPlans(): Promise<void> {
   let plans = ls.get<PlanSummary[]>(listKey) ?? [];
   let note: string | null = null;
   const body = h("main", {});
-  app.replaceChildren(topBar("My plans"), offlineBanner(), body);
+  show(topBar(t("plans.title")), offlineBanner(), body);
   const draw = () => {
     replaceKids(body,
-      session ? h("p", { class: "hello" }, `Signed in as ${session.username}`) : null,
+      session ? h("p", { class: "hello" }, t("plans.signedInAs", { user: session.username })) : null,
       note ? h("p", { class: "muted" }, note) : null,
       plans.length === 0
-        ? h("div", { class: "card empty" }, h("p", {}, "No plans yet. When your facilitator adds you to your family's team, the plan shows up here."))
+        ? h("div", { class: "card empty" }, h("p", {}, t("plans.none")))
         : h(
             "ul",
             { class: "plans" },
@@ -679,8 +729,8 @@ async function renderPlans(): Promise<void> {
                 h(
                   "a",
                   { class: "plan-link", href: `#/plan/${p.id}` },
-                  h("span", { class: "plan-title" }, p.title || "Untitled plan"),
-                  h("span", { class: "plan-meta" }, `${cap(p.phase)} · you are ${roleName(p.role)}`),
+                  h("span", { class: "plan-title" }, p.title || t("plans.untitled")),
+                  h("span", { class: "plan-meta" }, t("plans.meta", { phase: label("phase", p.phase), role: label("plans.youAre", p.role) })),
                 ),
               ),
             ),
@@ -689,7 +739,7 @@ async function renderPlans(): Promise<void> {
   };
   draw();
   if (!client || !navigator.onLine) {
-    if (!navigator.onLine) note = "Offline: showing the plans saved on this phone.";
+    if (!navigator.onLine) note = t("plans.offline");
     draw();
     return;
   }
@@ -706,60 +756,111 @@ async function renderPlans(): Promise<void> {
   if (route().name === "plans") draw();
 }
 
-function cap(s: string): string {
-  return s ? s[0]!.toUpperCase() + s.slice(1).replace(/_/g, " ") : "";
-}
-
-function roleName(role: string): string {
-  const names: Record<string, string> = {
-    facilitator: "the facilitator",
-    family_advocate: "the family advocate",
-    caregiver: "a caregiver",
-    youth: "the youth",
-    provider: "a provider",
-    natural_support: "a natural support",
-    supervisor: "a supervisor",
-  };
-  return names[role] ?? role;
-}
-
 function offlineBanner(): HTMLElement {
-  return h("div", { id: "net", class: "net", hidden: navigator.onLine, role: "status" }, "You're offline. Changes are saved on this phone.");
+  return h("div", { id: "net", class: "net", hidden: navigator.onLine, role: "status" }, t("net.offline"));
 }
 
 const opened = new Set<string>();
 /** The version of each plan as last drawn on screen. */
 const rendered = new Map<string, string>();
 
-async function renderPlan(id: string): Promise<void> {
+async function renderPlan(id: string, crisis: boolean): Promise<void> {
   const r = replica!;
+  const crisisHref = `#/plan/${id}/crisis`;
   if (!opened.has(id) || !r.openPlans.includes(id)) {
-    app.replaceChildren(topBar("Loading…", "#/plans"), h("main", {}, h("p", { class: "muted" }, "Opening the plan…")));
+    show(topBar(t("plan.loading"), { back: "plans", crisis: crisisHref }), h("main", {}, h("p", { class: "muted" }, t("plan.opening"))));
     await r.load(id);
     opened.add(id);
     const empty = Object.keys(r.plan(id)).length === 0;
-    if (empty && navigator.onLine) await syncPlan(id); // first time on this phone: download it
+    // First time on this phone: download it (but never hold up the crisis card).
+    if (empty && navigator.onLine && !crisis) await syncPlan(id);
     else void syncPlan(id);
-    if (route().name !== "plan" || (route() as { id: string }).id !== id) return;
+    const now = route();
+    if (now.name !== "plan" || now.id !== id || now.crisis !== crisis) return;
   }
   const plan = r.plan(id);
+  rendered.set(id, r.version(id).join(","));
+  if (crisis) {
+    show(topBar(t("card.title"), { back: `#/plan/${id}` }), offlineBanner(), crisisCard(plan));
+    return;
+  }
   if (Object.keys(plan).length === 0) {
-    app.replaceChildren(
-      topBar("Plan", "#/plans"),
+    show(
+      topBar(t("plan.title"), { back: "plans", crisis: crisisHref }),
       offlineBanner(),
-      h(
-        "main",
-        {},
-        statusBar(id),
-        h("div", { class: "card empty" }, h("p", {}, "This plan isn't saved on this phone yet. Connect to the internet once to download it; after that it works offline.")),
-      ),
+      h("main", {}, statusBar(id), h("div", { class: "card empty" }, h("p", {}, t("plan.notSaved")))),
     );
     return;
   }
-  rendered.set(id, r.version(id).join(","));
   const scrollY = window.scrollY;
-  app.replaceChildren(topBar(str(plan.title) || "Plan", "#/plans"), offlineBanner(), h("main", { class: "plan" }, statusBar(id), ...planSections(id, plan)));
+  show(topBar(str(plan.title) || t("plan.title"), { back: "plans", crisis: crisisHref }), offlineBanner(), h("main", { class: "plan" }, statusBar(id), ...planSections(id, plan)));
   window.scrollTo(0, scrollY);
+}
+
+/** A `tel:` address: the number's digits and its leading `+` (the node stores phones as +1…). */
+function telHref(phone: string): string {
+  return `tel:${phone.replace(/[^0-9+]/g, "")}`;
+}
+
+/** A big tap-to-call (or tap-to-text) row. */
+function callRow(href: string, name: string, detail: string, icon = "☎"): HTMLElement {
+  return h(
+    "li",
+    {},
+    h("a", { class: "call", href }, h("span", { class: "call-icon", "aria-hidden": "true" }, icon), h("span", {}, h("strong", {}, name), h("small", {}, detail))),
+  );
+}
+
+/**
+ * The crisis card: 911, 988 (call or text), the county's 24-hour line when
+ * the app's config names one, then the people in the plan's crisis plan
+ * and its steps to follow. Drawn from the phone's copy of the plan and the
+ * cached config only, so it works offline (and before the plan has ever
+ * been downloaded, with the numbers that do not depend on it).
+ */
+function crisisCard(plan: JsonObject): HTMLElement {
+  const crisis = (plan.crisis_plan ?? {}) as JsonObject;
+  const contacts = active(items(crisis.contacts)).filter((c) => str(c.phone));
+  const response = active(items(crisis.response_steps));
+  const county = appConfig().crisis_line;
+  return h(
+    "main",
+    { class: "crisis-card", id: "crisis-card" },
+    h(
+      "section",
+      { class: "card crisis", "aria-labelledby": "now-h" },
+      h("h2", { id: "now-h" }, t("card.now")),
+      h(
+        "ul",
+        { class: "contacts" },
+        callRow("tel:911", t("card.911"), t("card.911Detail")),
+        callRow("tel:988", t("card.988"), t("card.988Detail")),
+        callRow("sms:988", t("card.988Text"), t("card.988TextDetail"), "✉"),
+        // The node's name for its line stays as written; the label is in the person's language.
+        county ? callRow(telHref(county.phone), t("card.county"), [county.name, t("card.countyDetail"), county.phone].filter(Boolean).join(" · ")) : null,
+      ),
+    ),
+    contacts.length
+      ? h(
+          "section",
+          { class: "card crisis", "aria-labelledby": "ours-h" },
+          h("h2", { id: "ours-h" }, t("card.contacts")),
+          h(
+            "ul",
+            { class: "contacts" },
+            contacts.map((c) => callRow(telHref(str(c.phone)), str(c.name), [str(c.relationship), str(c.phone)].filter(Boolean).join(" · "))),
+          ),
+        )
+      : null,
+    response.length
+      ? h(
+          "section",
+          { class: "card", "aria-labelledby": "todo-h" },
+          h("h2", { id: "todo-h" }, t("card.steps")),
+          h("ol", { class: "numbered" }, response.map((s) => h("li", {}, str(s.description)))),
+        )
+      : null,
+  );
 }
 
 function planSections(planId: string, plan: JsonObject): HTMLElement[] {
@@ -775,8 +876,8 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card vision", "aria-labelledby": "vision-h" },
-      h("h2", { id: "vision-h" }, "Our family vision"),
-      vision ? h("p", { class: "quote" }, vision) : h("p", { class: "muted" }, "The team hasn't written the vision yet."),
+      h("h2", { id: "vision-h" }, t("vision.title")),
+      vision ? h("p", { class: "quote" }, vision) : h("p", { class: "muted" }, t("vision.none")),
     ),
   );
 
@@ -792,11 +893,11 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card", id: "my-steps", "aria-labelledby": "steps-h" },
-      h("h2", { id: "steps-h" }, "My next steps"),
+      h("h2", { id: "steps-h" }, t("steps.title")),
       !me
-        ? h("p", { class: "muted" }, "You're not on this plan's team list yet, so no steps are yours.")
+        ? h("p", { class: "muted" }, t("steps.notOnTeam"))
         : mySteps.length === 0
-          ? h("p", { class: "muted" }, "Nothing on your list right now.")
+          ? h("p", { class: "muted" }, t("steps.none"))
           : h(
               "ul",
               { class: "steps" },
@@ -816,7 +917,7 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
                       h(
                         "p",
                         { class: "step-meta" },
-                        done ? `Done ${prettyDate(step.done_on)}` : step.due_on ? `Due ${prettyDate(step.due_on)}` : "",
+                        done ? t("steps.doneOn", { date: prettyDate(step.done_on) }) : step.due_on ? t("steps.dueOn", { date: prettyDate(step.due_on) }) : "",
                         done ? "" : ` · ${str(strategy.description)}`,
                       ),
                     ),
@@ -835,7 +936,7 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
                             void syncPlan(planId);
                           },
                         },
-                        "Mark done",
+                        t("steps.markDone"),
                       ),
                 );
               }),
@@ -849,9 +950,9 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card", id: "goals", "aria-labelledby": "goals-h" },
-      h("h2", { id: "goals-h" }, "Our goals"),
+      h("h2", { id: "goals-h" }, t("goals.title")),
       outcomes.length === 0
-        ? h("p", { class: "muted" }, "No goals written down yet.")
+        ? h("p", { class: "muted" }, t("goals.none"))
         : h("ul", { class: "goals" }, outcomes.map((o) => goal(planId, o, canAddProgress))),
     ),
   );
@@ -859,18 +960,19 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
   // Everyone's steps (folded away: the family mostly needs their own)
   const strategies = active(items(plan.strategies)).filter((st) => items(st.steps).length > 0);
   if (strategies.length) {
-    const nameOf = (mid: Json | undefined) => str(team.find((m) => m.id === mid)?.name) || "Not assigned";
+    const nameOf = (mid: Json | undefined) => str(team.find((m) => m.id === mid)?.name) || t("teamSteps.unassigned");
     const open = strategies.reduce((n, st) => n + items(st.steps).filter((x) => x.status === "open").length, 0);
     sections.push(
       h(
         "details",
         { class: "card team-steps", id: "team-steps" },
-        h("summary", {}, h("span", { class: "summary-title" }, "Everyone's steps"), h("span", { class: "muted small" }, `${open} still open`)),
+        h("summary", {}, h("span", { class: "summary-title" }, t("teamSteps.title")), h("span", { class: "muted small" }, tn("teamSteps.open", open))),
         strategies.map((st) =>
           h(
             "div",
             { class: "strategy" },
             h("h3", {}, str(st.description)),
+            flexLine(st),
             h(
               "ul",
               { class: "mini-steps" },
@@ -880,8 +982,8 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
                   h(
                     "li",
                     { "data-team-step": x.id, "data-status": str(x.status) },
-                    h("span", { class: x.status === "done" ? "tick done" : "tick", "aria-label": x.status === "done" ? "done" : "open" }, x.status === "done" ? "✓" : "○"),
-                    h("span", {}, str(x.description), h("small", {}, `${nameOf(x.responsible)}${x.status === "done" && x.done_on ? ` · done ${prettyDate(x.done_on)}` : ""}`)),
+                    h("span", { class: x.status === "done" ? "tick done" : "tick", "aria-label": x.status === "done" ? t("teamSteps.done") : t("teamSteps.notDone") }, x.status === "done" ? "✓" : "○"),
+                    h("span", {}, str(x.description), h("small", {}, x.status === "done" && x.done_on ? t("teamSteps.whoDone", { who: nameOf(x.responsible), date: prettyDate(x.done_on) }) : nameOf(x.responsible))),
                   ),
                 ),
             ),
@@ -900,8 +1002,8 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card crisis", id: "crisis", "aria-labelledby": "crisis-h" },
-      h("h2", { id: "crisis-h" }, "If things get hard"),
-      h("p", { class: "muted small" }, "In an emergency, call 911. For the 988 crisis line, call or text 988."),
+      h("h2", { id: "crisis-h" }, t("crisis.title")),
+      h("p", { class: "muted small" }, t("crisis.emergency")),
       contacts.length
         ? h(
             "ul",
@@ -922,13 +1024,13 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
             ),
           )
         : null,
-      triggers.length ? h("h3", {}, "Warning signs") : null,
+      triggers.length ? h("h3", {}, t("crisis.triggers")) : null,
       triggers.length ? h("ul", { class: "bullets" }, triggers.map((t) => h("li", {}, str(t.description)))) : null,
-      crisis.prevention ? h("h3", {}, "What helps") : null,
+      crisis.prevention ? h("h3", {}, t("crisis.prevention")) : null,
       crisis.prevention ? h("p", {}, str(crisis.prevention)) : null,
-      response.length ? h("h3", {}, "What we do") : null,
+      response.length ? h("h3", {}, t("crisis.response")) : null,
       response.length ? h("ol", { class: "numbered" }, response.map((s) => h("li", {}, str(s.description)))) : null,
-      !contacts.length && !triggers.length && !response.length ? h("p", { class: "muted" }, "The team hasn't written a crisis plan yet.") : null,
+      !contacts.length && !triggers.length && !response.length ? h("p", { class: "muted" }, t("crisis.none")) : null,
     ),
   );
 
@@ -943,8 +1045,8 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card", id: "meeting", "aria-labelledby": "meeting-h" },
-      h("h2", { id: "meeting-h" }, "Next team meeting"),
-      next ? h("p", { class: "big-date" }, prettyDate(next.on)) : h("p", { class: "muted" }, "Not scheduled yet."),
+      h("h2", { id: "meeting-h" }, t("meeting.title")),
+      next ? h("p", { class: "big-date" }, prettyDate(next.on)) : h("p", { class: "muted" }, t("meeting.none")),
       next?.place ? h("p", {}, next.place) : null,
     ),
   );
@@ -954,7 +1056,7 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
     h(
       "section",
       { class: "card", id: "team", "aria-labelledby": "team-h" },
-      h("h2", { id: "team-h" }, "Our team"),
+      h("h2", { id: "team-h" }, t("team.title")),
       h(
         "ul",
         { class: "team" },
@@ -962,14 +1064,24 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
           h(
             "li",
             {},
-            h("span", {}, h("strong", {}, str(m.name)), m.id === me?.id ? " (you)" : "", h("small", {}, cap(str(m.role)))),
-            m.phone && m.id !== me?.id ? h("a", { class: "mini-call", href: `tel:${str(m.phone).replace(/[^0-9+]/g, "")}`, "aria-label": `Call ${str(m.name)}` }, "Call") : null,
+            h("span", {}, h("strong", {}, str(m.name)), m.id === me?.id ? ` ${t("team.you")}` : "", h("small", {}, label("role", str(m.role)))),
+            m.phone && m.id !== me?.id ? h("a", { class: "mini-call", href: `tel:${str(m.phone).replace(/[^0-9+]/g, "")}`, "aria-label": t("team.callLabel", { name: str(m.name) }) }, t("team.call")) : null,
           ),
         ),
       ),
     ),
   );
   return sections;
+}
+
+/** A strategy's flexible-fund request, if it has one: how much, what for, where it stands. */
+function flexLine(strategy: Item): HTMLElement | null {
+  const flex = strategy.flex;
+  if (!flex || typeof flex !== "object" || Array.isArray(flex) || typeof flex.amount_cents !== "number") return null;
+  const parts = [t("flex.amount", { amount: formatMoney(flex.amount_cents) })];
+  if (typeof flex.category === "string") parts.push(label("flex.category", flex.category));
+  if (typeof flex.status === "string") parts.push(label("flex.status", flex.status));
+  return h("p", { class: "muted small flex" }, parts.join(" · "));
 }
 
 function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
@@ -990,15 +1102,15 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
     "li",
     { class: "goal", "data-outcome": o.id },
     h("p", { class: "goal-statement" }, str(o.statement)),
-    o.indicator ? h("p", { class: "muted small" }, `Measured by: ${str(o.indicator)}`) : null,
+    o.indicator ? h("p", { class: "muted small" }, t("goals.measuredBy", { indicator: str(o.indicator) })) : null,
     h(
       "div",
       { class: "numbers" },
-      baseline !== null ? h("span", {}, "Started at ", h("b", {}, String(baseline))) : null,
-      current !== null && latest ? h("span", {}, "Now ", h("b", { class: "now" }, String(current))) : null,
-      target !== null ? h("span", {}, "Goal ", h("b", {}, String(target))) : null,
+      baseline !== null ? h("span", {}, `${t("goals.start")} `, h("b", {}, formatNumber(baseline))) : null,
+      current !== null && latest ? h("span", {}, `${t("goals.now")} `, h("b", { class: "now" }, formatNumber(current))) : null,
+      target !== null ? h("span", {}, `${t("goals.target")} `, h("b", {}, formatNumber(target))) : null,
     ),
-    pct !== null ? h("div", { class: "meter", role: "img", "aria-label": `${Math.round(pct)}% of the way to the goal` }, h("div", { class: "meter-fill", style: `width:${pct}%` })) : null,
+    pct !== null ? h("div", { class: "meter", role: "img", "aria-label": t("goals.meter", { percent: formatNumber(pct / 100, { style: "percent", maximumFractionDigits: 0 }) }) }, h("div", { class: "meter-fill", style: `width:${pct}%` })) : null,
     progress.length
       ? h(
           "ul",
@@ -1006,9 +1118,9 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
           progress
             .slice(-4)
             .reverse()
-            .map((p) => h("li", { "data-progress": p.id }, h("span", {}, prettyDate(p.on)), h("b", {}, str(p.value)), p.note ? h("small", {}, str(p.note)) : null)),
+            .map((p) => h("li", { "data-progress": p.id }, h("span", {}, prettyDate(p.on)), h("b", {}, typeof p.value === "number" ? formatNumber(p.value) : str(p.value)), p.note ? h("small", {}, str(p.note)) : null)),
         )
-      : h("p", { class: "muted small" }, "No progress recorded yet."),
+      : h("p", { class: "muted small" }, t("goals.noProgress")),
     canAdd && !formOpen
       ? h(
           "button",
@@ -1020,7 +1132,7 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
               void render().then(() => (document.querySelector(`[data-outcome="${o.id}"] input[name=value]`) as HTMLInputElement | null)?.focus());
             },
           },
-          "+ Add progress",
+          t("goals.add"),
         )
       : null,
     formOpen
@@ -1036,7 +1148,7 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
               const note = String(data.get("note") ?? "").trim();
               const err = f.querySelector(".error") as HTMLElement;
               if (!Number.isFinite(value) || String(data.get("value") ?? "").trim() === "") {
-                err.textContent = "Please enter a number.";
+                err.textContent = t("goals.notANumber");
                 err.hidden = false;
                 return;
               }
@@ -1051,7 +1163,7 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
           h(
             "label",
             {},
-            `Today's number${o.indicator ? ` (${str(o.indicator)})` : ""}`,
+            o.indicator ? t("goals.valueOf", { indicator: str(o.indicator) }) : t("goals.value"),
             h("input", {
               name: "value",
               inputmode: "decimal",
@@ -1063,7 +1175,7 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
           h(
             "label",
             {},
-            "Note (optional)",
+            t("goals.note"),
             h("input", {
               name: "note",
               autocomplete: "off",
@@ -1085,9 +1197,9 @@ function goal(planId: string, o: Item, canAdd: boolean): HTMLElement {
                   void render();
                 },
               },
-              "Cancel",
+              t("common.cancel"),
             ),
-            h("button", { class: "primary", type: "submit" }, "Save"),
+            h("button", { class: "primary", type: "submit" }, t("common.save")),
           ),
         )
       : null,
@@ -1104,6 +1216,11 @@ if ("serviceWorker" in navigator && location.protocol !== "file:") {
   else window.addEventListener("load", register, { once: true });
 }
 
+applyDocumentLanguage();
+void loadConfig().then(() => {
+  // The county line may have arrived after the crisis card was drawn.
+  if (route().name === "plan") queueRender();
+});
 void render().catch((e) => {
-  app.replaceChildren(h("main", {}, h("p", { class: "error" }, `Something went wrong: ${describe(e)}`)));
+  show(h("main", {}, h("p", { class: "error" }, t("error.startup", { reason: describe(e) }))));
 });

@@ -31,18 +31,21 @@ self.addEventListener("fetch", (event) => {
   const path = url.pathname.slice(scope.pathname.length - 1);
   if (path.startsWith("/v1/") || path === "/healthz") return; // the node's API: network only
 
-  if (request.mode === "navigate") {
-    // The page: the network when it answers, else the cached shell.
+  // The page and the app's config (the county crisis line): the network when
+  // it answers, else the last copy, so both open offline.
+  const fresh = request.mode === "navigate" ? "./" : path === "/config.json" ? "./config.json" : null;
+  if (fresh) {
+    const key = new URL(fresh, self.registration.scope).href;
     event.respondWith(
       fetch(request)
         .then((response) => {
           if (response.ok) {
             const copy = response.clone();
-            caches.open(CACHE).then((cache) => cache.put(new URL("./", self.registration.scope).href, copy));
+            caches.open(CACHE).then((cache) => cache.put(key, copy));
           }
           return response;
         })
-        .catch(() => caches.match(new URL("./", self.registration.scope).href)),
+        .catch(() => caches.match(key)),
     );
     return;
   }

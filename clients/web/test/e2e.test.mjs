@@ -4,67 +4,27 @@
 // then signing out forgets each phone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { closeDevices, device } from "./browser.mjs";
 import { startNode, api, eventually, PASSWORD } from "./node.mjs";
+import { seedPlan } from "./seed.mjs";
 import { startServer } from "./serve.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
-const WAIT = 20_000;
 
 let node;
 let web;
-const contexts = [];
-const profiles = [];
 
 function today() {
   const d = new Date();
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
 }
-function inDays(n) {
-  const d = new Date(Date.now() + n * 86_400_000);
-  const p = (x) => String(x).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
-}
 
 /** A phone: a fresh chromium profile at 390×844. */
-async function phone(name) {
-  const dir = mkdtempSync(join(tmpdir(), `wrapsync-web-${name}-`));
-  profiles.push(dir);
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-    serviceWorkers: "allow",
-  });
-  contexts.push(context);
-  const page = context.pages()[0] ?? (await context.newPage());
-  const log = [];
-  page.on("console", (m) => log.push(`[${name} ${m.type()}] ${m.text()}`));
-  page.on("pageerror", (e) => log.push(`[${name} pageerror] ${e.message}`));
-  page.log = log;
-  page.setDefaultTimeout(WAIT);
-  return { context, page };
-}
+const phone = (name) => device(name);
 
 async function signIn(page, username, screenshots = false) {
   await page.goto(`${web.url}/`);
@@ -128,41 +88,16 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of contexts) await c.close().catch(() => undefined);
+  await closeDevices();
   await web?.close();
   await node?.stop();
-  for (const d of profiles) rmSync(d, { recursive: true, force: true });
 });
 
 test("two phones edit offline and converge through the node; signing out forgets the phone", { timeout: 180_000 }, async (t) => {
   mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of ["failure-carla.png", "failure-mateo.png"]) rmSync(join(ARTIFACTS, f), { force: true });
   // --- seed as the facilitator
-  const fran = await api(node.url).login("fran");
-  const created = await fran.post("/v1/plans", { title: "Rivera family plan", enrolled_on: inDays(-30) });
-  const id = created.id;
-  const ops = (o) => fran.post(`/v1/plans/${id}/ops`, { ops: o });
-  const r1 = await ops([
-    { op: "replace", path: "/vision", value: "Maya feels safe at home, goes to school every day, and has time for her art." },
-    { op: "add", path: "/team", value: { name: "Carla Rivera", role: "caregiver", user: "carla", phone: "719-555-0101" } },
-    { op: "add", path: "/team", value: { name: "Mateo Rivera", role: "youth", user: "mateo" } },
-    { op: "add", path: "/outcomes", value: { statement: "Mateo goes to school most days", indicator: "school days a week", baseline: 2, target: 5 } },
-    { op: "add", path: "/crisis_plan/triggers", value: { description: "Arguments about homework late at night" } },
-    { op: "add", path: "/crisis_plan/response_steps", value: { description: "Give Mateo space in his room for 15 minutes" } },
-    { op: "add", path: "/crisis_plan/response_steps", value: { description: "Call Aunt Rosa to come over" } },
-    { op: "add", path: "/crisis_plan/contacts", value: { name: "Aunt Rosa", relationship: "aunt", phone: "719-555-0142" } },
-    { op: "add", path: "/crisis_plan/contacts", value: { name: "Mobile crisis team", relationship: "county", phone: "719-555-0199" } },
-    { op: "add", path: "/meetings", value: { held_on: inDays(-7), place: "Rivera home", next_on: inDays(14) } },
-  ]);
-  const [, carlaMember, mateoMember, outcome] = r1.results.map((r) => r.id);
-  const r2 = await ops([{ op: "add", path: "/strategies", value: { description: "Morning routine", kind: "informal", outcomes: [outcome] } }]);
-  const strategy = r2.results[0].id;
-  const r3 = await ops([
-    { op: "add", path: `/strategies/${strategy}/steps`, value: { description: "Set up the alarm clock and lay out clothes the night before", responsible: carlaMember, due_on: inDays(3) } },
-    { op: "add", path: `/strategies/${strategy}/steps`, value: { description: "Pack my school bag before bed", responsible: mateoMember, due_on: inDays(5) } },
-  ]);
-  const [carlaStep, mateoStep] = r3.results.map((r) => r.id);
-  assert.ok(carlaStep && mateoStep && outcome);
+  const { fran, id, strategy, outcome, carlaStep, mateoStep } = await seedPlan(node.url);
 
   // --- two phones sign in and open the plan
   const carla = await phone("carla");

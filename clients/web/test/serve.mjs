@@ -1,12 +1,15 @@
 // A tiny static server for the built app (dist/) that reverse-proxies the
 // node's API (/v1/*, /healthz) so the app and the API share one origin.
 //
-//   node test/serve.mjs --node http://127.0.0.1:8080 [--port 5173] [--host 127.0.0.1] [--dir dist]
+//   node test/serve.mjs --node http://127.0.0.1:8080 [--port 5173] [--host 127.0.0.1] [--dir dist] [--config app-config.json]
 //
-// Also importable: `startServer({ node, port, dir })` → { url, close() }.
+// Also importable: `startServer({ node, port, dir, config })` → { url, close() }.
+// `config` (an object, or the file given by --config) is answered at
+// /config.json instead of dist/config.json: the app's config, e.g. the
+// county's crisis line `{ "crisis_line": { "name": "…", "phone": "…" } }`.
 import { createServer, request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { createReadStream, statSync } from "node:fs";
+import { createReadStream, readFileSync, statSync } from "node:fs";
 import { extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,7 +25,7 @@ const TYPES = {
   ".ico": "image/x-icon",
 };
 
-export function startServer({ node, port = 0, host = "127.0.0.1", dir = fileURLToPath(new URL("../dist/", import.meta.url)) }) {
+export function startServer({ node, port = 0, host = "127.0.0.1", dir = fileURLToPath(new URL("../dist/", import.meta.url)), config }) {
   const root = resolve(dir);
   const target = new URL(node);
   const server = createServer((req, res) => {
@@ -30,6 +33,10 @@ export function startServer({ node, port = 0, host = "127.0.0.1", dir = fileURLT
     if (url.pathname.startsWith("/v1/") || url.pathname === "/healthz") return proxy(req, res, target);
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405).end();
+      return;
+    }
+    if (config && url.pathname === "/config.json") {
+      res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache" }).end(req.method === "HEAD" ? undefined : JSON.stringify(config));
       return;
     }
     let decoded;
@@ -112,9 +119,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
   );
   if (!args.node) {
-    console.error("usage: node test/serve.mjs --node http://127.0.0.1:PORT [--port 5173] [--host 127.0.0.1] [--dir dist]");
+    console.error("usage: node test/serve.mjs --node http://127.0.0.1:PORT [--port 5173] [--host 127.0.0.1] [--dir dist] [--config app-config.json]");
     process.exit(2);
   }
-  const { url } = await startServer({ node: args.node, port: Number(args.port ?? 5173), host: args.host ?? "127.0.0.1", dir: args.dir });
+  const config = args.config ? JSON.parse(readFileSync(args.config, "utf8")) : undefined;
+  const { url } = await startServer({ node: args.node, port: Number(args.port ?? 5173), host: args.host ?? "127.0.0.1", dir: args.dir, config });
   console.log(`serving the app at ${url} (API → ${args.node})`);
 }
