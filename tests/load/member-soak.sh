@@ -8,7 +8,7 @@
 # changes, and holds STREAMS change-feed streams open. The load tool
 # samples the node's memory and descriptors and the sizes of its database,
 # WAL and log.
-#   [SECS=300] [RATE=1000] [USERS=128] [STREAMS=256] [ATTACKS=devices,bloom,ops,streams] tests/load/member-soak.sh
+#   [SECS=300] [RATE=1000] [USERS=128] [STREAMS=256] [ATTACKS=devices,bloom,ops,streams] [ATTACKER_NICE=n] tests/load/member-soak.sh
 # ATTACKS=none: the same workload with no attacker, the baseline.
 # Build first: cargo build --release -p wrapsync-server -p wrapsync-client -p wrapsync-tests --bins
 set -euo pipefail
@@ -24,7 +24,9 @@ pid=$(cat "$root/pid")
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 abuser=""
 if [ "$attacks" != none ]; then
-  target/release/wrapsync-abuse --url "http://127.0.0.1:$port" --secs "$secs" \
+  /usr/bin/time -f "%U s user, %S s system" -o "$root/abuser-cpu" \
+    ${ATTACKER_NICE:+nice -n "$ATTACKER_NICE"} target/release/wrapsync-abuse \
+    --url "http://127.0.0.1:$port" --secs "$secs" \
     --member dana:danapassword1 --lead fay:loadpassword1 --streams "$streams" \
     --attacks "$attacks" > "$root/abuse.json" &
   abuser=$!
@@ -38,4 +40,9 @@ if [ -n "$abuser" ]; then
   wait "$abuser"
   echo "abuse: $(cat "$root/abuse.json")"
 fi
+# Where the machine's two cores went: the node's own CPU time, and the
+# attacker's (which, on this machine, it takes from the node and the load
+# tool; a real attacker brings its own).
+echo "node cpu: $(awk '{printf "%.1f s", ($14 + $15) / 100}' "/proc/$pid/stat")"
+if [ -n "$abuser" ]; then echo "attacker cpu: $(cat "$root/abuser-cpu" 2>/dev/null)"; fi
 echo "sync states: $(sqlite3 "$root/data/node.db" 'select count(*), sum(length(state)) from sync_states' 2>/dev/null || echo 'sqlite3 not installed')"

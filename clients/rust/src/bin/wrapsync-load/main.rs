@@ -368,7 +368,12 @@ fn prepare(
             }
             plans = pick_plans(&client, username, args.scenario, args.plans)?;
         }
-        sessions.push(Session::new(username, password, &token.access_token)?);
+        sessions.push(Session::new(
+            username,
+            password,
+            &token.access_token,
+            token.refresh_token,
+        )?);
     }
     let shown: Vec<&str> = plans.iter().take(3).map(String::as_str).collect();
     eprintln!(

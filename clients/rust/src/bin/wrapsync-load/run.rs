@@ -40,10 +40,19 @@ pub struct Session {
     auth: HeaderValue,
     /// `{"username","password"}` for logins, kept out of every report.
     login_body: Vec<u8>,
+    /// The refresh token of the sign-in, for the first phone that plays
+    /// this user: it refreshes rather than signing in again (every phone
+    /// signs in from this one address, which the node limits).
+    refresh_token: std::sync::Mutex<Option<String>>,
 }
 
 impl Session {
-    pub fn new(username: &str, password: &str, access_token: &str) -> Result<Session, String> {
+    pub fn new(
+        username: &str,
+        password: &str,
+        access_token: &str,
+        refresh_token: String,
+    ) -> Result<Session, String> {
         let mut auth = HeaderValue::from_str(&format!("Bearer {access_token}"))
             .map_err(|_| "the node answered an access token that is not a header value")?;
         auth.set_sensitive(true);
@@ -52,7 +61,11 @@ impl Session {
             password: password.to_string(),
         })
         .map_err(|e| e.to_string())?;
-        Ok(Session { auth, login_body })
+        Ok(Session {
+            auth,
+            login_body,
+            refresh_token: std::sync::Mutex::new(Some(refresh_token)),
+        })
     }
 }
 
@@ -138,7 +151,15 @@ async fn lane(
     let mut phones: Vec<(usize, Phone)> =
         phones_of_lane(k, schedule.lanes(), target.sessions.len())
             .into_iter()
-            .map(|user| (user, Phone::new(format!("wrapsync-load-{k}-{user}"))))
+            .map(|user| {
+                let mut phone = Phone::new(format!("wrapsync-load-{k}-{user}"));
+                phone.refresh_token = target.sessions[user]
+                    .refresh_token
+                    .lock()
+                    .ok()
+                    .and_then(|mut token| token.take());
+                (user, phone)
+            })
             .collect();
     let mut turn = 0;
     for i in schedule.lane(k) {
