@@ -97,7 +97,7 @@ fn phones_at_100_a_second(node: &TestNode, users: usize) -> serde_json::Value {
     let output = std::process::Command::new(load_binary())
         .args([
             "--url",
-            &node.url(),
+            node.url(),
             "--username",
             "phone",
             "--scenario",
