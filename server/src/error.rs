@@ -210,27 +210,6 @@ impl ApiError {
             ApiError::Internal(_) => "Internal error",
         }
     }
-
-    /// The audit outcome a refusal is recorded with.
-    pub fn audit_outcome(&self) -> &'static str {
-        match self {
-            ApiError::NotFound => "not_found",
-            ApiError::Unauthorized(_)
-            | ApiError::Forbidden(_)
-            | ApiError::InvalidCredentials
-            | ApiError::InvalidRefreshToken
-            | ApiError::RefusedChanges(PlanError::Forbidden(_))
-            | ApiError::HomeAuthority(_)
-            | ApiError::Plan {
-                error: PlanError::Forbidden(_),
-                ..
-            } => "denied",
-            ApiError::Internal(_) | ApiError::NotReady | ApiError::Contended | ApiError::Busy => {
-                "error"
-            }
-            _ => "refused",
-        }
-    }
 }
 
 impl From<StoreError> for ApiError {
