@@ -28,6 +28,8 @@ LAYERS = [
     # Storage, secrets and tokens, the cluster's leader election.
     ["store", "auth", "cluster"],
     ["users"],
+    # The audit trail's vocabulary and its one row builder.
+    ["audit"],
     # The plan service: documents, sync, consent (no HTTP).
     ["plans"],
     # The change feeds, the metrics, the access log.

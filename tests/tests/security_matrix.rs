@@ -493,7 +493,7 @@ fn expect(route: &Route, variant: Variant) -> Option<Expect> {
     })
 }
 
-/// The audit outcome of a refusal with this status (`ApiError::audit_outcome`).
+/// The audit outcome of a refusal with this status (`audit::Outcome::of`).
 fn outcome(status: u16, problem: &str) -> &'static str {
     match (status, problem) {
         (401 | 403, _) => "denied",

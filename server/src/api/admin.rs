@@ -4,29 +4,26 @@
 
 use super::extract::{AuthUser, JsonBody};
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::{Peer, Peers};
 use crate::openapi::problems::INTERNAL;
-use crate::plans::audit_record;
 use crate::store::audit::insert_audit;
 use crate::store::peers as stored;
 use actix_web::{web, HttpResponse};
 use wrapsync_shared::api::{PeerEntry, PeerList};
 use wrapsync_shared::roles::Role;
 
-fn supervisor(app: &App, user: &AuthUser, action: &str) -> Result<(), ApiError> {
+fn supervisor(app: &App, user: &AuthUser, action: Action) -> Result<(), ApiError> {
     if user.actor.role == Role::Supervisor {
         return Ok(());
     }
-    app.plans.audit(audit_record(
-        &user.actor,
-        None,
-        action,
-        "denied",
-        None,
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, action)
+            .outcome(Outcome::Denied)
+            .at(&user.meta),
+    );
     Err(ApiError::Forbidden(
         "node administration is for supervisors".into(),
     ))
@@ -60,7 +57,7 @@ fn listed(app: &App, peer: &Peer) -> PeerEntry {
     )
 )]
 pub async fn peers(app: web::Data<App>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    supervisor(&app, &user, "peer.list")?;
+    supervisor(&app, &user, Action::PeerList)?;
     let peers = app.peers().await?;
     let mut all: Vec<&Peer> = peers.all().collect();
     all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -89,17 +86,12 @@ pub async fn add_peer(
     user: AuthUser,
     body: Result<JsonBody<Peer>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    supervisor(&app, &user, "peer.add")?;
+    supervisor(&app, &user, Action::PeerAdd)?;
     let JsonBody(peer) = body?;
     check_peer(&app, &peer)?;
-    let audit = audit_record(
-        &user.actor,
-        None,
-        "peer.add",
-        "ok",
-        Some(format!("{} at {}", peer.id, peer.url)),
-        &user.meta,
-    );
+    let audit = Audit::new(&user.actor, Action::PeerAdd)
+        .detail(format!("{} at {}", peer.id, peer.url))
+        .at(&user.meta);
     let kept = peer.clone();
     let all = app
         .writer
@@ -133,20 +125,15 @@ pub async fn remove_peer(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    supervisor(&app, &user, "peer.remove")?;
+    supervisor(&app, &user, Action::PeerRemove)?;
     if app.federation.is_configured(&id) {
         return Err(ApiError::Conflict(format!(
             "peer {id} is in the config file; remove it there"
         )));
     }
-    let audit = audit_record(
-        &user.actor,
-        None,
-        "peer.remove",
-        "ok",
-        Some(id.to_string()),
-        &user.meta,
-    );
+    let audit = Audit::new(&user.actor, Action::PeerRemove)
+        .detail(id.to_string())
+        .at(&user.meta);
     let gone = id.to_string();
     let (removed, all) = app
         .writer

@@ -2,9 +2,9 @@
 
 use super::extract::AuthUser;
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome};
 use crate::error::ApiError;
 use crate::openapi::problems::INTERNAL;
-use crate::plans::audit_record;
 use crate::store::audit::{query_audit, AuditFilter};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -46,14 +46,11 @@ pub async fn list(
     params: web::Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
     if user.actor.role != Role::Supervisor {
-        app.plans.audit(audit_record(
-            &user.actor,
-            None,
-            "audit.read",
-            "denied",
-            None,
-            &user.meta,
-        ));
+        app.plans.audit(
+            Audit::new(&user.actor, Action::AuditRead)
+                .outcome(Outcome::Denied)
+                .at(&user.meta),
+        );
         return Err(ApiError::Forbidden(
             "the audit trail is for supervisors".into(),
         ));
@@ -77,13 +74,10 @@ pub async fn list(
         None
     };
     let detail = format!("plan={:?} user={:?}", params.plan, params.user);
-    app.plans.audit(audit_record(
-        &user.actor,
-        None,
-        "audit.read",
-        "ok",
-        Some(detail),
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::AuditRead)
+            .detail(detail)
+            .at(&user.meta),
+    );
     Ok(HttpResponse::Ok().json(AuditPage { entries, next }))
 }

@@ -2,12 +2,11 @@
 
 use super::extract::{request_meta, JsonBody};
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome, Principal};
 use crate::auth::passwords::{dummy_hash, verify_password};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::openapi::problems::{INTERNAL, MALFORMED_BODY};
-use crate::plans::RequestMeta;
-use crate::store::audit::AuditRecord;
 use crate::store::users::{
     insert_session, rotate_refresh, user_by_id, user_by_name, Refreshed, Session, User,
 };
@@ -42,11 +41,9 @@ pub async fn login(
     // Before the password is even hashed: this is what slows guessing.
     let address = meta.remote.clone().unwrap_or_default();
     if let Err(e) = crate::limits::admit(app.limits.login_per_ip.as_ref(), &address) {
-        app.plans.audit(AuditRecord {
-            outcome: e.audit_outcome().into(),
-            detail: Some(e.to_string()),
-            ..login_audit(None, Some(body.username.clone()), meta)
-        });
+        let tried = Principal::Claimed(Some(body.username.clone()));
+        app.plans
+            .audit(Audit::new(tried, Action::AuthLogin).refused(&e).at(&meta));
         return Err(e);
     }
     // Then per account: a locked account's password is not even checked.
@@ -56,11 +53,13 @@ pub async fn login(
         .admit(&body.username, &address, Instant::now())
     {
         let e = ApiError::RateLimited(crate::limits::retry_after_secs(wait));
-        app.plans.audit(AuditRecord {
-            outcome: e.audit_outcome().into(),
-            detail: Some("account locked after failed logins".into()),
-            ..login_audit(None, Some(body.username.clone()), meta)
-        });
+        let tried = Principal::Claimed(Some(body.username.clone()));
+        app.plans.audit(
+            Audit::new(tried, Action::AuthLogin)
+                .outcome(Outcome::of(e.problem_type()))
+                .detail("account locked after failed logins")
+                .at(&meta),
+        );
         return Err(e);
     }
     let username = body.username.clone();
@@ -90,13 +89,9 @@ pub async fn login(
     if found.is_some() {
         app.login_throttle.succeeded(&username, &address);
     }
-    audit_auth(
-        &app,
-        "auth.login",
-        found.as_ref().map(|(u, _, _)| u),
-        Some(username),
-        meta,
-    );
+    let user = found.as_ref().map(|(u, _, _)| u);
+    app.plans
+        .audit(login_audit(Action::AuthLogin, user, Some(username)).at(&meta));
     let (user, session_id, refresh) = found.ok_or(ApiError::InvalidCredentials)?;
     tokens(&app, &user, &session_id, refresh)
 }
@@ -195,50 +190,31 @@ pub async fn refresh(
         }
         _ => (None, None),
     };
-    let mut record = AuditRecord {
-        action: "auth.refresh".into(),
-        ..login_audit(found.as_ref().map(|(u, _)| u), None, meta)
+    let audit = match reused_by {
+        Some(user_id) => Audit::new(Principal::Owner(user_id), Action::AuthRefresh)
+            .outcome(Outcome::Denied)
+            .detail("refresh token reused: session revoked"),
+        None => login_audit(Action::AuthRefresh, found.as_ref().map(|(u, _)| u), None),
     };
-    if let Some(user_id) = reused_by {
-        record.user_id = Some(user_id);
-        record.detail = Some("refresh token reused: session revoked".into());
-    }
-    app.plans.audit(record);
+    app.plans.audit(audit.at(&meta));
     let (user, session_id) = found.ok_or(ApiError::InvalidRefreshToken)?;
     let refresh = refresh_token(&session_id, &secret);
     tokens(&app, &user, &session_id, refresh)
 }
 
-/// Audits a login or refresh: `user` when it succeeded, else the username
-/// that was tried (if any).
-fn audit_auth(
-    app: &App,
-    action: &str,
-    user: Option<&User>,
-    tried: Option<String>,
-    meta: RequestMeta,
-) {
-    app.plans.audit(AuditRecord {
-        action: action.into(),
-        ..login_audit(user, tried, meta)
-    });
-}
-
-/// The audit record of an `auth.login`: `ok` for `user`, else `denied`.
-fn login_audit(user: Option<&User>, tried: Option<String>, meta: RequestMeta) -> AuditRecord {
-    let outcome = if user.is_some() { "ok" } else { "denied" };
-    meta.refusal.note(outcome);
-    AuditRecord {
-        at: now_ms(),
-        user_id: user.map(|u| u.id.clone()),
-        username: user.map(|u| u.username.clone()).or(tried),
-        role: user.map(|u| u.role.clone()),
-        plan_id: None,
-        action: "auth.login".into(),
-        outcome: outcome.into(),
-        detail: None,
-        remote: meta.remote,
-        request_id: meta.request_id,
+/// The audit row of a login or refresh: `ok` for `user`, else `denied`,
+/// naming the username that was tried (if any).
+fn login_audit(action: Action, user: Option<&User>, tried: Option<String>) -> Audit {
+    match user {
+        Some(u) => Audit::new(
+            Principal::User {
+                id: u.id.clone(),
+                username: u.username.clone(),
+                role: u.role.clone(),
+            },
+            action,
+        ),
+        None => Audit::new(Principal::Claimed(tried), action).outcome(Outcome::Denied),
     }
 }
 

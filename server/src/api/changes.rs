@@ -4,9 +4,10 @@
 
 use super::extract::AuthUser;
 use crate::app::App;
+use crate::audit::{Action, Audit};
 use crate::error::ApiError;
 use crate::openapi::problems::INTERNAL;
-use crate::plans::{audit_record, Actor};
+use crate::plans::Actor;
 use crate::streams::{Registration, Wake};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -69,14 +70,11 @@ pub async fn page(
     let cursor = changes
         .last()
         .map_or_else(|| since.to_string(), |c| c.cursor.clone());
-    app.plans.audit(audit_record(
-        &user.actor,
-        None,
-        "changes.read",
-        "ok",
-        Some(format!("{} plans", changes.len())),
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::ChangesRead)
+            .detail(format!("{} plans", changes.len()))
+            .at(&user.meta),
+    );
     Ok(HttpResponse::Ok().json(ChangeFeed { changes, cursor }))
 }
 
@@ -121,14 +119,8 @@ pub async fn stream(
             user.actor.role == Role::Supervisor,
         )
         .await?;
-    app.plans.audit(audit_record(
-        &user.actor,
-        None,
-        "changes.stream",
-        "ok",
-        None,
-        &user.meta,
-    ));
+    app.plans
+        .audit(Audit::new(&user.actor, Action::ChangesStream).at(&user.meta));
     let feed = Feed {
         registration,
         stopping: app.plans.stopping(),

@@ -1,12 +1,12 @@
 //! Extractors that every handler relies on: the authenticated caller, and
 //! JSON bodies read with the node's limits and clear errors.
 
-use crate::api::refusals::Caller;
 use crate::app::App;
+use crate::audit::{Principal, RefusalMark, RequestMeta};
 use crate::error::ApiError;
 use crate::limits::{BufferedBytes, Held};
 use crate::observe::RequestId;
-use crate::plans::{Actor, RefusalMark, RequestMeta};
+use crate::plans::Actor;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -84,7 +84,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         username: claims.name,
         role: claims.role,
     };
-    req.extensions_mut().insert(Caller::user(&actor));
+    req.extensions_mut().insert(Principal::from(&actor));
     crate::limits::admit(app.limits.per_user.as_ref(), &actor.user_id)?;
     // The body's declared bytes, before a byte is read: a refusal here
     // costs what any other token refusal costs. A body of no declared
@@ -258,7 +258,7 @@ fn read_body(
     let declared = declared_length(req);
     // A signed-in caller's declared length was charged by `AuthUser`;
     // pieces of a body of no declared length are charged as they come.
-    let chunked_budget = match (declared, req.extensions().get::<Caller>()) {
+    let chunked_budget = match (declared, req.extensions().get::<Principal>()) {
         (None, Some(caller)) => caller
             .user_id()
             .map(str::to_string)

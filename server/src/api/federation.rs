@@ -4,8 +4,8 @@
 use super::extract::{
     check_headers, check_length, declared_length, read_stream, request_meta, BodyRules,
 };
-use super::refusals::Caller;
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::federation::inbound::{self, Refused, Round, Tally};
@@ -13,8 +13,7 @@ use crate::federation::signing::Rotation;
 use crate::federation::{transfer, SignedBy, SignedRequestError};
 use crate::limits::retry_after_secs;
 use crate::openapi::problems::INTERNAL;
-use crate::plans::{peer_audit, RequestMeta};
-use crate::store::audit::AuditRecord;
+use crate::plans::RequestMeta;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
@@ -190,14 +189,13 @@ pub async fn sync_batch(
             let outcome = match admitted {
                 Ok(()) => inbound::round(cx, new_plans, round, meta).await,
                 Err(e) => {
-                    app.plans.audit(peer_audit(
-                        peer,
-                        Some(&item.plan),
-                        "peer.sync",
-                        e.audit_outcome(),
-                        Some("past max_peer_batch_ops in this batch".into()),
-                        meta,
-                    ));
+                    app.plans.audit(
+                        Audit::new(Principal::peer(peer), Action::PeerSync)
+                            .plan(&item.plan)
+                            .outcome(Outcome::of(e.problem_type()))
+                            .detail("past max_peer_batch_ops in this batch")
+                            .at(meta),
+                    );
                     Err(e)
                 }
             };
@@ -248,40 +246,34 @@ fn audit_refused(app: &App, refused: &Refused, peer: &str, meta: &RequestMeta) {
         named,
     } = refused.tally();
     if over_budget > 0 {
-        app.plans.audit(peer_audit(
-            peer,
-            None,
-            "peer.replicate",
-            "rate-limited",
-            Some(format!(
-                "{over_budget} new plan(s) refused: over rate_limit_peer_new_plans"
-            )),
-            meta,
-        ));
+        app.plans.audit(
+            Audit::new(Principal::peer(peer), Action::PeerReplicate)
+                .outcome(Outcome::RateLimited)
+                .detail(format!(
+                    "{over_budget} new plan(s) refused: over rate_limit_peer_new_plans"
+                ))
+                .at(meta),
+        );
     }
     let error = ApiError::NotFound;
     match named.as_slice() {
         [] => {}
         // One plan: its row, as any refusal's.
-        [plan] if count == 1 => app.plans.audit(peer_audit(
-            peer,
-            Some(plan),
-            "peer.sync",
-            error.audit_outcome(),
-            Some(error.to_string()),
-            meta,
-        )),
-        _ => app.plans.audit(peer_audit(
-            peer,
-            None,
-            "peer.sync",
-            error.audit_outcome(),
-            Some(format!(
-                "{count} plans not held here or not shared with {peer} (first: {})",
-                named.join(", ")
-            )),
-            meta,
-        )),
+        [plan] if count == 1 => app.plans.audit(
+            Audit::new(Principal::peer(peer), Action::PeerSync)
+                .plan(plan)
+                .refused(&error)
+                .at(meta),
+        ),
+        _ => app.plans.audit(
+            Audit::new(Principal::peer(peer), Action::PeerSync)
+                .outcome(Outcome::of(error.problem_type()))
+                .detail(format!(
+                    "{count} plans not held here or not shared with {peer} (first: {})",
+                    named.join(", ")
+                ))
+                .at(meta),
+        ),
     }
 }
 
@@ -315,14 +307,12 @@ pub async fn plan_transfer(
     let PeerRequest { signed, body, meta } = request;
     let SignedBy { peer, authors, .. } = signed;
     let audited = |e: ApiError| {
-        app.plans.audit(peer_audit(
-            &peer,
-            Some(&id),
-            "peer.transfer",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            &meta,
-        ));
+        app.plans.audit(
+            Audit::new(Principal::peer(&peer), Action::PeerTransfer)
+                .plan(&id)
+                .refused(&e)
+                .at(&meta),
+        );
         e
     };
     let handover: Handover = ciborium::from_reader(&body[..]).map_err(|e| {
@@ -350,15 +340,13 @@ pub async fn plan_transfer(
 /// Keeps the key `peer` rotated to (its old key's statement verified):
 /// in force at once, stored, audited once however many requests carry it.
 fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMeta) {
-    let audit = |outcome: &str, detail: String| {
-        app.plans.audit(peer_audit(
-            peer,
-            None,
-            "peer.key-rotation",
-            outcome,
-            Some(detail),
-            meta,
-        ));
+    let audit = |outcome: Outcome, detail: String| {
+        app.plans.audit(
+            Audit::new(Principal::peer(peer), Action::PeerKeyRotation)
+                .outcome(outcome)
+                .detail(detail)
+                .at(meta),
+        );
     };
     match app
         .federation
@@ -369,7 +357,7 @@ fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMet
             tracing::info!(%peer, new_key = %row.public_key, old_key_until = row.previous_until,
                 "peer key rotated");
             audit(
-                "accepted",
+                Outcome::Accepted,
                 format!(
                     "key {} replaces {}, accepted until {}",
                     row.public_key, row.previous_key, row.previous_until
@@ -378,7 +366,7 @@ fn accept_rotation(app: &App, peer: &str, rotation: &Rotation, meta: &RequestMet
             app.writer
                 .write_detached(move |conn| crate::store::peers::put_rotation(conn, &row));
         }
-        Err(e) => audit("error", e),
+        Err(e) => audit(Outcome::Error, e),
     }
 }
 
@@ -432,19 +420,13 @@ async fn peer_request(req: &HttpRequest, payload: Payload) -> Result<PeerRequest
         .map_err(|e| unverified(&app, e, &meta))?;
     let peer = headers.peer().to_string();
     // From here a refusal names the peer (`refusals::audit`).
-    req.extensions_mut().insert(Caller::peer(&peer));
+    req.extensions_mut().insert(Principal::peer(&peer));
     if let Err(e) = crate::limits::admit(app.limits.per_peer.as_ref(), &peer) {
-        app.plans.audit(AuditRecord {
-            role: Some("peer".into()),
-            ..peer_audit(
-                &peer,
-                None,
-                "peer.request",
-                e.audit_outcome(),
-                Some(e.to_string()),
-                &meta,
-            )
-        });
+        app.plans.audit(
+            Audit::new(Principal::peer(&peer), Action::PeerRequest)
+                .refused(&e)
+                .at(&meta),
+        );
         return Err(e);
     }
     check_headers(req, &["application/octet-stream", "application/cbor"])?;
@@ -480,20 +462,15 @@ async fn peer_request(req: &HttpRequest, payload: Payload) -> Result<PeerRequest
 /// `401` for a request whose signature did not check out (audited).
 fn unverified(app: &App, e: SignedRequestError, meta: &RequestMeta) -> ApiError {
     let action = match e {
-        SignedRequestError::RotationRefused(_) => "peer.key-rotation",
-        _ => "peer.request",
+        SignedRequestError::RotationRefused(_) => Action::PeerKeyRotation,
+        _ => Action::PeerRequest,
     };
-    app.plans.audit(AuditRecord {
-        role: Some("peer".into()),
-        ..peer_audit(
-            "unverified",
-            None,
-            action,
-            "denied",
-            Some(e.to_string()),
-            meta,
-        )
-    });
+    app.plans.audit(
+        Audit::new(Principal::peer("unverified"), action)
+            .outcome(Outcome::Denied)
+            .detail(e.to_string())
+            .at(meta),
+    );
     match e {
         // A peer with as many requests in force as this node remembers ids
         // for: it is who it says, and may retry once some expire.

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod federation;
 pub mod json;
 pub mod plans;
+mod problem;
 pub mod refusals;
 pub mod shares;
 

@@ -3,9 +3,10 @@
 
 use super::extract::{AuthUser, JsonBody, NewPlanBody, SyncBatchBody, SyncBody};
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome};
 use crate::error::ApiError;
 use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND, PLAN_QUOTA, WRITE_BUDGET};
-use crate::plans::{audit_record, PlanEntry};
+use crate::plans::PlanEntry;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -68,14 +69,11 @@ pub async fn list(
     } else {
         None
     };
-    app.plans.audit(audit_record(
-        &user.actor,
-        None,
-        "plan.list",
-        "ok",
-        Some(format!("{} plans", plans.len())),
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::PlanList)
+            .detail(format!("{} plans", plans.len()))
+            .at(&user.meta),
+    );
     Ok(HttpResponse::Ok().json(PlanList { plans, next }))
 }
 
@@ -117,16 +115,13 @@ pub async fn create(
     user: AuthUser,
     body: Result<NewPlanBody<CreatePlanRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = audited(&app, &user, None, "plan.create", body)?;
+    let body = audited(&app, &user, None, Action::PlanCreate, body)?;
     if !user.actor.role.may_create_plans() {
-        app.plans.audit(audit_record(
-            &user.actor,
-            None,
-            "plan.create",
-            "denied",
-            None,
-            &user.meta,
-        ));
+        app.plans.audit(
+            Audit::new(&user.actor, Action::PlanCreate)
+                .outcome(Outcome::Denied)
+                .at(&user.meta),
+        );
         return Err(ApiError::Forbidden(
             "only facilitators and supervisors start plans".into(),
         ));
@@ -150,7 +145,7 @@ pub async fn create(
                 .await
         }
     };
-    let view = audited(&app, &user, None, "plan.create", created)?;
+    let view = audited(&app, &user, None, Action::PlanCreate, created)?;
     Ok(HttpResponse::Created()
         .insert_header((header::ETAG, view.etag_for(user.actor.role)))
         .insert_header(per_caller())
@@ -160,23 +155,22 @@ pub async fn create(
 }
 
 /// Passes `result` through, auditing it if it is a refusal (an unreadable
-/// body, an invalid change, …) like every other refusal touching a plan.
-fn audited<T>(
+/// body, an invalid change, …): how a handler audits the refusals it
+/// answers (see `crate::audit` for who audits what).
+pub(super) fn audited<T>(
     app: &App,
     user: &AuthUser,
     plan: Option<&str>,
-    action: &str,
+    action: Action,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     result.inspect_err(|e| {
-        app.plans.audit(audit_record(
-            &user.actor,
-            plan,
-            action,
-            e.audit_outcome(),
-            Some(e.to_string()),
-            &user.meta,
-        ));
+        app.plans.audit(
+            Audit::new(&user.actor, action)
+                .plan_opt(plan)
+                .refused(e)
+                .at(&user.meta),
+        );
     })
 }
 
@@ -186,21 +180,19 @@ pub(super) async fn authorized(
     app: &App,
     user: &AuthUser,
     id: &str,
-    action: &str,
+    action: Action,
 ) -> Result<(Arc<PlanEntry>, Role), ApiError> {
     let entry = app.plans.get(id).await?;
     let found = entry.and_then(|e| e.view().role_of(&user.actor).map(|role| (e, role)));
     match found {
         Some(found) => Ok(found),
         None => {
-            app.plans.audit(audit_record(
-                &user.actor,
-                Some(id),
-                action,
-                "not_found",
-                None,
-                &user.meta,
-            ));
+            app.plans.audit(
+                Audit::new(&user.actor, action)
+                    .plan(id)
+                    .outcome(Outcome::NotFound)
+                    .at(&user.meta),
+            );
             Err(ApiError::NotFound)
         }
     }
@@ -230,16 +222,13 @@ pub async fn read(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, role) = authorized(&app, &user, &id, "plan.read").await?;
+    let (entry, role) = authorized(&app, &user, &id, Action::PlanRead).await?;
     let view = entry.view();
-    app.plans.audit(audit_record(
-        &user.actor,
-        Some(&id),
-        "plan.read",
-        "ok",
-        None,
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::PlanRead)
+            .plan(&id)
+            .at(&user.meta),
+    );
     let etag = view.etag_for(role);
     let fresh = req
         .headers()
@@ -302,8 +291,8 @@ pub async fn ops(
     id: web::Path<String>,
     body: Result<JsonBody<OpsRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, role) = authorized(&app, &user, &id, "plan.ops").await?;
-    let JsonBody(body) = audited(&app, &user, Some(&id), "plan.ops", body)?;
+    let (entry, role) = authorized(&app, &user, &id, Action::PlanOps).await?;
+    let JsonBody(body) = audited(&app, &user, Some(&id), Action::PlanOps, body)?;
     // What each op writes (`test` nothing), for a minimal answer.
     let written: Vec<Option<String>> = body
         .ops
@@ -320,7 +309,7 @@ pub async fn ops(
             user.meta.clone(),
         )
         .await;
-    let (view, results) = audited(&app, &user, Some(&id), "plan.ops", applied)?;
+    let (view, results) = audited(&app, &user, Some(&id), Action::PlanOps, applied)?;
     if prefers_minimal(&req) || view.size() > app.config.ops_answer_plan_bytes {
         let changed = written
             .into_iter()
@@ -391,16 +380,13 @@ pub async fn history(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, role) = authorized(&app, &user, &id, "plan.history").await?;
+    let (entry, role) = authorized(&app, &user, &id, Action::PlanHistory).await?;
     let changes = app.plans.history(&entry, role).await?;
-    app.plans.audit(audit_record(
-        &user.actor,
-        Some(&id),
-        "plan.history",
-        "ok",
-        None,
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::PlanHistory)
+            .plan(&id)
+            .at(&user.meta),
+    );
     Ok(HttpResponse::Ok()
         .insert_header(per_caller())
         .json(History {
@@ -498,7 +484,7 @@ pub async fn sync_batch(
     req: HttpRequest,
     body: Result<SyncBatchBody, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let SyncBatchBody { batch, cbor } = audited(&app, &user, None, "plan.sync", body)?;
+    let SyncBatchBody { batch, cbor } = audited(&app, &user, None, Action::PlanSync, body)?;
     if batch.plans.len() > MAX_SYNC_BATCH {
         return Err(ApiError::InvalidRequest(format!(
             "at most {MAX_SYNC_BATCH} plans per request"
@@ -535,7 +521,7 @@ pub async fn sync_batch(
                     problem: None,
                 };
                 let outcome = match admitted {
-                    Err(e) => audited(app, user, Some(&result.plan), "plan.sync", Err(e)),
+                    Err(e) => audited(app, user, Some(&result.plan), Action::PlanSync, Err(e)),
                     Ok(()) => match (item.have, item.message) {
                         (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
                             "send `message` or `have`, not both".into(),
@@ -576,7 +562,7 @@ async fn catch_up_round(
     id: &str,
     have: &[String],
 ) -> Result<(Option<Vec<u8>>, Vec<String>), ApiError> {
-    let (entry, _) = authorized(app, user, id, "plan.sync").await?;
+    let (entry, _) = authorized(app, user, id, Action::PlanSync).await?;
     let checked = app.plans.device_sync(&entry, &user.actor).and_then(|sync| {
         have.iter()
             .map(|h| h.parse())
@@ -584,9 +570,9 @@ async fn catch_up_round(
             .map(|have| (sync, have))
             .map_err(|_| ApiError::InvalidRequest("`have` holds a malformed head".into()))
     });
-    let (sync, have) = audited(app, user, Some(id), "plan.sync", checked)?;
+    let (sync, have) = audited(app, user, Some(id), Action::PlanSync, checked)?;
     let result = sync.changes_after(&have, user.meta.clone()).await;
-    audited(app, user, Some(id), "plan.sync", result)
+    audited(app, user, Some(id), Action::PlanSync, result)
 }
 
 /// A sync round on one plan for one device, refusals audited.
@@ -597,19 +583,19 @@ async fn sync_round(
     id: &str,
     message: Result<Option<Vec<u8>>, ApiError>,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let (entry, _) = authorized(app, user, id, "plan.sync").await?;
+    let (entry, _) = authorized(app, user, id, Action::PlanSync).await?;
     let sync = audited(
         app,
         user,
         Some(id),
-        "plan.sync",
+        Action::PlanSync,
         app.plans.device_sync(&entry, &user.actor),
     )?;
-    let message = audited(app, user, Some(id), "plan.sync", message)?;
+    let message = audited(app, user, Some(id), Action::PlanSync, message)?;
     let result = sync
         .round(device, message.as_deref(), user.meta.clone())
         .await;
-    audited(app, user, Some(id), "plan.sync", result)
+    audited(app, user, Some(id), Action::PlanSync, result)
 }
 
 /// Whose sync state a round uses: the `Device-Id` header if the app sends

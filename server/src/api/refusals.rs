@@ -15,48 +15,14 @@
 
 use super::extract::request_meta;
 use crate::app::App;
-use crate::db::now_ms;
+use crate::audit::{Audit, Outcome, Principal, RefusalMark};
 use crate::error::ApiError;
 use crate::observe::{method_label, UNMATCHED};
-use crate::plans::{Actor, RefusalMark};
 use crate::store::audit::AuditRecord;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest};
 use std::future::Future;
-
-/// Who made a request, once their token or signature checked out: kept
-/// with the request so a refusal after that still names them.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    user_id: Option<String>,
-    username: String,
-    role: String,
-}
-
-impl Caller {
-    pub fn user(actor: &Actor) -> Self {
-        Caller {
-            user_id: Some(actor.user_id.clone()),
-            username: actor.username.clone(),
-            role: actor.role.to_string(),
-        }
-    }
-
-    /// The signed-in user's id (none for a peer).
-    pub fn user_id(&self) -> Option<&str> {
-        self.user_id.as_deref()
-    }
-
-    /// A peer node, named as `plans::peer_audit` names it.
-    pub fn peer(node: &str) -> Self {
-        Caller {
-            user_id: None,
-            username: format!("peer:{node}"),
-            role: "peer".into(),
-        }
-    }
-}
 
 /// The middleware: `.wrap_fn(refusals::audit)`, inside `observe::request`
 /// (which gives the request its id).
@@ -83,42 +49,36 @@ where
     }
 }
 
-/// The audit row of a refused request nothing else audited.
+/// The audit row of a refused request nothing else audited. The caller is
+/// the [`Principal`] put in the request once their token or signature
+/// checked out (`AuthUser`, `api::federation`), if it did.
 fn record(req: &HttpRequest, status: StatusCode, error: Option<&actix_web::Error>) -> AuditRecord {
     let meta = request_meta(req);
-    let caller = req.extensions().get::<Caller>().cloned();
+    let caller = req.extensions().get::<Principal>().cloned();
     let problem = error.and_then(|e| e.as_error::<ApiError>());
     let detail = match problem {
         Some(e) => format!("{}: {e}", e.code()),
         None => format!("http-{}", status.as_u16()),
     };
-    AuditRecord {
-        at: now_ms(),
-        user_id: caller.as_ref().and_then(|c| c.user_id.clone()),
-        username: caller.as_ref().map(|c| c.username.clone()),
-        role: caller.map(|c| c.role),
-        plan_id: req.match_info().get("id").map(str::to_string),
-        action: format!(
-            "{} {}",
-            method_label(req.method()),
-            req.match_pattern().as_deref().unwrap_or(UNMATCHED)
-        ),
-        outcome: problem
-            .map_or_else(|| outcome_of(status), ApiError::audit_outcome)
-            .into(),
-        detail: Some(detail),
-        remote: meta.remote,
-        request_id: meta.request_id,
-    }
+    let pattern = req.match_pattern();
+    Audit::route(
+        caller.unwrap_or(Principal::Nobody),
+        method_label(req.method()),
+        pattern.as_deref().unwrap_or(UNMATCHED),
+    )
+    .plan_opt(req.match_info().get("id"))
+    .outcome(problem.map_or_else(|| outcome_of(status), |e| Outcome::of(e.problem_type())))
+    .detail(detail)
+    .at(&meta)
 }
 
 /// The outcome of a refusal that did not come from an [`ApiError`].
-fn outcome_of(status: StatusCode) -> &'static str {
+fn outcome_of(status: StatusCode) -> Outcome {
     match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
-        StatusCode::NOT_FOUND => "not_found",
-        s if s.is_server_error() => "error",
-        _ => "refused",
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Denied,
+        StatusCode::NOT_FOUND => Outcome::NotFound,
+        s if s.is_server_error() => Outcome::Error,
+        _ => Outcome::Refused,
     }
 }
 
@@ -128,9 +88,9 @@ mod tests {
 
     #[test]
     fn refusals_without_a_problem_get_an_outcome_by_status() {
-        assert_eq!(outcome_of(StatusCode::UNAUTHORIZED), "denied");
-        assert_eq!(outcome_of(StatusCode::NOT_FOUND), "not_found");
-        assert_eq!(outcome_of(StatusCode::BAD_GATEWAY), "error");
-        assert_eq!(outcome_of(StatusCode::BAD_REQUEST), "refused");
+        assert_eq!(outcome_of(StatusCode::UNAUTHORIZED).as_str(), "denied");
+        assert_eq!(outcome_of(StatusCode::NOT_FOUND).as_str(), "not_found");
+        assert_eq!(outcome_of(StatusCode::BAD_GATEWAY).as_str(), "error");
+        assert_eq!(outcome_of(StatusCode::BAD_REQUEST).as_str(), "refused");
     }
 }

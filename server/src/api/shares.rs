@@ -7,12 +7,12 @@
 //! its home to that node (`transfer`: the family moved).
 
 use super::extract::{AuthUser, JsonBody};
-use super::plans::{authorized, per_caller};
+use super::plans::{audited, authorized, per_caller};
 use crate::app::App;
+use crate::audit::{Action, Audit};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND};
-use crate::plans::audit_record;
 use crate::store::consent::{self, Grant};
 use actix_web::{web, HttpResponse};
 use wrapsync_shared::api::{Share, ShareList, ShareRequest, Transfer, TransferRequest};
@@ -52,7 +52,7 @@ pub async fn list(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, role) = authorized(&app, &user, &id, "plan.shares").await?;
+    let (_, role) = authorized(&app, &user, &id, Action::PlanShares).await?;
     let plan = id.to_string();
     // A grant is the family's consent: shown only to roles that see the
     // plan's consents.
@@ -63,14 +63,11 @@ pub async fn list(
         Vec::new()
     };
     let now = now_ms();
-    app.plans.audit(audit_record(
-        &user.actor,
-        Some(&id),
-        "plan.shares",
-        "ok",
-        None,
-        &user.meta,
-    ));
+    app.plans.audit(
+        Audit::new(&user.actor, Action::PlanShares)
+            .plan(&id)
+            .at(&user.meta),
+    );
     Ok(HttpResponse::Ok()
         .insert_header(per_caller())
         .json(ShareList {
@@ -102,17 +99,8 @@ pub async fn grant(
     id: web::Path<String>,
     body: Result<JsonBody<ShareRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, _) = authorized(&app, &user, &id, "plan.share").await?;
-    let JsonBody(body) = body.inspect_err(|e| {
-        app.plans.audit(audit_record(
-            &user.actor,
-            Some(&id),
-            "plan.share",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            &user.meta,
-        ));
-    })?;
+    let (entry, _) = authorized(&app, &user, &id, Action::PlanShare).await?;
+    let JsonBody(body) = audited(&app, &user, Some(&id), Action::PlanShare, body)?;
     let grant = app
         .plans
         .share(
@@ -152,7 +140,7 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, node) = path.into_inner();
-    let (entry, role) = authorized(&app, &user, &id, "plan.unshare").await?;
+    let (entry, role) = authorized(&app, &user, &id, Action::PlanUnshare).await?;
     app.plans
         .unshare(&entry, &user.actor, role, &node, &user.meta)
         .await?;
@@ -187,33 +175,18 @@ pub async fn transfer(
     id: web::Path<String>,
     body: Result<JsonBody<TransferRequest>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, role) = authorized(&app, &user, &id, "plan.transfer").await?;
-    let refused = |e: ApiError| {
-        app.plans.audit(audit_record(
-            &user.actor,
-            Some(&id),
-            "plan.transfer",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            &user.meta,
-        ));
-        e
-    };
-    let JsonBody(body) = body.map_err(refused)?;
+    let (entry, role) = authorized(&app, &user, &id, Action::PlanTransfer).await?;
+    let action = Action::PlanTransfer;
+    let JsonBody(body) = audited(&app, &user, Some(&id), action, body)?;
     if !matches!(role, Role::Facilitator | Role::Supervisor) {
-        return Err(refused(ApiError::Forbidden(
-            "a facilitator or supervisor moves a plan".into(),
-        )));
+        let e = ApiError::Forbidden("a facilitator or supervisor moves a plan".into());
+        return audited(&app, &user, Some(&id), action, Err(e));
     }
-    let transfer = crate::federation::transfer::start(
-        &app.federated(),
-        entry,
-        &user.actor,
-        &body.node,
-        user.meta.clone(),
-    )
-    .await
-    .map_err(refused)?;
+    let cx = app.federated();
+    let started =
+        crate::federation::transfer::start(&cx, entry, &user.actor, &body.node, user.meta.clone())
+            .await;
+    let transfer = audited(&app, &user, Some(&id), action, started)?;
     Ok(if transfer.state == "done" {
         HttpResponse::Ok().json(transfer)
     } else {

@@ -7,10 +7,11 @@
 //! request, audits the tally of refusals once and replies.
 
 use super::{signing, transfer, Context};
+use crate::audit::{Action, Audit, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::limits::Buckets;
-use crate::plans::{peer_audit, RequestMeta};
+use crate::plans::RequestMeta;
 use crate::store::consent;
 use crate::store::plans as stored_plans;
 use parking_lot::Mutex;
@@ -97,14 +98,12 @@ pub async fn round(
         refused,
     } = round;
     let audited = |e: ApiError| {
-        cx.plans.audit(peer_audit(
-            peer,
-            Some(id),
-            "peer.sync",
-            e.audit_outcome(),
-            Some(e.to_string()),
-            meta,
-        ));
+        cx.plans.audit(
+            Audit::new(Principal::peer(peer), Action::PeerSync)
+                .plan(id)
+                .refused(&e)
+                .at(meta),
+        );
         e
     };
     let home = {

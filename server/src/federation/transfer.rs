@@ -18,10 +18,11 @@
 
 use super::signing::verify_transfer;
 use super::Context;
+use crate::audit::{Action, Audit, Outcome, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::limits::Buckets;
-use crate::plans::{peer_audit, Actor, AlsoWrite, PlanEntry, RequestMeta};
+use crate::plans::{Actor, AlsoWrite, PlanEntry, RequestMeta};
 use crate::store::consent::{self, Grant};
 use crate::store::plans as stored;
 use crate::store::transfers::{self, TransferRow, DONE, PENDING};
@@ -92,14 +93,10 @@ pub async fn start(
         state: PENDING.into(),
         created_at: now * 1000,
     };
-    let audit = crate::plans::audit_record(
-        actor,
-        Some(entry.id()),
-        "plan.transfer",
-        "ok",
-        Some(format!("to {to}, started")),
-        &meta,
-    );
+    let audit = Audit::new(actor, Action::PlanTransfer)
+        .plan(entry.id())
+        .detail(format!("to {to}, started"))
+        .at(&meta);
     let recorded = row.clone();
     cx.writer
         .write(move |conn| {
@@ -236,14 +233,10 @@ async fn deliver(
     } else {
         "copy deleted"
     };
-    let audit = peer_audit(
-        &row.to_node,
-        Some(&row.plan_id),
-        "plan.transfer",
-        "ok",
-        Some(format!("now homed at {}; {detail}", row.to_node)),
-        &RequestMeta::default(),
-    );
+    let audit = Audit::new(Principal::peer(&row.to_node), Action::PlanTransfer)
+        .plan(&row.plan_id)
+        .detail(format!("now homed at {}; {detail}", row.to_node))
+        .at(&RequestMeta::default());
     if keeps_copy {
         cx.plans
             .rehome(&entry, Some(row.to_node.clone()), audit, also)
@@ -256,14 +249,11 @@ async fn deliver(
 
 async fn refused(cx: &Context, row: &TransferRow, why: String) -> Result<Transfer, ApiError> {
     let (plan, at) = (row.plan_id.clone(), row.created_at);
-    let audit = peer_audit(
-        &row.to_node,
-        Some(&row.plan_id),
-        "plan.transfer",
-        "refused",
-        Some(why.clone()),
-        &RequestMeta::default(),
-    );
+    let audit = Audit::new(Principal::peer(&row.to_node), Action::PlanTransfer)
+        .plan(&row.plan_id)
+        .outcome(Outcome::Refused)
+        .detail(why.clone())
+        .at(&RequestMeta::default());
     cx.writer
         .write(move |conn| {
             transfers::set_state(conn, &plan, at, "refused")?;
@@ -426,7 +416,10 @@ pub async fn receive(
             "; {dropped} grant(s) not kept (not signed by {from}, by a plain name or a user of this node, to no peer of this node, or ended)"
         ));
     }
-    let audit = peer_audit(from, Some(plan), "peer.transfer", "ok", Some(detail), meta);
+    let audit = Audit::new(Principal::peer(from), Action::PeerTransfer)
+        .plan(plan)
+        .detail(detail)
+        .at(meta);
     let view = cx
         .plans
         .take_over(plan, from, authors, &document, audit, also)
@@ -522,14 +515,10 @@ pub async fn follow(
     if home != sender {
         return Ok(false);
     }
-    let audit = peer_audit(
-        sender,
-        Some(entry.id()),
-        "peer.rehome",
-        "ok",
-        Some(format!("moved from {known} to {sender}")),
-        meta,
-    );
+    let audit = Audit::new(Principal::peer(sender), Action::PeerRehome)
+        .plan(entry.id())
+        .detail(format!("moved from {known} to {sender}"))
+        .at(meta);
     let also: AlsoWrite = Box::new(move |conn| {
         for row in &chain {
             transfers::record(conn, row)?;

@@ -23,6 +23,7 @@ pub mod store;
 pub mod suppress;
 pub mod tables;
 
+use crate::audit::Action;
 use crate::db::{self, Backend, DbConnection, Pool, StoreError};
 use crate::error::ApiError;
 use crate::federation::{NodeKey, Peers, Verifier};
@@ -158,7 +159,7 @@ impl Hub {
         let row = store::AuditRow {
             at: db::now_ms(),
             node_id: node.to_string(),
-            action: "report.submit".into(),
+            action: Action::ReportSubmit.as_str().into(),
             outcome: error.code().to_string(),
             period: period.to_string(),
             detail,

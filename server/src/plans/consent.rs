@@ -6,7 +6,8 @@
 //! them, written here in the same transaction as the grant, and nowhere
 //! else (`check_grant_records` refuses every other change to them).
 
-use super::{audit_record, Actor, PlanEntry, Plans, RequestMeta};
+use super::{Actor, PlanEntry, Plans, RequestMeta};
+use crate::audit::{Action, Audit, Outcome};
 use crate::db::{now_ms, DbConnection, StoreError};
 use crate::error::ApiError;
 use crate::peers::Peers;
@@ -183,14 +184,12 @@ impl Plans {
             Some(_) => Ok(()),
         };
         if let Err(e) = checked {
-            self.audit(audit_record(
-                actor,
-                Some(&entry.id),
-                "plan.share",
-                e.audit_outcome(),
-                Some(e.to_string()),
-                meta,
-            ));
+            self.audit(
+                Audit::new(actor, Action::PlanShare)
+                    .plan(&entry.id)
+                    .refused(&e)
+                    .at(meta),
+            );
             return Err(e);
         }
         let grant = Grant {
@@ -203,14 +202,10 @@ impl Plans {
             revoked_by: None,
             revoked_at: None,
         };
-        let audit = audit_record(
-            actor,
-            Some(&entry.id),
-            "plan.share",
-            "ok",
-            Some(format!("with {node}")),
-            meta,
-        );
+        let audit = Audit::new(actor, Action::PlanShare)
+            .plan(&entry.id)
+            .detail(format!("with {node}"))
+            .at(meta);
         self.record_consent(
             entry,
             actor,
@@ -236,28 +231,24 @@ impl Plans {
         meta: &RequestMeta,
     ) -> Result<(), ApiError> {
         if !MAY_SHARE.contains(&role) {
-            self.audit(audit_record(
-                actor,
-                Some(&entry.id),
-                "plan.unshare",
-                "denied",
-                None,
-                meta,
-            ));
+            self.audit(
+                Audit::new(actor, Action::PlanUnshare)
+                    .plan(&entry.id)
+                    .outcome(Outcome::Denied)
+                    .at(meta),
+            );
             return Err(ApiError::Forbidden(
                 "a facilitator, caregiver or supervisor withdraws a family's consent".into(),
             ));
         }
         if entry.view().home.is_some() {
             let e = at_home_only(&entry.view());
-            self.audit(audit_record(
-                actor,
-                Some(&entry.id),
-                "plan.unshare",
-                e.audit_outcome(),
-                Some(e.to_string()),
-                meta,
-            ));
+            self.audit(
+                Audit::new(actor, Action::PlanUnshare)
+                    .plan(&entry.id)
+                    .refused(&e)
+                    .at(meta),
+            );
             return Err(e);
         }
         let now = now_ms();
@@ -272,14 +263,10 @@ impl Plans {
         if !live {
             return Err(ApiError::NotFound);
         }
-        let audit = audit_record(
-            actor,
-            Some(&entry.id),
-            "plan.unshare",
-            "ok",
-            Some(format!("with {node}")),
-            meta,
-        );
+        let audit = Audit::new(actor, Action::PlanUnshare)
+            .plan(&entry.id)
+            .detail(format!("with {node}"))
+            .at(meta);
         let change = ConsentChange::Revoke {
             node: node.to_string(),
             by: actor.user_id.clone(),

@@ -7,7 +7,8 @@
 use super::decode::{check_state_bounds, decode_message};
 use super::protocol::{receive_round, Received};
 use super::size::check_added_size;
-use super::{audit_record, Actor, PlanEntry, Plans, RequestMeta};
+use super::{Actor, PlanEntry, Plans, RequestMeta};
+use crate::audit::{Action, Audit};
 use crate::error::ApiError;
 use automerge::sync::{self, SyncDoc};
 use automerge::ReadDoc;
@@ -128,14 +129,10 @@ impl Plans {
                     check_grant_records(&scratch, &before, &*self.known_nodes)
                         .map_err(super::grant_record)?;
                     let summary = format!("{} changes by sync", scratch.get_changes(&before).len());
-                    let audit = audit_record(
-                        actor,
-                        Some(&entry.id),
-                        "plan.sync",
-                        "ok",
-                        Some(summary),
-                        meta,
-                    );
+                    let audit = Audit::new(actor, Action::PlanSync)
+                        .plan(&entry.id)
+                        .detail(summary)
+                        .at(meta);
                     let bytes = self
                         .keep_changes(
                             entry,
@@ -152,14 +149,12 @@ impl Plans {
                 }
                 Received::WaitingForDependencies(reply) => {
                     drop(state);
-                    self.writer.audit(audit_record(
-                        actor,
-                        Some(&entry.id),
-                        "plan.sync",
-                        "ok",
-                        Some("changes wait for others; asked for them".into()),
-                        meta,
-                    ));
+                    self.writer.audit(
+                        Audit::new(actor, Action::PlanSync)
+                            .plan(&entry.id)
+                            .detail("changes wait for others; asked for them")
+                            .at(meta),
+                    );
                     self.keep_sync_state(device, &entry.id, sync_state).await;
                     return Ok(reply);
                 }
@@ -167,14 +162,8 @@ impl Plans {
         }
         if !stored_changes {
             // A round that stores nothing still reads the plan: audited.
-            self.writer.audit(audit_record(
-                actor,
-                Some(&entry.id),
-                "plan.sync",
-                "ok",
-                None,
-                meta,
-            ));
+            self.writer
+                .audit(Audit::new(actor, Action::PlanSync).plan(&entry.id).at(meta));
         }
         let reply = state
             .doc
@@ -213,14 +202,11 @@ impl Plans {
             state.doc.save_after(have)
         };
         drop(state);
-        self.writer.audit(audit_record(
-            actor,
-            Some(&entry.id),
-            "plan.sync",
-            "ok",
-            None,
-            &meta,
-        ));
+        self.writer.audit(
+            Audit::new(actor, Action::PlanSync)
+                .plan(&entry.id)
+                .at(&meta),
+        );
         let changes = (!changes.is_empty()).then_some(changes);
         Ok((changes, entry.view().version.clone()))
     }

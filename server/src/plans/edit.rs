@@ -6,7 +6,8 @@
 use super::authority::{grant_record, home_authority, outside_home, replica_of_others};
 use super::cache::PlanState;
 use super::quota::growth_floor;
-use super::{audit_record, consent, Actor, PlanEntry, PlanView, Plans, RequestMeta};
+use super::{consent, Actor, PlanEntry, PlanView, Plans, RequestMeta};
+use crate::audit::{Action, Audit};
 use crate::db::{now_ms, StoreError};
 use crate::error::ApiError;
 use crate::store::audit::{insert_audit, AuditRecord};
@@ -98,7 +99,7 @@ impl Plans {
                 .with_time(unix_secs()),
         );
         let actors = vec![doc.get_actor().to_hex_string()];
-        let audit = audit_record(actor, Some(&id), "plan.create", "ok", None, &meta);
+        let audit = Audit::new(actor, Action::PlanCreate).plan(&id).at(&meta);
         self.store_new(id, doc, Some(actor), None, actors, audit)
             .await
     }
@@ -144,7 +145,10 @@ impl Plans {
         }
         let actors = self.check_actors(actor, &doc, &[]).await?;
         let summary = format!("imported with {} changes", doc.get_changes(&[]).len());
-        let audit = audit_record(actor, Some(&id), "plan.create", "ok", Some(summary), &meta);
+        let audit = Audit::new(actor, Action::PlanCreate)
+            .plan(&id)
+            .detail(summary)
+            .at(&meta);
         self.store_new(id, doc, Some(actor), None, actors, audit)
             .await
     }
@@ -320,14 +324,10 @@ impl Plans {
         );
         let audit = match record {
             Some(record) => record.audit.clone(),
-            None => audit_record(
-                actor,
-                Some(&entry.id),
-                "plan.ops",
-                "ok",
-                Some(summary),
-                meta,
-            ),
+            None => Audit::new(actor, Action::PlanOps)
+                .plan(&entry.id)
+                .detail(summary)
+                .at(meta),
         };
         if hash.is_none() {
             // Only `test` ops: nothing to store, but the access is audited.

@@ -7,10 +7,9 @@
 //! `edit` (writes), `quota`, `authority` (who may change what), `authors`
 //! (who made each change), `decode` and `protocol` (untrusted bytes and the
 //! sync rules), `admission`, `device_sync`, `peer_sync`, `sync_state`,
-//! `consent`, `transfer`, `history`, `listing`, `signals`, `audit`.
+//! `consent`, `transfer`, `history`, `listing`, `signals`.
 
 mod admission;
-mod audit;
 mod authority;
 mod authors;
 mod bulk;
@@ -36,14 +35,14 @@ mod tests;
 mod transfer;
 mod view;
 
-pub use audit::{audit_record, peer_audit};
+pub use crate::audit::RequestMeta;
 pub(crate) use authority::{grant_record, home_authority, outside_home, replica_of_others};
 pub use bulk::BatchRead;
 pub use cache::PlanEntry;
 pub use consent::MAY_SHARE;
 pub use device_sync::DeviceSync;
 pub use protocol::push_done;
-pub use request::{Actor, RefusalMark, RequestMeta};
+pub use request::Actor;
 /// For the fuzz entry points, which bound what they decode as a node does.
 #[cfg(any(test, feature = "fuzz"))]
 pub(crate) use size::Bounds;

@@ -5,7 +5,8 @@
 use super::decode::{check_state_bounds, decode_message, unreadable};
 use super::protocol::{push_step, receive_round, PushInput, Received};
 use super::size::check_added_size;
-use super::{peer_audit, PlanEntry, Plans, RequestMeta};
+use super::{PlanEntry, Plans, RequestMeta};
+use crate::audit::{Action, Audit, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use automerge::sync::{self, SyncDoc};
@@ -103,8 +104,9 @@ impl Plans {
                     check_incoming(&scratch, &[], &HOME_EDITOR)
                         .map_err(ApiError::RefusedChanges)?;
                     self.bind_home_authors(peer, authors, &scratch, &[]).await?;
-                    let audit =
-                        super::peer_audit(peer, Some(plan_id), "peer.replicate", "ok", None, &meta);
+                    let audit = Audit::new(Principal::peer(peer), Action::PeerReplicate)
+                        .plan(plan_id)
+                        .at(&meta);
                     let stored = self
                         .store_new(
                             plan_id.to_string(),
@@ -278,21 +280,19 @@ impl Plans {
                             "{} changes from node {peer}",
                             scratch.get_changes(&before).len()
                         );
-                        peer_audit(
-                            peer,
-                            Some(&entry.id),
-                            "peer.sync",
-                            "ok",
-                            Some(summary),
-                            meta,
-                        )
+                        Audit::new(Principal::peer(peer), Action::PeerSync)
+                            .plan(&entry.id)
+                            .detail(summary)
+                            .at(meta)
                     }
                     Sender::Home(authors) => {
                         check_incoming(&scratch, &before, &HOME_EDITOR)
                             .map_err(ApiError::RefusedChanges)?;
                         self.bind_home_authors(peer, authors, &scratch, &before)
                             .await?;
-                        peer_audit(peer, Some(&entry.id), "peer.replicate", "ok", None, meta)
+                        Audit::new(Principal::peer(peer), Action::PeerReplicate)
+                            .plan(&entry.id)
+                            .at(meta)
                     }
                 };
                 self.keep_changes(entry, &mut state, scratch, &before, None, Vec::new(), audit)
@@ -302,14 +302,11 @@ impl Plans {
         }
         let reply = state.doc.generate_sync_message(&mut sync_state);
         drop(state);
-        self.writer.audit(peer_audit(
-            peer,
-            Some(&entry.id),
-            "peer.sync",
-            "ok",
-            None,
-            meta,
-        ));
+        self.writer.audit(
+            Audit::new(Principal::peer(peer), Action::PeerSync)
+                .plan(&entry.id)
+                .at(meta),
+        );
         self.keep_sync_state(&device, &entry.id, sync_state).await;
         Ok(reply.map(sync::Message::encode))
     }

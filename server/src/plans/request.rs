@@ -1,7 +1,6 @@
-//! Who acts and the request they act in: what every audited plan action
-//! carries, and the mark that keeps a refusal audited once.
+//! Who acts: the person every audited plan action names.
 
-use std::sync::Arc;
+use crate::audit::Principal;
 use wrapsync_shared::roles::Role;
 
 /// The person acting, as the token names them.
@@ -12,30 +11,8 @@ pub struct Actor {
     pub role: Role,
 }
 
-/// Context every audited plan action carries.
-#[derive(Debug, Clone, Default)]
-pub struct RequestMeta {
-    pub request_id: Option<String>,
-    pub remote: Option<String>,
-    /// The request's mark, set by any refusal audited for it.
-    pub refusal: RefusalMark,
-}
-
-/// Shared by a request and everything auditing for it: set once a refusal
-/// of the request has its audit row, so `api::refusals` (which audits
-/// every refused request) does not write a second, vaguer one.
-#[derive(Debug, Clone, Default)]
-pub struct RefusalMark(Arc<std::sync::atomic::AtomicBool>);
-
-impl RefusalMark {
-    /// Notes an audit row with `outcome`; anything but `ok` is a refusal.
-    pub fn note(&self, outcome: &str) {
-        if outcome != "ok" {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+impl From<&Actor> for Principal {
+    fn from(actor: &Actor) -> Principal {
+        Principal::user(&actor.user_id, &actor.username, actor.role)
     }
 }

@@ -13,6 +13,7 @@ pub mod release;
 pub mod send;
 
 use crate::app::App;
+use crate::audit::{Action, Audit, Outcome, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::privacy;
@@ -24,9 +25,6 @@ use wrapsync_shared::indicators::{Period, Report, VOCABULARY_VERSION};
 /// Plans loaded from storage at once: bounds the memory a pass over
 /// thousands of plans holds.
 const BATCH: usize = 64;
-
-/// The audit action of making a report.
-pub const AUDIT_ACTION: &str = "report.generate";
 
 /// Makes this node's reports for `periods` with exact counts, reading
 /// every plan homed here once for all of them. With differential privacy
@@ -55,14 +53,14 @@ pub async fn generate(
         .map(|period| {
             let (outcome, detail) = match &made {
                 Ok((_, read)) => (
-                    "ok",
+                    Outcome::Ok,
                     format!(
                         "period {period}: {} plans read, {} unreadable ({trigger})",
                         read.read, read.unreadable
                     ),
                 ),
                 Err(e) => (
-                    "error",
+                    Outcome::Error,
                     format!("period {period}: {} ({trigger})", describe(e)),
                 ),
             };
@@ -145,19 +143,11 @@ async fn tally(
 }
 
 /// The audit row of one report: the node itself read its plans.
-fn audit_record(node_id: &str, at: i64, outcome: &str, detail: String) -> AuditRecord {
-    AuditRecord {
-        at,
-        user_id: None,
-        username: Some(format!("node:{node_id}")),
-        role: Some("node".into()),
-        plan_id: None,
-        action: AUDIT_ACTION.into(),
-        outcome: outcome.into(),
-        detail: Some(detail),
-        remote: None,
-        request_id: None,
-    }
+fn audit_record(node_id: &str, at: i64, outcome: Outcome, detail: String) -> AuditRecord {
+    Audit::new(Principal::Node(node_id.to_string()), Action::ReportGenerate)
+        .outcome(outcome)
+        .detail(detail)
+        .at_ms(at)
 }
 
 /// An error as an operator needs to read it (an internal error's cause is

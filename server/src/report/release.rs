@@ -20,6 +20,7 @@
 
 use super::{audit_record, generate, period_at, tally};
 use crate::app::App;
+use crate::audit::Outcome;
 use crate::db::now_ms;
 use crate::error::ApiError;
 use crate::metrics::YearLabel;
@@ -97,7 +98,7 @@ pub async fn release(
     if left_after(budget, spent, epsilon).is_none() {
         let refusal = over_budget(year, spent, budget, epsilon);
         let detail = format!("period {period}: not released: {refusal} ({trigger})");
-        let record = audit_record(&app.config.node_id, now_ms, "refused", detail);
+        let record = audit_record(&app.config.node_id, now_ms, Outcome::Refused, detail);
         app.writer
             .write(move |conn| insert_audit(conn, &[record]))
             .await?;
@@ -108,7 +109,7 @@ pub async fn release(
         Ok(made) => made,
         Err(e) => {
             let detail = format!("period {period}: {} ({trigger})", super::describe(&e));
-            let record = audit_record(&app.config.node_id, now_ms, "error", detail);
+            let record = audit_record(&app.config.node_id, now_ms, Outcome::Error, detail);
             app.writer
                 .write(move |conn| insert_audit(conn, &[record]))
                 .await?;
@@ -143,14 +144,14 @@ pub async fn release(
         let (node, read_detail, trigger) = (node.clone(), read_detail.clone(), trigger.clone());
         move |conn: &mut crate::db::DbConnection| {
             dp_releases::lock(conn)?;
-            let audit = |conn: &mut _, outcome: &str, what: String| {
+            let audit = |conn: &mut _, outcome: Outcome, what: String| {
                 let detail = format!("{read_detail}; {what} ({trigger})");
                 insert_audit(conn, &[audit_record(&node, now_ms, outcome, detail)])
             };
             if let Some(existing) = dp_releases::get(conn, &row.period)? {
                 audit(
                     conn,
-                    "ok",
+                    Outcome::Ok,
                     "released meanwhile by another pass or process: that release stands, nothing spent"
                         .into(),
                 )?;
@@ -159,13 +160,13 @@ pub async fn release(
             let spent = dp_releases::spent(conn, year)?;
             let Some(left) = left_after(budget, spent, epsilon) else {
                 let refusal = over_budget(year, spent, budget, epsilon);
-                audit(conn, "refused", format!("not released: {refusal}"))?;
+                audit(conn, Outcome::Refused, format!("not released: {refusal}"))?;
                 return Ok(Stored::Refused { spent });
             };
             dp_releases::insert(conn, &row)?;
             audit(
                 conn,
-                "ok",
+                Outcome::Ok,
                 format!(
                     "released with differential privacy: epsilon {} spent, {} of {} left for {year}",
                     number(epsilon),
@@ -192,7 +193,7 @@ pub async fn release(
         Err(e) => {
             // Rolled back with its audit row: the read is recorded apart.
             let detail = format!("{read_detail}; not released: {e} ({trigger})");
-            let record = audit_record(&node, now_ms, "error", detail);
+            let record = audit_record(&node, now_ms, Outcome::Error, detail);
             app.writer
                 .write(move |conn| insert_audit(conn, &[record]))
                 .await?;

@@ -187,7 +187,7 @@ fn only_plans_homed_here_count_and_the_run_is_audited_once_per_report() {
         };
         assert_eq!(rows.len(), 2, "{rows:?}");
         for (row, period) in rows.iter().zip(["2026-11", "2026-10"]) {
-            assert_eq!(row.action, AUDIT_ACTION);
+            assert_eq!(row.action, "report.generate");
             assert_eq!(row.outcome, "ok");
             assert_eq!(row.plan, None);
             let detail = row.detail.clone().unwrap_or_default();

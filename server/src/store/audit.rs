@@ -92,7 +92,7 @@ struct RefusalKind {
     caller: Option<(Option<String>, Option<String>, String)>,
 }
 
-/// The outcomes of a refusal (`ApiError::audit_outcome`); others (`ok`,
+/// The outcomes of a refusal (`audit::Outcome::of`); others (`ok`,
 /// `accepted`) are never counted.
 pub const REFUSALS: &[&str] = &["denied", "refused", "not_found", "error"];
 

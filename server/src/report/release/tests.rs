@@ -203,7 +203,7 @@ fn a_month_is_released_once_after_it_ends_within_the_years_budget() {
         let rows = node_rows(&test);
         let details: Vec<(String, String)> = rows
             .iter()
-            .filter(|r| r.action == super::super::AUDIT_ACTION)
+            .filter(|r| r.action == "report.generate")
             .map(|r| (r.outcome.clone(), r.detail.clone().unwrap_or_default()))
             .collect();
         let has = |outcome: &str, start: &str, end: &str| {
