@@ -161,8 +161,7 @@ async fn lane(
                 (user, phone)
             })
             .collect();
-    let mut turn = 0;
-    for i in schedule.lane(k) {
+    for (turn, i) in schedule.lane(k).enumerate() {
         let due = start + schedule.due(i);
         let now = Instant::now();
         if now >= end {
@@ -177,7 +176,6 @@ async fn lane(
         let kind = draw(target.mix, rng.random::<f64>());
         let count = phones.len();
         let (user, phone) = &mut phones[turn % count];
-        turn += 1;
         let session = &target.sessions[*user];
         let (kind, outcome) = send(&target, session, base, plan, kind, phone, &mut rng).await;
         let latency = due.elapsed();
