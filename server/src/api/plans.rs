@@ -7,6 +7,7 @@ use crate::audit::{Action, Audit, Outcome};
 use crate::error::ApiError;
 use crate::openapi::problems::{INTERNAL, PLAN_NOT_FOUND, PLAN_QUOTA, WRITE_BUDGET};
 use crate::plans::PlanEntry;
+use crate::store::plans::SyncStateKey;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -579,7 +580,7 @@ async fn catch_up_round(
 async fn sync_round(
     app: &App,
     user: &AuthUser,
-    device: &str,
+    device: &SyncStateKey,
     id: &str,
     message: Result<Option<Vec<u8>>, ApiError>,
 ) -> Result<Option<Vec<u8>>, ApiError> {
@@ -601,12 +602,18 @@ async fn sync_round(
 /// Whose sync state a round uses: the `Device-Id` header if the app sends
 /// one, else the login session; always scoped to the user, so one person's
 /// device id cannot touch another's state.
-fn device_key(req: &HttpRequest, user: &AuthUser) -> String {
-    let device = crate::observe::header_token(req, "device-id").map_or_else(
-        || format!("session:{}", user.session_id),
-        |d| format!("device:{d}"),
-    );
-    format!("{}/{device}", user.actor.user_id)
+fn device_key(req: &HttpRequest, user: &AuthUser) -> SyncStateKey {
+    let user_id = user.actor.user_id.clone();
+    match crate::observe::header_token(req, "device-id") {
+        Some(device) => SyncStateKey::Device {
+            user: user_id,
+            device: device.to_string(),
+        },
+        None => SyncStateKey::Session {
+            user: user_id,
+            session: user.session_id.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

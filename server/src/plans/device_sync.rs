@@ -10,6 +10,7 @@ use super::size::check_added_size;
 use super::{Actor, PlanEntry, Plans, RequestMeta};
 use crate::audit::{Action, Audit};
 use crate::error::ApiError;
+use crate::store::plans::SyncStateKey;
 use automerge::sync::{self, SyncDoc};
 use automerge::ReadDoc;
 use wrapsync_shared::incoming::{
@@ -32,7 +33,7 @@ impl DeviceSync<'_> {
     /// node's (or `None` when the two are in sync).
     pub async fn round(
         &self,
-        device: &str,
+        device: &SyncStateKey,
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
@@ -79,7 +80,7 @@ impl Plans {
         &self,
         entry: &PlanEntry,
         actor: &Actor,
-        device: &str,
+        device: &SyncStateKey,
         message: Option<&[u8]>,
         meta: RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
@@ -96,7 +97,7 @@ impl Plans {
         &self,
         entry: &PlanEntry,
         actor: &Actor,
-        device: &str,
+        device: &SyncStateKey,
         message: Option<sync::Message>,
         meta: &RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {

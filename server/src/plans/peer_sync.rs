@@ -9,6 +9,7 @@ use super::{PlanEntry, Plans, RequestMeta};
 use crate::audit::{Action, Audit, Principal};
 use crate::db::now_ms;
 use crate::error::ApiError;
+use crate::store::plans::SyncStateKey;
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
 use std::collections::{BTreeMap, HashMap};
@@ -133,7 +134,7 @@ impl Plans {
                         .generate_sync_message(&mut state)
                         .map(sync::Message::encode);
                     drop(guard);
-                    self.keep_sync_state(&format!("peer:{peer}"), plan_id, state)
+                    self.keep_sync_state(&SyncStateKey::PeerHere(peer.to_string()), plan_id, state)
                         .await;
                     Ok(reply)
                 }
@@ -192,7 +193,7 @@ impl Plans {
             }
             (_, None) => PushInput::Quiet,
         };
-        let device = format!("out:{peer}");
+        let device = SyncStateKey::PeerThere(peer.to_string());
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         if let PushInput::Reply(reply) = &input {
@@ -251,7 +252,7 @@ impl Plans {
         message: Option<sync::Message>,
         meta: &RequestMeta,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let device = format!("peer:{peer}");
+        let device = SyncStateKey::PeerHere(peer.to_string());
         let mut state = entry.state.lock().await;
         self.catch_up(entry, &mut state).await?;
         check_state_bounds(&state.doc, message.as_ref(), 0)?;

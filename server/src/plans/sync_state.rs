@@ -15,7 +15,7 @@
 use super::Plans;
 use crate::db::now_ms;
 use crate::error::ApiError;
-use crate::store::plans as stored;
+use crate::store::plans::{self as stored, SyncStateKey};
 use automerge::sync::{self, BloomFilter, Have};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ pub(crate) fn encode_bounded(state: sync::State, max_bytes: usize) -> (Vec<u8>, 
 /// Sync states kept in memory by (device, plan), least recently used
 /// first out, bounded both in number and in their encoded bytes.
 pub(crate) struct StateCache {
-    entries: lru::LruCache<(String, String), (sync::State, usize)>,
+    entries: lru::LruCache<(SyncStateKey, String), (sync::State, usize)>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -134,14 +134,14 @@ impl StateCache {
         }
     }
 
-    pub(crate) fn get(&mut self, key: &(String, String)) -> Option<sync::State> {
+    pub(crate) fn get(&mut self, key: &(SyncStateKey, String)) -> Option<sync::State> {
         self.entries.get(key).map(|(state, _)| state.clone())
     }
 
     /// Keeps `state` (`size`: its encoded bytes), dropping the least
     /// recently used until the cache is within its bytes; a state larger
     /// than the whole budget is not kept (it is read back when needed).
-    pub(crate) fn put(&mut self, key: (String, String), state: sync::State, size: usize) {
+    pub(crate) fn put(&mut self, key: (SyncStateKey, String), state: sync::State, size: usize) {
         self.pop(&key);
         if size > self.max_bytes {
             return;
@@ -158,7 +158,7 @@ impl StateCache {
         }
     }
 
-    pub(crate) fn pop(&mut self, key: &(String, String)) {
+    pub(crate) fn pop(&mut self, key: &(SyncStateKey, String)) {
         if let Some((_, size)) = self.entries.pop(key) {
             self.bytes -= size;
         }
@@ -166,7 +166,7 @@ impl StateCache {
 
     /// Forgets every device's state for `plan`.
     pub(crate) fn forget_plan(&mut self, plan: &str) {
-        let keys: Vec<(String, String)> = self
+        let keys: Vec<(SyncStateKey, String)> = self
             .entries
             .iter()
             .filter(|((_, p), _)| p == plan)
@@ -188,10 +188,10 @@ impl Plans {
     /// the device's last round may have gone through another process.
     pub(super) async fn sync_state(
         &self,
-        device: &str,
+        device: &SyncStateKey,
         plan: &str,
     ) -> Result<sync::State, ApiError> {
-        let key = (device.to_string(), plan.to_string());
+        let key = (device.clone(), plan.to_string());
         if !self.shared {
             if let Some(state) = self.sync_states.lock().get(&key) {
                 return Ok(state);
@@ -212,10 +212,15 @@ impl Plans {
     /// within `sync_state_max_bytes` (see `sync_state::encode_bounded`),
     /// and each user within `sync_states_per_user` (the store evicts their
     /// least recently used).
-    pub(super) async fn keep_sync_state(&self, device: &str, plan: &str, state: sync::State) {
+    pub(super) async fn keep_sync_state(
+        &self,
+        device: &SyncStateKey,
+        plan: &str,
+        state: sync::State,
+    ) {
         let (encoded, state) = encode_bounded(state, self.sync_state_max_bytes);
         let size = encoded.len();
-        let key = (device.to_string(), plan.to_string());
+        let key = (device.clone(), plan.to_string());
         let (device, plan) = key.clone();
         let limits = self.sync_limits;
         let save = move |conn: &mut crate::db::DbConnection| {
@@ -306,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_state_cache_is_bounded_in_bytes_least_recently_used_first() {
-        let key = |d: &str, p: &str| (d.to_string(), p.to_string());
+        let key = |d: &str, p: &str| (SyncStateKey::PeerHere(d.to_string()), p.to_string());
         let mut cache = StateCache::new(100, 1000);
         cache.put(key("a", "p"), sync::State::new(), 400);
         cache.put(key("b", "p"), sync::State::new(), 400);

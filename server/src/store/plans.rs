@@ -557,26 +557,54 @@ pub struct SyncStateLimits {
     pub idle_ms: i64,
 }
 
-/// Whose a sync state is: the user before the `/` of a device's or a login
-/// session's key (`user/device:…`, `user/session:…`); a peer node's
-/// (`peer:…`, `out:…`) is no user's and is not counted.
-pub fn sync_state_owner(device_id: &str) -> Option<&str> {
-    device_id
-        .split_once('/')
-        .map(|(owner, _)| owner)
-        .filter(|owner| !owner.is_empty())
+/// Whose sync state a row is, with a plan id its primary key: a person's
+/// device or login session, or a peer node's rounds either way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SyncStateKey {
+    /// A user's device, named by its `Device-Id` (`user/device:…`).
+    Device { user: String, device: String },
+    /// A user's login session, for an app that sends no `Device-Id`
+    /// (`user/session:…`).
+    Session { user: String, session: String },
+    /// A peer's rounds with this node, here (`peer:…`).
+    PeerHere(String),
+    /// This node's rounds with a peer, pushed from here (`out:…`).
+    PeerThere(String),
+}
+
+impl SyncStateKey {
+    /// The key as stored in `sync_states.device_id`.
+    pub fn stored(&self) -> String {
+        match self {
+            SyncStateKey::Device { user, device } => format!("{user}/device:{device}"),
+            SyncStateKey::Session { user, session } => format!("{user}/session:{session}"),
+            SyncStateKey::PeerHere(peer) => format!("peer:{peer}"),
+            SyncStateKey::PeerThere(peer) => format!("out:{peer}"),
+        }
+    }
+
+    /// The user whose count (`sync_states_per_user`) the state is in; a
+    /// peer node's is no user's and is not counted.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            SyncStateKey::Device { user, .. } | SyncStateKey::Session { user, .. } => {
+                Some(user).filter(|u| !u.is_empty()).map(String::as_str)
+            }
+            SyncStateKey::PeerHere(_) | SyncStateKey::PeerThere(_) => None,
+        }
+    }
 }
 
 /// A sync state unused for longer than the limits allow reads as none.
 pub fn load_sync_state(
     conn: &mut DbConnection,
-    device_id: &str,
+    key: &SyncStateKey,
     plan_id: &str,
     limits: SyncStateLimits,
     now: i64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(sync_states::table
-        .find((device_id, plan_id))
+        .find((key.stored(), plan_id))
         .filter(sync_states::updated_at.ge(now.saturating_sub(limits.idle_ms)))
         .select(sync_states::state)
         .first(conn)
@@ -590,13 +618,14 @@ pub fn load_sync_state(
 /// fuller next round).
 pub fn save_sync_state(
     conn: &mut DbConnection,
-    device_id: &str,
+    key: &SyncStateKey,
     plan_id: &str,
     state: &[u8],
     now: i64,
     limits: SyncStateLimits,
 ) -> Result<(), StoreError> {
-    let updated = diesel::update(sync_states::table.find((device_id, plan_id)))
+    let device_id = key.stored();
+    let updated = diesel::update(sync_states::table.find((&device_id, plan_id)))
         .set((
             sync_states::state.eq(state),
             sync_states::updated_at.eq(now),
@@ -609,7 +638,7 @@ pub fn save_sync_state(
         sync_states::table.filter(sync_states::updated_at.lt(now.saturating_sub(limits.idle_ms))),
     )
     .execute(conn)?;
-    let owner = sync_state_owner(device_id);
+    let owner = key.owner();
     if let Some(owner) = owner {
         let held: i64 = sync_states::table
             .filter(sync_states::owner.eq(owner))
@@ -630,7 +659,7 @@ pub fn save_sync_state(
     }
     diesel::insert_into(sync_states::table)
         .values((
-            sync_states::device_id.eq(device_id),
+            sync_states::device_id.eq(&device_id),
             sync_states::plan_id.eq(plan_id),
             sync_states::state.eq(state),
             sync_states::updated_at.eq(now),

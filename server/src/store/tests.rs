@@ -377,7 +377,7 @@ fn sync_states_are_capped_per_user_and_expire() {
             idle_ms: 1_000_000,
         };
         let save = |conn: &mut DbConnection, device: &str, now: i64| {
-            plans::save_sync_state(conn, device, "P1", b"s", now, limits)
+            plans::save_sync_state(conn, &key(device), "P1", b"s", now, limits)
                 .unwrap_or_else(|e| panic!("{e}"));
         };
         let held = |conn: &mut DbConnection| -> Vec<String> {
@@ -420,7 +420,7 @@ fn sync_states_are_capped_per_user_and_expire() {
         // Unused past the idle time: read as none, gone at the next new state.
         let later = 10 + limits.idle_ms + 1;
         let load = |conn: &mut DbConnection, device: &str, now: i64| {
-            plans::load_sync_state(conn, device, "P1", limits, now)
+            plans::load_sync_state(conn, &key(device), "P1", limits, now)
                 .unwrap_or_else(|e| panic!("{e}"))
         };
         assert!(load(&mut conn, "u2/session:s", 11).is_some());
@@ -430,8 +430,41 @@ fn sync_states_are_capped_per_user_and_expire() {
         assert!(!left.contains(&"u2/session:s".to_string()), "{left:?}");
         assert!(!left.contains(&"peer:county-b".to_string()), "{left:?}");
         assert!(left.contains(&"u3/device:new".to_string()), "{left:?}");
-        assert_eq!(plans::sync_state_owner("u1/device:a"), Some("u1"));
-        assert_eq!(plans::sync_state_owner("peer:county-b"), None);
-        assert_eq!(plans::sync_state_owner("out:county-b"), None);
+        assert_eq!(key("u1/device:a").owner(), Some("u1"));
+        assert_eq!(key("u2/session:s").owner(), Some("u2"));
+        assert_eq!(key("peer:county-b").owner(), None);
+        assert_eq!(key("out:county-b").owner(), None);
+        for stored in [
+            "u1/device:a",
+            "u2/session:s",
+            "peer:county-b",
+            "out:county-b",
+        ] {
+            assert_eq!(key(stored).stored(), stored);
+        }
+    }
+
+    /// The key a stored `device_id` was written from.
+    fn key(stored: &str) -> plans::SyncStateKey {
+        use plans::SyncStateKey::*;
+        let owned = |s: &str| s.to_string();
+        match stored.split_once('/') {
+            Some((user, rest)) => match rest.split_once(':') {
+                Some(("device", device)) => Device {
+                    user: owned(user),
+                    device: owned(device),
+                },
+                Some(("session", session)) => Session {
+                    user: owned(user),
+                    session: owned(session),
+                },
+                _ => panic!("{stored}"),
+            },
+            None => match stored.split_once(':') {
+                Some(("peer", peer)) => PeerHere(owned(peer)),
+                Some(("out", peer)) => PeerThere(owned(peer)),
+                _ => panic!("{stored}"),
+            },
+        }
     }
 }
