@@ -134,8 +134,9 @@ fn v2_fields_are_written_by_ops_and_by_sync(backend: Backend) {
     };
     tx.put(&youth, "county", "08005").expect("put");
     tx.commit();
-    let (refused, _) = carlas.round(&node, &carla, &plan);
-    refused.assert_problem(422, "change-forbidden");
+    carlas
+        .push(&node, &carla, &plan)
+        .assert_problem(422, "change-forbidden");
     assert_eq!(
         node.read_plan(&fran, &plan).plan["youth"]["county"],
         "08001"
