@@ -144,6 +144,7 @@ pub fn signed_request(data: &[u8]) {
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
 
     /// Each entry point on inputs that reach deep and on garbage: what the
     /// fuzz targets start from, and a check that none panics on them.
