@@ -303,12 +303,12 @@ fn a_document_of_a_later_version_is_kept_and_its_unknown_parts_never_shown() {
     assert!(matches!(validate(&known), Err(PlanError::Schema { .. })));
 }
 
+/// Something written into a document, for a table of cases.
+type Write = Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>;
+
 #[test]
 fn a_later_version_is_still_held_to_every_rule_this_build_knows_and_to_bounds() {
-    let cases: [(
-        &str,
-        Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>,
-    ); 5] = [
+    let cases: [(&str, Write); 5] = [
         (
             "/youth/county",
             Box::new(|tx| {

@@ -208,52 +208,43 @@ pub fn declared() -> impl Iterator<Item = i64> {
 /// `root` with `change` made. Built once per version, so the new tables
 /// are leaked: they live as long as the process, like [`V1`].
 fn apply(root: &'static [Field], change: &Change) -> &'static [Field] {
-    let (at, edit): (&str, Box<dyn Fn(&'static [Field]) -> &'static [Field]>) = match *change {
-        Change::Field { at, field } => (
-            at,
-            Box::new(move |fields: &'static [Field]| {
-                let mut fields = fields.to_vec();
-                fields.push(field);
-                &*Vec::leak(fields)
-            }),
-        ),
+    let segments = |at: &'static str| -> Vec<&'static str> {
+        at.split('/')
+            .filter(|s| !s.is_empty() && *s != "*")
+            .collect()
+    };
+    match *change {
+        Change::Field { at, field } => edit_at(root, &segments(at), &|fields| {
+            let mut fields = fields.to_vec();
+            fields.push(field);
+            Vec::leak(fields)
+        }),
         Change::EnumValue { path, value, .. } => {
             let (at, name) = path.rsplit_once('/').unwrap_or(("", path));
-            (
-                at,
-                Box::new(move |fields: &'static [Field]| {
-                    let fields: Vec<Field> = fields
-                        .iter()
-                        .map(|f| match f.kind {
-                            Kind::Enum(values) if f.name == name => {
-                                let mut values = values.to_vec();
-                                values.push(value);
-                                Field {
-                                    kind: Kind::Enum(Vec::leak(values)),
-                                    ..*f
-                                }
-                            }
-                            Kind::EnumList(values) if f.name == name => {
-                                let mut values = values.to_vec();
-                                values.push(value);
-                                Field {
-                                    kind: Kind::EnumList(Vec::leak(values)),
-                                    ..*f
-                                }
-                            }
-                            _ => *f,
-                        })
-                        .collect();
-                    &*Vec::leak(fields)
-                }),
-            )
+            edit_at(root, &segments(at), &|fields| {
+                let grown = |values: &[&'static str]| {
+                    let mut values = values.to_vec();
+                    values.push(value);
+                    &*Vec::leak(values)
+                };
+                let fields: Vec<Field> = fields
+                    .iter()
+                    .map(|f| match f.kind {
+                        Kind::Enum(values) if f.name == name => Field {
+                            kind: Kind::Enum(grown(values)),
+                            ..*f
+                        },
+                        Kind::EnumList(values) if f.name == name => Field {
+                            kind: Kind::EnumList(grown(values)),
+                            ..*f
+                        },
+                        _ => *f,
+                    })
+                    .collect();
+                Vec::leak(fields)
+            })
         }
-    };
-    let segments: Vec<&str> = at
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != "*")
-        .collect();
-    edit_at(root, &segments, &*edit)
+    }
 }
 
 /// Rebuilds the table along `segments` (field names; item ids skipped),
