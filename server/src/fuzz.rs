@@ -144,6 +144,7 @@ pub fn signed_request(data: &[u8]) {
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
 
     /// Each entry point on inputs that reach deep and on garbage: what the
     /// fuzz targets start from, and a check that none panics on them.
@@ -173,6 +174,35 @@ mod tests {
             br#"{"vocabulary":1,"period":"2026-10","version":3,"cells":[{"indicator":"youth_served","age_band":"6-11","value":30}]}"#,
         );
         signed_request(b"Bearer a.b.c\0/federation/v1/sync\0body");
+
+        // A plan from a later schema version: unknown fields nested in an
+        // unknown section and in a known item, an unknown enum value. Kept
+        // whole, and its sync message reaches the role check.
+        let mut future = plan().expect("a plan");
+        let mut tx = future.transaction();
+        let _ = tx.put(automerge::ROOT, "schema_version", 99);
+        if let Ok(section) = tx.put_object(automerge::ROOT, "v99", automerge::ObjType::Map) {
+            let _ = tx.put(&section, "note", "kept");
+            if let Ok(list) = tx.put_object(&section, "list", automerge::ObjType::List) {
+                let _ = tx.insert(&list, 0, 1);
+            }
+        }
+        if let Ok(Some((_, enrollment))) = tx.get(automerge::ROOT, "enrollment") {
+            let _ = tx.put(&enrollment, "phase", "aftercare");
+            let _ = tx.put(&enrollment, "v99_field", true);
+        }
+        tx.commit();
+        assert_eq!(
+            check_incoming(&future, &[], &editor(Role::Supervisor)),
+            Ok(())
+        );
+        assert_eq!(render(&future)["enrollment"]["phase"], "engagement");
+        plan_document(&future.save());
+        let message = future
+            .generate_sync_message(&mut sync::State::new())
+            .map(sync::Message::encode)
+            .expect("a message");
+        sync_message(&message);
     }
 
     /// Found by `cargo fuzz run plan_document`: `Automerge::load` panics

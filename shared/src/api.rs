@@ -498,6 +498,10 @@ pub struct NodeIdentity {
     pub algorithm: String,
     /// `Ed25519`.
     pub curve: String,
+    /// The plan schema versions the node knows (`GET /v1/schema`); empty
+    /// from a node older than schema versions.
+    #[serde(default)]
+    pub plan_schema_versions: Vec<i64>,
 }
 
 /// The new home's answer to a [`Handover`]: the plan's heads there.

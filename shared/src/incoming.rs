@@ -7,8 +7,8 @@ use crate::ops::Editor;
 use crate::plan::{
     check_scalar, child, each_item_id, is_item_id, is_new_item_id, validate, PlanError,
 };
-use crate::roles::{home_only, may_write};
-use crate::schema::{self, Field, Kind, PLAN};
+use crate::roles::{home_only, may_write, Role};
+use crate::schema::{self, latest, Field, Kind};
 use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use std::collections::HashMap;
 
@@ -56,7 +56,23 @@ pub fn check_incoming(
             check_new_text(doc, &patch.obj, &segments, &path)?;
         }
         let Some(target) = classify(&segments) else {
-            // Unknown fields are named by the schema check below.
+            // A field of a later version (which the schema check keeps only
+            // in a document of a later version): written by whoever may
+            // write where it lies; a whole new section, by those who write
+            // the plan's sections.
+            if segments.first().is_some_and(|s| s == "schema_version") {
+                continue;
+            }
+            let allowed = match unknown_pattern(&segments) {
+                Some(pattern) => may_write(editor.role, &pattern, false),
+                None => matches!(
+                    editor.role,
+                    Role::Facilitator | Role::FamilyAdvocate | Role::Supervisor
+                ),
+            };
+            if !allowed {
+                return Err(PlanError::Forbidden(path));
+            }
             continue;
         };
         if removes && target.container {
@@ -69,7 +85,65 @@ pub fn check_incoming(
             return Err(PlanError::Forbidden(path));
         }
     }
+    check_version_kept(doc, before)?;
     validate(doc)
+}
+
+/// A plan's schema version only goes up: a change never takes a plan back
+/// to a version whose rules its fields may break.
+fn check_version_kept(doc: &Automerge, before: &[ChangeHash]) -> Result<(), PlanError> {
+    let version = |heads: Option<&[ChangeHash]>| {
+        let value = match heads {
+            Some(heads) => doc.get_at(ROOT, "schema_version", heads),
+            None => doc.get(ROOT, "schema_version"),
+        };
+        match value {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Int(v) => Some(*v),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    match (version(Some(before)), version(None)) {
+        (Some(was), Some(now)) if now < was => Err(PlanError::schema(
+            "/schema_version",
+            format!("a plan at schema version {was} cannot go back to {now}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The role-table pattern of a path that leaves the schema this build
+/// knows: the known part (ids as `*`) and the first unknown name, or `None`
+/// for a new top-level section.
+fn unknown_pattern(segments: &[String]) -> Option<String> {
+    let mut fields: &[Field] = latest();
+    let mut pattern = String::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let Some(field) = schema::field(fields, &segments[i]) else {
+            if pattern.is_empty() {
+                return None;
+            }
+            return Some(format!("{pattern}/{}", segments[i]));
+        };
+        pattern.push('/');
+        pattern.push_str(field.name);
+        match field.kind {
+            Kind::Struct(inner) => {
+                fields = inner;
+                i += 1;
+            }
+            Kind::Collection(inner) => {
+                pattern.push_str("/*");
+                fields = inner;
+                i += 2;
+            }
+            _ => return Some(pattern),
+        }
+    }
+    Some(pattern)
 }
 
 /// Refuses changes between `before` and `doc`'s heads that touch a part of
@@ -205,7 +279,7 @@ pub fn check_new_item_ids(doc: &Automerge, before: &[ChangeHash]) -> Result<(), 
         }
         let counts = counts.get_or_insert_with(|| {
             let mut counts = HashMap::new();
-            each_item_id(doc, &ROOT, PLAN, &mut |id| {
+            each_item_id(doc, &ROOT, latest(), &mut |id| {
                 *counts.entry(id.to_string()).or_insert(0) += 1;
             });
             counts
@@ -250,7 +324,7 @@ fn check_new_text(
 
 /// The kind of the text or phone field `segments` name, if they name one.
 fn text_kind(segments: &[String]) -> Option<Kind> {
-    let mut fields: &[Field] = PLAN;
+    let mut fields: &[Field] = latest();
     let mut i = 0;
     while i < segments.len() {
         let field = schema::field(fields, &segments[i])?;
@@ -274,7 +348,7 @@ fn text_kind(segments: &[String]) -> Option<Kind> {
 /// True when `segments` end at an item of a collection (`needs/<id>`,
 /// `strategies/<id>/steps/<id>`), whatever the id looks like.
 fn names_an_item(segments: &[String]) -> bool {
-    let mut fields: &[Field] = PLAN;
+    let mut fields: &[Field] = latest();
     let mut i = 0;
     while i < segments.len() {
         let Some(field) = schema::field(fields, &segments[i]) else {
@@ -316,7 +390,7 @@ struct Target {
 }
 
 fn classify(segments: &[String]) -> Option<Target> {
-    let mut fields: &[Field] = PLAN;
+    let mut fields: &[Field] = latest();
     let mut pattern = String::new();
     let mut ids = Vec::new();
     let mut i = 0;

@@ -10,7 +10,7 @@ use crate::plan::{
     items_with_id, ref_json, render, to_scalar, PlanError,
 };
 use crate::roles::{may_write, Role};
-use crate::schema::{self, Field, Kind, PLAN};
+use crate::schema::{self, latest, Field, Kind};
 use automerge::transaction::Transactable;
 use automerge::{ObjId, ObjType, ReadDoc, ROOT};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -82,12 +82,78 @@ pub fn apply_ops(
             error: PlanError::InvalidOp(format!("at most {MAX_OPS} operations per request")),
         });
     }
-    ops.iter()
+    let results = ops
+        .iter()
         .enumerate()
         .map(|(index, op)| {
             apply_op(tx, op, editor, new_id).map_err(|error| OpFailure { index, error })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if ops.iter().any(|op| op.op != "test") {
+        upgrade(tx).map_err(|error| OpFailure { index: 0, error })?;
+    }
+    Ok(results)
+}
+
+/// A plan at an older version this build knows becomes one at
+/// [`schema::CURRENT`] when it is next written (the versions add only
+/// optional fields, so the document is valid at both). A plan at a later
+/// version keeps it.
+fn upgrade(tx: &mut impl Transactable) -> Result<(), PlanError> {
+    let version = match tx.get(ROOT, "schema_version").map_err(internal)? {
+        Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+            automerge::ScalarValue::Int(v) => *v,
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    if (1..schema::CURRENT).contains(&version) {
+        tx.put(ROOT, "schema_version", schema::CURRENT)
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// Creates the sections (structs inside items) along `path` that an item
+/// made at an older version lacks, so a field a later version added to
+/// them can be set. Stops where the path leaves the schema or names an
+/// item that does not exist: [`resolve`] then says why.
+fn open_sections(tx: &mut impl Transactable, path: &str) -> Result<(), PlanError> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (mut obj, mut fields, mut i) = (ROOT, latest(), 0);
+    while i + 1 < segments.len() {
+        let Some(field) = schema::field(fields, segments[i]) else {
+            return Ok(());
+        };
+        let container = match child(tx, &obj, field.name) {
+            Some(container) => container,
+            None => match field.kind {
+                Kind::Struct(inner) if obj != ROOT => {
+                    let map = tx
+                        .put_object(&obj, field.name, ObjType::Map)
+                        .map_err(internal)?;
+                    create_containers(tx, &map, inner, path)?;
+                    map
+                }
+                _ => return Ok(()),
+            },
+        };
+        match field.kind {
+            Kind::Struct(inner) => {
+                (obj, fields) = (container, inner);
+                i += 1;
+            }
+            Kind::Collection(inner) => {
+                let Some(item) = child(tx, &container, segments[i + 1]) else {
+                    return Ok(());
+                };
+                (obj, fields) = (item, inner);
+                i += 2;
+            }
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Where a path leads.
@@ -118,7 +184,7 @@ fn resolve(doc: &impl ReadDoc, path: &str) -> Result<Target, PlanError> {
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let mut obj = ROOT;
-    let mut fields = PLAN;
+    let mut fields = latest();
     let mut pattern = String::new();
     let mut step_responsible = None;
     let mut i = 0;
@@ -222,6 +288,7 @@ fn apply_op(
     if op.op == "test" {
         return test(tx, &op.path, value, editor).map(|()| OpResult::default());
     }
+    open_sections(tx, &op.path)?;
     let target = resolve(tx, &op.path)?;
     let own_step = target.step_responsible.is_some() && target.step_responsible == editor.member_id;
     if !may_write(editor.role, &target.pattern, own_step) {
@@ -317,6 +384,15 @@ fn set_field(
             let list = tx.put_object(obj, key, ObjType::List).map_err(internal)?;
             for (i, id) in ids.iter().enumerate() {
                 tx.insert(&list, i, id.as_str().unwrap_or_default())
+                    .map_err(internal)?;
+            }
+            Ok(())
+        }
+        Kind::EnumList(_) => {
+            check_scalar(&field.kind, value, path)?;
+            let list = tx.put_object(obj, key, ObjType::List).map_err(internal)?;
+            for (i, v) in value.as_array().into_iter().flatten().enumerate() {
+                tx.insert(&list, i, v.as_str().unwrap_or_default())
                     .map_err(internal)?;
             }
             Ok(())

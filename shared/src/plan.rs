@@ -4,7 +4,8 @@
 //! Operations on a plan live in [`crate::ops`]; both walk [`crate::schema`].
 
 use crate::problems::ProblemType;
-use crate::schema::{self, Field, Kind, PLAN, SCHEMA_VERSION};
+use crate::schema::versions::{fallback, is_digits, is_language_tag};
+use crate::schema::{self, latest, Field, Kind, CURRENT};
 use automerge::transaction::Transactable;
 use automerge::{hydrate, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use serde_json::{Map, Number, Value as Json};
@@ -82,8 +83,9 @@ impl PlanError {
     }
 }
 
-/// A new, empty plan: every struct and collection map exists from the first
-/// change, so offline edits never race to create the same container.
+/// A new, empty plan at the current schema version: every struct and
+/// collection map exists from the first change, so offline edits never race
+/// to create the same container.
 pub fn init_plan(tx: &mut impl Transactable, title: &str) -> Result<(), PlanError> {
     check_scalar(
         &Kind::Text { max: 200 },
@@ -91,9 +93,9 @@ pub fn init_plan(tx: &mut impl Transactable, title: &str) -> Result<(), PlanErro
         "/title",
     )?;
     let put = |r: Result<(), automerge::AutomergeError>| r.map_err(internal);
-    put(tx.put(ROOT, "schema_version", SCHEMA_VERSION))?;
+    put(tx.put(ROOT, "schema_version", CURRENT))?;
     put(tx.put(ROOT, "title", title))?;
-    create_containers(tx, &ROOT, PLAN, "")?;
+    create_containers(tx, &ROOT, latest(), "")?;
     let enrollment = child(tx, &ROOT, "enrollment").ok_or_else(|| internal("no enrollment"))?;
     put(tx.put(&enrollment, "phase", "engagement"))?;
     Ok(())
@@ -152,12 +154,14 @@ pub fn render_with_conflicts(doc: &impl ReadDoc) -> (Json, Vec<Conflict>) {
         return (Json::Object(Map::new()), Vec::new());
     };
     let mut conflicts = Vec::new();
-    collect_conflicts(doc, &root, PLAN, &mut Vec::new(), &mut conflicts);
+    collect_conflicts(doc, &root, latest(), &mut Vec::new(), &mut conflicts);
     (render_root(&root), conflicts)
 }
 
+/// Only what this build's schema declares is rendered: fields from a later
+/// version are kept in the document but never shown (nor reported).
 fn render_root(root: &hydrate::Map) -> Json {
-    let mut out = render_map(root, PLAN);
+    let mut out = render_map(root, latest());
     if let Some(hydrate::Value::Scalar(ScalarValue::Int(n))) = root.get("schema_version") {
         out.insert("schema_version".into(), Json::from(*n));
     }
@@ -205,6 +209,28 @@ fn render_value(value: &hydrate::Value, field: &Field) -> Option<Json> {
                 .collect();
             ratings.sort_by(|a, b| a.0.cmp(b.0));
             Json::Object(ratings.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        // A value from a later version's vocabulary shows as the declared
+        // fallback; the document keeps it as it is.
+        (Kind::Enum(values), hydrate::Value::Scalar(s)) => match scalar_json(s)? {
+            Json::String(v) if !values.contains(&v.as_str()) => Json::from(fallback(values)),
+            json => json,
+        },
+        (Kind::EnumList(values), hydrate::Value::List(list)) => {
+            let mut shown: Vec<Json> = Vec::new();
+            for item in list.iter() {
+                let value = match &item.value {
+                    hydrate::Value::Scalar(ScalarValue::Str(v)) if values.contains(&v.as_str()) => {
+                        Json::from(v.as_str())
+                    }
+                    hydrate::Value::Scalar(ScalarValue::Str(_)) => Json::from(fallback(values)),
+                    _ => continue,
+                };
+                if !shown.contains(&value) {
+                    shown.push(value);
+                }
+            }
+            Json::Array(shown)
         }
         (Kind::Refs(_), hydrate::Value::List(list)) => Json::Array(
             list.iter()
@@ -384,6 +410,22 @@ fn check_value(kind: &Kind, value: &Json, path: &str, new: bool) -> Result<(), P
         (Kind::Enum(values), Json::String(s)) if values.contains(&s.as_str()) => Ok(()),
         (Kind::Enum(values), _) => bad(format!("expected one of {}", values.join(", "))),
         (Kind::MemberRef, Json::String(s)) if is_item_id(s) => Ok(()),
+        (Kind::Language, Json::String(s)) if is_language_tag(s) => Ok(()),
+        (Kind::Language, _) => bad("expected a BCP 47 language tag (`es`, `en-US`)".into()),
+        (Kind::Digits(n), Json::String(s)) if is_digits(s, *n) => Ok(()),
+        (Kind::Digits(n), _) => bad(format!("expected a code of {n} digits, as a string")),
+        (Kind::EnumList(values), Json::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if !item.as_str().is_some_and(|v| values.contains(&v)) {
+                    return bad(format!("expected a list of {}", values.join(", ")));
+                }
+                if items[..i].contains(item) {
+                    return bad(format!("{item} is listed twice"));
+                }
+            }
+            Ok(())
+        }
+        (Kind::EnumList(values), _) => bad(format!("expected a list of {}", values.join(", "))),
         (Kind::Text { .. }, _) => bad("expected a string".into()),
         (Kind::Int { .. }, _) | (Kind::Number, _) => bad("expected a number".into()),
         (Kind::MemberRef, _) => bad("expected a team member id".into()),
@@ -456,7 +498,9 @@ pub(crate) fn each_item_id(
 /// the plan, not only within their collection).
 pub(crate) fn items_with_id(doc: &impl ReadDoc, id: &str) -> usize {
     let mut n = 0;
-    each_item_id(doc, &ROOT, PLAN, &mut |other| n += usize::from(other == id));
+    each_item_id(doc, &ROOT, latest(), &mut |other| {
+        n += usize::from(other == id)
+    });
     n
 }
 
@@ -470,32 +514,56 @@ pub fn is_item_code(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
 }
 
-/// Checks a whole document against the schema: every key known, every value
-/// (including concurrent, conflicting values) of the right kind, every item
-/// complete and every reference resolving. Used on a scratch copy before any
-/// change that arrived as Automerge bytes is kept.
+/// The most values and text a document may hold under names this build does
+/// not know (fields of a later version): what it keeps unseen is bounded.
+pub const MAX_UNKNOWN_VALUES: usize = 2_000;
+pub const MAX_UNKNOWN_TEXT_BYTES: usize = 64 * 1024;
+/// How deep an unknown field may nest.
+const MAX_UNKNOWN_DEPTH: usize = 8;
+
+/// Checks a whole document against the schema: every value (including
+/// concurrent, conflicting values) of the right kind, every item complete
+/// and every reference resolving. Used on a scratch copy before any change
+/// that arrived as Automerge bytes is kept.
+///
+/// A document at a version this build knows is held to that version
+/// exactly: a field or enum value it does not declare is refused. One at a
+/// later version (from a newer node or phone) is held to every rule this
+/// build knows, and what it does not know is kept, within
+/// [`MAX_UNKNOWN_VALUES`] and [`MAX_UNKNOWN_TEXT_BYTES`], never rendered.
 pub fn validate(doc: &impl ReadDoc) -> Result<(), PlanError> {
     let Ok(hydrate::Value::Map(root)) = doc.hydrate(ROOT, None) else {
         return Err(PlanError::schema("/", "the document root is not a map"));
     };
-    match root.get("schema_version") {
-        Some(hydrate::Value::Scalar(ScalarValue::Int(v))) if *v == SCHEMA_VERSION => {}
+    let version = match root.get("schema_version") {
+        Some(hydrate::Value::Scalar(ScalarValue::Int(v))) if *v >= 1 => *v,
         _ => {
             return Err(PlanError::schema(
                 "/schema_version",
-                format!("expected schema version {SCHEMA_VERSION}"),
+                format!("expected a schema version, 1 to {CURRENT} or later"),
             ))
         }
-    }
+    };
+    let fields = schema::plan(version).unwrap_or_else(latest);
     let plan = render_root(&root);
-    let mut checker = Checker { doc, plan: &plan };
-    checker.map(&root, PLAN, &mut Vec::new(), true)
+    let mut checker = Checker {
+        doc,
+        plan: &plan,
+        strict: version <= CURRENT,
+        unknown_values: 0,
+        unknown_text: 0,
+    };
+    checker.map(&root, fields, &mut Vec::new(), true)
 }
 
 /// Walks a hydrated document against the schema.
 struct Checker<'a, D> {
     doc: &'a D,
     plan: &'a Json,
+    /// The document's version is one this build knows.
+    strict: bool,
+    unknown_values: usize,
+    unknown_text: usize,
 }
 
 impl<D: ReadDoc> Checker<'_, D> {
@@ -506,9 +574,14 @@ impl<D: ReadDoc> Checker<'_, D> {
         path: &mut Vec<String>,
         root: bool,
     ) -> Result<(), PlanError> {
-        for (key, _) in map.iter() {
+        for (key, entry) in map.iter() {
             if !(root && key == "schema_version") && schema::field(fields, key).is_none() {
-                return Err(PlanError::schema(&join(path, key), "unknown field"));
+                if self.strict {
+                    return Err(PlanError::schema(&join(path, key), "unknown field"));
+                }
+                path.push(key.clone());
+                self.unknown(&entry.value, path)?;
+                path.pop();
             }
         }
         for field in fields {
@@ -526,6 +599,78 @@ impl<D: ReadDoc> Checker<'_, D> {
             path.pop();
         }
         Ok(())
+    }
+
+    /// A value under a name of a later version: kept unseen, so held only
+    /// to the size bounds and to the rules any text follows.
+    fn unknown(&mut self, value: &hydrate::Value, path: &mut Vec<String>) -> Result<(), PlanError> {
+        let at = || format!("/{}", path.join("/"));
+        self.unknown_values += 1;
+        if self.unknown_values > MAX_UNKNOWN_VALUES || path.len() > MAX_UNKNOWN_DEPTH {
+            return Err(PlanError::schema(
+                &at(),
+                "more fields of a later schema version than this node keeps",
+            ));
+        }
+        match value {
+            hydrate::Value::Scalar(s) => {
+                let json = scalar_json(s)
+                    .ok_or_else(|| PlanError::schema(&at(), "unsupported value type"))?;
+                if let Json::String(text) = &json {
+                    self.unknown_text += text.len();
+                    if self.unknown_text > MAX_UNKNOWN_TEXT_BYTES {
+                        return Err(PlanError::schema(
+                            &at(),
+                            "more text of a later schema version than this node keeps",
+                        ));
+                    }
+                    check_scalar(&Kind::Text { max: 4000 }, &json, &at())?;
+                }
+                Ok(())
+            }
+            hydrate::Value::Map(map) => {
+                for (key, entry) in map.iter() {
+                    path.push(key.clone());
+                    self.unknown(&entry.value, path)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            hydrate::Value::List(list) => {
+                for (i, item) in list.iter().enumerate() {
+                    path.push(i.to_string());
+                    self.unknown(&item.value, path)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            _ => Err(PlanError::schema(
+                &at(),
+                "text objects, counters and marks are not part of the plan schema",
+            )),
+        }
+    }
+
+    /// A value of the enum `values` that this build does not know, in a
+    /// document of a later version: kept (shown as the fallback) when it
+    /// reads as a vocabulary code.
+    fn later_enum_value(&self, values: &[&str], value: &Json, at: &str) -> Result<(), PlanError> {
+        match value {
+            Json::String(s) if values.contains(&s.as_str()) => Ok(()),
+            Json::String(s)
+                if !self.strict
+                    && !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                Ok(())
+            }
+            _ => Err(PlanError::schema(
+                at,
+                format!("expected one of {}", values.join(", ")),
+            )),
+        }
     }
 
     /// Every concurrent value of a conflicted field must be valid too: a
@@ -559,6 +704,9 @@ impl<D: ReadDoc> Checker<'_, D> {
                 Some(m) if item_exists(self.plan, "team", m) => Ok(()),
                 _ => Err(PlanError::schema(at, "must be the id of a team member")),
             };
+        }
+        if let Kind::Enum(values) = field.kind {
+            return self.later_enum_value(values, &json, at);
         }
         check_stored_scalar(&field.kind, &json, at)
     }
@@ -596,6 +744,21 @@ impl<D: ReadDoc> Checker<'_, D> {
                             "ratings are 0 to 3 under an item code",
                         ));
                     }
+                }
+                Ok(())
+            }
+            (Kind::EnumList(values), hydrate::Value::List(list)) => {
+                let mut seen = Vec::new();
+                for item in list.iter() {
+                    let value = match &item.value {
+                        hydrate::Value::Scalar(s) => scalar_json(s).unwrap_or(Json::Null),
+                        _ => Json::Null,
+                    };
+                    self.later_enum_value(values, &value, &at)?;
+                    if seen.contains(&value) {
+                        return Err(PlanError::schema(&at, format!("{value} is listed twice")));
+                    }
+                    seen.push(value);
                 }
                 Ok(())
             }
@@ -656,7 +819,7 @@ mod tests {
     fn a_new_plan_renders_every_section_empty() {
         let json = render(&new_doc());
         assert_eq!(json["title"], "Rivera family plan");
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], CURRENT);
         assert_eq!(json["enrollment"]["phase"], "engagement");
         assert_eq!(json["team"], Json::Array(vec![]));
         assert!(json["crisis_plan"]["contacts"].is_array());

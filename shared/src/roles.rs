@@ -234,6 +234,30 @@ mod tests {
     }
 
     #[test]
+    fn schema_v2_fields_are_written_as_their_neighbours() {
+        // No rows of their own: the section's rule covers them.
+        for (field, neighbour) in [
+            ("/youth/preferred_language", "/youth/name"),
+            ("/youth/county", "/youth/name"),
+            ("/youth/race_ethnicity", "/youth/name"),
+            ("/youth/gender", "/youth/name"),
+            ("/team/*/language", "/team/*/name"),
+            ("/strategies/*/agency", "/strategies/*/kind"),
+            ("/strategies/*/funding_stream", "/strategies/*/kind"),
+            ("/strategies/*/service/availability", "/strategies/*/kind"),
+            ("/strategies/*/service/since", "/strategies/*/kind"),
+        ] {
+            for role in Role::ALL {
+                assert_eq!(
+                    may_write(role, field, false),
+                    may_write(role, neighbour, false),
+                    "{role} {field}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn prefixes_match_whole_segments() {
         // `/status` (snapshots) must not match `/statusx`, nor `/strategies`
         // match `/strategiesx`.

@@ -39,6 +39,8 @@ mod plans;
 mod replica;
 #[path = "node_core/report.rs"]
 mod report;
+#[path = "node_core/schema.rs"]
+mod schema;
 #[path = "node_core/sync.rs"]
 mod sync;
 

@@ -196,6 +196,13 @@ const MATRIX: &[Route] = &[
     },
     Route {
         method: "GET",
+        template: "/v1/schema",
+        access: Access::Public,
+        call: |_| no_body("/v1/schema"),
+        ok: Some(200),
+    },
+    Route {
+        method: "GET",
         template: "/v1/plans",
         access: user(None, PlanIn::Nowhere),
         call: |_| no_body("/v1/plans"),

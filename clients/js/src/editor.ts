@@ -8,7 +8,7 @@
  * user may not change.
  */
 import * as A from "@automerge/automerge";
-import { PLAN, field as fieldOf, isDate, isItemCode, isItemId, type Field, type Kind } from "./schema.js";
+import { PLAN, SCHEMA_VERSION, field as fieldOf, isDate, isItemCode, isItemId, type Field, type Kind } from "./schema.js";
 import type { ProblemType } from "./problems.js";
 import type { Json, JsonObject } from "./render.js";
 import { ulid } from "./ulid.js";
@@ -112,6 +112,22 @@ function check(kind: Kind, value: Json, path: string): void {
       return;
     case "member":
       if (typeof value !== "string" || !isItemId(value)) bad("expected a team member id");
+      return;
+    case "language":
+      // The shape of a BCP 47 tag; the node also checks its subtags against the IANA registry.
+      if (typeof value !== "string" || value.length > 35 || !/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$/.test(value)) {
+        bad("expected a BCP 47 language tag (`es`, `en-US`)");
+      }
+      return;
+    case "digits":
+      if (typeof value !== "string" || !new RegExp(`^[0-9]{${kind.n}}$`).test(value)) bad(`expected a code of ${kind.n} digits, as a string`);
+      return;
+    case "enumList":
+      if (!Array.isArray(value)) bad(`expected a list of ${kind.values.join(", ")}`);
+      (value as Json[]).forEach((v, i) => {
+        if (typeof v !== "string" || !kind.values.includes(v)) bad(`expected a list of ${kind.values.join(", ")}`);
+        if ((value as Json[]).indexOf(v) !== i) bad(`${JSON.stringify(v)} is listed twice`);
+      });
       return;
     default:
       bad("expected a different kind of value");
@@ -259,11 +275,24 @@ export class PlanEditor {
   }
 
   private note(op: string, path: string): void {
+    this.upgrade();
     const pattern = path
       .split("/")
       .map((s) => (isItemId(s) ? "*" : s))
       .join("/");
     this.summary.push(`${op} ${pattern}`);
+  }
+
+  /**
+   * A plan at an older schema version becomes one at `SCHEMA_VERSION` when
+   * it is written, as the node's ops do; a later version is kept.
+   */
+  private upgrade(): void {
+    const version = this.doc["schema_version"];
+    const n = typeof version === "number" ? version : version instanceof A.Int ? version.value : undefined;
+    if (n !== undefined && Number.isInteger(n) && n >= 1 && n < SCHEMA_VERSION) {
+      this.doc["schema_version"] = new A.Int(SCHEMA_VERSION);
+    }
   }
 
   private hasItem(collection: string, id: string): boolean {
@@ -324,6 +353,11 @@ export class PlanEditor {
         }
       }
       obj[key] = (value as string[]).map((id) => new A.ImmutableString(id));
+      return;
+    }
+    if (kind.t === "enumList") {
+      check(kind, value, path);
+      obj[key] = (value as string[]).map((v) => new A.ImmutableString(v));
       return;
     }
     if (kind.t === "phone") {

@@ -5,7 +5,7 @@
  * absent or non-plan values (text objects, counters, null) omitted.
  */
 import * as A from "@automerge/automerge";
-import { PLAN, type Field } from "./schema.js";
+import { PLAN, fallback, type Field } from "./schema.js";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -64,6 +64,21 @@ function renderValue(value: unknown, field: Field): Json | undefined {
         .sort(byKey);
       for (const [k, v] of entries) out[k] = v;
       return out;
+    }
+    case "enum": {
+      // A later version's value shows as the fallback; the document keeps it.
+      const shown = scalar(value);
+      return typeof shown === "string" && !kind.values.includes(shown) ? fallback(kind.values) : shown;
+    }
+    case "enumList": {
+      if (!Array.isArray(value)) return undefined;
+      const shown: Json[] = [];
+      for (const v of value.map(scalar)) {
+        if (typeof v !== "string") continue;
+        const s = kind.values.includes(v) ? v : fallback(kind.values);
+        if (!shown.includes(s)) shown.push(s);
+      }
+      return shown;
     }
     case "refs":
       if (!Array.isArray(value)) return undefined;

@@ -16,7 +16,13 @@ export type Kind =
   | { t: "refs"; collection: string }
   | { t: "struct"; fields: readonly Field[] }
   | { t: "collection"; fields: readonly Field[] }
-  | { t: "ratings" };
+  | { t: "ratings" }
+  /** A BCP 47 language tag (`es`, `en-US`). */
+  | { t: "language" }
+  /** Exactly `n` digits, as a string (a county's FIPS code). */
+  | { t: "digits"; n: number }
+  /** Distinct values of a vocabulary, possibly none, replaced whole. */
+  | { t: "enumList"; values: readonly string[] };
 
 export interface Field {
   name: string;
@@ -25,7 +31,15 @@ export interface Field {
   required: boolean;
 }
 
-export const SCHEMA_VERSION = 1;
+/** The newest plan schema version this SDK knows (the node's `CURRENT`). */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * The value shown for a vocabulary value this SDK does not know (a later
+ * version's): `other` where the vocabulary has it, else its first value.
+ */
+export const fallback = (values: readonly string[]): string =>
+  values.includes("other") ? "other" : (values[0] ?? "");
 
 const f = (name: string, kind: Kind): Field => ({ name, kind, required: false });
 const req = (field: Field): Field => ({ ...field, required: true });
@@ -41,6 +55,16 @@ const oneOf = (...values: string[]): Kind => ({ t: "enum", values });
 const refs = (collection: string): Kind => ({ t: "refs", collection });
 const struct = (fields: Field[]): Kind => ({ t: "struct", fields });
 const collection = (fields: Field[]): Kind => ({ t: "collection", fields });
+const LANGUAGE: Kind = { t: "language" };
+const listOf = (...values: string[]): Kind => ({ t: "enumList", values });
+
+// Schema v2 (shared/src/schema/versions.rs).
+export const RACE_ETHNICITY = ["american_indian_or_alaska_native", "asian", "black_or_african_american", "hispanic_or_latino", "middle_eastern_or_north_african", "native_hawaiian_or_pacific_islander", "white"] as const;
+export const GENDERS = ["girl_or_woman", "boy_or_man", "culturally_specific_identity", "transgender", "non_binary", "questioning", "different_identity", "prefer_not_to_say"] as const;
+export const AGENCIES = ["mental_health", "child_welfare", "juvenile_justice", "education", "health", "community", "other"] as const;
+export const FUNDING_STREAMS = ["medicaid", "child_welfare", "juvenile_justice", "education", "soc_flexible_funds", "private_insurance", "other"] as const;
+export const AVAILABILITY = ["available", "waitlisted", "unavailable"] as const;
+const SERVICE: Field[] = [f("availability", oneOf(...AVAILABILITY)), f("since", DATE)];
 
 export const PHASES = ["engagement", "planning", "implementation", "transition", "closed"] as const;
 export const DISCHARGE_REASONS = ["completed", "transitioned", "dropped_out", "moved", "placed", "other"] as const;
@@ -61,6 +85,7 @@ const TEAM_MEMBER: Field[] = [
   f("email", SHORT),
   f("joined_on", DATE),
   f("status", oneOf("active", "left")),
+  f("language", LANGUAGE),
 ];
 
 const STRENGTH: Field[] = [
@@ -118,6 +143,9 @@ const STRATEGY: Field[] = [
   f("status", oneOf("proposed", "active", "done", "stopped")),
   f("flex", struct(FLEX_REQUEST)),
   f("steps", collection(ACTION_STEP)),
+  f("agency", oneOf(...AGENCIES)),
+  f("funding_stream", oneOf(...FUNDING_STREAMS)),
+  f("service", struct(SERVICE)),
 ];
 
 const PLAN_ITEM: Field[] = [req(f("description", LONG)), f("status", oneOf("active", "closed"))];
@@ -173,7 +201,14 @@ const CONSENT: Field[] = [
   f("status", oneOf("active", "revoked")),
 ];
 
-const YOUTH: Field[] = [f("name", SHORT), f("birth_date", DATE)];
+const YOUTH: Field[] = [
+  f("name", SHORT),
+  f("birth_date", DATE),
+  f("preferred_language", LANGUAGE),
+  f("county", { t: "digits", n: 5 }),
+  f("race_ethnicity", listOf(...RACE_ETHNICITY)),
+  f("gender", listOf(...GENDERS)),
+];
 
 const ENROLLMENT: Field[] = [
   f("enrolled_on", DATE),

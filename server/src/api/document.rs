@@ -23,6 +23,7 @@ use utoipa::OpenApi;
         node_document,
         crate::api::auth::login,
         crate::api::auth::refresh,
+        crate::api::schema::schema,
         crate::api::plans::list,
         crate::api::plans::create,
         crate::api::plans::read,

@@ -29,7 +29,8 @@ use wrapsync_shared::api::{
 
 /// This node's id and public key, for operators configuring it as a peer;
 /// after a rotation, within its grace period, the old key's statement
-/// vouching for the new one (`rotation`, else null).
+/// vouching for the new one (`rotation`, else null); the plan schema
+/// versions it knows (`plan_schema_versions`).
 #[utoipa::path(
     get,
     path = "/federation/v1/identity",
@@ -45,6 +46,7 @@ pub async fn identity(app: web::Data<App>) -> HttpResponse {
         rotation: identity.statement(now_ms() / 1000).map(str::to_string),
         algorithm: "EdDSA".into(),
         curve: "Ed25519".into(),
+        plan_schema_versions: super::schema::plan_schema_versions(),
     })
 }
 

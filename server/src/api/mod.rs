@@ -12,6 +12,7 @@ pub mod json;
 pub mod plans;
 mod problem;
 pub mod refusals;
+pub mod schema;
 pub mod shares;
 
 use crate::error::ApiError;
@@ -42,6 +43,7 @@ pub fn register(cfg: &mut web::ServiceConfig) -> Vec<(Method, &'static str)> {
         )
         .post("/v1/auth/login", auth::login)
         .post("/v1/auth/refresh", auth::refresh)
+        .get("/v1/schema", schema::schema)
         .get("/v1/plans", plans::list)
         .post("/v1/plans", plans::create)
         .get("/v1/plans/{id}", plans::read)

@@ -31,7 +31,10 @@ fn facilitators_create_plans_and_caregivers_may_not(backend: Backend) {
     let created: PlanDocument = reply.typed(201);
     assert!(!created.id.is_empty());
     assert!(!created.version.is_empty(), "a new plan has heads");
-    assert_eq!(created.plan["schema_version"], 1);
+    assert_eq!(
+        created.plan["schema_version"], 2,
+        "new plans are at the current schema version"
+    );
     assert_eq!(created.plan["title"], "Rivera family");
     assert_eq!(created.plan["enrollment"]["enrolled_on"], "2026-01-15");
     // The facilitator who creates a plan is put on its roster.

@@ -10,8 +10,12 @@
 //! from item id (ULID, so key order is creation order) to an item map; items
 //! are closed by their `status`, never removed.
 
-/// Version of this schema, stored in every plan as `schema_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+#[cfg(test)]
+mod compat_tests;
+pub mod json_schema;
+pub mod versions;
+
+pub use versions::{latest, plan, CURRENT};
 
 /// What a field holds, and so how it is stored, validated and rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,13 @@ pub enum Kind {
     Collection(&'static [Field]),
     /// A map from an assessment item code to a rating 0–3.
     Ratings,
+    /// A BCP 47 language tag (`es`, `en-US`; [`versions::is_language_tag`]).
+    Language,
+    /// Exactly this many ASCII digits (a county's FIPS code).
+    Digits(u8),
+    /// A list of distinct values of a fixed vocabulary, possibly empty,
+    /// replaced whole.
+    EnumList(&'static [&'static str]),
 }
 
 /// One named field of a struct or collection item.
@@ -52,13 +63,26 @@ pub struct Field {
     pub required: bool,
 }
 
-const fn f(name: &'static str, kind: Kind) -> Field {
-    Field {
-        name,
-        kind,
-        identifying: false,
-        required: false,
+impl Field {
+    /// An optional field that identifies no one.
+    pub const fn new(name: &'static str, kind: Kind) -> Field {
+        Field {
+            name,
+            kind,
+            identifying: false,
+            required: false,
+        }
     }
+
+    /// The same field, identifying.
+    pub const fn identifying(mut self) -> Field {
+        self.identifying = true;
+        self
+    }
+}
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field::new(name, kind)
 }
 
 /// An identifying field.
@@ -308,8 +332,9 @@ const TRANSITION: &[Field] = &[
     id("post_transition_crisis_plan", LONG),
 ];
 
-/// The root of every plan document (besides `schema_version`).
-pub const PLAN: &[Field] = &[
+/// The root of every plan document (besides `schema_version`) at version 1;
+/// later versions are built from it ([`versions`]).
+pub const V1: &[Field] = &[
     req(id("title", SHORT)),
     f("youth", Kind::Struct(YOUTH)),
     f("enrollment", Kind::Struct(ENROLLMENT)),
@@ -340,7 +365,7 @@ pub fn field(fields: &'static [Field], name: &str) -> Option<&'static Field> {
 /// here may leave a node only for a peer holding the family's consent.
 pub fn identifying_paths() -> Vec<String> {
     let mut out = Vec::new();
-    collect_identifying(PLAN, "", &mut out);
+    collect_identifying(latest(), "", &mut out);
     out
 }
 
@@ -359,14 +384,15 @@ fn collect_identifying(fields: &[Field], prefix: &str, out: &mut Vec<String>) {
 }
 
 /// True when the field at `path` (ids and codes as they are, or `*`) is
-/// identifying.
+/// identifying. A field this build does not know (from a later version) is
+/// identifying until a version that declares it says otherwise.
 pub fn is_identifying(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut fields = PLAN;
+    let mut fields = latest();
     let mut i = 0;
     while i < segments.len() {
         let Some(field) = field(fields, segments[i]) else {
-            return false;
+            return true;
         };
         if field.identifying {
             return true;
@@ -404,7 +430,7 @@ mod tests {
     #[test]
     fn every_collection_item_is_closed_by_a_status_never_removed() {
         let mut collections = Vec::new();
-        every_collection(PLAN, &mut collections);
+        every_collection(latest(), &mut collections);
         assert!(collections.len() > 10);
         for items in collections {
             let status = field(items, "status").map(|f| f.kind);
@@ -448,7 +474,9 @@ mod tests {
                 }
             }
         }
-        check(PLAN);
+        for version in versions::declared() {
+            check(plan(version).unwrap_or_default());
+        }
     }
 
     #[test]
@@ -457,6 +485,8 @@ mod tests {
         assert!(is_identifying("/strategies/01J/steps/01K/done_on"));
         assert!(!is_identifying("/strategies/01J/steps/01K/status"));
         assert!(!is_identifying("/enrollment/phase"));
-        assert!(!is_identifying("/nonsense"));
+        // Unknown to this build: identifying until declared otherwise.
+        assert!(is_identifying("/nonsense"));
+        assert!(is_identifying("/strategies/01J/future_field"));
     }
 }
