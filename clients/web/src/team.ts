@@ -807,7 +807,7 @@ export async function renderApprovals(): Promise<void> {
                   "li",
                   { class: "flex-request", "data-strategy": r.strategy.id },
                   h("h3", {}, str(r.strategy.description)),
-                  h("p", {}, h("a", { href: `#/plan/${r.planId}` }, r.title)),
+                  h("p", {}, h("a", { class: "inline-link", href: `#/plan/${r.planId}` }, r.title)),
                   h("p", { class: "amount" }, detail(r)),
                   FLEX_NOTE ? h("label", {}, t("approvals.note"), h("textarea", { name: `note-${i}`, rows: "2" })) : null,
                   h(
