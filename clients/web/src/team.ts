@@ -106,7 +106,13 @@ function addForm(id: string, summary: string, fields: FieldSpec[], onSave: (v: R
       class: "add",
       id,
       open: openForms.has(id),
-      ontoggle: (e: Event) => ((e.currentTarget as HTMLDetailsElement).open ? openForms.add(id) : openForms.delete(id)),
+      ontoggle: (e: Event) => {
+        // A redrawn screen's old form still reports its toggle: only the one on screen counts.
+        const details = e.currentTarget as HTMLDetailsElement;
+        if (!details.isConnected) return;
+        if (details.open) openForms.add(id);
+        else openForms.delete(id);
+      },
     },
     h("summary", {}, summary),
     h(

@@ -70,6 +70,8 @@ async function fillForm(page, id, fields, save = "Save") {
     else await field.fill(value);
   }
   await form.getByRole("button", { name: save }).click();
+  // Saved: the form folds away (and stays folded when the screen is redrawn).
+  await page.locator(`#${id}:not([open])`).waitFor();
 }
 
 test("a team meeting offline on a tablet and a caregiver's phone offline in Spanish merge; a conflict is resolved; a supervisor approves flexible funds", { timeout: 240_000 }, async () => {
@@ -219,6 +221,19 @@ test("a team meeting offline on a tablet and a caregiver's phone offline in Span
     await sam.locator("#audit-trail").getByText("fran", { exact: true }).first().waitFor();
     await sam.locator("#audit-trail").getByText("carla", { exact: true }).first().waitFor();
     await sam.screenshot({ path: join(ARTIFACTS, "audit.png"), fullPage: true });
+
+    // The facilitator starts a plan: it opens in meeting mode, on her team, and joins her caseload.
+    await fran.goto(`${web.url}/#/new`);
+    await fran.getByLabel("Plan name").fill("Nguyen family plan");
+    await fran.getByRole("button", { name: "Start the plan" }).click();
+    await fran.locator("#meeting-mode .plan-name").filter({ hasText: "Nguyen family plan" }).waitFor();
+    await fran.getByRole("button", { name: "Start today's meeting" }).click();
+    await fran.locator("#today .toggle").first().waitFor();
+    await fran.locator('#sync-status[data-state="synced"]').waitFor();
+    await fran.getByRole("link", { name: "Back to the plan" }).click();
+    await fran.getByRole("link", { name: "Back to my plans" }).click();
+    await fran.locator(".case").filter({ hasText: "Nguyen family plan" }).getByText("Next meeting", { exact: false }).or(fran.locator(".case").filter({ hasText: "Nguyen family plan" }).getByText("No meeting scheduled")).waitFor();
+    assert.equal(await fran.locator(".case").count(), 2);
   });
 });
 
