@@ -157,6 +157,7 @@ function stopSession(): void {
   client = null;
   replica = null;
   session = null;
+  drawnHash = null;
   status.clear();
   conflicts.clear();
   drafts.clear();
@@ -638,13 +639,19 @@ function updateStatusBar(): void {
 
 // ---------------------------------------------------------------- screens
 
+/** The screen last drawn: a redraw of the same one (after a sync or an edit) need not ask the node again. */
+let drawnHash: string | null = null;
+
 export async function render(): Promise<void> {
   const r = route();
+  const navigated = drawnHash !== location.hash;
+  // Signing in lands on a screen that is new whatever its hash.
+  drawnHash = r.name === "signin" ? null : location.hash;
   if (r.name === "signin") return renderSignIn();
   if (!client) await startSession(session!);
-  if (r.name === "plans") return isStaff(nodeRole()) ? renderCaseload() : renderPlans();
+  if (r.name === "plans") return isStaff(nodeRole()) ? renderCaseload(navigated) : renderPlans();
   if (r.name === "new") return renderNewPlan();
-  if (r.name === "approvals") return renderApprovals();
+  if (r.name === "approvals") return renderApprovals(navigated);
   return renderPlan(r.id, r.view);
 }
 

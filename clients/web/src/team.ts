@@ -20,6 +20,7 @@ import {
   nodeRole,
   offlineBanner,
   planRole,
+  queueRender,
   render,
   replica,
   route,
@@ -282,8 +283,13 @@ function overdue(plan: JsonObject): number {
   return n;
 }
 
-/** The caseload's plans: the list (kept for offline), each plan's copy on this device, synced in one batch when online. */
-async function loadCaseload(onDraw: (rows: CaseRow[], note: string | null) => void): Promise<void> {
+/**
+ * The caseload's plans: the list (kept for offline), each plan's copy on
+ * this device, and, when `refresh` (the screen was opened, not redrawn after
+ * a sync or an edit) and online, the node's list and one batch sync of them
+ * all. Between openings the change feed keeps each plan current.
+ */
+async function loadCaseload(refresh: boolean, onDraw: (rows: CaseRow[], note: string | null) => void): Promise<void> {
   const r = replica!;
   let plans = ls.get<PlanSummary[]>(userKey("plans")) ?? [];
   const rows = async () => {
@@ -291,7 +297,7 @@ async function loadCaseload(onDraw: (rows: CaseRow[], note: string | null) => vo
     return plans.map((p) => ({ summary: p, plan: r.plan(p.id) }));
   };
   onDraw(await rows(), navigator.onLine ? null : t("plans.offline"));
-  if (!client || !navigator.onLine) return;
+  if (!refresh || !client || !navigator.onLine) return;
   const s = session;
   let note: string | null = null;
   try {
@@ -339,12 +345,14 @@ function caseItem(row: CaseRow): HTMLElement {
  * overdue steps and edits not yet synced. Supervisors: every plan of the
  * node, grouped by facilitator, and the flexible funds waiting for them.
  */
-export async function renderCaseload(): Promise<void> {
+export async function renderCaseload(refresh = true): Promise<void> {
   const roleHere = nodeRole();
   const body = h("main", {});
   show(topBar(roleHere === "supervisor" ? t("caseload.overviewTitle") : t("caseload.title")), offlineBanner(), body);
   const draw = (rows: CaseRow[], note: string | null) => {
     if (route().name !== "plans") return;
+    // Redrawn meanwhile (a sync, an edit): the screen on the page draws what this one fetched.
+    if (!body.isConnected) return queueRender();
     const actions = [
       roleHere === "facilitator" || roleHere === "supervisor" ? h("a", { class: "button-link", id: "new-plan", href: "#/new" }, t("newPlan.open")) : null,
       roleHere === "supervisor" ? h("a", { class: "button-link secondary", id: "approvals-link", href: "#/approvals" }, tn("approvals.open", pendingFlex(rows).length)) : null,
@@ -380,7 +388,7 @@ export async function renderCaseload(): Promise<void> {
       rows.length === 0 ? h("div", { class: "card empty" }, h("p", {}, t("caseload.none"))) : lists,
     );
   };
-  await loadCaseload(draw);
+  await loadCaseload(refresh, draw);
 }
 
 // ---------------------------------------------------------------- start a plan
@@ -780,7 +788,7 @@ function pendingFlex(rows: CaseRow[]): FlexRequest[] {
 }
 
 /** Flexible-fund requests waiting for a supervisor: approve or deny (with a note once the schema keeps one); decided ones below. */
-export async function renderApprovals(): Promise<void> {
+export async function renderApprovals(refresh = true): Promise<void> {
   const body = h("main", {});
   show(topBar(t("approvals.title"), { back: "plans" }), offlineBanner(), body);
   const decide = (r: FlexRequest, status: "approved" | "denied", note: string) =>
@@ -792,6 +800,7 @@ export async function renderApprovals(): Promise<void> {
     });
   const draw = (rows: CaseRow[], note: string | null) => {
     if (route().name !== "approvals") return;
+    if (!body.isConnected) return queueRender();
     const pending = pendingFlex(rows);
     const decided = flexRequests(rows).filter((r) => r.flex.status && r.flex.status !== "requested");
     const detail = (r: FlexRequest) =>
@@ -862,7 +871,7 @@ export async function renderApprovals(): Promise<void> {
         : null,
     );
   };
-  await loadCaseload(draw);
+  await loadCaseload(refresh, draw);
 }
 
 // ---------------------------------------------------------------- supervisors: the audit trail
