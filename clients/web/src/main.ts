@@ -9,10 +9,11 @@ import { appConfig, loadConfig } from "./config";
 import { LANGUAGES, applyDocumentLanguage, formatDate, formatMoney, formatNumber, formatTime, has, language, setLanguage, t, tn } from "./i18n";
 import { active, describe, h, items, label, prettyDate, replaceKids, str, today, type Child, type Item, type Json } from "./dom";
 import { isStaff, mayWrite } from "./roles";
-import { conflictCard, meetingScreen, renderApprovals, renderAudit, renderCaseload, renderNewPlan, textEditor } from "./team";
+import { conflictCard, forgetForms, meetingScreen, renderApprovals, renderAudit, renderCaseload, renderNewPlan, textEditor } from "./team";
 import "./style.css";
 
 // ---------------------------------------------------------------- types
+
 interface Session {
   baseUrl: string;
   username: string;
@@ -161,6 +162,7 @@ function stopSession(): void {
   status.clear();
   conflicts.clear();
   drafts.clear();
+  forgetForms();
   opened.clear();
   rendered.clear();
   openForm = null;

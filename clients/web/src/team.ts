@@ -79,6 +79,12 @@ interface FieldSpec {
 const formDrafts = new Map<string, Record<string, string>>();
 const openForms = new Set<string>();
 
+/** Drops what was typed (the session ended: the next person must not see it). */
+export function forgetForms(): void {
+  formDrafts.clear();
+  openForms.clear();
+}
+
 /** A folded "+ Add …" form: the fields, a Save button, and the error in plain words. */
 function addForm(id: string, summary: string, fields: FieldSpec[], onSave: (v: Record<string, string>) => Promise<void>, initial: Record<string, string> = {}): HTMLElement {
   const draft = formDrafts.get(id) ?? initial;
@@ -191,7 +197,8 @@ function conflictPlace(plan: JsonObject, path: string): string {
   let node: Json | undefined = plan;
   let item = "";
   for (const p of parts.slice(0, -1)) {
-    node = node && typeof node === "object" && !Array.isArray(node) ? (node as JsonObject)[p] : undefined;
+    // Sections are objects; collections are lists of items with ids.
+    node = Array.isArray(node) ? items(node).find((x) => x.id === p) : node && typeof node === "object" ? (node as JsonObject)[p] : undefined;
     if (node && typeof node === "object" && !Array.isArray(node)) {
       const o = node as JsonObject;
       const name = str(o.description) || str(o.statement) || str(o.name);

@@ -237,9 +237,10 @@ test("a team meeting offline on a tablet and a caregiver's phone offline in Span
   });
 });
 
+let round = 0;
 for (const [lang, locale, words] of [
-  ["en", "en-US", { username: "Username", password: "Password", signIn: "Sign in", meeting: "Team meeting", newPlan: "+ Start a plan", approvals: /^Flexible funds: / , audit: "Audit trail", back: "Back to my plans" }],
-  ["es", "es-US", { username: "Nombre de usuario", password: "Contraseña", signIn: "Iniciar sesión", meeting: "Reunión del equipo", newPlan: "+ Empezar un plan", approvals: /^Fondos flexibles: /, audit: "Registro de auditoría", back: "Volver a mis planes" }],
+  ["en", "en-US", { username: "Username", password: "Password", signIn: "Sign in", meeting: "Team meeting", newPlan: "+ Start a plan", approvals: /^Flexible funds: / , audit: "Audit trail", back: "Back to my plans", due: "Due date" }],
+  ["es", "es-US", { username: "Nombre de usuario", password: "Contraseña", signIn: "Iniciar sesión", meeting: "Reunión del equipo", newPlan: "+ Empezar un plan", approvals: /^Fondos flexibles: /, audit: "Registro de auditoría", back: "Volver a mis planes", due: "Fecha límite" }],
 ]) {
   for (const [size, viewport] of [
     ["phone", PHONE],
@@ -252,6 +253,13 @@ for (const [lang, locale, words] of [
       const { version } = await franApi.get(`/v1/plans/${seeded.id}`);
       await franApi.post(`/v1/plans/${seeded.id}/ops`, { base_version: version, ops: [{ op: "replace", path: "/vision", value: `Vision by Fran (${name(lang, size)})` }] });
       await carlaApi.post(`/v1/plans/${seeded.id}/ops`, { base_version: version, ops: [{ op: "replace", path: "/vision", value: `Visión de Carla (${name(lang, size)})` }] });
+      // And one inside an item: a step's due date, set apart by the facilitator and a supervisor
+      // (dates new to each run: the node skips a replace with the value the field already has).
+      round += 1;
+      const samApi = await api(node.url).login("sam");
+      const due = `/strategies/${seeded.strategy}/steps/${seeded.carlaStep}/due_on`;
+      await franApi.post(`/v1/plans/${seeded.id}/ops`, { base_version: version, ops: [{ op: "replace", path: due, value: inDays(10 + round) }] });
+      await samApi.post(`/v1/plans/${seeded.id}/ops`, { base_version: version, ops: [{ op: "replace", path: due, value: inDays(30 + round) }] });
       await franApi.post(`/v1/plans/${seeded.id}/ops`, { ops: [{ op: "add", path: "/strategies", value: { description: `Summer camp (${name(lang, size)})`, kind: "flex", flex: { category: "recreation", amount_cents: 30000 } } }] });
 
       const n = name(lang, size);
@@ -272,6 +280,8 @@ for (const [lang, locale, words] of [
         await fran.getByRole("link", { name: words.back }).click();
         await fran.locator(`.case[data-plan="${seeded.id}"] .plan-link`).click();
         await fran.locator("#conflicts").waitFor();
+        // Named by the item and the field, in the person's language.
+        await fran.locator(`#conflicts [data-path$="/steps/${seeded.carlaStep}/due_on"] h3`).filter({ hasText: `${words.due}: Set up the alarm clock` }).waitFor();
         await check(fran, "plan-staff-conflict");
         await fran.getByRole("link", { name: words.meeting }).click();
         await fran.locator("#meeting-mode #conflicts").waitFor();
