@@ -5,6 +5,7 @@ import { WrapsyncError } from "./errors.js";
 import { SseParser } from "./sse.js";
 import { encode as cborEncode, decode as cborDecode } from "cborg";
 import type {
+  AuditPage,
   ChangeFeed,
   History,
   Op,
@@ -278,6 +279,14 @@ export class WrapsyncClient {
   async applyOps(id: string, ops: Op[], baseVersion?: string[]): Promise<OpsResponse> {
     const body = baseVersion ? { base_version: baseVersion, ops } : { ops };
     return (await this.request("POST", `/v1/plans/${encodeURIComponent(id)}/ops`, { json: body })).json() as Promise<OpsResponse>;
+  }
+
+  /** The audit trail, newest first (supervisors; others get 403 `forbidden`), filtered by plan or user; page on with `next`. */
+  async audit(options: { plan?: string; user?: string; limit?: number; cursor?: string } = {}): Promise<AuditPage> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(options)) if (v !== undefined) q.set(k, String(v));
+    const qs = q.toString();
+    return (await this.request("GET", `/v1/audit${qs ? `?${qs}` : ""}`)).json() as Promise<AuditPage>;
   }
 
   async history(id: string): Promise<History> {

@@ -115,3 +115,24 @@ export interface Share {
   /** Not revoked, not expired: the plan syncs with `node`. */
   live: boolean;
 }
+
+/** One row of the node's audit trail (`GET /v1/audit`, supervisors). */
+export interface AuditEntry {
+  id: number;
+  /** Milliseconds since the Unix epoch. */
+  at: number;
+  user: string | null;
+  role: string | null;
+  plan: string | null;
+  action: string;
+  /** `ok`, `denied`, `not_found`, `refused`, `error`, … */
+  outcome: string;
+  detail: string | null;
+  remote: string | null;
+  request_id: string | null;
+}
+
+export interface AuditPage {
+  entries: AuditEntry[];
+  next: string | null;
+}

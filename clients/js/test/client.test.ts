@@ -9,6 +9,7 @@ before(async () => {
   node = await startNode([
     { username: "fran", role: "facilitator" },
     { username: "carla", role: "caregiver" },
+    { username: "sam", role: "supervisor" },
   ]);
 });
 
@@ -188,4 +189,21 @@ test("importPlan starts a plan from a saved document; shares are listed, and onl
     (e: unknown) => e,
   );
   assert.ok(nothing instanceof WrapsyncError && nothing.status === 404);
+});
+
+test("audit: a supervisor reads a plan's trail, filtered and paged; anyone else is refused", async () => {
+  const fran = await login("fran");
+  const created = await fran.createPlan({ title: "Audited plan" });
+  await fran.applyOps(created.id, [{ op: "replace", path: "/vision", value: "Home and school" }]);
+  const sam = await login("sam");
+  const page = await sam.audit({ plan: created.id });
+  assert.ok(page.entries.length >= 2, "plan.create and the ops are audited");
+  assert.ok(page.entries.every((e) => e.plan === created.id), "only rows about the plan");
+  assert.ok(page.entries.some((e) => e.user === "fran" && e.outcome === "ok"));
+  const first = await sam.audit({ plan: created.id, limit: 1 });
+  assert.equal(first.entries.length, 1);
+  assert.ok(first.next, "a next page");
+  const second = await sam.audit({ plan: created.id, limit: 1, cursor: first.next! });
+  assert.notEqual(second.entries[0]!.id, first.entries[0]!.id);
+  await assert.rejects(fran.audit({ plan: created.id }), (e: unknown) => e instanceof WrapsyncError && e.status === 403 && e.problemType === "forbidden");
 });

@@ -3,16 +3,16 @@
  * plan's local Automerge replica (IndexedDB) first and syncs with the node
  * in the background whenever the phone is online.
  */
-import { Replica, WrapsyncClient, WrapsyncError, type ChangeSubscription, type JsonObject, type PlanSummary } from "@wrapsync/client";
+import { Replica, WrapsyncClient, WrapsyncError, type ChangeSubscription, type ConflictView, type JsonObject, type PlanSummary } from "@wrapsync/client";
 import { IndexedDBStore } from "@wrapsync/client/indexeddb";
 import { appConfig, loadConfig } from "./config";
 import { LANGUAGES, applyDocumentLanguage, formatDate, formatMoney, formatNumber, formatTime, has, language, setLanguage, t, tn } from "./i18n";
+import { active, describe, h, items, label, prettyDate, replaceKids, str, today, type Child, type Item, type Json } from "./dom";
+import { isStaff, mayWrite } from "./roles";
+import { conflictCard, forgetForms, meetingScreen, renderApprovals, renderAudit, renderCaseload, renderNewPlan, textEditor } from "./team";
 import "./style.css";
 
 // ---------------------------------------------------------------- types
-
-type Json = JsonObject[string];
-type Item = JsonObject & { id: string };
 
 interface Session {
   baseUrl: string;
@@ -31,7 +31,7 @@ interface PlanStatus {
 // ---------------------------------------------------------------- storage of small things
 
 const SESSION_KEY = "wrapsync.session";
-const ls = {
+export const ls = {
   get<T>(key: string): T | null {
     try {
       const v = localStorage.getItem(key);
@@ -89,9 +89,9 @@ function databaseName(s: Session): string {
 
 // ---------------------------------------------------------------- app state
 
-let session: Session | null = ls.get<Session>(SESSION_KEY);
-let client: WrapsyncClient | null = null;
-let replica: Replica | null = null;
+export let session: Session | null = ls.get<Session>(SESSION_KEY);
+export let client: WrapsyncClient | null = null;
+export let replica: Replica | null = null;
 let feed: ChangeSubscription | null = null;
 let feedCursor: string | undefined;
 let timer: ReturnType<typeof setInterval> | undefined;
@@ -103,7 +103,7 @@ let renderQueued = false;
 
 const app = document.getElementById("app")!;
 
-function userKey(suffix: string): string {
+export function userKey(suffix: string): string {
   return `wrapsync.${session?.username}@${session?.baseUrl}.${suffix}`;
 }
 
@@ -121,78 +121,9 @@ function syncedVersion(id: string): string | null {
   return ls.get<string>(userKey(`synced.${id}`));
 }
 
-function hasUnsynced(id: string): boolean {
+export function hasUnsynced(id: string): boolean {
   if (!replica || !replica.openPlans.includes(id)) return false;
   return replica.version(id).join(",") !== (syncedVersion(id) ?? "");
-}
-
-// ---------------------------------------------------------------- helpers
-
-function today(): string {
-  const d = new Date();
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
-}
-
-function prettyDate(iso: Json | undefined): string {
-  return typeof iso === "string" ? formatDate(iso) : "";
-}
-
-function str(v: Json | undefined): string {
-  return typeof v === "string" ? v : typeof v === "number" ? String(v) : "";
-}
-
-function items(v: Json | undefined): Item[] {
-  return Array.isArray(v) ? (v.filter((x) => x && typeof x === "object" && !Array.isArray(x)) as Item[]) : [];
-}
-
-/** The catalog's name for a schema value (`role.youth`), or the value itself when a newer node sends one the catalogs lack. */
-function label(prefix: string, value: string): string {
-  return has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : value.replace(/_/g, " ");
-}
-
-function active(list: Item[]): Item[] {
-  return list.filter((x) => x.status !== "closed" && x.status !== "withdrawn" && x.status !== "left");
-}
-
-type Child = Node | string | null | undefined | false;
-
-/** A tiny element builder: h("button", { class: "big", onclick }, "Save"). */
-function h(tag: string, attrs: Record<string, unknown> = {}, ...children: (Child | Child[])[]): HTMLElement {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v as EventListener);
-    else if (k === "class") el.className = String(v);
-    else if (k === "value") (el as HTMLInputElement).value = String(v);
-    else el.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(typeof c === "string" ? document.createTextNode(c) : c);
-  }
-  return el;
-}
-
-/** replaceChildren, skipping the null/false placeholders (which it would print). */
-function replaceKids(el: Element, ...children: (Child | Child[])[]): void {
-  el.replaceChildren(...children.flat().filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
-}
-
-/**
- * A plain-language message, in the person's language, for what went wrong.
- * The node's problem types each have one (`problem.<type>` in the
- * catalogs); its English `detail` is never shown to the family.
- */
-function describe(e: unknown): string {
-  if (e instanceof WrapsyncError) {
-    if (e.status === 401 && e.code !== "invalid-credentials") return t("error.expired");
-    if (has(`problem.${e.code}`)) return t(`problem.${e.code}`);
-    return t("error.status", { status: String(e.status) });
-  }
-  if (e instanceof TypeError) return t("error.offline");
-  if (e instanceof DOMException && e.name === "QuotaExceededError") return t("error.storageFull");
-  return t("error.unexpected");
 }
 
 // ---------------------------------------------------------------- session
@@ -227,8 +158,11 @@ function stopSession(): void {
   client = null;
   replica = null;
   session = null;
+  drawnHash = null;
   status.clear();
+  conflicts.clear();
   drafts.clear();
+  forgetForms();
   opened.clear();
   rendered.clear();
   openForm = null;
@@ -274,7 +208,7 @@ function syncAll(): void {
   for (const id of replica?.openPlans ?? []) void syncPlan(id);
 }
 
-async function syncPlan(id: string): Promise<void> {
+export async function syncPlan(id: string): Promise<void> {
   const r = replica;
   if (!r) return;
   const st = planStatus(id);
@@ -293,6 +227,8 @@ async function syncPlan(id: string): Promise<void> {
     ls.set(userKey(`synced-at.${id}`), st.lastSyncedAt);
     st.error = null;
     st.refused = false;
+    const onScreen = route();
+    if (onScreen.name === "plan" && onScreen.id === id && (await fetchConflicts(id))) queueRender();
     // Re-render when the plan differs from what is on screen. (`result.received`
     // alone is not enough: when syncs overlap, the SDK answers the last
     // round's result, which may not be the one that received changes.)
@@ -321,17 +257,83 @@ window.addEventListener("offline", () => {
 
 // ---------------------------------------------------------------- routing
 
+/** A plan's screens: the plan, its crisis card, team meeting mode, its audit trail (supervisors). */
+type PlanView = "plan" | "crisis" | "meeting" | "audit";
 /** `crisis`: the plan's crisis card rather than the whole plan. */
-type Route = { name: "signin" } | { name: "plans" } | { name: "plan"; id: string; crisis: boolean };
+type Route = { name: "signin" } | { name: "plans" } | { name: "new" } | { name: "approvals" } | { name: "plan"; id: string; crisis: boolean; view: PlanView };
 
-function route(): Route {
+export function route(): Route {
   if (!session) return { name: "signin" };
-  const m = location.hash.match(/^#\/plan\/([A-Za-z0-9_-]+)(\/crisis)?/);
-  if (m) return { name: "plan", id: m[1]!, crisis: !!m[2] };
+  const m = location.hash.match(/^#\/plan\/([A-Za-z0-9_-]+)(?:\/(crisis|meeting|audit))?/);
+  if (m) {
+    const view = (m[2] ?? "plan") as PlanView;
+    return { name: "plan", id: m[1]!, crisis: view === "crisis", view };
+  }
+  if (location.hash === "#/new") return { name: "new" };
+  if (location.hash === "#/approvals") return { name: "approvals" };
   return { name: "plans" };
 }
 
-function go(hash: string): void {
+/**
+ * The person's role on this node, from the access token's `role` claim:
+ * only to choose which screens to offer (the node checks every request).
+ */
+export function nodeRole(): string | null {
+  try {
+    const payload = session?.tokens.access_token.split(".")[1];
+    if (!payload) return null;
+    const claims = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/"))) as { role?: unknown };
+    return typeof claims.role === "string" ? claims.role : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The role this person writes a plan with: supervisors as supervisors, everyone else by their place on its team. */
+export function planRole(plan: JsonObject): string | null {
+  if (nodeRole() === "supervisor") return "supervisor";
+  const me = active(items(plan.team)).find((m) => m.user === session?.username);
+  return me ? str(me.role) : null;
+}
+
+/** The node's view of each plan's conflicts (`GET /v1/plans/{id}` → `conflicts`), with the version it was read at. */
+const conflicts = new Map<string, { version: string; list: ConflictView[] }>();
+
+/** Reads the plan's conflicts from the node; answers whether they differ from what was known. */
+async function fetchConflicts(id: string): Promise<boolean> {
+  if (!client) return false;
+  try {
+    const doc = await client.getPlan(id);
+    const next = { version: [...doc.version].sort().join(","), list: doc.conflicts ?? [] };
+    const before = conflicts.get(id);
+    conflicts.set(id, next);
+    return JSON.stringify(before) !== JSON.stringify(next);
+  } catch (e) {
+    console.debug("wrapsync: conflicts", id, e);
+    return false;
+  }
+}
+
+/**
+ * The plan's conflicts, while the phone's copy is the one the node
+ * described: once someone here picks a value, the copy moves on and the
+ * conflict is hidden until the node has been asked again.
+ */
+export function currentConflicts(id: string): ConflictView[] {
+  const c = conflicts.get(id);
+  if (!c || !replica?.openPlans.includes(id)) return [];
+  return c.version === [...replica.version(id)].sort().join(",") ? c.list : [];
+}
+
+/** Records that the node has the plan at `version` (after a sync). */
+export function markSynced(id: string, version: string[]): void {
+  ls.set(userKey(`synced.${id}`), version.join(","));
+  const st = planStatus(id);
+  st.lastSyncedAt = Date.now();
+  ls.set(userKey(`synced-at.${id}`), st.lastSyncedAt);
+}
+
+export function go(hash: string): void {
   if (location.hash === hash) void render();
   else location.hash = hash;
 }
@@ -343,7 +345,7 @@ window.addEventListener("hashchange", () => {
 });
 
 /** Re-renders soon, but not while someone is typing in a form. */
-function queueRender(): void {
+export function queueRender(): void {
   if (renderQueued) return;
   renderQueued = true;
   queueMicrotask(() => {
@@ -370,7 +372,7 @@ function queueRender(): void {
  * synced, so that the same person can sign in again and send them. Only
  * signing out forgets the phone.
  */
-function sessionEnded(): void {
+export function sessionEnded(): void {
   stopSession();
   go("#/");
 }
@@ -511,7 +513,7 @@ function deleteDatabase(name: string): Promise<void> {
  * card (one tap from every screen of a plan); on the plans list it signs
  * out, away from the everyday buttons.
  */
-function topBar(title: string, opts: { back?: "plans" | string; crisis?: string } = {}): HTMLElement {
+export function topBar(title: string, opts: { back?: "plans" | string; crisis?: string } = {}): HTMLElement {
   const back = opts.back
     ? opts.back === "plans"
       ? h("a", { class: "back", href: "#/plans", "aria-label": t("nav.backToPlans") }, t("nav.plans"))
@@ -563,12 +565,12 @@ function footer(): HTMLElement {
 }
 
 /** Puts a screen on the page: its bar, its content, the language switch. */
-function show(...children: (Child | Child[])[]): void {
+export function show(...children: (Child | Child[])[]): void {
   replaceKids(app, ...children, footer());
 }
 
 /** "Saved on this phone / synced" for the plan on screen. */
-function statusBar(id: string): HTMLElement {
+export function statusBar(id: string): HTMLElement {
   const el = h("div", { class: "status", id: "sync-status", role: "status" });
   fillStatus(el, id);
   return el;
@@ -639,12 +641,20 @@ function updateStatusBar(): void {
 
 // ---------------------------------------------------------------- screens
 
-async function render(): Promise<void> {
+/** The screen last drawn: a redraw of the same one (after a sync or an edit) need not ask the node again. */
+let drawnHash: string | null = null;
+
+export async function render(): Promise<void> {
   const r = route();
+  const navigated = drawnHash !== location.hash;
+  // Signing in lands on a screen that is new whatever its hash.
+  drawnHash = r.name === "signin" ? null : location.hash;
   if (r.name === "signin") return renderSignIn();
   if (!client) await startSession(session!);
-  if (r.name === "plans") return renderPlans();
-  return renderPlan(r.id, r.crisis);
+  if (r.name === "plans") return isStaff(nodeRole()) ? renderCaseload(navigated) : renderPlans();
+  if (r.name === "new") return renderNewPlan();
+  if (r.name === "approvals") return renderApprovals(navigated);
+  return renderPlan(r.id, r.view);
 }
 
 function renderSignIn(): void {
@@ -756,7 +766,7 @@ async function renderPlans(): Promise<void> {
   if (route().name === "plans") draw();
 }
 
-function offlineBanner(): HTMLElement {
+export function offlineBanner(): HTMLElement {
   return h("div", { id: "net", class: "net", hidden: navigator.onLine, role: "status" }, t("net.offline"));
 }
 
@@ -764,7 +774,8 @@ const opened = new Set<string>();
 /** The version of each plan as last drawn on screen. */
 const rendered = new Map<string, string>();
 
-async function renderPlan(id: string, crisis: boolean): Promise<void> {
+async function renderPlan(id: string, view: PlanView): Promise<void> {
+  const crisis = view === "crisis";
   const r = replica!;
   const crisisHref = `#/plan/${id}/crisis`;
   if (!opened.has(id) || !r.openPlans.includes(id)) {
@@ -776,7 +787,7 @@ async function renderPlan(id: string, crisis: boolean): Promise<void> {
     if (empty && navigator.onLine && !crisis) await syncPlan(id);
     else void syncPlan(id);
     const now = route();
-    if (now.name !== "plan" || now.id !== id || now.crisis !== crisis) return;
+    if (now.name !== "plan" || now.id !== id || now.view !== view) return;
   }
   const plan = r.plan(id);
   rendered.set(id, r.version(id).join(","));
@@ -784,6 +795,7 @@ async function renderPlan(id: string, crisis: boolean): Promise<void> {
     show(topBar(t("card.title"), { back: `#/plan/${id}` }), offlineBanner(), crisisCard(plan));
     return;
   }
+  if (view === "audit") return renderAudit(id, plan);
   if (Object.keys(plan).length === 0) {
     show(
       topBar(t("plan.title"), { back: "plans", crisis: crisisHref }),
@@ -793,7 +805,11 @@ async function renderPlan(id: string, crisis: boolean): Promise<void> {
     return;
   }
   const scrollY = window.scrollY;
-  show(topBar(str(plan.title) || t("plan.title"), { back: "plans", crisis: crisisHref }), offlineBanner(), h("main", { class: "plan" }, statusBar(id), ...planSections(id, plan)));
+  if (view === "meeting") {
+    show(topBar(t("meeting.modeTitle"), { back: `#/plan/${id}`, crisis: crisisHref }), offlineBanner(), meetingScreen(id, plan));
+  } else {
+    show(topBar(str(plan.title) || t("plan.title"), { back: "plans", crisis: crisisHref }), offlineBanner(), h("main", { class: "plan" }, statusBar(id), ...planSections(id, plan)));
+  }
   window.scrollTo(0, scrollY);
 }
 
@@ -868,16 +884,29 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
   const me = team.find((m) => m.user === session?.username);
   const canAddProgress = me ? ["facilitator", "family_advocate", "caregiver", "youth", "provider"].includes(str(me.role)) : false;
 
+  const role = planRole(plan);
   const sections: HTMLElement[] = [];
+
+  // Staff: the plan's other screens.
+  const tools = [
+    mayWrite(role, "/meetings") ? h("a", { class: "button-link", id: "meeting-link", href: `#/plan/${planId}/meeting` }, t("meeting.open")) : null,
+    nodeRole() === "supervisor" ? h("a", { class: "button-link secondary", id: "audit-link", href: `#/plan/${planId}/audit` }, t("audit.open")) : null,
+  ].filter((x): x is HTMLElement => x !== null);
+  if (tools.length) sections.push(h("nav", { class: "tools", "aria-label": t("plan.tools") }, tools));
+
+  // Where two people set the same field: both values, and a pick.
+  const clash = conflictCard(planId, plan, role);
+  if (clash) sections.push(clash);
 
   // Vision
   const vision = str(plan.vision);
   sections.push(
     h(
       "section",
-      { class: "card vision", "aria-labelledby": "vision-h" },
+      { class: "card vision", id: "vision", "aria-labelledby": "vision-h" },
       h("h2", { id: "vision-h" }, t("vision.title")),
       vision ? h("p", { class: "quote" }, vision) : h("p", { class: "muted" }, t("vision.none")),
+      mayWrite(role, "/vision") ? textEditor(planId, "/vision", vision, t("vision.edit"), t("vision.title")) : null,
     ),
   );
 
@@ -1035,12 +1064,7 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
   );
 
   // Next meeting
-  const meetings = items(plan.meetings).filter((m) => m.status !== "cancelled");
-  const upcoming = [
-    ...meetings.filter((m) => m.status === "scheduled" && str(m.held_on) >= today()).map((m) => ({ on: str(m.held_on), place: str(m.place) })),
-    ...meetings.filter((m) => str(m.next_on) >= today() && m.next_on).map((m) => ({ on: str(m.next_on), place: "" })),
-  ].sort((a, b) => a.on.localeCompare(b.on));
-  const next = upcoming[0];
+  const next = nextMeeting(plan);
   sections.push(
     h(
       "section",
@@ -1074,8 +1098,23 @@ function planSections(planId: string, plan: JsonObject): HTMLElement[] {
   return sections;
 }
 
+/**
+ * The next team meeting: a scheduled one still to come, or the date the
+ * latest meeting set for the next (a later meeting's date replaces an
+ * earlier one's).
+ */
+export function nextMeeting(plan: JsonObject): { on: string; place: string } | undefined {
+  const meetings = items(plan.meetings).filter((m) => m.status !== "cancelled");
+  const latest = meetings.filter((m) => m.next_on).sort((a, b) => str(b.held_on).localeCompare(str(a.held_on)))[0];
+  const upcoming = [
+    ...meetings.filter((m) => m.status === "scheduled" && str(m.held_on) >= today()).map((m) => ({ on: str(m.held_on), place: str(m.place) })),
+    ...(latest && str(latest.next_on) >= today() ? [{ on: str(latest.next_on), place: "" }] : []),
+  ].sort((a, b) => a.on.localeCompare(b.on));
+  return upcoming[0];
+}
+
 /** A strategy's flexible-fund request, if it has one: how much, what for, where it stands. */
-function flexLine(strategy: Item): HTMLElement | null {
+export function flexLine(strategy: Item): HTMLElement | null {
   const flex = strategy.flex;
   if (!flex || typeof flex !== "object" || Array.isArray(flex) || typeof flex.amount_cents !== "number") return null;
   const parts = [t("flex.amount", { amount: formatMoney(flex.amount_cents) })];
