@@ -1,8 +1,9 @@
 // Devices for the browser tests: Debian's chromium driven by playwright-core,
 // each a fresh profile (its own IndexedDB, storage and service worker).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -55,4 +56,25 @@ export async function device(name, { viewport = PHONE, locale = "en-US" } = {}) 
 export async function closeDevices() {
   for (const c of contexts.splice(0)) await c.close().catch(() => undefined);
   for (const d of profiles.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Where failure screenshots go (kept out of git). */
+export const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+
+/**
+ * Runs `body`; if it fails, prints each page's console and saves its
+ * screenshot as `failure-<name>-<who>.png` before failing. `pages` maps a
+ * name to a page from `device`.
+ */
+export async function withEvidence(pages, name, body) {
+  try {
+    await body();
+  } catch (e) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    for (const [who, page] of Object.entries(pages)) {
+      console.log(page.log.join("\n"));
+      await page.screenshot({ path: join(ARTIFACTS, `failure-${name}-${who}.png`), fullPage: true }).catch(() => undefined);
+    }
+    throw e;
+  }
 }

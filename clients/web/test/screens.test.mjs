@@ -10,14 +10,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { audit } from "./audit.mjs";
-import { closeDevices, device, PHONE, TABLET } from "./browser.mjs";
+import { ARTIFACTS, closeDevices, device, PHONE, TABLET, withEvidence } from "./browser.mjs";
 import { startNode, PASSWORD } from "./node.mjs";
 import { inDays, seedPlan } from "./seed.mjs";
 import { startServer } from "./serve.mjs";
 
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const COUNTY = { name: "Trillium 24-hour crisis line", phone: "1-877-685-2415" };
 
 let node;
@@ -45,20 +43,9 @@ after(async () => {
   await node?.stop();
 });
 
-/** Fails the test with the page's console and a screenshot. */
-async function withEvidence(page, name, body) {
-  try {
-    await body();
-  } catch (e) {
-    console.log(page.log.join("\n"));
-    await page.screenshot({ path: join(ARTIFACTS, `failure-${name}.png`), fullPage: true }).catch(() => undefined);
-    throw e;
-  }
-}
-
 test("Spanish from the browser's language, switchable and kept; Intl dates and money; problems in plain Spanish; the crisis card offline", { timeout: 120_000 }, async () => {
   const { page, context } = await device("carla-es", { locale: "es-US" });
-  await withEvidence(page, "carla-es", async () => {
+  await withEvidence({ carla: page }, "es", async () => {
     await page.goto(`${web.url}/`);
     await page.getByLabel("Nombre de usuario").fill("carla");
     assert.equal(await page.evaluate(() => document.documentElement.lang), "es");
@@ -161,7 +148,7 @@ for (const [lang, locale, words] of [
         problems.push(...(await audit(page, screen)));
         await page.screenshot({ path: join(ARTIFACTS, `${name}-${screen}.png`), fullPage: true });
       };
-      await withEvidence(page, `axe-${name}`, async () => {
+      await withEvidence({ page }, `axe-${name}`, async () => {
         await page.goto(`${web.url}/`);
         await page.getByLabel(words.username).waitFor();
         await check("signin");

@@ -10,14 +10,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { audit } from "./audit.mjs";
-import { closeDevices, device, PHONE, TABLET } from "./browser.mjs";
+import { ARTIFACTS, closeDevices, device, PHONE, TABLET, withEvidence } from "./browser.mjs";
 import { api, eventually, startNode, PASSWORD } from "./node.mjs";
 import { inDays, seedPlan } from "./seed.mjs";
 import { startServer } from "./serve.mjs";
-
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 
 let node;
 let web;
@@ -40,18 +37,6 @@ after(async () => {
   await web?.close();
   await node?.stop();
 });
-
-async function withEvidence(pages, name, body) {
-  try {
-    await body();
-  } catch (e) {
-    for (const [who, page] of Object.entries(pages)) {
-      console.log(page.log.join("\n"));
-      await page.screenshot({ path: join(ARTIFACTS, `failure-${name}-${who}.png`), fullPage: true }).catch(() => undefined);
-    }
-    throw e;
-  }
-}
 
 async function signIn(page, username, words = { username: "Username", password: "Password", signIn: "Sign in" }) {
   await page.goto(`${web.url}/`);

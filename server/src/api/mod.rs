@@ -152,3 +152,12 @@ pub fn query_refused(e: actix_web::error::QueryPayloadError) -> ApiError {
         "the query string is not what this route takes: {reason}"
     ))
 }
+
+/// Whether the request's `If-None-Match` names `etag` (or `*`): the
+/// answer it holds is still current, so a `304` will do.
+pub fn still_fresh(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}

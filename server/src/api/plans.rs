@@ -231,12 +231,7 @@ pub async fn read(
             .at(&user.meta),
     );
     let etag = view.etag_for(role);
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if fresh {
+    if super::still_fresh(&req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .insert_header(per_caller())

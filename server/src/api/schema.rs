@@ -72,12 +72,7 @@ fn document() -> &'static (Bytes, String) {
 pub async fn schema(req: HttpRequest) -> HttpResponse {
     let (body, etag) = document();
     let cache = (header::CACHE_CONTROL, "public, max-age=86400");
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if fresh {
+    if super::still_fresh(&req, etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag.as_str()))
             .insert_header(cache)
