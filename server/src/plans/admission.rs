@@ -18,28 +18,27 @@ impl Plans {
         route: RouteOps,
         total: u64,
     ) -> Vec<Result<(), ApiError>> {
-        let messages: Vec<Option<Vec<u8>>> = messages
-            .into_iter()
-            .map(|message| message.map(<[u8]>::to_vec))
-            .collect();
-        let len = messages.iter().flatten().map(Vec::len).sum();
-        let messages_len = messages.len();
+        let messages: Vec<Option<&[u8]>> = messages.into_iter().collect();
         let bounds = self.bounds;
-        let count = move || -> Vec<Option<u64>> {
-            messages
-                .iter()
-                .map(|message| match message {
-                    None => Some(0),
-                    Some(bytes) => message_ops(bytes, bounds, Some(route)).ok(),
-                })
-                .collect()
+        let count = move |message: Option<&[u8]>| match message {
+            None => Some(0),
+            Some(bytes) => message_ops(bytes, bounds, Some(route)).ok(),
         };
-        // A count that panicked counts nothing: each message goes to its
-        // round, which refuses what it cannot read.
-        let many = messages_len;
-        let counted = crate::blocking::read_large(len, count)
+        let len: usize = messages.iter().flatten().map(|m| m.len()).sum();
+        let counted: Vec<Option<u64>> = if len < crate::blocking::OFF_WORKER_FROM {
+            messages.into_iter().map(count).collect()
+        } else {
+            let owned: Vec<Option<Vec<u8>>> =
+                messages.iter().map(|m| m.map(<[u8]>::to_vec)).collect();
+            let many = owned.len();
+            // A count that panicked counts nothing: each message goes to
+            // its round, which refuses what it cannot read.
+            crate::blocking::read_large(len, move || {
+                owned.iter().map(|m| count(m.as_deref())).collect()
+            })
             .await
-            .unwrap_or_else(|| vec![None; many]);
+            .unwrap_or_else(|| vec![None; many])
+        };
         super::size::admit_batch(&counted, total)
             .into_iter()
             .map(|admitted| {

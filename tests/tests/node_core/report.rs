@@ -97,7 +97,7 @@ fn the_report_counts_the_plans_and_names_nobody(backend: Backend) {
 }
 
 /// The report `wrapsync report` printed (log lines may come around it).
-fn printed_report(printed: &str) -> Report {
+pub(crate) fn printed_report(printed: &str) -> Report {
     let start = printed
         .find("{\n  \"vocabulary\"")
         .unwrap_or_else(|| panic!("no report in {printed}"));
